@@ -1,0 +1,49 @@
+# One Makefile for people and CI. `make run` and `make test` install what is missing first.
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(VENV)/bin
+
+.PHONY: deps run test lint typecheck unit integration e2e down status reset format
+
+deps:
+	@scripts/bootstrap.sh
+
+## Start the whole stack in the foreground; Ctrl-C stops everything.
+run: deps
+	$(BIN)/realchat stack up
+
+down:
+	$(BIN)/realchat stack down
+
+status:
+	$(BIN)/realchat stack status
+
+## Lint, type-check, then every test against the test stack's own PostgreSQL, Redis and Kafka.
+test: deps lint typecheck
+	$(BIN)/pytest -q -ra
+
+lint:
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck:
+	$(BIN)/mypy
+
+format:
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+unit:
+	$(BIN)/pytest -q tests/unit
+
+integration:
+	$(BIN)/pytest -q tests/integration
+
+e2e:
+	$(BIN)/pytest -q tests/e2e
+
+## Stop the dev and test stacks and delete all their data (generated secrets included).
+reset:
+	-$(BIN)/realchat stack down
+	-REALCHAT_STACK__STATE_DIR=var/test $(BIN)/realchat stack down
+	rm -rf var

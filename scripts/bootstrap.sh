@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what RealChat needs on a Debian 12 machine, and only what is missing:
+#   - Debian packages: PostgreSQL server, Redis, kcat, HAProxy, Java 17, Maven
+#   - the Apache Kafka broker jars from Maven Central (cached under .cache/kafka)
+#   - a virtualenv (.venv) with the pinned Python dependencies (constraints.txt)
+# Quick the second time: each step is skipped when its stamp says it is up to date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# -- Debian packages ----------------------------------------------------------------------------
+missing=()
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql postgresql-contrib)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v kcat >/dev/null || missing+=(kcat)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+command -v pgbench >/dev/null || missing+=(postgresql-contrib)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_if_needed apt-get update -qq
+  # policy-rc.d keeps the packages' own system services from starting: we run our own instances.
+  sudo_if_needed sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d'
+  sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  sudo_if_needed rm -f /usr/sbin/policy-rc.d
+fi
+
+# -- Kafka broker jars --------------------------------------------------------------------------
+pom=deployments/kafka/pom.xml
+libs=.cache/kafka/libs
+stamp=.cache/kafka/stamp
+want=$(sha256sum "$pom" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! ls "$libs"/kafka_2.13-*.jar >/dev/null 2>&1; then
+  say "fetching Apache Kafka jars from Maven Central"
+  rm -rf "$libs"
+  mvn -B -q -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/$libs"
+  echo "$want" > "$stamp"
+fi
+
+# -- Python virtualenv --------------------------------------------------------------------------
+venv=.venv
+stamp=$venv/.realchat-stamp
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing Python dependencies into $venv"
+  [ -x "$venv/bin/python" ] || python3.11 -m venv "$venv" 2>/dev/null || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
+say "dependencies ready"

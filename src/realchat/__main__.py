@@ -1,0 +1,5 @@
+import sys
+
+from realchat.cli import main
+
+sys.exit(main())

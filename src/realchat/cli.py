@@ -1,0 +1,129 @@
+"""The `realchat` command: subcommands are wired here, their work lives in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from realchat.config import Settings, load_settings
+from realchat.stack.supervisor import Stack, StackError
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _stack(settings: Settings, args: argparse.Namespace) -> Stack:
+    stack_settings = settings.stack
+    if getattr(args, "kafka_nodes", None):
+        stack_settings = stack_settings.model_copy(update={"kafka_nodes": args.kafka_nodes})
+    return Stack(stack_settings, settings.kafka, report=_say)
+
+
+async def _up(stack: Stack, detach: bool) -> int:
+    try:
+        await stack.up()
+    except (StackError, RuntimeError) as exc:
+        _say(f"error: {exc}")
+        _say("stopping what was started ...")
+        await stack.down()
+        return 1
+    _say("")
+    _say("RealChat stack is up:")
+    for status in await stack.status():
+        _say(f"  {status.name:<10} {status.address:<22} pid {status.pid}")
+    _say(f"  logs and data in {stack.state_dir.resolve()}")
+    _say("  environment for RealChat processes: `realchat stack env`")
+    if detach:
+        _say("detached; stop it with `realchat stack down`")
+        return 0
+    _say("press Ctrl-C to stop everything")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    await stack.watch(stop)
+    _say("stopping ...")
+    await stack.down()
+    _say("stopped; nothing left running")
+    return 0
+
+
+async def _status(stack: Stack, as_json: bool) -> int:
+    statuses = await stack.status()
+    if as_json:
+        print(json.dumps([asdict(s) for s in statuses], indent=2))
+    else:
+        for s in statuses:
+            state = "healthy" if s.healthy else ("UNHEALTHY" if s.running else "stopped")
+            _say(f"{s.name:<10} {state:<10} {s.address:<22} pid {s.pid or '-':<8} {s.detail}")
+    return 0 if statuses and all(s.healthy for s in statuses) else 1
+
+
+def _stack_command(settings: Settings, args: argparse.Namespace) -> int:
+    stack = _stack(settings, args)
+    action = args.action
+    if action == "up":
+        return asyncio.run(_up(stack, args.detach))
+    if action == "down":
+        asyncio.run(stack.down())
+        return 0
+    if action == "status":
+        return asyncio.run(_status(stack, args.json))
+    if action == "env":
+        for key, value in stack.environment().items():
+            print(f"export {key}='{value}'")
+        return 0
+    if action == "start":
+        asyncio.run(stack.start_component(args.name))
+        return 0
+    if action == "kill":
+        asyncio.run(stack.kill_component(args.name, signal.Signals[f"SIG{args.signal.upper()}"]))
+        return 0
+    raise AssertionError(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realchat", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="run the local stack (PostgreSQL, Redis, Kafka)")
+    actions = stack.add_subparsers(dest="action", required=True)
+    up = actions.add_parser("up", help="start everything and wait until it is ready")
+    up.add_argument("--detach", action="store_true", help="return once ready, leave it running")
+    up.add_argument("--kafka-nodes", type=int, choices=(1, 3), help="Kafka KRaft nodes")
+    down = actions.add_parser("down", help="stop everything the stack started")
+    down.add_argument("--kafka-nodes", type=int, choices=(1, 3))
+    status = actions.add_parser("status", help="each component: pid, address, health")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--kafka-nodes", type=int, choices=(1, 3))
+    actions.add_parser("env", help="print the REALCHAT_* variables that reach this stack")
+    start = actions.add_parser("start", help="(re)start one component, e.g. after `kill`")
+    start.add_argument("name")
+    start.add_argument("--kafka-nodes", type=int, choices=(1, 3))
+    kill = actions.add_parser("kill", help="failure injection: signal one component")
+    kill.add_argument("name")
+    kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "STOP", "CONT"))
+    kill.add_argument("--kafka-nodes", type=int, choices=(1, 3))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    if args.command == "stack":
+        try:
+            return _stack_command(settings, args)
+        except (StackError, KeyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Typed settings for every RealChat process.
+
+Values come from `REALCHAT_*` environment variables (nested sections use `__`, e.g.
+`REALCHAT_KAFKA__BOOTSTRAP_SERVERS`), then from the defaults below. Nothing is read at import time:
+call `load_settings()` once at start-up and pass the result down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    """PostgreSQL, the system of record."""
+
+    #: DSN of the RealChat database. Unset means "the local stack's", which the stack supervisor
+    #: passes to the processes it starts.
+    url: SecretStr | None = None
+    pool_min_size: int = Field(default=2, ge=1)
+    pool_max_size: int = Field(default=20, ge=1)
+
+
+class RedisSettings(BaseModel):
+    """Redis, for presence."""
+
+    url: str = "redis://127.0.0.1:16379/0"
+
+
+class KafkaSettings(BaseModel):
+    """The event bus."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    #: Partitions of every RealChat topic. Fixed at topic creation: changing it remaps
+    #: conversations to partitions (see docs/operations.md before touching it).
+    partitions: int = Field(default=12, ge=1)
+    #: Replication factor of RealChat topics; the stack sets it to min(3, brokers).
+    replication_factor: int = Field(default=1, ge=1)
+    #: Minimum in-sync replicas for `acks=all` writes (only meaningful with replication >= 2).
+    min_insync_replicas: int = Field(default=1, ge=1)
+
+
+class StackSettings(BaseModel):
+    """The local stack that `realchat stack` runs: where its data lives and which ports it binds."""
+
+    #: Data, logs and state of this stack. Two stacks with different dirs and ports can run at once.
+    state_dir: Path = Path("var/dev")
+    #: Where `make` put the Apache Kafka broker jars.
+    kafka_libs_dir: Path = Path(".cache/kafka/libs")
+    host: str = "127.0.0.1"
+    postgres_port: int = 15432
+    redis_port: int = 16379
+    #: Client port of Kafka node 1; node n listens on kafka_port + 10*(n-1), its controller on +1.
+    kafka_port: int = 19092
+    kafka_nodes: int = Field(default=1, ge=1, le=5)
+    kafka_heap_mb: int = Field(default=512, ge=128)
+    database_name: str = "realchat"
+    #: Seconds each component may take to become ready before `stack up` gives up on it.
+    ready_timeout_s: float = 90.0
+
+
+class HttpSettings(BaseModel):
+    """The public entrypoint (REST + WebSocket)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class LoggingSettings(BaseModel):
+    level: str = "INFO"
+    #: "json" for machines, "console" for people at a terminal.
+    format: str = "json"
+
+
+class Settings(BaseSettings):
+    """Everything a RealChat process can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REALCHAT_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    stack: StackSettings = StackSettings()
+    http: HttpSettings = HttpSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+def load_settings() -> Settings:
+    """Read the environment once; the caller passes the result to whatever needs it."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Kafka events: versioned topic names, their models and encoding."""

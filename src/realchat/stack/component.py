@@ -1,0 +1,47 @@
+"""What the supervisor needs from each kind of process it runs."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Protocol
+
+from realchat.stack.process import ProcessSpec
+
+
+class ComponentNotReady(Exception):
+    """A readiness probe failed; the message says what was seen."""
+
+
+class Component(Protocol):
+    """One process of the stack.
+
+    `prepare` is idempotent and cheap the second time (first start formats storage, later starts
+    reuse it). `probe` succeeds only when the component really serves requests; it is polled, so
+    it must not sleep or wait long itself.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def log_path(self) -> Path: ...
+
+    @property
+    def stop_signal(self) -> signal.Signals:
+        """The signal that asks for a clean, prompt shutdown."""
+        ...
+
+    @property
+    def stop_grace_s(self) -> float:
+        """How long a clean shutdown may take before SIGKILL."""
+        ...
+
+    def prepare(self) -> None: ...
+
+    def process_spec(self) -> ProcessSpec: ...
+
+    async def probe(self) -> None: ...

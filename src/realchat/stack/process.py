@@ -1,0 +1,151 @@
+"""One child process of the stack: spawned in its own session, logged to a file, stopped for sure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What to run: the argv, its environment additions, and the unprivileged user if any."""
+
+    argv: Sequence[str]
+    log_path: Path
+    env: Mapping[str, str] | None = None
+    cwd: Path | None = None
+    #: Run as this user (needed for PostgreSQL, which refuses to run as root).
+    user: str | None = None
+
+
+def spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
+    """Start the process detached from our terminal and session.
+
+    The caller keeps the returned handle while it lives (dropping it while the child runs is
+    reported as a leak by Python); a detached stack hands the children over to init.
+
+    Its own session means a Ctrl-C at the terminal reaches only the supervisor, which then stops
+    the components in order instead of all at once.
+    """
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **(spec.env or {})}
+    with open(spec.log_path, "ab") as log:
+        proc = subprocess.Popen(
+            list(spec.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=spec.cwd,
+            env=env,
+            start_new_session=True,
+            **as_user(spec.user),
+        )
+    return proc
+
+
+def as_user(user: str | None) -> dict[str, Any]:
+    """Popen arguments that drop root privileges to `user` (nothing when we are not root)."""
+    if user is None or os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def is_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie child of ours counts as gone, and is reaped)."""
+    with contextlib.suppress(ChildProcessError):
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """An exited process nobody reaped yet (our parent may not be a reaping init)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the process group the component leads (e.g. a server and its workers)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
+    """Send `sig` to the component, without waiting (failure tests use this)."""
+    _signal_group(pid, sig)
+
+
+def wait_gone(pid: int, timeout_s: float) -> bool:
+    """Wait until the process and its group are gone; True if they are."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not is_alive(pid) and not _group_alive(pid):
+            return True
+        time.sleep(0.05)
+    return not is_alive(pid) and not _group_alive(pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # A group whose only member is a zombie leader is gone for our purposes.
+    return is_alive(pgid) or _has_live_member(pgid)
+
+
+def _has_live_member(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == pgid:
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def stop(pid: int, *, sig: signal.Signals = signal.SIGTERM, grace_s: float = 20.0) -> bool:
+    """Ask politely, wait `grace_s`, then SIGKILL. True if it went away within the grace."""
+    _signal_group(pid, sig)
+    if wait_gone(pid, grace_s):
+        return True
+    _signal_group(pid, signal.SIGKILL)
+    wait_gone(pid, 5.0)
+    return False
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log, for error reports."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            data = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return "(no log yet)"
+    return "\n".join(data.splitlines()[-lines:])

@@ -1,0 +1,74 @@
+"""The project's own Redis: own port and dir, password from the state dir, no persistence.
+
+Presence is rebuilt from heartbeats after a restart, so nothing here needs to survive one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from realchat.stack.component import ComponentNotReady
+from realchat.stack.process import ProcessSpec
+from realchat.stack.secrets import local_secret
+
+
+@dataclass
+class Redis:
+    state_dir: Path
+    host: str
+    port: int
+
+    name: str = "redis"
+    #: SIGTERM: Redis exits at once (no persistence to flush).
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_grace_s: float = 10.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "logs" / "redis.log"
+
+    @property
+    def url(self) -> str:
+        password = local_secret(self.state_dir, "redis-password")
+        return f"redis://:{password}@{self.host}:{self.port}/0"
+
+    def prepare(self) -> None:
+        (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
+
+    def process_spec(self) -> ProcessSpec:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server not installed (run `make deps`)")
+        return ProcessSpec(
+            argv=[
+                server,
+                "--bind", self.host,
+                "--port", str(self.port),
+                "--dir", str((self.state_dir / "redis").resolve()),
+                "--requirepass", local_secret(self.state_dir, "redis-password"),
+                "--save", "",
+                "--appendonly", "no",
+                "--daemonize", "no",
+                "--notify-keyspace-events", "Ex",
+            ],  # fmt: skip
+            log_path=self.log_path,
+        )
+
+    async def probe(self) -> None:
+        client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            raise ComponentNotReady(f"no PONG: {exc}") from exc
+        finally:
+            await client.aclose()

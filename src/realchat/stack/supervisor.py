@@ -1,0 +1,335 @@
+"""Start, watch and stop the local stack; remember what runs in `<state_dir>/stack.json`.
+
+Components start together and are waited on through real readiness probes (a SQL query, a PING,
+broker metadata), never sleeps. Provisioning (database, migrations, topics) runs once they are
+ready. Stopping goes in reverse order, each component with its own clean-shutdown signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from realchat.config import KafkaSettings, StackSettings
+from realchat.events.topics import ensure_topics, realchat_topics
+from realchat.stack import process
+from realchat.stack.component import Component, ComponentNotReady
+from realchat.stack.kafka import KafkaCluster, KafkaNode
+from realchat.stack.postgres import Postgres
+from realchat.stack.redis import Redis
+from realchat.storage.migrations import migrate_database
+
+Reporter = Callable[[str], None]
+
+INFRASTRUCTURE = frozenset({"postgres", "redis", "kafka"})
+
+
+class StackError(RuntimeError):
+    """A component failed to start or become ready; the message carries its log tail."""
+
+
+@dataclass(frozen=True)
+class RunningComponent:
+    name: str
+    pid: int
+    address: str
+    log: str
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    address: str
+    running: bool
+    healthy: bool
+    detail: str
+    log: str
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class Stack:
+    """The stack described by `settings`, limited to the `include`d kinds of component."""
+
+    def __init__(
+        self,
+        settings: StackSettings,
+        kafka_settings: KafkaSettings | None = None,
+        *,
+        include: Iterable[str] = INFRASTRUCTURE,
+        report: Reporter = _quiet,
+    ) -> None:
+        self.settings = settings
+        self.kafka_settings = kafka_settings or KafkaSettings()
+        self.include = frozenset(include)
+        self.report = report
+        #: Handles of the children this process started, kept so they are reaped, not leaked.
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self.state_dir = settings.state_dir.resolve()
+        self.postgres = Postgres(
+            state_dir=self.state_dir,
+            host=settings.host,
+            port=settings.postgres_port,
+            database=settings.database_name,
+        )
+        self.redis = Redis(state_dir=self.state_dir, host=settings.host, port=settings.redis_port)
+        self.kafka = KafkaCluster(
+            state_dir=self.state_dir,
+            libs_dir=settings.kafka_libs_dir,
+            host=settings.host,
+            base_port=settings.kafka_port,
+            nodes=settings.kafka_nodes,
+            heap_mb=settings.kafka_heap_mb,
+        )
+
+    # -- what the stack is made of -------------------------------------------------------------
+
+    def components(self) -> list[Component]:
+        """In start order; stopping goes in reverse."""
+        found: list[Component] = []
+        if "postgres" in self.include:
+            found.append(self.postgres)
+        if "redis" in self.include:
+            found.append(self.redis)
+        if "kafka" in self.include:
+            found.extend(self.kafka.all_nodes())
+        return found
+
+    def component(self, name: str) -> Component:
+        for component in self.components():
+            if component.name == name:
+                return component
+        known = ", ".join(c.name for c in self.components())
+        raise KeyError(f"no component {name!r} in this stack (known: {known})")
+
+    def kafka_node(self, node_id: int) -> KafkaNode:
+        return self.kafka.node(node_id)
+
+    def environment(self) -> dict[str, str]:
+        """What a RealChat process needs to reach this stack (`REALCHAT_*` variables)."""
+        env: dict[str, str] = {}
+        if "postgres" in self.include:
+            env["REALCHAT_DATABASE__URL"] = self.postgres.dsn()
+        if "redis" in self.include:
+            env["REALCHAT_REDIS__URL"] = self.redis.url
+        if "kafka" in self.include:
+            env["REALCHAT_KAFKA__BOOTSTRAP_SERVERS"] = self.kafka.bootstrap_servers
+            env["REALCHAT_KAFKA__REPLICATION_FACTOR"] = str(self.kafka.replication_factor)
+            env["REALCHAT_KAFKA__MIN_INSYNC_REPLICAS"] = str(self.kafka.min_insync_replicas)
+            env["REALCHAT_KAFKA__PARTITIONS"] = str(self.kafka_settings.partitions)
+        return env
+
+    # -- state file ------------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    def _read_state(self) -> dict[str, RunningComponent]:
+        try:
+            raw = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {}
+        return {name: RunningComponent(**entry) for name, entry in raw["components"].items()}
+
+    def _write_state(self, running: dict[str, RunningComponent]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        payload = {"components": {name: asdict(rc) for name, rc in running.items()}}
+        tmp.write_text(json.dumps(payload, indent=2))
+        os.replace(tmp, self.state_file)
+
+    def _record(self, component: Component, pid: int | None) -> None:
+        running = self._read_state()
+        if pid is None:
+            running.pop(component.name, None)
+        else:
+            running[component.name] = RunningComponent(
+                component.name, pid, component.address, str(component.log_path)
+            )
+        self._write_state(running)
+
+    def running_pid(self, name: str) -> int | None:
+        entry = self._read_state().get(name)
+        if entry is not None and process.is_alive(entry.pid):
+            return entry.pid
+        return None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def up(self) -> None:
+        """Bring every component to ready, then provision; reuse components already running."""
+        started = time.monotonic()
+        components = self.components()
+        for component in components:
+            await asyncio.to_thread(component.prepare)
+        await asyncio.gather(*(self._start(c, started) for c in components))
+        await self.provision()
+        self.report(f"stack ready in {time.monotonic() - started:.1f}s")
+
+    async def _start(self, component: Component, started: float) -> None:
+        pid = self.running_pid(component.name)
+        if pid is not None:
+            self.report(f"{component.name:<10} already running (pid {pid})")
+        else:
+            child = process.spawn(component.process_spec())
+            self._children[component.name] = child
+            pid = child.pid
+            self._record(component, pid)
+            self.report(f"{component.name:<10} starting (pid {pid}, log {component.log_path})")
+        await self._wait_ready(component, pid)
+        elapsed = time.monotonic() - started
+        self.report(f"{component.name:<10} ready at {component.address} ({elapsed:.1f}s)")
+
+    async def _wait_ready(self, component: Component, pid: int) -> None:
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        last = "not probed yet"
+        while time.monotonic() < deadline:
+            if not process.is_alive(pid):
+                raise StackError(
+                    f"{component.name} exited while starting; last log lines "
+                    f"({component.log_path}):\n{process.tail(component.log_path)}"
+                )
+            try:
+                await component.probe()
+            except ComponentNotReady as exc:
+                last = str(exc)
+            else:
+                return
+            await asyncio.sleep(0.25)
+        raise StackError(
+            f"{component.name} not ready after {self.settings.ready_timeout_s:.0f}s ({last}); "
+            f"last log lines ({component.log_path}):\n{process.tail(component.log_path)}"
+        )
+
+    async def provision(self) -> None:
+        """Database, schema and topics: idempotent, run after every start."""
+        if "postgres" in self.include:
+            await self.postgres.ensure_database()
+            applied = await migrate_database(self.postgres.dsn())
+            if applied:
+                names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
+                self.report(f"migrations applied: {names}")
+        if "kafka" in self.include:
+            await asyncio.to_thread(self._ensure_topics)
+
+    def _ensure_topics(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.kafka.bootstrap_servers})
+        specs = realchat_topics(
+            self.kafka_settings.partitions,
+            self.kafka.replication_factor,
+            self.kafka.min_insync_replicas,
+        )
+        ensure_topics(admin, specs)
+        self.report(f"topics ready: {', '.join(s.name for s in specs)}")
+
+    async def down(self) -> None:
+        """Stop everything this stack started, in reverse order; Kafka nodes together."""
+        running = self._read_state()
+        components = {c.name: c for c in self.components()}
+        names = [n for n in reversed(list(components)) if n in running]
+        kafka_names = [n for n in names if isinstance(components[n], KafkaNode)]
+        others = [n for n in names if n not in kafka_names]
+        if kafka_names:
+            await asyncio.gather(*(self.stop_component(n) for n in kafka_names))
+        for name in others:
+            await self.stop_component(name)
+        # Entries of components no longer configured (e.g. a 3-node run followed by a 1-node
+        # config) are stopped too: nothing may be left behind.
+        for name, entry in self._read_state().items():
+            if process.is_alive(entry.pid):
+                await asyncio.to_thread(process.stop, entry.pid)
+            self.report(f"{name:<10} stopped")
+        self.state_file.unlink(missing_ok=True)
+
+    async def stop_component(self, name: str) -> None:
+        component = self.component(name)
+        pid = self.running_pid(name)
+        if pid is not None:
+            clean = await asyncio.to_thread(
+                process.stop, pid, sig=component.stop_signal, grace_s=component.stop_grace_s
+            )
+            self.report(f"{name:<10} stopped" + ("" if clean else " (killed after grace)"))
+        self._forget(component)
+
+    def _forget(self, component: Component) -> None:
+        child = self._children.pop(component.name, None)
+        if child is not None:
+            child.poll()
+        self._record(component, None)
+
+    async def kill_component(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Failure injection: signal the component and wait until it is gone."""
+        pid = self.running_pid(name)
+        if pid is None:
+            raise StackError(f"{name} is not running")
+        process.kill(pid, sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            await asyncio.to_thread(process.wait_gone, pid, 30.0)
+            self._forget(self.component(name))
+        self.report(f"{name:<10} signalled with {sig.name}")
+
+    async def start_component(self, name: str) -> None:
+        """(Re)start one component and wait until it is ready again."""
+        component = self.component(name)
+        await asyncio.to_thread(component.prepare)
+        await self._start(component, time.monotonic())
+
+    async def status(self) -> list[ComponentStatus]:
+        running = self._read_state()
+        return list(
+            await asyncio.gather(*(self._status(c, running.get(c.name)) for c in self.components()))
+        )
+
+    async def _status(self, component: Component, entry: RunningComponent | None) -> ComponentStatus:
+        pid = entry.pid if entry else None
+        alive = pid is not None and process.is_alive(pid)
+        healthy, detail = False, "not running"
+        if alive:
+            try:
+                await asyncio.wait_for(component.probe(), timeout=5)
+            except (ComponentNotReady, TimeoutError) as exc:
+                detail = str(exc) or "probe timed out"
+            else:
+                healthy, detail = True, "ok"
+        return ComponentStatus(
+            name=component.name,
+            pid=pid if alive else None,
+            address=component.address,
+            running=alive,
+            healthy=healthy,
+            detail=detail,
+            log=str(component.log_path),
+        )
+
+    async def watch(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Until `stop` is set, report components that exit on their own (they are not restarted:
+        a failure test may have killed them on purpose; `realchat stack start NAME` brings one
+        back)."""
+        reported: set[str] = set()
+        while not stop.is_set():
+            for name, entry in self._read_state().items():
+                if process.is_alive(entry.pid):
+                    reported.discard(name)
+                elif name not in reported:
+                    reported.add(name)
+                    self.report(
+                        f"{name:<10} exited unexpectedly; last log lines ({entry.log}):\n"
+                        f"{process.tail(Path(entry.log), 10)}"
+                    )
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            except TimeoutError:
+                pass

@@ -1,0 +1,28 @@
+"""Fixtures shared by the whole suite.
+
+The real PostgreSQL, Redis and Kafka of the test stack start lazily, on the first test that asks
+for them, once per session; they are stopped at the end unless they were already running (then a
+developer started them with `REALCHAT_STACK__STATE_DIR=var/test realchat stack up`, and keeps them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from realchat.config import KafkaSettings
+from realchat.stack.supervisor import Stack
+from tests.support.stacks import TEST_STACK
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack() -> AsyncIterator[Stack]:
+    test_stack = Stack(TEST_STACK, KafkaSettings(partitions=6), report=print)
+    already_running = all(test_stack.running_pid(c.name) for c in test_stack.components())
+    try:
+        await test_stack.up()
+        yield test_stack
+    finally:
+        if not already_running:
+            await test_stack.down()

@@ -1,0 +1,33 @@
+from pathlib import Path
+
+import pytest
+
+from realchat.config import load_settings
+
+
+def test_defaults_describe_the_local_dev_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(__import__("os").environ):
+        if key.startswith("REALCHAT_"):
+            monkeypatch.delenv(key)
+    settings = load_settings()
+    assert settings.http.port == 8080
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:19092"
+    assert settings.database.url is None
+
+
+def test_nested_sections_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REALCHAT_KAFKA__PARTITIONS", "24")
+    monkeypatch.setenv("REALCHAT_STACK__STATE_DIR", "/srv/realchat")
+    monkeypatch.setenv("REALCHAT_DATABASE__URL", "postgresql://u:hunter2@db/realchat")
+    settings = load_settings()
+    assert settings.kafka.partitions == 24
+    assert settings.stack.state_dir == Path("/srv/realchat")
+    assert settings.database.url is not None
+    assert settings.database.url.get_secret_value().endswith("@db/realchat")
+    assert "hunter2" not in repr(settings)
+
+
+def test_invalid_values_are_rejected_at_startup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REALCHAT_KAFKA__PARTITIONS", "0")
+    with pytest.raises(ValueError, match="partitions"):
+        load_settings()

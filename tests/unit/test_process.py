@@ -1,0 +1,41 @@
+import signal
+import sys
+import time
+from pathlib import Path
+
+from realchat.stack import process
+from realchat.stack.process import ProcessSpec
+
+
+def test_spawned_process_logs_to_its_file_and_stops_cleanly(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "echo.log"
+    code = "import time; print('hello', flush=True); time.sleep(60)"
+    child = process.spawn(ProcessSpec([sys.executable, "-c", code], log_path=log))
+    pid = child.pid
+    deadline = time.monotonic() + 10
+    while "hello" not in process.tail(log) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.tail(log) == "hello"
+    assert process.is_alive(pid)
+    assert process.stop(pid, grace_s=5)
+    assert not process.is_alive(pid)
+    assert child.poll() is not None
+
+
+def test_stop_escalates_to_sigkill_when_the_process_ignores_the_signal(tmp_path: Path) -> None:
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    log = tmp_path / "stubborn.log"
+    child = process.spawn(ProcessSpec([sys.executable, "-c", code], log_path=log))
+    pid = child.pid
+    deadline = time.monotonic() + 10
+    while "ready" not in process.tail(log) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.stop(pid, sig=signal.SIGTERM, grace_s=0.5) is False
+    assert not process.is_alive(pid)
+
+
+def test_tail_of_missing_log_says_so(tmp_path: Path) -> None:
+    assert process.tail(tmp_path / "nope.log") == "(no log yet)"
