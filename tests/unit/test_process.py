@@ -35,6 +35,7 @@ def test_stop_escalates_to_sigkill_when_the_process_ignores_the_signal(tmp_path:
         time.sleep(0.05)
     assert process.stop(pid, sig=signal.SIGTERM, grace_s=0.5) is False
     assert not process.is_alive(pid)
+    child.wait(timeout=5)
 
 
 def test_tail_of_missing_log_says_so(tmp_path: Path) -> None:
