@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -26,10 +27,24 @@ def _stack(settings: Settings, args: argparse.Namespace) -> Stack:
 
 
 async def _up(stack: Stack, detach: bool) -> int:
-    try:
-        await stack.up()
-    except (StackError, RuntimeError) as exc:
-        _say(f"error: {exc}")
+    """Bring the stack up; in the foreground, hold it until Ctrl-C (even one during start-up)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(stack.up())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        _say("interrupted while starting; stopping what was started ...")
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StackError):
+            await starting
+        await stack.down()
+        return 130
+    stopping.cancel()
+    if (error := starting.exception()) is not None:
+        _say(f"error: {error}")
         _say("stopping what was started ...")
         await stack.down()
         return 1
@@ -37,16 +52,12 @@ async def _up(stack: Stack, detach: bool) -> int:
     _say("RealChat stack is up:")
     for status in await stack.status():
         _say(f"  {status.name:<10} {status.address:<22} pid {status.pid}")
-    _say(f"  logs and data in {stack.state_dir.resolve()}")
+    _say(f"  logs and data in {stack.state_dir}")
     _say("  environment for RealChat processes: `realchat stack env`")
     if detach:
         _say("detached; stop it with `realchat stack down`")
         return 0
     _say("press Ctrl-C to stop everything")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
     await stack.watch(stop)
     _say("stopping ...")
     await stack.down()

@@ -6,9 +6,13 @@ from realchat.stack.kafka import KafkaCluster
 
 def cluster(nodes: int) -> KafkaCluster:
     return KafkaCluster(
-        state_dir=Path("/tmp/x"), libs_dir=Path("/tmp/libs"), host="127.0.0.1",
-        base_port=40000, nodes=nodes, heap_mb=256,
-    )  # fmt: skip
+        state_dir=Path("/tmp/x"),
+        libs_dir=Path("/tmp/libs"),
+        host="127.0.0.1",
+        base_port=40000,
+        nodes=nodes,
+        heap_mb=256,
+    )
 
 
 def test_single_node_is_combined_broker_and_controller_without_auto_create() -> None:

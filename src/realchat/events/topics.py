@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 MESSAGE_CREATED = "chat.message.created.v1"
 MESSAGE_ACKNOWLEDGED = "chat.message.acknowledged.v1"
@@ -41,7 +42,7 @@ def realchat_topics(
     return [TopicSpec(name, partitions, replication_factor, config) for name in names]
 
 
-class TopicMismatch(RuntimeError):
+class TopicMismatchError(RuntimeError):
     """An existing topic has another partition count than configured: ordering would break."""
 
 
@@ -52,7 +53,7 @@ def ensure_topics(admin: AdminClient, specs: Iterable[TopicSpec], timeout_s: flo
     missing = [s for s in specs if s.name not in existing]
     for spec in specs:
         if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions:
-            raise TopicMismatch(
+            raise TopicMismatchError(
                 f"topic {spec.name} has {len(existing[spec.name].partitions)} partitions, "
                 f"configured {spec.partitions}; see docs/operations.md (repartitioning)"
             )

@@ -9,7 +9,7 @@ from typing import Protocol
 from realchat.stack.process import ProcessSpec
 
 
-class ComponentNotReady(Exception):
+class ComponentNotReadyError(Exception):
     """A readiness probe failed; the message says what was seen."""
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from realchat.stack.component import ComponentNotReady
+from realchat.stack.component import ComponentNotReadyError
 from realchat.stack.process import ProcessSpec
 
 _LOG4J2 = """\
@@ -67,9 +67,7 @@ class KafkaCluster:
 
     @property
     def bootstrap_servers(self) -> str:
-        return ",".join(
-            f"{self.host}:{self.client_port(n)}" for n in range(1, self.nodes + 1)
-        )
+        return ",".join(f"{self.host}:{self.client_port(n)}" for n in range(1, self.nodes + 1))
 
     @property
     def quorum_voters(self) -> str:
@@ -180,12 +178,18 @@ class KafkaNode:
             return
         result = subprocess.run(
             [
-                _java(), "-Xmx256m", "-cp", self.cluster.classpath(),
+                _java(),
+                "-Xmx256m",
+                "-cp",
+                self.cluster.classpath(),
                 f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
-                "kafka.tools.StorageTool", "format",
-                "-t", self.cluster.cluster_id(),
-                "-c", str(self.dir / "server.properties"),
-            ],  # fmt: skip
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                self.cluster.cluster_id(),
+                "-c",
+                str(self.dir / "server.properties"),
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -197,13 +201,19 @@ class KafkaNode:
         heap = f"{self.cluster.heap_mb}m"
         return ProcessSpec(
             argv=[
-                _java(), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC",
+                _java(),
+                f"-Xms{heap}",
+                f"-Xmx{heap}",
+                "-XX:+UseG1GC",
                 "-Djava.awt.headless=true",
+                f"-XX:ErrorFile={self.dir / 'hs_err_pid%p.log'}",
                 f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
                 f"-Dkafka.logs.dir={self.dir / 'logs'}",
-                "-cp", self.cluster.classpath(),
-                "kafka.Kafka", str(self.dir / "server.properties"),
-            ],  # fmt: skip
+                "-cp",
+                self.cluster.classpath(),
+                "kafka.Kafka",
+                str(self.dir / "server.properties"),
+            ],
             log_path=self.log_path,
         )
 
@@ -218,6 +228,6 @@ class KafkaNode:
         try:
             metadata = admin.list_topics(timeout=2)
         except Exception as exc:  # librdkafka raises KafkaException with varying payloads
-            raise ComponentNotReady(f"no metadata: {exc}") from exc
+            raise ComponentNotReadyError(f"no metadata: {exc}") from exc
         if self.node_id not in metadata.brokers:
-            raise ComponentNotReady(f"node {self.node_id} not yet registered with the cluster")
+            raise ComponentNotReadyError(f"node {self.node_id} not yet registered with the cluster")

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import glob
-import signal
 import hashlib
 import os
 import pwd
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-from realchat.stack.component import ComponentNotReady
+from realchat.stack.component import ComponentNotReadyError
 from realchat.stack.process import ProcessSpec, as_user
 from realchat.stack.secrets import local_secret
 
@@ -102,14 +102,16 @@ class Postgres:
             os.chown(pwfile, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
         argv = [
             str(server_bin_dir() / "initdb"),
-            "-D", str(data),
-            "-U", SUPERUSER,
+            "-D",
+            str(data),
+            "-U",
+            SUPERUSER,
             f"--pwfile={pwfile}",
             "--auth-host=scram-sha-256",
             "--auth-local=peer",
             "--encoding=UTF8",
             "--locale=C.UTF-8",
-        ]  # fmt: skip
+        ]
         try:
             result = subprocess.run(
                 argv, capture_output=True, text=True, check=False, cwd="/", **as_user(user)
@@ -123,14 +125,21 @@ class Postgres:
         return ProcessSpec(
             argv=[
                 str(server_bin_dir() / "postgres"),
-                "-D", str(self.data_dir),
-                "-p", str(self.port),
-                "-c", f"listen_addresses={self.host}",
-                "-c", "unix_socket_directories=",
-                "-c", "max_connections=300",
-                "-c", "shared_buffers=256MB",
-                "-c", "log_min_messages=warning",
-            ],  # fmt: skip
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-c",
+                f"listen_addresses={self.host}",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=256MB",
+                "-c",
+                "log_min_messages=warning",
+            ],
             log_path=self.log_path,
             cwd=Path("/"),
             user=_server_user(),
@@ -140,7 +149,7 @@ class Postgres:
         try:
             conn = await asyncpg.connect(self.dsn("postgres"), timeout=2)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise ComponentNotReady(f"cannot connect: {exc}") from exc
+            raise ComponentNotReadyError(f"cannot connect: {exc}") from exc
         try:
             await conn.fetchval("SELECT 1")
         finally:

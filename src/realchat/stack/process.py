@@ -1,4 +1,4 @@
-"""One child process of the stack: spawned in its own session, logged to a file, stopped for sure."""
+"""A child process of the stack: spawned in its own session, logged to a file, surely stopped."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(spec.env or {})}
     with open(spec.log_path, "ab") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             list(spec.argv),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -48,7 +48,6 @@ def spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
             start_new_session=True,
             **as_user(spec.user),
         )
-    return proc
 
 
 def as_user(user: str | None) -> dict[str, Any]:
@@ -60,11 +59,10 @@ def as_user(user: str | None) -> dict[str, Any]:
 
 
 def is_alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie child of ours counts as gone, and is reaped)."""
-    with contextlib.suppress(ChildProcessError):
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
+    """True while `pid` runs; an exited process not yet reaped (a zombie) counts as gone.
+
+    It never reaps: the owner of the `Popen` handle does, so exit codes are not stolen from it.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,12 +73,17 @@ def is_alive(pid: int) -> bool:
 
 
 def _is_zombie(pid: int) -> bool:
-    """An exited process nobody reaped yet (our parent may not be a reaping init)."""
+    """An exited process nobody reaped yet (our parent may not be a reaping init).
+
+    A multi-threaded process shows its leader as a zombie while other threads are still exiting
+    and holding its sockets; only once they are gone is the process really over.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except OSError:
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z" and threads <= 1
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -149,3 +152,26 @@ def tail(path: Path, lines: int = 20) -> str:
     except FileNotFoundError:
         return "(no log yet)"
     return "\n".join(data.splitlines()[-lines:])
+
+
+_ERROR_MARKERS = ("FATAL", "ERROR", "Exception", "Error:")
+
+
+def first_error(path: Path, context: int = 2) -> str | None:
+    """The first lines of a log that look like the cause of a failure (tails show the aftermath):
+    the first error line and the `context` lines after it, where the reason usually stands."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return None
+    for i, line in enumerate(lines):
+        if any(marker in line for marker in _ERROR_MARKERS):
+            return "\n".join(lines[i : i + 1 + context])
+    return None
+
+
+def failure_report(path: Path, lines: int = 20) -> str:
+    cause = first_error(path)
+    head = f"first error: {cause}\n" if cause else ""
+    return f"{head}last log lines ({path}):\n{tail(path, lines)}"

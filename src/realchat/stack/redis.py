@@ -13,7 +13,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from realchat.stack.component import ComponentNotReady
+from realchat.stack.component import ComponentNotReadyError
 from realchat.stack.process import ProcessSpec
 from realchat.stack.secrets import local_secret
 
@@ -52,15 +52,23 @@ class Redis:
         return ProcessSpec(
             argv=[
                 server,
-                "--bind", self.host,
-                "--port", str(self.port),
-                "--dir", str((self.state_dir / "redis").resolve()),
-                "--requirepass", local_secret(self.state_dir, "redis-password"),
-                "--save", "",
-                "--appendonly", "no",
-                "--daemonize", "no",
-                "--notify-keyspace-events", "Ex",
-            ],  # fmt: skip
+                "--bind",
+                self.host,
+                "--port",
+                str(self.port),
+                "--dir",
+                str((self.state_dir / "redis").resolve()),
+                "--requirepass",
+                local_secret(self.state_dir, "redis-password"),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--notify-keyspace-events",
+                "Ex",
+            ],
             log_path=self.log_path,
         )
 
@@ -69,6 +77,6 @@ class Redis:
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
-            raise ComponentNotReady(f"no PONG: {exc}") from exc
+            raise ComponentNotReadyError(f"no PONG: {exc}") from exc
         finally:
             await client.aclose()

@@ -8,6 +8,7 @@ ready. Stopping goes in reverse order, each component with its own clean-shutdow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 from realchat.config import KafkaSettings, StackSettings
 from realchat.events.topics import ensure_topics, realchat_topics
 from realchat.stack import process
-from realchat.stack.component import Component, ComponentNotReady
+from realchat.stack.component import Component, ComponentNotReadyError
 from realchat.stack.kafka import KafkaCluster, KafkaNode
 from realchat.stack.postgres import Postgres
 from realchat.stack.redis import Redis
@@ -199,19 +200,19 @@ class Stack:
         while time.monotonic() < deadline:
             if not process.is_alive(pid):
                 raise StackError(
-                    f"{component.name} exited while starting; last log lines "
-                    f"({component.log_path}):\n{process.tail(component.log_path)}"
+                    f"{component.name} exited while starting; "
+                    f"{process.failure_report(component.log_path)}"
                 )
             try:
                 await component.probe()
-            except ComponentNotReady as exc:
+            except ComponentNotReadyError as exc:
                 last = str(exc)
             else:
                 return
             await asyncio.sleep(0.25)
         raise StackError(
             f"{component.name} not ready after {self.settings.ready_timeout_s:.0f}s ({last}); "
-            f"last log lines ({component.log_path}):\n{process.tail(component.log_path)}"
+            f"{process.failure_report(component.log_path)}"
         )
 
     async def provision(self) -> None:
@@ -267,7 +268,7 @@ class Stack:
     def _forget(self, component: Component) -> None:
         child = self._children.pop(component.name, None)
         if child is not None:
-            child.poll()
+            child.wait(timeout=10)
         self._record(component, None)
 
     async def kill_component(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
@@ -293,14 +294,16 @@ class Stack:
             await asyncio.gather(*(self._status(c, running.get(c.name)) for c in self.components()))
         )
 
-    async def _status(self, component: Component, entry: RunningComponent | None) -> ComponentStatus:
+    async def _status(
+        self, component: Component, entry: RunningComponent | None
+    ) -> ComponentStatus:
         pid = entry.pid if entry else None
         alive = pid is not None and process.is_alive(pid)
         healthy, detail = False, "not running"
         if alive:
             try:
                 await asyncio.wait_for(component.probe(), timeout=5)
-            except (ComponentNotReady, TimeoutError) as exc:
+            except (ComponentNotReadyError, TimeoutError) as exc:
                 detail = str(exc) or "probe timed out"
             else:
                 healthy, detail = True, "ok"
@@ -326,10 +329,8 @@ class Stack:
                 elif name not in reported:
                     reported.add(name)
                     self.report(
-                        f"{name:<10} exited unexpectedly; last log lines ({entry.log}):\n"
-                        f"{process.tail(Path(entry.log), 10)}"
+                        f"{name:<10} exited unexpectedly; "
+                        f"{process.failure_report(Path(entry.log), 10)}"
                     )
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
-            except TimeoutError:
-                pass
