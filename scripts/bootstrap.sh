@@ -55,4 +55,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+# -- generated gRPC code -----------------------------------------------------------------------
+stamp=.cache/proto-stamp
+want=$( (find api/proto -name '*.proto' | sort | xargs cat; cat constraints.txt scripts/gen-proto.sh) | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -f src/realchat/chat/v1/chat_pb2.py ]; then
+  say "generating gRPC code from api/proto"
+  scripts/gen-proto.sh
+  echo "$want" > "$stamp"
+fi
 say "dependencies ready"

@@ -11,14 +11,15 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from realchat.config import KafkaSettings
-from realchat.stack.supervisor import Stack
+from realchat.config import KafkaSettings, Settings
+from realchat.stack.supervisor import INFRASTRUCTURE, Stack
 from tests.support.stacks import TEST_STACK
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def stack() -> AsyncIterator[Stack]:
-    test_stack = Stack(TEST_STACK, KafkaSettings(partitions=6), report=print)
+    settings = Settings(stack=TEST_STACK, kafka=KafkaSettings(partitions=6))
+    test_stack = Stack(settings, include=INFRASTRUCTURE, report=print)
     already_running = all(test_stack.running_pid(c.name) for c in test_stack.components())
     try:
         await test_stack.up()

@@ -20,10 +20,10 @@ def _say(line: str) -> None:
 
 
 def _stack(settings: Settings, args: argparse.Namespace) -> Stack:
-    stack_settings = settings.stack
     if getattr(args, "kafka_nodes", None):
-        stack_settings = stack_settings.model_copy(update={"kafka_nodes": args.kafka_nodes})
-    return Stack(stack_settings, settings.kafka, report=_say)
+        stack_settings = settings.stack.model_copy(update={"kafka_nodes": args.kafka_nodes})
+        settings = settings.model_copy(update={"stack": stack_settings})
+    return Stack(settings, report=_say)
 
 
 async def _up(stack: Stack, detach: bool) -> int:
@@ -51,7 +51,7 @@ async def _up(stack: Stack, detach: bool) -> int:
     _say("")
     _say("RealChat stack is up:")
     for status in await stack.status():
-        _say(f"  {status.name:<10} {status.address:<22} pid {status.pid}")
+        _say(f"  {status.name:<17} {status.address:<22} pid {status.pid}")
     _say(f"  logs and data in {stack.state_dir}")
     _say("  environment for RealChat processes: `realchat stack env`")
     if detach:
@@ -121,7 +121,36 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("name")
     kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "STOP", "CONT"))
     kill.add_argument("--kafka-nodes", type=int, choices=(1, 3))
+    chat = commands.add_parser("chat", help="run the chat service (gRPC)")
+    chat.set_defaults(service="chat")
+    publisher = commands.add_parser("outbox-publisher", help="run an outbox publisher replica")
+    publisher.set_defaults(service="outbox-publisher")
+
+    dead = commands.add_parser("dead-letters", help="list, inspect and replay dead letters")
+    dead_actions = dead.add_subparsers(dest="action", required=True)
+    listing = dead_actions.add_parser("list", help="dead letters not yet replayed")
+    listing.add_argument("--all", action="store_true", help="include replayed ones")
+    listing.add_argument("--json", action="store_true")
+    show = dead_actions.add_parser("show", help="one dead letter with its payload")
+    show.add_argument("id", type=int)
+    replay = dead_actions.add_parser("replay", help="put dead letters back in the outbox")
+    replay.add_argument("ids", type=int, nargs="*")
+    replay.add_argument("--all", action="store_true", help="every dead letter not yet replayed")
     return parser
+
+
+def _run_service(settings: Settings, name: str) -> int:
+    from realchat.observability.logging import configure_logging
+    from realchat.runner import run_until_signalled
+
+    configure_logging(settings.logging, name)
+    if name == "chat":
+        from realchat.chat.server import serve
+
+        return run_until_signalled(lambda stop: serve(settings, stop))
+    from realchat.chat.outbox import serve_publisher
+
+    return run_until_signalled(lambda stop: serve_publisher(settings, stop))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,6 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (StackError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+    if args.command in ("chat", "outbox-publisher"):
+        return _run_service(settings, args.command)
+    if args.command == "dead-letters":
+        from realchat.chat.dead_letters import dead_letters_command
+
+        return asyncio.run(dead_letters_command(settings, args, _say))
     raise AssertionError(args.command)
 
 

@@ -42,6 +42,46 @@ class KafkaSettings(BaseModel):
     min_insync_replicas: int = Field(default=1, ge=1)
 
 
+class ChatSettings(BaseModel):
+    """The chat service (gRPC write engine and history)."""
+
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 17070
+    #: Where the chat process serves /metrics, /healthz and /readyz (on `Settings.ops_host`).
+    ops_port: int = 17071
+    #: Shared secret of trusted internal callers (the gateway), sent as
+    #: `authorization: Bearer <token>` with `x-realchat-user-id`. The local stack generates it.
+    internal_token: SecretStr | None = None
+    #: Outbox shards: one conversation always maps to one shard, each shard has one active
+    #: publisher. Change it only with an empty outbox (docs/operations.md).
+    outbox_shards: int = Field(default=16, ge=1, le=1024)
+    max_members: int = Field(default=1000, ge=2)
+
+
+class OutboxSettings(BaseModel):
+    """The outbox publisher (`realchat outbox-publisher`)."""
+
+    ops_port: int = 17072
+    batch_size: int = Field(default=500, ge=1)
+    #: How often an idle publisher looks for new events.
+    poll_interval_s: float = Field(default=0.02, gt=0)
+    #: Shards one replica publishes concurrently.
+    concurrency: int = Field(default=4, ge=1)
+    #: librdkafka's delivery timeout; a timed-out batch is retried after a backoff.
+    delivery_timeout_s: float = Field(default=30.0, gt=0)
+    backoff_initial_s: float = Field(default=0.1, gt=0)
+    backoff_max_s: float = Field(default=10.0, gt=0)
+    #: Published rows are kept this long (for inspection), then deleted.
+    retention_s: float = Field(default=600.0, ge=0)
+
+
+class FaultSettings(BaseModel):
+    """Failure injection for the crash tests; all off in normal operation."""
+
+    #: SIGKILL the publisher after the broker acknowledged a batch, before marking it published.
+    kill_publisher_after_ack: bool = False
+
+
 class StackSettings(BaseModel):
     """The local stack that `realchat stack` runs: where its data lives and which ports it binds."""
 
@@ -84,9 +124,14 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     kafka: KafkaSettings = KafkaSettings()
+    chat: ChatSettings = ChatSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    faults: FaultSettings = FaultSettings()
     stack: StackSettings = StackSettings()
     http: HttpSettings = HttpSettings()
     logging: LoggingSettings = LoggingSettings()
+    #: Interface of every process's ops endpoint (/metrics, /healthz, /readyz).
+    ops_host: str = "127.0.0.1"
 
 
 def load_settings() -> Settings:

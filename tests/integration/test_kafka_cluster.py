@@ -10,6 +10,7 @@ import pytest_asyncio
 from confluent_kafka.admin import AdminClient
 
 from realchat.events.topics import MESSAGE_CREATED
+from realchat.config import Settings
 from realchat.stack.supervisor import Stack
 from tests.support.kafka import (
     QUIET,
@@ -27,7 +28,9 @@ pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def cluster(tmp_path: Path) -> AsyncIterator[Stack]:
-    three = Stack(throwaway_stack(tmp_path / "stack", kafka_nodes=3), include={"kafka"})
+    three = Stack(
+        Settings(stack=throwaway_stack(tmp_path / "stack", kafka_nodes=3)), include={"kafka"}
+    )
     try:
         await three.up()
         yield three

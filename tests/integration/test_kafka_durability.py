@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from confluent_kafka import TopicPartition
 
+from realchat.config import Settings
 from realchat.stack.supervisor import Stack
 from tests.support.kafka import (
     create_topic,
@@ -27,7 +28,9 @@ pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def lone_broker(tmp_path: Path) -> AsyncIterator[Stack]:
-    broker = Stack(throwaway_stack(tmp_path / "stack"), include={"kafka"}, report=print)
+    broker = Stack(
+        Settings(stack=throwaway_stack(tmp_path / "stack")), include={"kafka"}, report=print
+    )
     try:
         await broker.up()
         yield broker

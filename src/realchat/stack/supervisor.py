@@ -20,18 +20,22 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from realchat.config import KafkaSettings, StackSettings
+from realchat.config import Settings
 from realchat.events.topics import ensure_topics, realchat_topics
 from realchat.stack import process
 from realchat.stack.component import Component, ComponentNotReadyError
 from realchat.stack.kafka import KafkaCluster, KafkaNode
 from realchat.stack.postgres import Postgres
 from realchat.stack.redis import Redis
+from realchat.stack.secrets import local_secret
+from realchat.stack.service import Service
 from realchat.storage.migrations import migrate_database
 
 Reporter = Callable[[str], None]
 
 INFRASTRUCTURE = frozenset({"postgres", "redis", "kafka"})
+SERVICES = frozenset({"chat", "outbox-publisher"})
+EVERYTHING = INFRASTRUCTURE | SERVICES
 
 
 class StackError(RuntimeError):
@@ -66,14 +70,15 @@ class Stack:
 
     def __init__(
         self,
-        settings: StackSettings,
-        kafka_settings: KafkaSettings | None = None,
+        app_settings: Settings,
         *,
-        include: Iterable[str] = INFRASTRUCTURE,
+        include: Iterable[str] = EVERYTHING,
         report: Reporter = _quiet,
     ) -> None:
+        settings = app_settings.stack
+        self.app_settings = app_settings
         self.settings = settings
-        self.kafka_settings = kafka_settings or KafkaSettings()
+        self.kafka_settings = app_settings.kafka
         self.include = frozenset(include)
         self.report = report
         #: Handles of the children this process started, kept so they are reaped, not leaked.
@@ -106,7 +111,32 @@ class Stack:
             found.append(self.redis)
         if "kafka" in self.include:
             found.extend(self.kafka.all_nodes())
+        found.extend(self.services())
         return found
+
+    def services(self) -> list[Service]:
+        """RealChat's own processes, started after the infrastructure is ready."""
+        host = self.app_settings.ops_host
+        chat = self.app_settings.chat
+        known = {
+            "chat": Service(
+                name="chat",
+                command=("chat",),
+                state_dir=self.state_dir,
+                address=f"{chat.grpc_host}:{chat.grpc_port}",
+                ops_url=f"http://{host}:{chat.ops_port}",
+                env=self.environment(),
+            ),
+            "outbox-publisher": Service(
+                name="outbox-publisher",
+                command=("outbox-publisher",),
+                state_dir=self.state_dir,
+                address=f"{host}:{self.app_settings.outbox.ops_port}",
+                ops_url=f"http://{host}:{self.app_settings.outbox.ops_port}",
+                env=self.environment(),
+            ),
+        }
+        return [service for name, service in known.items() if name in self.include]
 
     def component(self, name: str) -> Component:
         for component in self.components():
@@ -130,7 +160,18 @@ class Stack:
             env["REALCHAT_KAFKA__REPLICATION_FACTOR"] = str(self.kafka.replication_factor)
             env["REALCHAT_KAFKA__MIN_INSYNC_REPLICAS"] = str(self.kafka.min_insync_replicas)
             env["REALCHAT_KAFKA__PARTITIONS"] = str(self.kafka_settings.partitions)
+        env["REALCHAT_CHAT__INTERNAL_TOKEN"] = self.internal_token
+        chat = self.app_settings.chat
+        env["REALCHAT_CHAT__GRPC_HOST"] = chat.grpc_host
+        env["REALCHAT_CHAT__GRPC_PORT"] = str(chat.grpc_port)
+        env["REALCHAT_CHAT__OPS_PORT"] = str(chat.ops_port)
+        env["REALCHAT_OUTBOX__OPS_PORT"] = str(self.app_settings.outbox.ops_port)
         return env
+
+    @property
+    def internal_token(self) -> str:
+        """The credential trusted RealChat processes present to the chat service."""
+        return local_secret(self.state_dir, "chat-internal-token")
 
     # -- state file ------------------------------------------------------------------------------
 
@@ -173,11 +214,13 @@ class Stack:
     async def up(self) -> None:
         """Bring every component to ready, then provision; reuse components already running."""
         started = time.monotonic()
-        components = self.components()
-        for component in components:
+        services = self.services()
+        infrastructure = [c for c in self.components() if c not in services]
+        for component in infrastructure:
             await asyncio.to_thread(component.prepare)
-        await asyncio.gather(*(self._start(c, started) for c in components))
+        await asyncio.gather(*(self._start(c, started) for c in infrastructure))
         await self.provision()
+        await asyncio.gather(*(self._start(s, started) for s in services))
         self.report(f"stack ready in {time.monotonic() - started:.1f}s")
 
     async def _start(self, component: Component, started: float) -> None:
@@ -241,8 +284,11 @@ class Stack:
         running = self._read_state()
         components = {c.name: c for c in self.components()}
         names = [n for n in reversed(list(components)) if n in running]
+        service_names = [n for n in names if isinstance(components[n], Service)]
         kafka_names = [n for n in names if isinstance(components[n], KafkaNode)]
-        others = [n for n in names if n not in kafka_names]
+        others = [n for n in names if n not in kafka_names and n not in service_names]
+        if service_names:
+            await asyncio.gather(*(self.stop_component(n) for n in service_names))
         if kafka_names:
             await asyncio.gather(*(self.stop_component(n) for n in kafka_names))
         for name in others:

@@ -1,0 +1,1 @@
+"""The event bus: Kafka, bridged to asyncio."""

@@ -1,0 +1,159 @@
+"""The gRPC transport of the chat service: metadata -> caller, proto <-> records, errors ->
+status codes. No rules here; they live in `service.py`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from realchat.chat.errors import ChatError
+from realchat.chat.identity import Authenticator
+from realchat.chat.service import ChatService
+from realchat.chat.store import ConversationRecord, MessageRecord
+from realchat.chat.v1 import chat_pb2 as pb
+from realchat.chat.v1 import chat_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+ERROR_CODE_KEY = "realchat-error-code"
+
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def message_to_proto(m: MessageRecord) -> pb.Message:
+    return pb.Message(
+        message_id=str(m.message_id),
+        conversation_id=str(m.conversation_id),
+        seq=m.seq,
+        sender_id=str(m.sender_id),
+        content=m.content,
+        created_at=_timestamp(m.created_at),
+    )
+
+
+def conversation_to_proto(c: ConversationRecord) -> pb.Conversation:
+    return pb.Conversation(
+        conversation_id=str(c.conversation_id),
+        title=c.title,
+        member_ids=[str(m) for m in c.member_ids],
+        created_at=_timestamp(c.created_at),
+        last_seq=c.last_seq,
+    )
+
+
+def _trace_context(context: Context) -> dict[str, str]:
+    metadata = dict(context.invocation_metadata() or ())
+    return {k: str(metadata[k]) for k in ("traceparent", "tracestate") if k in metadata}
+
+
+class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
+    def __init__(self, service: ChatService, authenticator: Authenticator) -> None:
+        self._service = service
+        self._auth = authenticator
+
+    async def _call(
+        self,
+        context: Context,
+        handler: Callable[[uuid.UUID], Awaitable[T]],
+    ) -> T:
+        """Authenticate, run the handler, and turn ChatErrors into status codes."""
+        try:
+            metadata = {k: str(v) for k, v in (context.invocation_metadata() or ())}
+            caller = self._auth.authenticate(metadata)
+            return await handler(caller)
+        except ChatError as exc:
+            context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code),))
+            await context.abort(exc.status, exc.message)
+            raise AssertionError("abort returns by raising") from exc
+
+    async def CreateConversation(
+        self, request: pb.CreateConversationRequest, context: Context
+    ) -> pb.Conversation:
+        async def handle(caller: uuid.UUID) -> pb.Conversation:
+            record = await self._service.create_conversation(
+                caller, list(request.member_ids), request.title
+            )
+            return conversation_to_proto(record)
+
+        return await self._call(context, handle)
+
+    async def AddMembers(self, request: pb.AddMembersRequest, context: Context) -> pb.Conversation:
+        async def handle(caller: uuid.UUID) -> pb.Conversation:
+            record = await self._service.add_members(
+                caller, request.conversation_id, list(request.user_ids)
+            )
+            return conversation_to_proto(record)
+
+        return await self._call(context, handle)
+
+    async def GetConversation(
+        self, request: pb.GetConversationRequest, context: Context
+    ) -> pb.Conversation:
+        async def handle(caller: uuid.UUID) -> pb.Conversation:
+            record = await self._service.get_conversation(caller, request.conversation_id)
+            return conversation_to_proto(record)
+
+        return await self._call(context, handle)
+
+    async def ListConversations(
+        self, request: pb.ListConversationsRequest, context: Context
+    ) -> pb.ListConversationsResponse:
+        async def handle(caller: uuid.UUID) -> pb.ListConversationsResponse:
+            records = await self._service.list_conversations(caller)
+            return pb.ListConversationsResponse(
+                conversations=[conversation_to_proto(r) for r in records]
+            )
+
+        return await self._call(context, handle)
+
+    async def SendMessage(
+        self, request: pb.SendMessageRequest, context: Context
+    ) -> pb.SendMessageResponse:
+        async def handle(caller: uuid.UUID) -> pb.SendMessageResponse:
+            result = await self._service.send_message(
+                caller,
+                request.conversation_id,
+                request.client_msg_id,
+                request.content,
+                _trace_context(context),
+            )
+            return pb.SendMessageResponse(
+                message=message_to_proto(result.message), created=result.created
+            )
+
+        return await self._call(context, handle)
+
+    async def GetHistory(
+        self, request: pb.GetHistoryRequest, context: Context
+    ) -> pb.GetHistoryResponse:
+        async def handle(caller: uuid.UUID) -> pb.GetHistoryResponse:
+            messages, last_seq = await self._service.history(
+                caller, request.conversation_id, request.after_seq, request.limit
+            )
+            return pb.GetHistoryResponse(
+                messages=[message_to_proto(m) for m in messages], last_seq=last_seq
+            )
+
+        return await self._call(context, handle)
+
+    async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:
+        async def handle(caller: uuid.UUID) -> pb.AckResponse:
+            acked = await self._service.ack(
+                caller, request.conversation_id, request.seq, _trace_context(context)
+            )
+            return pb.AckResponse(acked_seq=acked)
+
+        return await self._call(context, handle)

@@ -1,0 +1,303 @@
+"""The outbox publisher: carries committed events from PostgreSQL to Kafka, crash-safe.
+
+Guarantees:
+- At least once: a row is marked published only after the broker acknowledged it (acks=all),
+  inside the same transaction that leased its shard; a crash before the mark republishes it.
+- Per-conversation order: one conversation maps to one shard, one publisher holds a shard at a
+  time, events go out in commit order, and an event that failed holds back the later events of
+  its conversation (they are re-sent after it) instead of being overtaken.
+- Outages are retried forever with capped exponential backoff; only poison events (the broker
+  can never accept them) are dead-lettered. A batch-level "too large" verdict is first re-tried one
+  event at a time, so only the real culprit is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+import structlog
+from confluent_kafka import KafkaError
+from prometheus_client import Counter, Gauge, Histogram
+
+from realchat.bus.kafka import AsyncProducer, Delivered, DeliveryError, producer_config
+from realchat.chat import outbox_store
+from realchat.chat.backoff import Backoff
+from realchat.chat.outbox_store import OutboxEvent
+from realchat.config import FaultSettings, OutboxSettings, Settings
+from realchat.events.models import EVENT_TYPE_HEADER
+from realchat.observability.ops import start_ops_server
+from realchat.storage.pool import create_pool
+
+log = structlog.get_logger(__name__)
+
+PUBLISHED = Counter("realchat_outbox_published_total", "Outbox events acknowledged by Kafka")
+DEAD_LETTERED = Counter("realchat_outbox_dead_lettered_total", "Poison events dead-lettered")
+FAILURES = Counter(
+    "realchat_outbox_publish_failures_total", "Events not acknowledged (retried)", ["reason"]
+)
+PENDING = Gauge("realchat_outbox_pending_count", "Outbox events waiting to be published")
+OLDEST_AGE = Gauge(
+    "realchat_outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox event"
+)
+BATCH_SECONDS = Histogram(
+    "realchat_kafka_publish_latency_seconds", "Produce-to-acknowledgement time of one batch"
+)
+
+#: Errors with which the broker (or librdkafka) refuses a record for what it is, not for when
+#: it was sent: retrying can never succeed.
+POISON_CODES = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+    }
+)
+
+
+@dataclass
+class BatchOutcome:
+    published: list[int] = field(default_factory=list)
+    retry: dict[int, str] = field(default_factory=dict)
+    poison: dict[int, str] = field(default_factory=dict)
+    #: Events refused as poison while sent in a batch: to be re-sent one at a time.
+    suspects: list[int] = field(default_factory=list)
+
+
+def classify(
+    events: Sequence[OutboxEvent],
+    results: Sequence[Delivered | BaseException],
+    *,
+    isolated: bool,
+) -> BatchOutcome:
+    """Decide each event's fate from its delivery result, in commit order.
+
+    Once an event of a conversation failed, the later events of that conversation in the batch
+    are not marked even if they were acknowledged: they will be sent again after it.
+    """
+    outcome = BatchOutcome()
+    blocked: set[str] = set()
+    for event, result in zip(events, results, strict=True):
+        if isinstance(result, Delivered):
+            if event.partition_key in blocked:
+                outcome.retry[event.id] = "held back behind an earlier failed event"
+            else:
+                outcome.published.append(event.id)
+            continue
+        blocked.add(event.partition_key)
+        error = str(result)
+        if isinstance(result, DeliveryError) and result.code in POISON_CODES:
+            if isolated:
+                outcome.poison[event.id] = error
+                blocked.discard(event.partition_key)  # dead-lettered: no longer in the way
+            else:
+                outcome.suspects.append(event.id)
+                outcome.retry[event.id] = error
+        else:
+            outcome.retry[event.id] = error
+    return outcome
+
+
+def _headers(event: OutboxEvent) -> list[tuple[str, bytes]]:
+    headers = [(EVENT_TYPE_HEADER, event.event_type.encode())]
+    headers.extend((k, v.encode()) for k, v in sorted(event.trace_context.items()))
+    return headers
+
+
+class OutboxPublisher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer_factory: Callable[[], AsyncProducer],
+        settings: OutboxSettings,
+        faults: FaultSettings | None = None,
+    ) -> None:
+        self._pool = pool
+        self._producer_factory = producer_factory
+        self._producer = producer_factory()
+        self._settings = settings
+        self._faults = faults or FaultSettings()
+        self._backoff: dict[int, Backoff] = {}
+        #: shard -> highest suspect id: until past it, the shard publishes one event at a time.
+        self._isolate_until: dict[int, int] = {}
+
+    def _shard_backoff(self, shard: int) -> Backoff:
+        if shard not in self._backoff:
+            self._backoff[shard] = Backoff(
+                self._settings.backoff_initial_s, self._settings.backoff_max_s
+            )
+        return self._backoff[shard]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop` is set; then finish the batches in flight and return."""
+        inflight: dict[int, asyncio.Task[None]] = {}
+        housekeeping = asyncio.create_task(self._housekeeping(stop))
+        try:
+            while not stop.is_set():
+                if self._producer.fatal_error is not None and not inflight:
+                    await self._replace_producer()
+                now = time.monotonic()
+                try:
+                    shards = await outbox_store.shards_with_pending(self._pool)
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("outbox scan failed", error=str(exc))
+                    shards = []
+                for shard in shards:
+                    if len(inflight) >= self._settings.concurrency:
+                        break
+                    if shard not in inflight and self._shard_backoff(shard).ready(now):
+                        inflight[shard] = asyncio.create_task(self._drain_shard(shard, stop))
+                await self._wait(inflight, stop)
+        finally:
+            if inflight:
+                await asyncio.gather(*inflight.values(), return_exceptions=True)
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
+            await self._producer.close()
+
+    async def _replace_producer(self) -> None:
+        """librdkafka declared the idempotent producer unusable: start a fresh one. Events it
+        failed are still pending and go out again through the new producer."""
+        log.error(
+            "kafka producer failed fatally; recreating", error=str(self._producer.fatal_error)
+        )
+        await self._producer.close(timeout_s=1)
+        self._producer = self._producer_factory()
+
+    async def _wait(self, inflight: dict[int, asyncio.Task[None]], stop: asyncio.Event) -> None:
+        """Sleep a poll interval, or less if a shard finished or we were told to stop."""
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait(
+            [stopping, *inflight.values()],
+            timeout=self._settings.poll_interval_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        stopping.cancel()
+        for shard, task in list(inflight.items()):
+            if task.done():
+                del inflight[shard]
+                if (exc := task.exception()) is not None:
+                    FAILURES.labels(reason="shard_error").inc()
+                    delay = self._shard_backoff(shard).failed(time.monotonic())
+                    log.warning("outbox shard failed", shard=shard, error=repr(exc), retry_in=delay)
+
+    async def _drain_shard(self, shard: int, stop: asyncio.Event) -> None:
+        """Publish batches of one shard while they come back full."""
+        while not stop.is_set():
+            full = await self.publish_batch(shard)
+            if not full:
+                return
+
+    async def publish_batch(self, shard: int) -> bool:
+        """Lease the shard, publish one batch, mark it; True if the batch was full."""
+        isolated = shard in self._isolate_until
+        limit = 1 if isolated else self._settings.batch_size
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await outbox_store.try_lease(conn, shard):
+                return False  # another publisher replica holds this shard
+            events = await outbox_store.pending_batch(conn, shard, limit)
+            if not events:
+                return False
+            started = time.monotonic()
+            futures = [
+                self._producer.produce(
+                    e.topic, e.partition_key.encode(), e.payload, headers=_headers(e)
+                )
+                for e in events
+            ]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            BATCH_SECONDS.observe(time.monotonic() - started)
+            if self._faults.kill_publisher_after_ack and any(
+                isinstance(r, Delivered) for r in results
+            ):
+                log.warning("fault injection: SIGKILL after broker ack, before the mark")
+                os.kill(os.getpid(), signal.SIGKILL)
+            outcome = classify(events, results, isolated=isolated)
+            await outbox_store.mark_published(conn, outcome.published)
+            await outbox_store.record_failures(conn, outcome.retry)
+            for event_id, error in outcome.poison.items():
+                await outbox_store.dead_letter(conn, event_id, error)
+        self._account(shard, events, outcome)
+        return len(events) == limit and not outcome.retry
+
+    def _account(self, shard: int, events: Sequence[OutboxEvent], outcome: BatchOutcome) -> None:
+        PUBLISHED.inc(len(outcome.published))
+        if outcome.suspects:
+            self._isolate_until[shard] = max(outcome.suspects)
+            log.warning("broker refused a batch as too large; retrying one by one", shard=shard)
+        elif shard in self._isolate_until and events[-1].id >= self._isolate_until[shard]:
+            del self._isolate_until[shard]
+        for event_id, error in outcome.poison.items():
+            DEAD_LETTERED.inc()
+            log.error("outbox event dead-lettered", outbox_id=event_id, shard=shard, error=error)
+        retried = {k: v for k, v in outcome.retry.items() if k not in outcome.suspects}
+        if retried:
+            reason = next(iter(retried.values()))
+            FAILURES.labels(reason="delivery").inc(len(retried))
+            delay = self._shard_backoff(shard).failed(time.monotonic())
+            log.warning(
+                "outbox delivery failed; retrying",
+                shard=shard, events=len(retried), error=reason, retry_in=round(delay, 3),
+            )  # fmt: skip
+        else:
+            self._shard_backoff(shard).succeeded()
+
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        """Export the backlog gauges; delete rows published longer ago than the retention."""
+        last_cleanup = 0.0
+        while not stop.is_set():
+            try:
+                count, age = await outbox_store.pending_stats(self._pool)
+                PENDING.set(count)
+                OLDEST_AGE.set(age)
+                if time.monotonic() - last_cleanup > 30:
+                    await outbox_store.delete_published_before(
+                        self._pool, self._settings.retention_s
+                    )
+                    last_cleanup = time.monotonic()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("outbox housekeeping failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=2.0)
+
+
+async def serve_publisher(settings: Settings, stop: asyncio.Event) -> None:
+    """The `realchat outbox-publisher` process: the publisher plus its ops endpoint."""
+    pool = await create_pool(settings.database, "realchat-outbox-publisher")
+    client_id = f"realchat-outbox-{os.getpid()}"
+
+    def new_producer() -> AsyncProducer:
+        return AsyncProducer(
+            producer_config(
+                settings.kafka.bootstrap_servers,
+                delivery_timeout_s=settings.outbox.delivery_timeout_s,
+                client_id=client_id,
+            )
+        )
+
+    publisher = OutboxPublisher(pool, new_producer, settings.outbox, settings.faults)
+
+    async def ready() -> bool:
+        try:
+            await pool.fetchval("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    ops = await start_ops_server(settings.ops_host, settings.outbox.ops_port, ready)
+    log.info("outbox publisher running", ops_port=settings.outbox.ops_port)
+    try:
+        await publisher.run(stop)
+    finally:
+        log.info("outbox publisher stopped")
+        await ops.cleanup()
+        await pool.close()

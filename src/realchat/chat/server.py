@@ -1,0 +1,65 @@
+"""The chat service process: gRPC (chat API, health, reflection) plus its ops endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from realchat.chat.api import ChatServicer
+from realchat.chat.identity import InternalCredential
+from realchat.chat.service import ChatService
+from realchat.chat.store import ChatStore
+from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
+from realchat.config import Settings
+from realchat.observability.ops import start_ops_server
+from realchat.storage.pool import create_pool
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    token = settings.chat.internal_token
+    if token is None:
+        raise RuntimeError("REALCHAT_CHAT__INTERNAL_TOKEN is not set")
+    pool = await create_pool(settings.database, "realchat-chat")
+    store = ChatStore(pool, settings.chat.outbox_shards)
+    servicer = ChatServicer(
+        ChatService(store, settings.chat.max_members),
+        InternalCredential(token.get_secret_value()),
+    )
+    server = grpc.aio.server()
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    address = f"{settings.chat.grpc_host}:{settings.chat.grpc_port}"
+    server.add_insecure_port(address)
+    await server.start()
+
+    async def ready() -> bool:
+        try:
+            await pool.fetchval("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    ops = await start_ops_server(settings.ops_host, settings.chat.ops_port, ready)
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("chat service listening", grpc=address, ops_port=settings.chat.ops_port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("chat service stopping")
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(grace=5)
+        await ops.cleanup()
+        await pool.close()

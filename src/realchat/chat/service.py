@@ -1,0 +1,159 @@
+"""The chat rules: who may do what, what input is valid, and what an idempotent send means.
+
+Transport-free (the gRPC servicer and tests call it alike) and storage-agnostic beyond `ChatStore`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from realchat.chat.errors import IdempotencyConflict, InvalidArgument, NotFound, PermissionDenied
+from realchat.chat.store import (
+    ChatStore,
+    ConversationRecord,
+    DuplicateIdempotencyKey,
+    Membership,
+    MessageRecord,
+)
+
+MAX_CONTENT_CHARS = 4000
+MAX_CLIENT_MSG_ID_CHARS = 64
+MAX_TITLE_CHARS = 200
+MAX_HISTORY_LIMIT = 500
+DEFAULT_HISTORY_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message: MessageRecord
+    #: False when the send was a replay of an earlier one with the same client_msg_id.
+    created: bool
+
+
+def parse_id(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidArgument(f"invalid_{what}", f"{what} must be a UUID") from None
+
+
+def _check_text(value: str, what: str, max_chars: int, *, allow_empty: bool = False) -> None:
+    if not allow_empty and not value:
+        raise InvalidArgument(f"invalid_{what}", f"{what} must not be empty")
+    if len(value) > max_chars:
+        raise InvalidArgument(f"invalid_{what}", f"{what} is longer than {max_chars} characters")
+    if "\x00" in value:
+        raise InvalidArgument(f"invalid_{what}", f"{what} must not contain NUL characters")
+
+
+class ChatService:
+    def __init__(self, store: ChatStore, max_members: int = 1000) -> None:
+        self._store = store
+        self._max_members = max_members
+
+    async def create_conversation(
+        self, caller: uuid.UUID, member_ids: list[str], title: str
+    ) -> ConversationRecord:
+        _check_text(title, "title", MAX_TITLE_CHARS, allow_empty=True)
+        members = self._parse_members(member_ids, "member_ids")
+        return await self._store.create_conversation(caller, members, title)
+
+    async def add_members(
+        self, caller: uuid.UUID, conversation_id: str, user_ids: list[str]
+    ) -> ConversationRecord:
+        conversation = parse_id(conversation_id, "conversation_id")
+        members = self._parse_members(user_ids, "user_ids")
+        if not members:
+            raise InvalidArgument("invalid_user_ids", "user_ids must not be empty")
+        await self._require_member(conversation, caller)
+        return await self._store.add_members(conversation, members)
+
+    async def get_conversation(self, caller: uuid.UUID, conversation_id: str) -> ConversationRecord:
+        conversation = parse_id(conversation_id, "conversation_id")
+        await self._require_member(conversation, caller)
+        record = await self._store.get_conversation(conversation)
+        if record is None:
+            raise NotFound("conversation_not_found", "no such conversation")
+        return record
+
+    async def list_conversations(self, caller: uuid.UUID) -> list[ConversationRecord]:
+        return await self._store.list_conversations(caller)
+
+    async def send_message(
+        self,
+        caller: uuid.UUID,
+        conversation_id: str,
+        client_msg_id: str,
+        content: str,
+        trace_context: dict[str, str] | None = None,
+    ) -> SendResult:
+        conversation = parse_id(conversation_id, "conversation_id")
+        _check_text(client_msg_id, "client_msg_id", MAX_CLIENT_MSG_ID_CHARS)
+        _check_text(content, "content", MAX_CONTENT_CHARS)
+        earlier = await self._store.find_sent(caller, client_msg_id)
+        if earlier is not None:
+            return _replay(earlier, conversation, content)
+        try:
+            message = await self._store.insert_message(
+                conversation, caller, client_msg_id, content, trace_context or {}
+            )
+        except DuplicateIdempotencyKey:
+            # A concurrent send with the same key committed first: this one wrote nothing.
+            earlier = await self._store.find_sent(caller, client_msg_id)
+            assert earlier is not None, "the conflicting send committed, so it is visible"
+            return _replay(earlier, conversation, content)
+        if message is None:
+            await self._require_member(conversation, caller)
+            raise AssertionError("insert refused although the caller is a member")
+        return SendResult(message, created=True)
+
+    async def history(
+        self, caller: uuid.UUID, conversation_id: str, after_seq: int, limit: int
+    ) -> tuple[list[MessageRecord], int]:
+        conversation = parse_id(conversation_id, "conversation_id")
+        if after_seq < 0:
+            raise InvalidArgument("invalid_after_seq", "after_seq must be >= 0")
+        limit = limit or DEFAULT_HISTORY_LIMIT
+        if not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise InvalidArgument("invalid_limit", f"limit must be 1-{MAX_HISTORY_LIMIT}")
+        membership = await self._require_member(conversation, caller)
+        messages = await self._store.history(conversation, after_seq, limit)
+        return messages, membership.last_seq
+
+    async def ack(
+        self,
+        caller: uuid.UUID,
+        conversation_id: str,
+        seq: int,
+        trace_context: dict[str, str] | None = None,
+    ) -> int:
+        conversation = parse_id(conversation_id, "conversation_id")
+        membership = await self._require_member(conversation, caller)
+        if not 0 <= seq <= membership.last_seq:
+            raise InvalidArgument(
+                "invalid_seq", f"seq must be between 0 and the last seq ({membership.last_seq})"
+            )
+        moved = await self._store.ack(conversation, caller, seq, trace_context or {})
+        return moved if moved is not None else max(seq, membership.acked_seq)
+
+    def _parse_members(self, values: list[str], what: str) -> list[uuid.UUID]:
+        if len(values) > self._max_members:
+            raise InvalidArgument(f"invalid_{what}", f"at most {self._max_members} members")
+        return [parse_id(v, what) for v in values]
+
+    async def _require_member(self, conversation: uuid.UUID, caller: uuid.UUID) -> Membership:
+        membership = await self._store.membership(conversation, caller)
+        if not membership.exists:
+            raise NotFound("conversation_not_found", "no such conversation")
+        if not membership.is_member:
+            raise PermissionDenied("not_a_member", "you are not a member of this conversation")
+        return membership
+
+
+def _replay(earlier: MessageRecord, conversation: uuid.UUID, content: str) -> SendResult:
+    if earlier.conversation_id != conversation or earlier.content != content:
+        raise IdempotencyConflict(
+            "client_msg_id was already used for a different message; use a new one"
+        )
+    return SendResult(earlier, created=False)

@@ -1,0 +1,1 @@
+"""Logging, metrics and the ops endpoints every RealChat process serves."""

@@ -1,0 +1,39 @@
+"""Connection pools: every RealChat process talks to PostgreSQL the same way."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+
+from realchat.config import DatabaseSettings
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    #: A connection of our own or one borrowed from a pool: the SQL functions take either.
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+
+class DatabaseNotConfigured(RuntimeError):  # noqa: N818
+    pass
+
+
+def database_url(settings: DatabaseSettings) -> str:
+    if settings.url is None:
+        raise DatabaseNotConfigured(
+            "REALCHAT_DATABASE__URL is not set (the local stack sets it: `realchat stack env`)"
+        )
+    return settings.url.get_secret_value()
+
+
+async def create_pool(settings: DatabaseSettings, application_name: str) -> asyncpg.Pool:
+    """A pool whose sessions speak UTC, so every timestamp leaves as RFC 3339 UTC."""
+    pool = await asyncpg.create_pool(
+        database_url(settings),
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        server_settings={"timezone": "UTC", "application_name": application_name},
+    )
+    assert pool is not None
+    return pool
