@@ -17,22 +17,13 @@ from pathlib import Path
 import pytest
 
 from realchat.stack.process import is_alive
-from tests.support.stacks import throwaway_stack
+from tests.support.stacks import settings_env, throwaway_settings
 
 pytestmark = pytest.mark.slow
 
 
 def cli_env(state_dir: Path) -> dict[str, str]:
-    stack = throwaway_stack(state_dir)
-    return {
-        **os.environ,
-        "REALCHAT_STACK__STATE_DIR": str(state_dir),
-        "REALCHAT_STACK__KAFKA_LIBS_DIR": str(stack.kafka_libs_dir),
-        "REALCHAT_STACK__POSTGRES_PORT": str(stack.postgres_port),
-        "REALCHAT_STACK__REDIS_PORT": str(stack.redis_port),
-        "REALCHAT_STACK__KAFKA_PORT": str(stack.kafka_port),
-        "REALCHAT_STACK__KAFKA_HEAP_MB": "320",
-    }
+    return {**os.environ, **settings_env(throwaway_settings(state_dir))}
 
 
 def realchat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,7 +77,13 @@ def test_foreground_up_then_ctrl_c_leaves_nothing_running(tmp_path: Path) -> Non
                 break
         assert any("RealChat stack is up" in line for line in lines), "".join(lines)
         components = wait_healthy(env, timeout_s=30)
-        assert {c["name"] for c in components} == {"postgres", "redis", "kafka"}
+        assert {c["name"] for c in components} == {
+            "postgres",
+            "redis",
+            "kafka",
+            "chat",
+            "outbox-publisher",
+        }
         pids = [int(str(c["pid"])) for c in components]
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=90)
@@ -109,7 +106,7 @@ def test_detached_stack_reports_status_and_stops_with_down(tmp_path: Path) -> No
         pids = [int(str(c["pid"])) for c in components]
         text = realchat(env, "stack", "status")
         assert text.returncode == 0
-        assert text.stdout.count("healthy") == 3
+        assert text.stdout.count("healthy") == 5
         # Every component keeps its log in the one run directory.
         assert {Path(str(c["log"])).parent for c in components} == {tmp_path / "stack" / "logs"}
     finally:
@@ -149,7 +146,7 @@ def test_ctrl_c_during_start_up_still_stops_everything(tmp_path: Path) -> None:
     for line in up.stdout:
         if "starting (pid" in line:
             pids.append(int(line.split("pid ")[1].split(",")[0]))
-        if len(pids) == 3:
+        if len(pids) == 3:  # the infrastructure is starting; the services are not yet
             break
     up.send_signal(signal.SIGINT)
     output, _ = up.communicate(timeout=90)

@@ -9,8 +9,8 @@ import pytest
 import pytest_asyncio
 from confluent_kafka.admin import AdminClient
 
-from realchat.events.topics import MESSAGE_CREATED
 from realchat.config import Settings
+from realchat.events.topics import MESSAGE_CREATED
 from realchat.stack.supervisor import Stack
 from tests.support.kafka import (
     QUIET,
