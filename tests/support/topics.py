@@ -57,10 +57,11 @@ class TopicTail:
                 headers = dict(msg.headers() or [])
                 event_type = headers[EVENT_TYPE_HEADER].decode()
                 value, partition, offset = msg.value(), msg.partition(), msg.offset()
-                assert value is not None and partition is not None and offset is not None
-                self.received.append(
-                    Received(partition, offset, msg.key() or b"", headers, decode(event_type, value))
-                )
+                assert value is not None
+                assert partition is not None
+                assert offset is not None
+                event = decode(event_type, value)
+                self.received.append(Received(partition, offset, msg.key() or b"", headers, event))
         return self.received
 
     def close(self) -> None:

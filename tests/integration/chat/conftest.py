@@ -4,7 +4,7 @@ and (for transport tests) an in-process gRPC server speaking to it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
@@ -40,9 +40,6 @@ async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def service(pool: asyncpg.Pool) -> ChatService:
     return ChatService(ChatStore(pool, OUTBOX_SHARDS))
-
-
-StubFor = Callable[[uuid.UUID], tuple[chat_pb2_grpc.ChatServiceStub, tuple[tuple[str, str], ...]]]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
