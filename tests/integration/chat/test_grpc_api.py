@@ -105,7 +105,7 @@ async def test_errors_map_to_distinct_status_codes(channel: grpc.aio.Channel) ->
         ),
         (
             pb.SendMessageRequest(
-                conversation_id=str(uuid.uuid4()), client_msg_id="k", content="x"
+                conversation_id=str(uuid.uuid4()), client_msg_id="k4", content="x"
             ),
             alice,
             grpc.StatusCode.NOT_FOUND,
