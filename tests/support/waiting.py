@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 async def eventually(
@@ -17,3 +20,15 @@ async def eventually(
             return False
         await asyncio.sleep(interval_s)
     return True
+
+
+async def eventually_async(
+    probe: Callable[[], Awaitable[T]], until: Callable[[T], bool], timeout_s: float
+) -> T:
+    """Poll an async probe until its value satisfies `until`; return the last value seen."""
+    deadline = time.monotonic() + timeout_s
+    value = await probe()
+    while not until(value) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        value = await probe()
+    return value
