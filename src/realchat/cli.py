@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 from realchat.config import Settings, load_settings
 from realchat.stack.supervisor import Stack, StackError
@@ -136,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay = dead_actions.add_parser("replay", help="put dead letters back in the outbox")
     replay.add_argument("ids", type=int, nargs="*")
     replay.add_argument("--all", action="store_true", help="every dead letter not yet replayed")
+
+    bench = commands.add_parser("bench", help="benchmarks against the running dev stack")
+    benchmarks = bench.add_subparsers(dest="benchmark", required=True)
+    write = benchmarks.add_parser("write", help="SendMessage throughput/latency vs pgbench")
+    write.add_argument("--seconds", type=float, default=15.0, help="measured seconds per path")
+    write.add_argument("--concurrency", type=int, default=64, help="concurrent callers")
+    write.add_argument("--output", type=Path, default=Path("reports/bench-write.json"))
     return parser
 
 
@@ -168,6 +176,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from realchat.chat.dead_letters import dead_letters_command
 
         return asyncio.run(dead_letters_command(settings, args, _say))
+    if args.command == "bench":
+        from realchat.loadtest.bench_write import bench_write_command
+
+        return bench_write_command(
+            settings,
+            seconds=args.seconds,
+            concurrency=args.concurrency,
+            output=args.output,
+            report=_say,
+        )
     raise AssertionError(args.command)
 
 

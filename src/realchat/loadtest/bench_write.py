@@ -1,0 +1,765 @@
+"""`realchat bench write`: SendMessage throughput and latency, with pgbench as the ceiling.
+
+Why pgbench: a send is one SQL statement (`store._INSERT_MESSAGE`) under the conversation's row
+lock. pgbench runs that very statement with nothing in front of it (no gRPC, no Python, no pool),
+on the same database in the same run, so `ours / pgbench` says how much of what PostgreSQL can
+commit the service delivers. Two scenarios bracket real traffic: one hot conversation (every
+writer queues on one row lock, each commit waits for its own WAL fsync) and 1,000 conversations
+(writers rarely meet and their commits share fsyncs).
+
+Each scenario measures three paths, one after the other, on freshly truncated tables:
+`grpc` (the real `realchat chat` process, called over gRPC: the headline figure), `service`
+(`ChatService.send_message` in this process: the cost without the transport) and `pgbench`.
+All three run a closed loop with the same number of callers; only completions inside the same
+measurement window (after a warm-up) count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import grpc
+import uvloop
+from pydantic import SecretStr
+
+from realchat.chat.identity import internal_metadata
+from realchat.chat.service import ChatService
+from realchat.chat.store import _INSERT_MESSAGE, ChatStore
+from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
+from realchat.config import Settings
+from realchat.events.topics import MESSAGE_CREATED
+from realchat.stack import process
+from realchat.stack.component import ComponentNotReadyError
+from realchat.stack.postgres import SUPERUSER, Postgres
+from realchat.stack.service import Service
+from realchat.stack.supervisor import Stack
+from realchat.storage.migrations import migrate_database
+from realchat.storage.pool import create_pool
+
+Reporter = Callable[[str], None]
+
+BENCH_DATABASE = "realchat_bench"
+DEFAULT_SECONDS = 15.0
+DEFAULT_CONCURRENCY = 64
+DEFAULT_OUTPUT = Path("reports/bench-write.json")
+#: Discarded start of every run: connections, prepared statements and caches warm up.
+WARMUP_S = 2.0
+#: A typical short chat message. No ':' in it: pgbench would read `:word` as a variable.
+CONTENT = "Hello! A short chat message, about the length people usually type."
+#: Deterministic ids, computable in SQL too, so pgbench addresses the rows we seeded.
+CONVERSATION_PREFIX = "c0000000"
+USER_PREFIX = "a0000000"
+_UUID_MIDDLE = "-0000-4000-8000-"
+CALL_TIMEOUT_S = 30.0
+#: Backends publish their WAL statistics when they exit or go idle; give them this long.
+STATS_SETTLE_S = 1.5
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run or produced nothing trustworthy; the message says why."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    conversations: int
+
+
+SCENARIOS = (Scenario("hot-1", 1), Scenario("spread-1000", 1000))
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+
+
+def indexed_uuid(prefix: str, index: int) -> uuid.UUID:
+    """The `index`-th bench conversation or user (decimal digits are valid hex)."""
+    return uuid.UUID(f"{prefix}{_UUID_MIDDLE}{index:012d}")
+
+
+def indexed_uuid_sql(prefix: str, index_sql: str) -> str:
+    """`indexed_uuid` as a SQL expression of an integer expression."""
+    return f"('{prefix}{_UUID_MIDDLE}' || lpad(({index_sql})::text, 12, '0'))::uuid"
+
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in (0, 100]) of values sorted ascending: always a real sample."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    if not 0 < q <= 100:
+        raise ValueError(f"percentile {q} is not in (0, 100]")
+    rank = math.ceil(q * len(sorted_values) / 100)
+    return sorted_values[rank - 1]
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+
+
+def summarize_latencies(latencies_ms: Iterable[float]) -> Latency:
+    values = sorted(latencies_ms)
+    if not values:
+        raise ValueError("no latencies to summarize")
+    return Latency(
+        p50_ms=round(percentile(values, 50), 3),
+        p95_ms=round(percentile(values, 95), 3),
+        p99_ms=round(percentile(values, 99), 3),
+        mean_ms=round(sum(values) / len(values), 3),
+        max_ms=round(values[-1], 3),
+    )
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completed send: when it completed (seconds, any fixed clock) and how long it took."""
+
+    completed_at: float
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Window:
+    """The measured part of a run: completions in [start, end) count, the warm-up does not."""
+
+    start: float
+    end: float
+
+    @classmethod
+    def after_warmup(cls, started: float, warmup_s: float, seconds: float) -> Window:
+        return cls(started + warmup_s, started + warmup_s + seconds)
+
+    def __contains__(self, moment: float) -> bool:
+        return self.start <= moment < self.end
+
+
+@dataclass(frozen=True)
+class PgbenchSummary:
+    """What pgbench itself printed, over its whole run (warm-up included)."""
+
+    tps: float
+    latency_avg_ms: float
+    transactions: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class WalUsage:
+    """Commits of a run against WAL fsyncs: ~1 commit per fsync means no group commit."""
+
+    commits: int
+    wal_syncs: int
+    commits_per_wal_sync: float | None
+
+
+@dataclass(frozen=True)
+class PathResult:
+    path: str
+    messages: int
+    seconds: float
+    msgs_per_s: float
+    latency: Latency
+    errors: int
+    first_error: str | None = None
+    wal: WalUsage | None = None
+    pgbench_reported: PgbenchSummary | None = None
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    scenario: str
+    conversations: int
+    concurrency: int
+    grpc: PathResult
+    service: PathResult
+    pgbench: PathResult
+    #: The headline: SendMessage over gRPC / the same SQL in pgbench.
+    ratio_grpc_to_pgbench: float
+    ratio_service_to_pgbench: float
+
+
+def scenario_result(
+    scenario: Scenario, concurrency: int, grpc_: PathResult, service: PathResult, pg: PathResult
+) -> ScenarioResult:
+    return ScenarioResult(
+        scenario=scenario.name,
+        conversations=scenario.conversations,
+        concurrency=concurrency,
+        grpc=grpc_,
+        service=service,
+        pgbench=pg,
+        ratio_grpc_to_pgbench=round(grpc_.msgs_per_s / pg.msgs_per_s, 3),
+        ratio_service_to_pgbench=round(service.msgs_per_s / pg.msgs_per_s, 3),
+    )
+
+
+def window_result(
+    path: str, samples: Iterable[Sample], window: Window, errors: int, first_error: str | None
+) -> PathResult:
+    """Throughput and latency of the completions inside `window`."""
+    latencies = [s.latency_ms for s in samples if s.completed_at in window]
+    if not latencies:
+        raise BenchError(f"{path}: nothing completed in the measurement window ({first_error})")
+    seconds = window.end - window.start
+    return PathResult(
+        path=path,
+        messages=len(latencies),
+        seconds=round(seconds, 3),
+        msgs_per_s=round(len(latencies) / seconds, 1),
+        latency=summarize_latencies(latencies),
+        errors=errors,
+        first_error=first_error,
+    )
+
+
+def wal_usage(commits: int, wal_syncs: int) -> WalUsage:
+    ratio = round(commits / wal_syncs, 2) if wal_syncs > 0 else None
+    return WalUsage(commits=commits, wal_syncs=wal_syncs, commits_per_wal_sync=ratio)
+
+
+def pgbench_script(conversations: int, outbox_shards: int) -> str:
+    """`_INSERT_MESSAGE` as a pgbench script: the same statement, its parameters computed in SQL
+    from pgbench variables (a random conversation; the sender is the client's own user)."""
+    conversation = ":conv"
+    values = {
+        1: indexed_uuid_sql(CONVERSATION_PREFIX, conversation),
+        2: indexed_uuid_sql(USER_PREFIX, ":client_id"),
+        3: sql_literal(CONTENT),
+        4: "gen_random_uuid()::text",
+        # Same shard count, not the same hash (pgbench has no crc32): the cost is the same.
+        5: f"({conversation})::int % {outbox_shards}",
+        6: sql_literal(MESSAGE_CREATED),
+        7: sql_literal("{}"),
+    }
+    statement = re.sub(r"\$(\d+)", lambda m: f"({values[int(m[1])]})", _INSERT_MESSAGE.strip())
+    return f"\\set conv random(0, {conversations - 1})\n{statement};\n"
+
+
+_PGBENCH_SUMMARY = {
+    "tps": re.compile(r"^tps = ([\d.]+)", re.MULTILINE),
+    "latency_avg_ms": re.compile(r"^latency average = ([\d.]+) ms", re.MULTILINE),
+    "transactions": re.compile(r"^number of transactions actually processed: (\d+)", re.MULTILINE),
+    "failed": re.compile(r"^number of failed transactions: (\d+)", re.MULTILINE),
+}
+
+
+def parse_pgbench_summary(text: str) -> PgbenchSummary:
+    """pgbench's closing report. The last `tps` line wins (older versions print two, the last one
+    without connection time); `failed` is absent before PostgreSQL 15."""
+    found = {key: pattern.findall(text) for key, pattern in _PGBENCH_SUMMARY.items()}
+    missing = [key for key in ("tps", "latency_avg_ms", "transactions") if not found[key]]
+    if missing:
+        raise BenchError(f"unexpected pgbench output, no {', '.join(missing)}:\n{text}")
+    return PgbenchSummary(
+        tps=float(found["tps"][-1]),
+        latency_avg_ms=float(found["latency_avg_ms"][-1]),
+        transactions=int(found["transactions"][-1]),
+        failed=int(found["failed"][-1]) if found["failed"] else 0,
+    )
+
+
+def parse_pgbench_log(lines: Iterable[str]) -> tuple[list[Sample], int]:
+    """pgbench's per-transaction log (`client_id transaction_no time script_no time_epoch time_us
+    ...`, time in microseconds, the epoch pair = completion) as samples, plus failed ones."""
+    samples: list[Sample] = []
+    failed = 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6:
+            continue
+        if not fields[2].isdigit():  # "failed" (or "skipped" with a rate limit)
+            failed += 1
+            continue
+        completed_at = int(fields[4]) + int(fields[5]) / 1e6
+        samples.append(Sample(completed_at=completed_at, latency_ms=int(fields[2]) / 1000))
+    return samples, failed
+
+
+_PATHS = ("grpc", "service", "pgbench")
+
+
+def render_table(results: Sequence[ScenarioResult], cores: int | None) -> str:
+    """The human-readable summary printed at the end of a run."""
+    header = (
+        f"{'scenario':<12} {'path':<8} {'msgs/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'mean ms':>8} {'errors':>6} {'/pgbench':>8} {'commits/fsync':>13}"
+    )
+    lines = [header, "-" * len(header)]
+    for result in results:
+        ratios = {
+            "grpc": result.ratio_grpc_to_pgbench,
+            "service": result.ratio_service_to_pgbench,
+            "pgbench": 1.0,
+        }
+        for path in _PATHS:
+            run: PathResult = getattr(result, path)
+            per_sync = run.wal.commits_per_wal_sync if run.wal else None
+            lines.append(
+                f"{result.scenario:<12} {path:<8} {run.msgs_per_s:>9.1f} "
+                f"{run.latency.p50_ms:>8.2f} {run.latency.p95_ms:>8.2f} "
+                f"{run.latency.p99_ms:>8.2f} {run.latency.mean_ms:>8.2f} {run.errors:>6} "
+                f"{ratios[path]:>8.2f} {per_sync if per_sync is not None else '-':>13}"
+            )
+        reported = result.pgbench.pgbench_reported
+        if reported is not None:
+            lines.append(
+                f"{'':<12} pgbench's own summary (whole run): tps {reported.tps:.1f}, "
+                f"latency average {reported.latency_avg_ms:.2f} ms, failed {reported.failed}"
+            )
+    lines.append(f"{cores} cores; ratio = msgs/s of the path / msgs/s of pgbench")
+    return "\n".join(lines)
+
+
+# -- the bench database ---------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def recreate_database(postgres: Postgres, name: str) -> str:
+    """Drop and recreate the bench database with the shipped schema, so runs are comparable."""
+    async with _connection(postgres.dsn("postgres")) as admin:
+        quoted = await admin.fetchval("SELECT quote_ident($1)", name)
+        await admin.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    await postgres.ensure_database(name)
+    dsn = postgres.dsn(name)
+    await migrate_database(dsn)
+    return dsn
+
+
+async def seed(dsn: str, conversations: int, users: int) -> None:
+    """`conversations` conversations, each with the same `users` members (the callers): the
+    recipients list in every outbox payload has the same size in both scenarios."""
+    conversation = indexed_uuid_sql(CONVERSATION_PREFIX, "c")
+    async with _connection(dsn) as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO conversations (id, title, created_by) "
+            f"SELECT {conversation}, 'bench ' || c, {indexed_uuid_sql(USER_PREFIX, '0')} "
+            "FROM generate_series(0, $1::int - 1) AS c",
+            conversations,
+        )
+        await conn.execute(
+            "INSERT INTO conversation_members (conversation_id, user_id) "
+            f"SELECT {conversation}, {indexed_uuid_sql(USER_PREFIX, 'u')} "
+            "FROM generate_series(0, $1::int - 1) AS c, generate_series(0, $2::int - 1) AS u",
+            conversations,
+            users,
+        )
+
+
+_RESET = (
+    "TRUNCATE messages, outbox",
+    "UPDATE conversations SET last_seq = 0",
+    "VACUUM ANALYZE conversations, conversation_members",
+    # So that no run pays for the previous run's dirty pages.
+    "CHECKPOINT",
+)
+
+
+async def reset(dsn: str) -> None:
+    """Empty tables and a clean checkpoint before every run: each path starts from the same
+    state."""
+    async with _connection(dsn) as conn:
+        for statement in _RESET:
+            await conn.execute(statement)
+
+
+async def wal_syncs(dsn: str) -> int:
+    """WAL fsyncs of the whole cluster so far (other databases are idle during a run)."""
+    async with _connection(dsn) as conn:
+        value: int = await conn.fetchval("SELECT wal_sync FROM pg_stat_wal")
+        return value
+
+
+async def stored_messages(dsn: str) -> int:
+    async with _connection(dsn) as conn:
+        value: int = await conn.fetchval("SELECT count(*) FROM messages")
+        return value
+
+
+async def server_facts(dsn: str) -> dict[str, str]:
+    """The PostgreSQL settings that shape write throughput, recorded with the numbers."""
+    names = ("server_version", "synchronous_commit", "fsync", "wal_sync_method", "shared_buffers")
+    async with _connection(dsn) as conn:
+        return {name: str(await conn.fetchval(f"SHOW {name}")) for name in names}
+
+
+# -- the closed loop ------------------------------------------------------------------------------
+
+#: Send one message as caller `worker` to the conversation with index `conversation`.
+SendOne = Callable[[int, int], Awaitable[None]]
+
+
+@dataclass
+class _Tally:
+    samples: list[Sample]
+    errors: int = 0
+    first_error: str | None = None
+
+
+async def closed_loop(
+    send: SendOne, *, workers: int, conversations: int, warmup_s: float, seconds: float
+) -> tuple[_Tally, Window]:
+    """`workers` callers, each sending its next message as soon as the last one is answered,
+    until the measurement window closes."""
+    window = Window.after_warmup(time.perf_counter(), warmup_s, seconds)
+    tally = _Tally(samples=[])
+
+    async def caller(worker: int) -> None:
+        rng = random.Random(worker)
+        while (began := time.perf_counter()) < window.end:
+            try:
+                await send(worker, rng.randrange(conversations))
+            except Exception as exc:  # counted and reported, the run goes on
+                tally.errors += 1
+                tally.first_error = tally.first_error or repr(exc)
+                continue
+            done = time.perf_counter()
+            tally.samples.append(Sample(completed_at=done, latency_ms=(done - began) * 1000))
+
+    await asyncio.gather(*(caller(w) for w in range(workers)))
+    return tally, window
+
+
+# -- the three paths ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchContext:
+    stack: Stack
+    dsn: str
+    concurrency: int
+    seconds: float
+    warmup_s: float
+    workdir: Path
+    report: Reporter
+
+    @property
+    def settings(self) -> Settings:
+        return self.stack.app_settings
+
+    @property
+    def users(self) -> list[uuid.UUID]:
+        return [indexed_uuid(USER_PREFIX, i) for i in range(self.concurrency)]
+
+    def conversation_ids(self, scenario: Scenario) -> list[str]:
+        return [str(indexed_uuid(CONVERSATION_PREFIX, i)) for i in range(scenario.conversations)]
+
+
+async def _drive(ctx: BenchContext, path: str, scenario: Scenario, send: SendOne) -> PathResult:
+    tally, window = await closed_loop(
+        send,
+        workers=ctx.concurrency,
+        conversations=scenario.conversations,
+        warmup_s=ctx.warmup_s,
+        seconds=ctx.seconds,
+    )
+    return window_result(path, tally.samples, window, tally.errors, tally.first_error)
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports free right now, held together while asked for so they differ."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+async def _wait_ready(server: Service, child: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if child.poll() is not None:
+            raise BenchError(f"bench chat server exited; {process.failure_report(server.log_path)}")
+        try:
+            await server.probe()
+        except ComponentNotReadyError as exc:
+            if time.monotonic() > deadline:
+                raise BenchError(f"bench chat server not ready: {exc}") from exc
+            await asyncio.sleep(0.2)
+        else:
+            return
+
+
+@contextlib.asynccontextmanager
+async def bench_chat_server(ctx: BenchContext) -> AsyncIterator[str]:
+    """The real chat process (`realchat chat`, shipped settings) on the bench database and free
+    ports, beside the dev stack's own one; stopped (SIGTERM, drained) afterwards."""
+    grpc_port, ops_port = _free_ports(2)
+    env = {
+        **ctx.stack.environment(),
+        "REALCHAT_DATABASE__URL": ctx.dsn,
+        "REALCHAT_CHAT__GRPC_PORT": str(grpc_port),
+        "REALCHAT_CHAT__OPS_PORT": str(ops_port),
+    }
+    server = Service(
+        name="bench-chat",
+        command=("chat",),
+        state_dir=ctx.stack.state_dir,
+        address=f"{ctx.settings.chat.grpc_host}:{grpc_port}",
+        ops_url=f"http://{ctx.settings.ops_host}:{ops_port}",
+        env=env,
+    )
+    child = process.spawn(server.process_spec())
+    try:
+        await _wait_ready(server, child, timeout_s=30.0)
+        yield server.address
+    finally:
+        await asyncio.to_thread(
+            process.stop, child.pid, sig=server.stop_signal, grace_s=server.stop_grace_s
+        )
+        await asyncio.to_thread(child.wait, 10)
+
+
+async def run_grpc(ctx: BenchContext, scenario: Scenario) -> PathResult:
+    """The headline path: SendMessage over one gRPC channel, as the gateway calls it."""
+    conversation_ids = ctx.conversation_ids(scenario)
+    token = ctx.stack.internal_token
+    metadata = [internal_metadata(token, user) for user in ctx.users]
+    async with bench_chat_server(ctx) as target, grpc.aio.insecure_channel(target) as channel:
+        stub = chat_pb2_grpc.ChatServiceStub(channel)
+
+        async def send(worker: int, conversation: int) -> None:
+            request = chat_pb2.SendMessageRequest(
+                conversation_id=conversation_ids[conversation],
+                client_msg_id=str(uuid.uuid4()),
+                content=CONTENT,
+            )
+            await stub.SendMessage(request, metadata=metadata[worker], timeout=CALL_TIMEOUT_S)
+
+        return await _drive(ctx, "grpc", scenario, send)
+
+
+async def run_service(ctx: BenchContext, scenario: Scenario) -> PathResult:
+    """`ChatService.send_message` in this process, on a pool like the chat process's."""
+    conversation_ids = ctx.conversation_ids(scenario)
+    users = ctx.users
+    database = ctx.settings.database.model_copy(update={"url": SecretStr(ctx.dsn)})
+    pool = await create_pool(database, "realchat-bench")
+    try:
+        chat = ctx.settings.chat
+        service = ChatService(ChatStore(pool, chat.outbox_shards), chat.max_members)
+
+        async def send(worker: int, conversation: int) -> None:
+            await service.send_message(
+                users[worker], conversation_ids[conversation], str(uuid.uuid4()), CONTENT
+            )
+
+        return await _drive(ctx, "service", scenario, send)
+    finally:
+        await pool.close()
+
+
+def pgbench_argv(
+    postgres: Postgres, database: str, script: Path, log_prefix: Path, clients: int, seconds: int
+) -> list[str]:
+    threads = max(1, min(clients, os.cpu_count() or 1))
+    return [
+        "pgbench",
+        *("-n", "-M", "prepared", "-c", str(clients), "-j", str(threads), "-T", str(seconds)),
+        *("-f", str(script), "-l", f"--log-prefix={log_prefix}"),
+        *("-h", postgres.host, "-p", str(postgres.port), "-U", SUPERUSER, database),
+    ]
+
+
+async def _run_pgbench(argv: list[str], password: str, timeout_s: float) -> str:
+    env = {**os.environ, "PGPASSWORD": password, "PGAPPNAME": "realchat-bench-pgbench"}
+    child = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(child.communicate(), timeout_s)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        raise BenchError(f"pgbench did not finish within {timeout_s:.0f}s") from None
+    if child.returncode != 0:
+        raise BenchError(f"pgbench failed ({child.returncode}): {stderr.decode().strip()}")
+    return stdout.decode()
+
+
+async def run_pgbench(ctx: BenchContext, scenario: Scenario) -> PathResult:
+    """The ceiling: the same statement, same callers, same window, straight into PostgreSQL."""
+    script = ctx.workdir / f"{scenario.name}.sql"
+    script.write_text(pgbench_script(scenario.conversations, ctx.settings.chat.outbox_shards))
+    log_prefix = ctx.workdir / f"{scenario.name}-log"
+    # One extra second: the window starts at the first completion, not at pgbench's start.
+    duration = math.ceil(ctx.warmup_s + ctx.seconds) + 1
+    postgres = ctx.stack.postgres
+    argv = pgbench_argv(postgres, BENCH_DATABASE, script, log_prefix, ctx.concurrency, duration)
+    output = await _run_pgbench(argv, postgres.password, timeout_s=duration + 120)
+    samples: list[Sample] = []
+    failed = 0
+    for log in sorted(ctx.workdir.glob(f"{log_prefix.name}.*")):
+        found, failures = parse_pgbench_log(log.read_text().splitlines())
+        samples.extend(found)
+        failed += failures
+    if not samples:
+        raise BenchError(f"pgbench completed no transaction:\n{output}")
+    window = Window.after_warmup(min(s.completed_at for s in samples), ctx.warmup_s, ctx.seconds)
+    result = window_result("pgbench", samples, window, failed, None)
+    return replace(result, pgbench_reported=parse_pgbench_summary(output))
+
+
+PathRunner = Callable[[BenchContext, Scenario], Awaitable[PathResult]]
+
+
+async def measure(ctx: BenchContext, scenario: Scenario, runner: PathRunner) -> PathResult:
+    """One path on freshly reset tables, with its WAL fsyncs counted and its writes checked."""
+    await reset(ctx.dsn)
+    syncs_before = await wal_syncs(ctx.dsn)
+    result = await runner(ctx, scenario)
+    await asyncio.sleep(STATS_SETTLE_S)
+    syncs = await wal_syncs(ctx.dsn) - syncs_before
+    commits = await stored_messages(ctx.dsn)
+    if commits < result.messages:
+        raise BenchError(
+            f"{result.path}: {result.messages} sends completed but only {commits} messages "
+            "are stored; the benchmark does not write what it claims to"
+        )
+    result = replace(result, wal=wal_usage(commits, syncs))
+    ctx.report(
+        f"  {result.path:<8} {result.msgs_per_s:>9.1f} msgs/s  p50 {result.latency.p50_ms:.2f} "
+        f"p99 {result.latency.p99_ms:.2f} ms  errors {result.errors}"
+    )
+    return result
+
+
+async def run_scenario(ctx: BenchContext, scenario: Scenario) -> ScenarioResult:
+    ctx.report(
+        f"{scenario.name}: {ctx.concurrency} callers, {scenario.conversations} conversation(s), "
+        f"{ctx.warmup_s:g} s warm-up + {ctx.seconds:g} s per path"
+    )
+    grpc_ = await measure(ctx, scenario, run_grpc)
+    service = await measure(ctx, scenario, run_service)
+    pg = await measure(ctx, scenario, run_pgbench)
+    return scenario_result(scenario, ctx.concurrency, grpc_, service, pg)
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def _pgbench_version() -> str:
+    result = subprocess.run(["pgbench", "--version"], capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+async def _check_ready(stack: Stack, concurrency: int) -> None:
+    if not 1 <= concurrency <= 200:
+        raise BenchError("--concurrency must be between 1 and 200 (PostgreSQL allows 300 clients)")
+    if shutil.which("pgbench") is None:
+        raise BenchError("pgbench not found: install postgresql-contrib (`make deps` does)")
+    try:
+        await stack.postgres.probe()
+    except ComponentNotReadyError as exc:
+        raise BenchError(
+            f"the dev stack's PostgreSQL is not reachable ({exc}); "
+            "start it with `realchat stack up --detach` (or run `make bench-write`)"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """What one run measured, and on what: the JSON file is this, field for field."""
+
+    timestamp: str
+    machine: dict[str, object]
+    settings: dict[str, object]
+    scenarios: list[ScenarioResult]
+
+    def to_json(self) -> str:
+        return json.dumps({"benchmark": "bench-write", **asdict(self)}, indent=2) + "\n"
+
+
+async def run_bench_write(
+    settings: Settings, *, seconds: float, concurrency: int, report: Reporter
+) -> BenchReport:
+    """Every scenario on a fresh bench database."""
+    stack = Stack(settings)
+    await _check_ready(stack, concurrency)
+    report(f"preparing database {BENCH_DATABASE} ...")
+    dsn = await recreate_database(stack.postgres, BENCH_DATABASE)
+    await seed(dsn, max(s.conversations for s in SCENARIOS), concurrency)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-write-") as workdir:
+        ctx = BenchContext(stack, dsn, concurrency, seconds, WARMUP_S, Path(workdir), report)
+        results = [await run_scenario(ctx, scenario) for scenario in SCENARIOS]
+    return BenchReport(
+        timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+        machine={
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "pgbench": _pgbench_version(),
+            "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
+            "postgres": await server_facts(dsn),
+        },
+        settings={
+            "seconds_per_path": seconds,
+            "warmup_s": WARMUP_S,
+            "concurrency": concurrency,
+            "members_per_conversation": concurrency,
+            "content_chars": len(CONTENT),
+            "pool_max_size": settings.database.pool_max_size,
+            "outbox_shards": settings.chat.outbox_shards,
+        },
+        scenarios=results,
+    )
+
+
+def write_json(report: BenchReport, output: Path) -> None:
+    """Atomically, so a crashed run never leaves half a file as the 'latest numbers'."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(".tmp")
+    tmp.write_text(report.to_json())
+    os.replace(tmp, output)
+
+
+def bench_write_command(
+    settings: Settings, *, seconds: float, concurrency: int, output: Path, report: Reporter
+) -> int:
+    """`realchat bench write`: run, print the table, save the JSON; 1 with a reason on failure."""
+    try:
+        result = uvloop.run(
+            run_bench_write(settings, seconds=seconds, concurrency=concurrency, report=report)
+        )
+    except BenchError as exc:
+        report(f"error: {exc}")
+        return 1
+    write_json(result, output)
+    report("")
+    report(render_table(result.scenarios, os.cpu_count()))
+    report(f"results written to {output}")
+    return 0
