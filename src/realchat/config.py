@@ -75,6 +75,51 @@ class OutboxSettings(BaseModel):
     retention_s: float = Field(default=600.0, ge=0)
 
 
+class AuthSettings(BaseModel):
+    """The auth service: accounts and asymmetric (EdDSA) JWT access tokens."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 17080
+    #: Where other processes reach the auth service's HTTP API.
+    url: str = "http://127.0.0.1:17080"
+    ops_port: int = 17081
+    #: PEM Ed25519 private key: only the auth service reads it. The local stack generates one.
+    private_key_file: Path | None = None
+    #: PEM public key: the gateway and the chat service verify tokens locally with it.
+    public_key_file: Path | None = None
+    #: The `kid` of the signing key (published in the JWKS).
+    key_id: str = "realchat-1"
+    issuer: str = "realchat"
+    audience: str = "realchat"
+    token_ttl_s: int = Field(default=3600, ge=60)
+    #: Failed logins allowed per username (and per client address) within the window.
+    login_attempts: int = Field(default=10, ge=1)
+    login_window_s: int = Field(default=60, ge=1)
+
+
+class GatewaySettings(BaseModel):
+    """The WebSocket/REST edge (`realchat gateway`)."""
+
+    #: Names this instance: its Kafka consumer group is `realchat-gateway-<instance_id>`.
+    instance_id: str = "1"
+    ops_port: int = 17091
+    shards: int = Field(default=64, ge=1)
+    #: Frames queued per connection; a full queue cuts the client off (close 4008).
+    send_queue_size: int = Field(default=256, ge=1)
+    #: How long a cut-off client gets to take its close frame before the TCP connection drops.
+    close_grace_s: float = Field(default=2.0, gt=0)
+    heartbeat_s: float = Field(default=20.0, gt=0)
+    #: A connection silent (no frame, no pong) this long is closed.
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Frames a client may send per second (burst of the same size); beyond: error, then 1008.
+    max_frames_per_s: float = Field(default=50.0, gt=0)
+    #: Messages one user may send per second, across devices and gateway instances.
+    sends_per_s: int = Field(default=20, ge=1)
+    #: GetHistory page size for sync backfills.
+    sync_page_size: int = Field(default=500, ge=1, le=500)
+
+
 class FaultSettings(BaseModel):
     """Failure injection for the crash tests; all off in normal operation."""
 
@@ -126,6 +171,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     chat: ChatSettings = ChatSettings()
     outbox: OutboxSettings = OutboxSettings()
+    auth: AuthSettings = AuthSettings()
+    gateway: GatewaySettings = GatewaySettings()
     faults: FaultSettings = FaultSettings()
     stack: StackSettings = StackSettings()
     http: HttpSettings = HttpSettings()
