@@ -51,6 +51,7 @@ def conversation_to_proto(c: ConversationRecord) -> pb.Conversation:
         member_ids=[str(m) for m in c.member_ids],
         created_at=_timestamp(c.created_at),
         last_seq=c.last_seq,
+        acked_seq=c.acked_seq,
     )
 
 

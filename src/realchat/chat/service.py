@@ -67,12 +67,12 @@ class ChatService:
         if not members:
             raise InvalidArgument("invalid_user_ids", "user_ids must not be empty")
         await self._require_member(conversation, caller)
-        return await self._store.add_members(conversation, members)
+        return await self._store.add_members(conversation, caller, members)
 
     async def get_conversation(self, caller: uuid.UUID, conversation_id: str) -> ConversationRecord:
         conversation = parse_id(conversation_id, "conversation_id")
         await self._require_member(conversation, caller)
-        record = await self._store.get_conversation(conversation)
+        record = await self._store.get_conversation(conversation, caller)
         if record is None:
             raise NotFound("conversation_not_found", "no such conversation")
         return record

@@ -36,6 +36,8 @@ class ConversationRecord:
     member_ids: list[uuid.UUID]
     created_at: datetime
     last_seq: int
+    #: The acknowledged cursor of the user the record was read for.
+    acked_seq: int
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,11 @@ WITH moved AS (
 SELECT acked_seq FROM moved, event
 """
 
+#: Conversations by id, as seen by user $2 (whose acked cursor is returned).
 _CONVERSATION = """
 SELECT c.id, c.title, c.created_at, c.last_seq,
-       array_agg(m.user_id ORDER BY m.joined_at, m.user_id) AS member_ids
+       array_agg(m.user_id ORDER BY m.joined_at, m.user_id) AS member_ids,
+       coalesce(max(m.acked_seq) FILTER (WHERE m.user_id = $2::uuid), 0) AS acked_seq
   FROM conversations c JOIN conversation_members m ON m.conversation_id = c.id
  WHERE c.id = ANY($1::uuid[])
  GROUP BY c.id
@@ -148,6 +152,7 @@ def _conversation(row: asyncpg.Record) -> ConversationRecord:
         member_ids=list(row["member_ids"]),
         created_at=row["created_at"],
         last_seq=row["last_seq"],
+        acked_seq=row["acked_seq"],
     )
 
 
@@ -173,12 +178,12 @@ class ChatStore:
                 "VALUES ($1, $2, clock_timestamp())",
                 [(conversation_id, m) for m in members],
             )
-            row = await conn.fetchrow(_CONVERSATION, [conversation_id])
+            row = await conn.fetchrow(_CONVERSATION, [conversation_id], creator)
         assert row is not None
         return _conversation(row)
 
     async def add_members(
-        self, conversation_id: uuid.UUID, user_ids: list[uuid.UUID]
+        self, conversation_id: uuid.UUID, actor: uuid.UUID, user_ids: list[uuid.UUID]
     ) -> ConversationRecord:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.executemany(
@@ -186,19 +191,21 @@ class ChatStore:
                 "VALUES ($1, $2, clock_timestamp()) ON CONFLICT DO NOTHING",
                 [(conversation_id, u) for u in dict.fromkeys(user_ids)],
             )
-            row = await conn.fetchrow(_CONVERSATION, [conversation_id])
+            row = await conn.fetchrow(_CONVERSATION, [conversation_id], actor)
         assert row is not None
         return _conversation(row)
 
-    async def get_conversation(self, conversation_id: uuid.UUID) -> ConversationRecord | None:
-        row = await self._pool.fetchrow(_CONVERSATION, [conversation_id])
+    async def get_conversation(
+        self, conversation_id: uuid.UUID, viewer: uuid.UUID
+    ) -> ConversationRecord | None:
+        row = await self._pool.fetchrow(_CONVERSATION, [conversation_id], viewer)
         return _conversation(row) if row is not None else None
 
     async def list_conversations(self, user_id: uuid.UUID) -> list[ConversationRecord]:
         ids = await self._pool.fetch(
             "SELECT conversation_id FROM conversation_members WHERE user_id = $1", user_id
         )
-        rows = await self._pool.fetch(_CONVERSATION, [r["conversation_id"] for r in ids])
+        rows = await self._pool.fetch(_CONVERSATION, [r["conversation_id"] for r in ids], user_id)
         return [_conversation(r) for r in rows]
 
     async def membership(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> Membership:

@@ -1,0 +1,133 @@
+"""WebSocket frames: text frames holding one JSON object with a `type`.
+
+Client frames are decoded strictly (unknown fields are ignored, wrong types are errors) into
+tagged structs; server frames are encoded once and the same bytes go to every recipient.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+
+class Message(msgspec.Struct, frozen=True):
+    message_id: str
+    conversation_id: str
+    seq: int
+    sender_id: str
+    content: str
+    created_at: datetime
+
+
+# -- client -> server ---------------------------------------------------------------------------
+
+
+class SendFrame(msgspec.Struct, tag="send", tag_field="type", frozen=True):
+    conversation_id: str
+    client_msg_id: str
+    content: str
+
+
+class SyncFrame(msgspec.Struct, tag="sync", tag_field="type", frozen=True):
+    positions: dict[str, int] | None = None
+
+
+class AckFrame(msgspec.Struct, tag="ack", tag_field="type", frozen=True):
+    conversation_id: str
+    seq: int
+
+
+class PingFrame(msgspec.Struct, tag="ping", tag_field="type", frozen=True):
+    pass
+
+
+ClientFrame = SendFrame | SyncFrame | AckFrame | PingFrame
+
+_client_decoder = msgspec.json.Decoder(ClientFrame)
+
+
+class BadFrame(ValueError):  # noqa: N818 - a verdict on a frame, reported to the client
+    """Why a client frame was refused, as a contract error code and a human message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def decode_client_frame(data: str | bytes) -> ClientFrame:
+    try:
+        frame: ClientFrame = _client_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if "Invalid value" in text and "`$.type`" in text:
+            raise BadFrame("unknown_type", text) from None
+        if "Object missing required field `type`" in text:
+            raise BadFrame("missing_type", text) from None
+        raise BadFrame("invalid_frame", text) from None
+    except msgspec.DecodeError as exc:
+        raise BadFrame("invalid_json", f"frame is not a JSON object: {exc}") from None
+    return frame
+
+
+# -- server -> client ---------------------------------------------------------------------------
+
+
+class HelloFrame(msgspec.Struct, tag="hello", tag_field="type", frozen=True):
+    user_id: str
+    session_id: str
+    heartbeat_s: float
+
+
+class MessageFrame(msgspec.Struct, tag="message", tag_field="type", frozen=True):
+    message: Message
+
+
+class SendOkFrame(msgspec.Struct, tag="send_ok", tag_field="type", frozen=True):
+    client_msg_id: str
+    message: Message
+
+
+class SyncDoneFrame(msgspec.Struct, tag="sync_done", tag_field="type", frozen=True):
+    positions: dict[str, int]
+
+
+class ReceiptFrame(msgspec.Struct, tag="receipt", tag_field="type", frozen=True):
+    conversation_id: str
+    user_id: str
+    seq: int
+
+
+class PresenceFrame(msgspec.Struct, tag="presence", tag_field="type", frozen=True):
+    user_id: str
+    status: Literal["online", "offline"]
+
+
+class PongFrame(msgspec.Struct, tag="pong", tag_field="type", frozen=True):
+    pass
+
+
+class ErrorFrame(msgspec.Struct, tag="error", tag_field="type", frozen=True, omit_defaults=True):
+    code: str
+    message: str
+    client_msg_id: str | None = None
+
+
+ServerFrame = (
+    HelloFrame
+    | MessageFrame
+    | SendOkFrame
+    | SyncDoneFrame
+    | ReceiptFrame
+    | PresenceFrame
+    | PongFrame
+    | ErrorFrame
+)
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(frame: ServerFrame) -> bytes:
+    return _encoder.encode(frame)
