@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 BIN   := $(VENV)/bin
 
-.PHONY: deps run test lint typecheck unit integration e2e down status reset format
+.PHONY: deps run test lint typecheck unit integration e2e down status reset format bench-write
 
 deps:
 	@scripts/bootstrap.sh
@@ -41,6 +41,13 @@ integration:
 
 e2e:
 	$(BIN)/pytest -q tests/e2e
+
+## Write-path benchmark on the dev stack (started detached if needed, left running): SendMessage
+## throughput and latency vs pgbench on the same SQL; saved to reports/bench-write.json.
+bench-write: deps
+	$(BIN)/realchat stack up --detach
+	$(BIN)/realchat bench write
+	@echo "the dev stack is still running; stop it with: make down"
 
 ## Stop the dev and test stacks and delete all their data (generated secrets included).
 reset:

@@ -137,7 +137,8 @@ def summarize_latencies(latencies_ms: Iterable[float]) -> Latency:
 
 @dataclass(frozen=True)
 class Sample:
-    """One completed send: when it completed (seconds, any fixed clock) and how long it took."""
+    """One completed send: when it completed (Unix time, like pgbench's log) and how long it
+    took."""
 
     completed_at: float
     latency_ms: float
@@ -145,7 +146,8 @@ class Sample:
 
 @dataclass(frozen=True)
 class Window:
-    """The measured part of a run: completions in [start, end) count, the warm-up does not."""
+    """The measured part of a run (Unix time): completions in [start, end) count, the warm-up
+    does not."""
 
     start: float
     end: float
@@ -185,7 +187,10 @@ class PathResult:
     msgs_per_s: float
     latency: Latency
     errors: int
-    first_error: str | None = None
+    first_error: str | None
+    window: Window
+    #: Machine-wide CPU use during the window (all cores, other users' work included).
+    cpu_busy_pct: float | None = None
     wal: WalUsage | None = None
     pgbench_reported: PgbenchSummary | None = None
 
@@ -234,12 +239,37 @@ def window_result(
         latency=summarize_latencies(latencies),
         errors=errors,
         first_error=first_error,
+        window=window,
     )
 
 
 def wal_usage(commits: int, wal_syncs: int) -> WalUsage:
     ratio = round(commits / wal_syncs, 2) if wal_syncs > 0 else None
     return WalUsage(commits=commits, wal_syncs=wal_syncs, commits_per_wal_sync=ratio)
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    at: float
+    busy: int
+    total: int
+
+
+def parse_proc_stat(text: str, at: float) -> CpuSample:
+    """The all-cores `cpu` line of /proc/stat; idle and iowait are the not-busy jiffies."""
+    fields = [int(v) for v in text.splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])  # guest time is already counted in user time
+    return CpuSample(at=at, busy=total - idle, total=total)
+
+
+def cpu_busy_pct(samples: Sequence[CpuSample], window: Window) -> float | None:
+    """Busy share of all cores between the first and last samples inside `window`."""
+    inside = [s for s in samples if s.at in window]
+    if len(inside) < 2 or inside[-1].total == inside[0].total:
+        return None
+    busy = inside[-1].busy - inside[0].busy
+    return round(100 * busy / (inside[-1].total - inside[0].total), 1)
 
 
 def pgbench_script(conversations: int, outbox_shards: int) -> str:
@@ -303,11 +333,15 @@ def parse_pgbench_log(lines: Iterable[str]) -> tuple[list[Sample], int]:
 _PATHS = ("grpc", "service", "pgbench")
 
 
+def _optional(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
 def render_table(results: Sequence[ScenarioResult], cores: int | None) -> str:
     """The human-readable summary printed at the end of a run."""
     header = (
-        f"{'scenario':<12} {'path':<8} {'msgs/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-        f"{'mean ms':>8} {'errors':>6} {'/pgbench':>8} {'commits/fsync':>13}"
+        f"{'scenario':<12} {'path':<8} {'msgs/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+        f"{'mean ms':>7} {'errors':>6} {'/pgbench':>8} {'cpu %':>5} {'commits/fsync':>13}"
     )
     lines = [header, "-" * len(header)]
     for result in results:
@@ -318,12 +352,13 @@ def render_table(results: Sequence[ScenarioResult], cores: int | None) -> str:
         }
         for path in _PATHS:
             run: PathResult = getattr(result, path)
+            latency = run.latency
             per_sync = run.wal.commits_per_wal_sync if run.wal else None
             lines.append(
-                f"{result.scenario:<12} {path:<8} {run.msgs_per_s:>9.1f} "
-                f"{run.latency.p50_ms:>8.2f} {run.latency.p95_ms:>8.2f} "
-                f"{run.latency.p99_ms:>8.2f} {run.latency.mean_ms:>8.2f} {run.errors:>6} "
-                f"{ratios[path]:>8.2f} {per_sync if per_sync is not None else '-':>13}"
+                f"{result.scenario:<12} {path:<8} {run.msgs_per_s:>8.1f} {latency.p50_ms:>7.2f} "
+                f"{latency.p95_ms:>7.2f} {latency.p99_ms:>7.2f} {latency.mean_ms:>7.2f} "
+                f"{run.errors:>6} {ratios[path]:>8.2f} {_optional(run.cpu_busy_pct):>5} "
+                f"{_optional(per_sync):>13}"
             )
         reported = result.pgbench.pgbench_reported
         if reported is not None:
@@ -331,7 +366,10 @@ def render_table(results: Sequence[ScenarioResult], cores: int | None) -> str:
                 f"{'':<12} pgbench's own summary (whole run): tps {reported.tps:.1f}, "
                 f"latency average {reported.latency_avg_ms:.2f} ms, failed {reported.failed}"
             )
-    lines.append(f"{cores} cores; ratio = msgs/s of the path / msgs/s of pgbench")
+    lines.append(
+        f"{cores} cores; /pgbench = msgs/s of the path / msgs/s of pgbench; cpu % = all cores, "
+        "whole machine"
+    )
     return "\n".join(lines)
 
 
@@ -433,20 +471,21 @@ async def closed_loop(
 ) -> tuple[_Tally, Window]:
     """`workers` callers, each sending its next message as soon as the last one is answered,
     until the measurement window closes."""
-    window = Window.after_warmup(time.perf_counter(), warmup_s, seconds)
+    window = Window.after_warmup(time.time(), warmup_s, seconds)
     tally = _Tally(samples=[])
 
     async def caller(worker: int) -> None:
         rng = random.Random(worker)
-        while (began := time.perf_counter()) < window.end:
+        while time.time() < window.end:
+            began = time.perf_counter()
             try:
                 await send(worker, rng.randrange(conversations))
             except Exception as exc:  # counted and reported, the run goes on
                 tally.errors += 1
                 tally.first_error = tally.first_error or repr(exc)
                 continue
-            done = time.perf_counter()
-            tally.samples.append(Sample(completed_at=done, latency_ms=(done - began) * 1000))
+            latency_ms = (time.perf_counter() - began) * 1000
+            tally.samples.append(Sample(completed_at=time.time(), latency_ms=latency_ms))
 
     await asyncio.gather(*(caller(w) for w in range(workers)))
     return tally, window
@@ -600,13 +639,28 @@ async def _run_pgbench(argv: list[str], password: str, timeout_s: float) -> str:
     )
     try:
         stdout, stderr = await asyncio.wait_for(child.communicate(), timeout_s)
-    except TimeoutError:
-        child.kill()
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        # Timed out or interrupted: pgbench must not go on loading the database unwatched.
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
         await child.wait()
-        raise BenchError(f"pgbench did not finish within {timeout_s:.0f}s") from None
+        if isinstance(exc, TimeoutError):
+            raise BenchError(f"pgbench did not finish within {timeout_s:.0f}s") from None
+        raise
     if child.returncode != 0:
         raise BenchError(f"pgbench failed ({child.returncode}): {stderr.decode().strip()}")
     return stdout.decode()
+
+
+def read_pgbench_logs(log_prefix: Path) -> tuple[list[Sample], int]:
+    """Every thread's log (`<prefix>.<pid>`, `<prefix>.<pid>.<thread>`) as one list."""
+    samples: list[Sample] = []
+    failed = 0
+    for log in sorted(log_prefix.parent.glob(f"{log_prefix.name}.*")):
+        found, failures = parse_pgbench_log(log.read_text().splitlines())
+        samples.extend(found)
+        failed += failures
+    return samples, failed
 
 
 async def run_pgbench(ctx: BenchContext, scenario: Scenario) -> PathResult:
@@ -619,12 +673,7 @@ async def run_pgbench(ctx: BenchContext, scenario: Scenario) -> PathResult:
     postgres = ctx.stack.postgres
     argv = pgbench_argv(postgres, BENCH_DATABASE, script, log_prefix, ctx.concurrency, duration)
     output = await _run_pgbench(argv, postgres.password, timeout_s=duration + 120)
-    samples: list[Sample] = []
-    failed = 0
-    for log in sorted(ctx.workdir.glob(f"{log_prefix.name}.*")):
-        found, failures = parse_pgbench_log(log.read_text().splitlines())
-        samples.extend(found)
-        failed += failures
+    samples, failed = read_pgbench_logs(log_prefix)
     if not samples:
         raise BenchError(f"pgbench completed no transaction:\n{output}")
     window = Window.after_warmup(min(s.completed_at for s in samples), ctx.warmup_s, ctx.seconds)
@@ -635,11 +684,28 @@ async def run_pgbench(ctx: BenchContext, scenario: Scenario) -> PathResult:
 PathRunner = Callable[[BenchContext, Scenario], Awaitable[PathResult]]
 
 
+def _read_cpu() -> CpuSample:
+    # procfs: answered from kernel memory, it never blocks the event loop.
+    return parse_proc_stat(Path("/proc/stat").read_text(), time.time())
+
+
+async def sample_cpu(samples: list[CpuSample], interval_s: float = 0.5) -> None:
+    """Until cancelled: what `cpu_busy_pct` needs, shows whether a run is CPU- or fsync-bound."""
+    while True:
+        samples.append(_read_cpu())
+        await asyncio.sleep(interval_s)
+
+
 async def measure(ctx: BenchContext, scenario: Scenario, runner: PathRunner) -> PathResult:
     """One path on freshly reset tables, with its WAL fsyncs counted and its writes checked."""
     await reset(ctx.dsn)
     syncs_before = await wal_syncs(ctx.dsn)
-    result = await runner(ctx, scenario)
+    cpu: list[CpuSample] = []
+    sampler = asyncio.create_task(sample_cpu(cpu))
+    try:
+        result = await runner(ctx, scenario)
+    finally:
+        sampler.cancel()
     await asyncio.sleep(STATS_SETTLE_S)
     syncs = await wal_syncs(ctx.dsn) - syncs_before
     commits = await stored_messages(ctx.dsn)
@@ -648,10 +714,11 @@ async def measure(ctx: BenchContext, scenario: Scenario, runner: PathRunner) -> 
             f"{result.path}: {result.messages} sends completed but only {commits} messages "
             "are stored; the benchmark does not write what it claims to"
         )
-    result = replace(result, wal=wal_usage(commits, syncs))
+    busy = cpu_busy_pct(cpu, result.window)
+    result = replace(result, wal=wal_usage(commits, syncs), cpu_busy_pct=busy)
     ctx.report(
         f"  {result.path:<8} {result.msgs_per_s:>9.1f} msgs/s  p50 {result.latency.p50_ms:.2f} "
-        f"p99 {result.latency.p99_ms:.2f} ms  errors {result.errors}"
+        f"p99 {result.latency.p99_ms:.2f} ms  cpu {busy}%  errors {result.errors}"
     )
     return result
 

@@ -1,0 +1,162 @@
+"""The pure parts of `realchat bench write`: statistics, pgbench's output, the pgbench script.
+(The benchmark itself is slow and needs the dev stack: `make bench-write`, never in the suite.)"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from realchat.chat.store import _INSERT_MESSAGE
+from realchat.loadtest.bench_write import (
+    CONVERSATION_PREFIX,
+    USER_PREFIX,
+    BenchError,
+    Sample,
+    Window,
+    cpu_busy_pct,
+    indexed_uuid,
+    indexed_uuid_sql,
+    parse_pgbench_log,
+    parse_pgbench_summary,
+    parse_proc_stat,
+    percentile,
+    pgbench_script,
+    summarize_latencies,
+    window_result,
+)
+
+PGBENCH_15_OUTPUT = """\
+pgbench (15.18 (Debian 15.18-0+deb12u1))
+transaction type: /tmp/bench-write-x/hot-1.sql
+scaling factor: 1
+query mode: prepared
+number of clients: 64
+number of threads: 2
+maximum number of tries: 1
+duration: 18 s
+number of transactions actually processed: 4045
+number of failed transactions: 3 (0.074%)
+latency average = 1.932 ms
+initial connection time = 52.192 ms
+tps = 2070.625477 (without initial connection time)
+"""
+
+
+def test_percentile_is_nearest_rank_so_always_a_real_sample() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 95) == 95.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([1.0, 2.0, 3.0], 50) == 2.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+
+
+@pytest.mark.parametrize("q", [0, -1, 100.5])
+def test_percentile_rejects_out_of_range_q(q: float) -> None:
+    with pytest.raises(ValueError, match="not in"):
+        percentile([1.0], q)
+
+
+def test_percentile_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+
+
+def test_latency_summary_sorts_its_input() -> None:
+    summary = summarize_latencies([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (summary.p50_ms, summary.p99_ms, summary.max_ms, summary.mean_ms) == (3, 5, 5, 3)
+
+
+def test_only_completions_inside_the_window_count() -> None:
+    window = Window.after_warmup(started=100.0, warmup_s=2.0, seconds=10.0)
+    samples = [
+        Sample(completed_at=101.9, latency_ms=500.0),  # warm-up
+        Sample(completed_at=102.0, latency_ms=1.0),
+        Sample(completed_at=111.9, latency_ms=3.0),
+        Sample(completed_at=112.0, latency_ms=900.0),  # after the window
+    ]
+    result = window_result("grpc", samples, window, errors=0, first_error=None)
+    assert result.messages == 2
+    assert result.msgs_per_s == 0.2
+    assert result.latency.max_ms == 3.0
+
+
+def test_an_empty_window_fails_loudly() -> None:
+    with pytest.raises(BenchError, match="nothing completed"):
+        window_result("grpc", [], Window(0.0, 1.0), errors=5, first_error="boom")
+
+
+def test_pgbench_summary_is_parsed() -> None:
+    summary = parse_pgbench_summary(PGBENCH_15_OUTPUT)
+    assert summary.tps == pytest.approx(2070.625477)
+    assert summary.latency_avg_ms == pytest.approx(1.932)
+    assert summary.transactions == 4045
+    assert summary.failed == 3
+
+
+def test_older_pgbench_summary_takes_the_tps_without_connections() -> None:
+    text = (
+        "number of transactions actually processed: 10\n"
+        "latency average = 2.0 ms\n"
+        "tps = 400.0 (including connections establishing)\n"
+        "tps = 500.0 (excluding connections establishing)\n"
+    )
+    summary = parse_pgbench_summary(text)
+    assert (summary.tps, summary.failed) == (500.0, 0)
+
+
+def test_unexpected_pgbench_output_is_an_error() -> None:
+    with pytest.raises(BenchError, match="no tps, latency_avg_ms"):
+        parse_pgbench_summary("number of transactions actually processed: 1\nlatency average = 1")
+
+
+def test_pgbench_log_gives_completion_times_and_latencies() -> None:
+    lines = [
+        "1 1 17038 0 1795753966 886761",
+        "0 7 failed 0 1795753967 5",
+        "",
+        "2 3 1484 0 1795753967 500000 0",
+    ]
+    samples, failed = parse_pgbench_log(lines)
+    assert failed == 1
+    assert samples == [
+        Sample(completed_at=1795753966.886761, latency_ms=17.038),
+        Sample(completed_at=1795753967.5, latency_ms=1.484),
+    ]
+
+
+def test_indexed_ids_are_valid_uuids_that_sql_builds_the_same_way() -> None:
+    assert str(indexed_uuid(CONVERSATION_PREFIX, 42)) == "c0000000-0000-4000-8000-000000000042"
+    assert indexed_uuid(USER_PREFIX, 0) != indexed_uuid(CONVERSATION_PREFIX, 0)
+    expression = indexed_uuid_sql(CONVERSATION_PREFIX, "c")
+    assert "'c0000000-0000-4000-8000-' || lpad((c)::text, 12, '0')" in expression
+
+
+def test_pgbench_script_runs_the_store_statement_with_every_parameter_bound() -> None:
+    script = pgbench_script(conversations=1000, outbox_shards=16)
+    first, statement = script.split("\n", 1)
+    assert first == r"\set conv random(0, 999)"
+    assert not re.search(r"\$\d", statement), "every $n is replaced by a pgbench expression"
+    # Apart from its parameters, the statement is the store's, character for character.
+    pieces = re.split(r"\$\d+", _INSERT_MESSAGE.strip())
+    pattern = r"\(.+?\)".join(re.escape(piece) for piece in pieces) + r";\n"
+    assert re.fullmatch(pattern, statement, flags=re.DOTALL)
+    assert ":client_id" in statement
+    assert "random(0, 0)" in pgbench_script(conversations=1, outbox_shards=16)
+
+
+def test_cpu_busy_share_counts_only_samples_inside_the_window() -> None:
+    def stat(user: int, idle: int, iowait: int) -> str:
+        return f"cpu  {user} 0 0 {idle} {iowait} 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+
+    samples = [
+        parse_proc_stat(stat(user=0, idle=0, iowait=0), at=1.0),  # before the window
+        parse_proc_stat(stat(user=100, idle=100, iowait=0), at=2.0),
+        parse_proc_stat(stat(user=130, idle=150, iowait=20), at=3.0),
+        parse_proc_stat(stat(user=999, idle=100, iowait=0), at=9.0),  # after it
+    ]
+    assert cpu_busy_pct(samples, Window(2.0, 5.0)) == 30.0
+    assert cpu_busy_pct(samples[:2], Window(2.0, 5.0)) is None
