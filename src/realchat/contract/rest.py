@@ -1,0 +1,79 @@
+"""REST bodies of the contract, as pydantic models: they validate requests and generate the
+OpenAPI document, so the document cannot drift from what is served."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+USERNAME_PATTERN = r"^[a-z0-9_.-]{3,32}$"
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password: str = Field(min_length=8, max_length=128)
+
+
+class UserOut(BaseModel):
+    user_id: str
+    username: str
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class CreateConversation(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    member_ids: list[str] = Field(default_factory=list)
+    title: str | None = Field(default=None, max_length=200)
+
+
+class AddMembers(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    user_ids: list[str] = Field(min_length=1)
+
+
+class SendMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    client_msg_id: str = Field(min_length=1, max_length=64)
+    content: str = Field(min_length=1, max_length=4000)
+
+
+class ConversationOut(BaseModel):
+    conversation_id: str
+    title: str | None
+    member_ids: list[str]
+    created_at: datetime
+    last_seq: int
+
+
+class ConversationsOut(BaseModel):
+    conversations: list[ConversationOut]
+
+
+class MessageOut(BaseModel):
+    message_id: str
+    conversation_id: str
+    seq: int
+    sender_id: str
+    content: str
+    created_at: datetime
+
+
+class MessagesOut(BaseModel):
+    messages: list[MessageOut]
+    last_seq: int

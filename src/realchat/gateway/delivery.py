@@ -1,0 +1,184 @@
+"""Kafka -> hub: every gateway instance consumes every partition (decision 11, broadcast).
+
+Each instance has its own consumer group (`realchat-gateway-<instance_id>`) and filters events
+down to its local recipients; the cost per event with no local recipient is a JSON decode and a
+few dict lookups, measured in docs/benchmarks.md, which is what bounds the number of instances.
+
+librdkafka runs in one thread of its own that polls, hands each batch to the event loop, waits
+until the loop has queued it to every local recipient, and only then commits those offsets
+(asynchronously; synchronously when partitions are revoked). A client that is slow never blocks
+this: its full queue cuts it off instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import msgspec
+import structlog
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from realchat.events.models import (
+    EVENT_TYPE_HEADER,
+    MessageAcknowledged,
+    MessageCreated,
+    UnknownEventTypeError,
+    decode,
+)
+from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
+from realchat.gateway import metrics
+from realchat.gateway.hub import Hub
+
+log = structlog.get_logger(__name__)
+
+BatchHandler = Callable[[Sequence[Message]], Coroutine[Any, Any, None]]
+
+
+def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, str | int | bool]:
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        # A new instance starts at the end: its clients catch up through sync, not Kafka.
+        "auto.offset.reset": "latest",
+        "enable.partition.eof": False,
+        "fetch.wait.max.ms": 10,
+        "log_level": 4,
+    }
+
+
+class EventDispatcher:
+    """Decodes records and dispatches them to the hub (runs on the event loop)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def __call__(self, records: Sequence[Message]) -> None:
+        now = time.time()
+        for record in records:
+            topic = record.topic() or ""
+            headers = dict(record.headers() or [])
+            value = record.value()
+            raw_type = headers.get(EVENT_TYPE_HEADER)
+            event_type = raw_type.decode() if isinstance(raw_type, bytes) else topic
+            if not isinstance(value, bytes):
+                continue
+            try:
+                event = decode(event_type, value)
+            except (msgspec.ValidationError, msgspec.DecodeError, UnknownEventTypeError) as exc:
+                log.error("undecodable event skipped", topic=topic, error=str(exc))
+                continue
+            metrics.EVENTS_CONSUMED.labels(topic=topic).inc()
+            if isinstance(event, MessageCreated):
+                if self._hub.dispatch_message(event):
+                    metrics.DELIVERY_LATENCY.observe(max(0.0, now - event.created_at.timestamp()))
+            elif isinstance(event, MessageAcknowledged):
+                self._hub.dispatch_receipt(event)
+
+
+class KafkaDelivery:
+    """The consumer thread. `start()` on the loop; `stop()` commits what was handled and closes."""
+
+    def __init__(self, config: dict[str, str | int | bool], handle: BatchHandler) -> None:
+        self._config = config
+        self._handle = handle
+        self._stopping = threading.Event()
+        self._assigned = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Offsets handled (next to read) per partition, not yet committed.
+        self._handled: dict[tuple[str, int], int] = {}
+        self.failure: BaseException | None = None
+
+    @property
+    def assigned(self) -> bool:
+        return self._assigned.is_set()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="kafka-delivery", daemon=True)
+        self._thread.start()
+
+    async def wait_assigned(self, timeout_s: float) -> bool:
+        return await asyncio.to_thread(self._assigned.wait, timeout_s)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        consumer = Consumer(self._config)
+        try:
+            consumer.subscribe(
+                [MESSAGE_CREATED, MESSAGE_ACKNOWLEDGED],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+            )
+            while not self._stopping.is_set():
+                records = consumer.consume(num_messages=500, timeout=0.1)
+                good = [r for r in records if not self._is_error(r)]
+                if good:
+                    self._handle_on_loop(good)
+                    self._commit(consumer, asynchronous=True)
+                self._export_lag(consumer)
+            self._commit(consumer, asynchronous=False)
+        except BaseException as exc:  # the process must see a dead consumer
+            self.failure = exc
+            log.error("kafka delivery thread failed", error=repr(exc))
+        finally:
+            consumer.close()
+
+    def _handle_on_loop(self, records: list[Message]) -> None:
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self._handle(records), self._loop)
+        future.result()  # queued to every local recipient before the offsets move
+        for record in records:
+            topic, partition, offset = record.topic(), record.partition(), record.offset()
+            if topic is not None and partition is not None and offset is not None:
+                self._handled[(topic, partition)] = offset + 1
+
+    def _commit(self, consumer: Consumer, *, asynchronous: bool) -> None:
+        if not self._handled:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._handled.items()]
+        self._handled = {}
+        try:
+            if asynchronous:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as exc:  # a failed commit means a re-delivery later, which is harmless
+            log.warning("offset commit failed", error=str(exc))
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("partitions assigned", count=len(partitions))
+        self._assigned.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Commit what was handled before the partitions go to someone else."""
+        self._commit(consumer, asynchronous=False)
+
+    def _is_error(self, record: Message) -> bool:
+        error = record.error()
+        if error is None:
+            return False
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("kafka consume error", error=str(error))
+        return True
+
+    def _export_lag(self, consumer: Consumer) -> None:
+        lag = 0
+        try:
+            for tp in consumer.assignment():
+                position = consumer.position([tp])[0].offset
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                if position >= 0 and high >= 0:
+                    lag += max(0, high - position)
+        except Exception:
+            return
+        metrics.KAFKA_LAG.set(lag)

@@ -1,0 +1,106 @@
+"""Connections by user, in shards (`hash(user_id) % shards`), and the dispatch of events to them.
+
+One asyncio loop per gateway process owns the hub, so no locks: a shard is an independent
+registry with its own counters, the unit a future multi-loop gateway would hand to one loop.
+Dispatch is synchronous: an event is queued to every local recipient (or found absent) before
+the call returns, which is what lets the consumer commit its offset right after.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Iterator
+
+from realchat.contract.frames import Message, MessageFrame, ReceiptFrame, encode
+from realchat.events.models import MessageAcknowledged, MessageCreated
+from realchat.gateway.connection import Connection
+
+
+class Shard:
+    def __init__(self) -> None:
+        self._by_user: dict[uuid.UUID, set[Connection]] = {}
+
+    def add(self, connection: Connection) -> None:
+        self._by_user.setdefault(connection.user_id, set()).add(connection)
+
+    def remove(self, connection: Connection) -> None:
+        connections = self._by_user.get(connection.user_id)
+        if connections is None:
+            return
+        connections.discard(connection)
+        if not connections:
+            del self._by_user[connection.user_id]
+
+    def of(self, user_id: uuid.UUID) -> set[Connection]:
+        return self._by_user.get(user_id, set())
+
+    def connections(self) -> list[Connection]:
+        return [c for user_connections in self._by_user.values() for c in user_connections]
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._by_user.values())
+
+
+def message_of(event: MessageCreated) -> Message:
+    return Message(
+        message_id=str(event.message_id),
+        conversation_id=str(event.conversation_id),
+        seq=event.seq,
+        sender_id=str(event.sender_id),
+        content=event.content,
+        created_at=event.created_at,
+    )
+
+
+class Hub:
+    def __init__(self, shards: int) -> None:
+        self._shards = [Shard() for _ in range(shards)]
+
+    def shard_of(self, user_id: uuid.UUID) -> Shard:
+        return self._shards[zlib.crc32(user_id.bytes) % len(self._shards)]
+
+    def register(self, connection: Connection) -> None:
+        self.shard_of(connection.user_id).add(connection)
+
+    def unregister(self, connection: Connection) -> None:
+        self.shard_of(connection.user_id).remove(connection)
+
+    def connections_of(self, user_id: uuid.UUID) -> set[Connection]:
+        return self.shard_of(user_id).of(user_id)
+
+    def all_connections(self) -> Iterator[Connection]:
+        for shard in self._shards:
+            yield from shard.connections()
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._shards)
+
+    def dispatch_message(self, event: MessageCreated) -> int:
+        """Offer the message to every local connection of its recipients; return how many."""
+        frame: bytes | None = None
+        conversation_id = str(event.conversation_id)
+        offered = 0
+        for user_id in event.recipients:
+            for connection in list(self.connections_of(user_id)):
+                if frame is None:  # encoded once, only if someone here receives it
+                    frame = encode(MessageFrame(message_of(event)))
+                connection.offer_live(conversation_id, event.seq, frame)
+                offered += 1
+        return offered
+
+    def dispatch_receipt(self, event: MessageAcknowledged) -> int:
+        """Tell the other members' connections that a member acknowledged up to a seq."""
+        frame: bytes | None = None
+        offered = 0
+        for user_id in event.recipients:
+            if user_id == event.user_id:
+                continue
+            for connection in list(self.connections_of(user_id)):
+                if frame is None:
+                    frame = encode(
+                        ReceiptFrame(str(event.conversation_id), str(event.user_id), event.seq)
+                    )
+                connection.push(frame)
+                offered += 1
+        return offered

@@ -1,0 +1,30 @@
+"""Gateway metrics (one registry per process; served on the ops port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ACTIVE_CONNECTIONS = Gauge("realchat_gateway_active_connections", "Open WebSocket connections")
+QUEUE_DEPTH = Histogram(
+    "realchat_gateway_send_queue_depth",
+    "Depth of a connection's send queue when a frame is queued",
+    buckets=(0, 1, 4, 16, 64, 128, 192, 256, 1024),
+)
+SLOW_CONSUMERS = Counter(
+    "realchat_gateway_slow_consumer_disconnects_total", "Clients cut off because their queue filled"
+)
+FRAMES_SENT = Counter("realchat_gateway_frames_sent_total", "Frames written to clients")
+DUPLICATES_SUPPRESSED = Counter(
+    "realchat_gateway_duplicates_suppressed_total", "Live events dropped as already delivered"
+)
+GAPS = Counter("realchat_gateway_gaps_total", "Live events ahead of a gap, filled by a backfill")
+EVENTS_CONSUMED = Counter(
+    "realchat_gateway_events_consumed_total", "Kafka events dispatched", ["topic"]
+)
+DELIVERY_LATENCY = Histogram(
+    "realchat_gateway_delivery_latency_seconds",
+    "From message commit (created_at) to enqueue for a local recipient",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+KAFKA_LAG = Gauge("realchat_gateway_kafka_lag", "Records behind the end of the assigned partitions")
+BAD_FRAMES = Counter("realchat_gateway_bad_frames_total", "Client frames refused", ["code"])

@@ -1,0 +1,165 @@
+"""The OpenAPI document of the REST API, generated from the contract's pydantic models."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from realchat.contract import rest
+
+_MODELS: tuple[type[BaseModel], ...] = (
+    rest.ErrorBody,
+    rest.Credentials,
+    rest.UserOut,
+    rest.TokenOut,
+    rest.CreateConversation,
+    rest.AddMembers,
+    rest.SendMessage,
+    rest.ConversationOut,
+    rest.ConversationsOut,
+    rest.MessageOut,
+    rest.MessagesOut,
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _op(
+    summary: str,
+    responses: dict[int, tuple[str, type[BaseModel] | None]],
+    body: type[BaseModel] | None = None,
+    auth: bool = True,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {}}
+    for status, (description, model) in responses.items():
+        entry: dict[str, Any] = {"description": description}
+        schema = _ref(model) if model else _ref(rest.ErrorBody)
+        entry["content"] = {"application/json": {"schema": schema}}
+        op["responses"][str(status)] = entry
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    if auth:
+        op["security"] = [{"bearer": []}]
+        op["responses"]["401"] = {
+            "description": "missing, invalid or expired token",
+            "content": {"application/json": {"schema": _ref(rest.ErrorBody)}},
+        }
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query_param(name: str, default: int) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": {"type": "integer", "default": default}}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    cid = _path_param("conversation_id")
+    bad = None
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "RealChat API", "version": "v1"},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+        "paths": {
+            "/v1/users": {
+                "post": _op(
+                    "Create an account",
+                    {
+                        201: ("created", rest.UserOut),
+                        409: ("username_taken", bad),
+                        422: ("invalid username or password", bad),
+                    },
+                    rest.Credentials,
+                    auth=False,
+                )
+            },
+            "/v1/tokens": {
+                "post": _op(
+                    "Get an access token",
+                    {
+                        200: ("token", rest.TokenOut),
+                        401: ("wrong credentials", bad),
+                        429: ("too many attempts", bad),
+                    },
+                    rest.Credentials,
+                    auth=False,
+                )
+            },
+            "/v1/users/by-username/{username}": {
+                "get": _op(
+                    "Find a user",
+                    {200: ("user", rest.UserOut), 404: ("no such user", bad)},
+                    params=[_path_param("username")],
+                )
+            },
+            "/v1/conversations": {
+                "post": _op(
+                    "Create a conversation (the caller is a member)",
+                    {201: ("created", rest.ConversationOut), 422: ("bad input", bad)},
+                    rest.CreateConversation,
+                ),
+                "get": _op("The caller's conversations", {200: ("list", rest.ConversationsOut)}),
+            },
+            "/v1/conversations/{conversation_id}/members": {
+                "post": _op(
+                    "Add members",
+                    {
+                        200: ("the conversation", rest.ConversationOut),
+                        403: ("not a member", bad),
+                        404: ("unknown conversation", bad),
+                    },
+                    rest.AddMembers,
+                    params=[cid],
+                )
+            },
+            "/v1/conversations/{conversation_id}/messages": {
+                "get": _op(
+                    "History, ascending by seq",
+                    {
+                        200: ("messages", rest.MessagesOut),
+                        403: ("not a member", bad),
+                        404: ("unknown conversation", bad),
+                        422: ("bad paging", bad),
+                    },
+                    params=[cid, _query_param("after_seq", 0), _query_param("limit", 100)],
+                ),
+                "post": _op(
+                    "Send a message (idempotent per client_msg_id)",
+                    {
+                        201: ("sent", rest.MessageOut),
+                        200: ("replay of an earlier send", rest.MessageOut),
+                        403: ("not a member", bad),
+                        404: ("unknown conversation", bad),
+                        409: ("idempotency_conflict", bad),
+                        422: ("bad input", bad),
+                        429: ("rate_limited", bad),
+                    },
+                    rest.SendMessage,
+                    params=[cid],
+                ),
+            },
+        },
+    }

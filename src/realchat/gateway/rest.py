@@ -1,0 +1,212 @@
+"""The contract's REST API on the public entrypoint.
+
+Accounts and tokens are the auth service's: the gateway forwards those requests unchanged (with
+the client's address, for login rate limiting). Everything else needs a bearer token, verified
+here with the auth service's public key, and goes to the chat service on the user's behalf.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from realchat.auth.tokens import InvalidToken, TokenVerifier
+from realchat.chat.v1 import chat_pb2 as pb
+from realchat.contract import rest
+from realchat.contract.frames import Message
+from realchat.gateway.chat_client import ChatCallError, ChatClient
+from realchat.gateway.openapi import openapi_document
+from realchat.gateway.ratelimit import SendLimiter
+
+log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_encoder = msgspec.json.Encoder()
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(body), status=status, content_type="application/json")
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as `{"error": {"code", "message"}}`; bugs are 500s, never 400s."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except ChatCallError as exc:
+        return error_response(exc.http_status, exc.code, exc.message)
+    except web.HTTPNotFound:
+        return error_response(404, "not_found", f"no route for {request.path}")
+    except web.HTTPMethodNotAllowed:
+        return error_response(405, "method_not_allowed", f"{request.method} not allowed here")
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    try:
+        raw = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(422, f"invalid_{field}", f"{field}: {first['msg']}") from None
+
+
+def conversation_id_of(request: web.Request) -> str:
+    value = request.match_info["conversation_id"]
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ApiError(404, "conversation_not_found", "no such conversation") from None
+
+
+def conversation_out(c: pb.Conversation) -> dict[str, Any]:
+    return {
+        "conversation_id": c.conversation_id,
+        "title": c.title or None,
+        "member_ids": list(c.member_ids),
+        "created_at": c.created_at.ToJsonString(),
+        "last_seq": c.last_seq,
+    }
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(422, f"invalid_{name}", f"{name} must be an integer") from None
+
+
+class RestApi:
+    def __init__(
+        self,
+        chat: ChatClient,
+        verifier: TokenVerifier,
+        send_limiter: SendLimiter,
+        auth_url: str,
+        http: aiohttp.ClientSession,
+    ) -> None:
+        self._chat = chat
+        self._verifier = verifier
+        self._limiter = send_limiter
+        self._auth_url = auth_url.rstrip("/")
+        self._http = http
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/users", self._forward_to_auth),
+            web.post("/v1/tokens", self._forward_to_auth),
+            web.get("/v1/users/by-username/{username}", self._forward_to_auth),
+            web.get("/v1/openapi.json", self._openapi),
+            web.post("/v1/conversations", self._create_conversation),
+            web.get("/v1/conversations", self._list_conversations),
+            web.post("/v1/conversations/{conversation_id}/members", self._add_members),
+            web.get("/v1/conversations/{conversation_id}/messages", self._history),
+            web.post("/v1/conversations/{conversation_id}/messages", self._send),
+        ]
+
+    def _user(self, request: web.Request) -> uuid.UUID:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthorized", "Authorization: Bearer <access_token> required")
+        try:
+            return self._verifier.verify(token)
+        except InvalidToken as exc:
+            raise ApiError(401, "unauthorized", str(exc)) from None
+
+    async def _forward_to_auth(self, request: web.Request) -> web.Response:
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        forwarded = request.headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = forwarded or (request.remote or "")
+        try:
+            async with self._http.request(
+                request.method,
+                f"{self._auth_url}{request.rel_url}",
+                data=await request.read(),
+                headers=headers,
+            ) as reply:
+                body = await reply.read()
+                passed = {k: v for k, v in reply.headers.items() if k in ("Retry-After",)}
+                return web.Response(
+                    body=body,
+                    status=reply.status,
+                    content_type=reply.content_type,
+                    headers=passed,
+                )
+        except aiohttp.ClientError as exc:
+            log.warning("auth service unreachable", error=str(exc))
+            raise ApiError(503, "auth_unavailable", "the auth service is unavailable") from None
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
+
+    async def _create_conversation(self, request: web.Request) -> web.Response:
+        user = self._user(request)
+        body = await parse_body(request, rest.CreateConversation)
+        created = await self._chat.create_conversation(user, body.member_ids, body.title or "")
+        return json_response(conversation_out(created), status=201)
+
+    async def _list_conversations(self, request: web.Request) -> web.Response:
+        user = self._user(request)
+        conversations = await self._chat.conversations(user)
+        return json_response({"conversations": [conversation_out(c) for c in conversations]})
+
+    async def _add_members(self, request: web.Request) -> web.Response:
+        user = self._user(request)
+        conversation_id = conversation_id_of(request)
+        body = await parse_body(request, rest.AddMembers)
+        updated = await self._chat.add_members(user, conversation_id, body.user_ids)
+        return json_response(conversation_out(updated))
+
+    async def _history(self, request: web.Request) -> web.Response:
+        user = self._user(request)
+        conversation_id = conversation_id_of(request)
+        after_seq = _int_query(request, "after_seq", 0)
+        limit = _int_query(request, "limit", 100)
+        if not 1 <= limit <= 500:
+            raise ApiError(422, "invalid_limit", "limit must be 1-500")
+        messages, last_seq = await self._chat.history(user, conversation_id, after_seq, limit)
+        return json_response({"messages": messages, "last_seq": last_seq})
+
+    async def _send(self, request: web.Request) -> web.Response:
+        user = self._user(request)
+        conversation_id = conversation_id_of(request)
+        body = await parse_body(request, rest.SendMessage)
+        if not await self._limiter.allow(user):
+            raise ApiError(429, "rate_limited", "too many messages; slow down")
+        sent = await self._chat.send(user, conversation_id, body.client_msg_id, body.content)
+        message: Message = sent.message
+        return json_response(message, status=201 if sent.created else 200)

@@ -1,0 +1,96 @@
+"""One gateway instance: the public entrypoint (REST + WebSocket), its Kafka delivery, and its
+ops endpoint. Stateless: any number of them can serve the same users behind a balancer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import grpc
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from realchat.auth.tokens import load_verifier
+from realchat.config import Settings
+from realchat.gateway.chat_client import ChatClient
+from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config
+from realchat.gateway.hub import Hub
+from realchat.gateway.ratelimit import SendLimiter
+from realchat.gateway.rest import RestApi, errors_as_json
+from realchat.gateway.sync import Backfiller
+from realchat.gateway.websocket import Session
+from realchat.observability.ops import start_ops_server
+
+log = structlog.get_logger(__name__)
+
+#: How long a draining gateway waits for its clients to take their 1001 close frames.
+DRAIN_GRACE_S = 5.0
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    token = settings.chat.internal_token
+    if token is None:
+        raise RuntimeError("REALCHAT_CHAT__INTERNAL_TOKEN is not set")
+    g = settings.gateway
+    verifier = load_verifier(settings.auth)
+    channel = grpc.aio.insecure_channel(f"{settings.chat.grpc_host}:{settings.chat.grpc_port}")
+    chat = ChatClient(channel, token.get_secret_value())
+    redis = aioredis.Redis.from_url(settings.redis.url)
+    limiter = SendLimiter(redis, g.sends_per_s)
+    hub = Hub(g.shards)
+    session = Session(
+        hub=hub,
+        chat=chat,
+        verifier=verifier,
+        backfiller=Backfiller(chat, g.sync_page_size),
+        send_limiter=limiter,
+        settings=g,
+    )
+    delivery = KafkaDelivery(
+        consumer_config(settings.kafka.bootstrap_servers, f"realchat-gateway-{g.instance_id}"),
+        EventDispatcher(hub),
+    )
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    app = web.Application(middlewares=[errors_as_json], client_max_size=64 * 1024)
+    app.router.add_routes(RestApi(chat, verifier, limiter, settings.auth.url, http).routes())
+    app.router.add_get("/v1/ws", session.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=DRAIN_GRACE_S)
+    await runner.setup()
+
+    delivery.start()
+
+    async def ready() -> bool:
+        return session.accepting and delivery.assigned and delivery.failure is None
+
+    ops = await start_ops_server(settings.ops_host, g.ops_port, ready)
+    await delivery.wait_assigned(timeout_s=30)
+    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    await site.start()
+    log.info(
+        "gateway listening",
+        address=f"{settings.http.host}:{settings.http.port}",
+        instance=g.instance_id,
+        shards=g.shards,
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("gateway draining", connections=len(hub))
+        session.drain()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_until_empty(hub), timeout=DRAIN_GRACE_S)
+        await site.stop()
+        await delivery.stop()
+        await runner.cleanup()
+        await ops.cleanup()
+        await http.close()
+        await redis.aclose()
+        await channel.close()
+        log.info("gateway stopped")
+
+
+async def _until_empty(hub: Hub) -> None:
+    while len(hub):  # noqa: ASYNC110 - connections leave from their own handlers
+        await asyncio.sleep(0.05)

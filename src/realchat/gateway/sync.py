@@ -1,0 +1,79 @@
+"""Backfills: what a connection missed, read from the chat service (PostgreSQL), racing live
+events without losing or reordering any.
+
+While a conversation is being backfilled its live events are not queued, only their highest seq
+is remembered; the backfill pages through history until it has delivered at least that far and a
+page comes back short. The final check and the switch back to live happen with no await between
+them, on the one event loop that also dispatches live events, so no event can slip through.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+from realchat.contract.frames import Message, MessageFrame, SyncDoneFrame, encode
+from realchat.gateway.connection import Connection
+
+
+class HistoryReader(Protocol):
+    async def history(
+        self, user: uuid.UUID, conversation_id: str, after_seq: int, limit: int
+    ) -> tuple[list[Message], int]: ...
+
+
+class Backfiller:
+    def __init__(self, history: HistoryReader, page_size: int) -> None:
+        self._history = history
+        self._page_size = page_size
+
+    def start(self, connection: Connection, conversation_id: str) -> None:
+        """Backfill a conversation (after a gap, or for a sync) unless one already runs."""
+        cursor = connection.cursor(conversation_id)
+        if cursor.backfill is not None and not cursor.backfill.done():
+            return
+        cursor.syncing = True
+        cursor.backfill = connection.spawn(self._run(connection, conversation_id))
+
+    async def _run(self, connection: Connection, conversation_id: str) -> None:
+        cursor = connection.cursor(conversation_id)
+        try:
+            while connection.is_open:
+                after = cursor.delivered or 0
+                page, _ = await self._history.history(
+                    connection.user_id, conversation_id, after, self._page_size
+                )
+                for message in page:
+                    if message.seq != (cursor.delivered or 0) + 1:
+                        continue  # already delivered meanwhile
+                    if not await connection.push_backfill(encode(MessageFrame(message))):
+                        return
+                    cursor.delivered = message.seq
+                caught_up = (cursor.delivered or 0) >= cursor.seen_while_syncing
+                if len(page) < self._page_size and caught_up:
+                    cursor.syncing = False  # same loop tick as the check: no event slips in
+                    return
+        except BaseException:
+            # Back to live: the next live event finds the gap and starts a new backfill.
+            cursor.syncing = False
+            raise
+
+    async def sync(self, connection: Connection, positions: dict[str, int]) -> dict[str, int]:
+        """Deliver everything after `positions` in each conversation; return where each ended.
+
+        The caller checked membership (an outsider's conversation fails its first history read,
+        which raises and aborts the sync before anything is sent)."""
+        for conversation_id, position in positions.items():
+            cursor = connection.cursor(conversation_id)
+            if cursor.backfill is not None and not cursor.backfill.done():
+                await cursor.backfill
+            cursor.delivered = position
+            cursor.seen_while_syncing = 0
+            self.start(connection, conversation_id)
+        for conversation_id in positions:
+            task = connection.cursor(conversation_id).backfill
+            if task is not None:
+                await task
+        done = {c: connection.cursor(c).delivered or 0 for c in positions}
+        connection.push(encode(SyncDoneFrame(done)))
+        return done

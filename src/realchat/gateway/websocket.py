@@ -1,0 +1,214 @@
+"""`GET /v1/ws`: one WebSocket session, from token check to close.
+
+Frames from the client are handled in order on the session's read loop (so one client's sends
+get seqs in the order it sent them); a sync runs as a task of its own so sends and acks are not
+held up by a long backfill. Bad frames get an error frame and the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from realchat.auth.tokens import InvalidToken, TokenVerifier
+from realchat.config import GatewaySettings
+from realchat.contract.close_codes import CloseCode
+from realchat.contract.frames import (
+    AckFrame,
+    BadFrame,
+    ClientFrame,
+    ErrorFrame,
+    HelloFrame,
+    PingFrame,
+    PongFrame,
+    SendFrame,
+    SendOkFrame,
+    SyncFrame,
+    decode_client_frame,
+    encode,
+)
+from realchat.gateway import metrics
+from realchat.gateway.chat_client import ChatCallError, ChatClient
+from realchat.gateway.connection import Connection
+from realchat.gateway.hub import Hub
+from realchat.gateway.ratelimit import SendLimiter, TokenBucket
+from realchat.gateway.sync import Backfiller
+
+log = structlog.get_logger(__name__)
+
+_PONG = encode(PongFrame())
+
+
+class WebSocketSink:
+    """aiohttp's WebSocket as a connection's frame sink (text frames of ready-encoded JSON)."""
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None) -> None:
+        self._ws = ws
+        self._transport = transport
+
+    async def send(self, frame: bytes) -> None:
+        await self._ws.send_frame(frame, WSMsgType.TEXT)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code=code, message=reason.encode())
+
+    def abort(self) -> None:
+        if isinstance(self._transport, asyncio.Transport):
+            self._transport.abort()
+
+
+@dataclass
+class Session:
+    """Everything one WebSocket session needs, assembled once per gateway."""
+
+    hub: Hub
+    chat: ChatClient
+    verifier: TokenVerifier
+    backfiller: Backfiller
+    send_limiter: SendLimiter
+    settings: GatewaySettings
+    accepting: bool = True
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        s = self.settings
+        ws = web.WebSocketResponse(
+            compress=False,  # deflate costs ~50 KiB per connection
+            max_msg_size=s.max_frame_bytes,
+            heartbeat=s.heartbeat_s,
+            receive_timeout=s.idle_timeout_s,
+            writer_limit=64 * 1024,
+            decode_text=False,
+        )
+        await ws.prepare(request)
+        try:
+            user_id = self.verifier.verify(request.query.get("token", ""))
+        except InvalidToken:
+            await ws.close(code=CloseCode.UNAUTHORIZED, message=b"unauthorized")
+            return ws
+        if not self.accepting:
+            await ws.close(code=CloseCode.GOING_AWAY, message=b"draining")
+            return ws
+        connection = Connection(
+            user_id,
+            WebSocketSink(ws, request.transport),
+            queue_size=s.send_queue_size,
+            close_grace_s=s.close_grace_s,
+            on_gap=self.backfiller.start,
+        )
+        self.hub.register(connection)
+        metrics.ACTIVE_CONNECTIONS.inc()
+        connection.start_writer()
+        connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
+        try:
+            await self._read_loop(ws, connection)
+        finally:
+            self.hub.unregister(connection)
+            metrics.ACTIVE_CONNECTIONS.dec()
+            await connection.finish()
+        return ws
+
+    async def _read_loop(self, ws: web.WebSocketResponse, connection: Connection) -> None:
+        flood = TokenBucket(
+            rate=self.settings.max_frames_per_s, burst=self.settings.max_frames_per_s
+        )
+        strikes = 0
+        async for msg in ws:
+            if not connection.is_open:
+                break
+            if msg.type is WSMsgType.ERROR:
+                break
+            if not flood.take():
+                strikes += 1
+                if strikes > self.settings.max_frames_per_s:
+                    connection.close(CloseCode.POLICY, "too many frames")
+                    break
+                self._refuse(connection, BadFrame("rate_limited", "too many frames; slow down"))
+                continue
+            strikes = 0
+            if msg.type is not WSMsgType.TEXT:
+                self._refuse(connection, BadFrame("invalid_frame", "only text frames are accepted"))
+                continue
+            try:
+                frame = decode_client_frame(msg.data)
+            except BadFrame as bad:
+                self._refuse(connection, bad)
+                continue
+            await self._dispatch(connection, frame)
+        if ws.close_code == CloseCode.TOO_BIG:
+            metrics.BAD_FRAMES.labels(code="too_big").inc()
+
+    async def _dispatch(self, connection: Connection, frame: ClientFrame) -> None:
+        match frame:
+            case PingFrame():
+                connection.push(_PONG)
+            case SendFrame():
+                await self._send(connection, frame)
+            case AckFrame():
+                await self._ack(connection, frame)
+            case SyncFrame():
+                connection.spawn(self._sync(connection, frame))
+
+    def _refuse(
+        self, connection: Connection, bad: BadFrame, client_msg_id: str | None = None
+    ) -> None:
+        metrics.BAD_FRAMES.labels(code=bad.code).inc()
+        connection.push(encode(ErrorFrame(bad.code, bad.message, client_msg_id)))
+
+    async def _send(self, connection: Connection, frame: SendFrame) -> None:
+        if not await self.send_limiter.allow(connection.user_id):
+            self._refuse(
+                connection,
+                BadFrame("rate_limited", "too many messages; slow down"),
+                frame.client_msg_id,
+            )
+            return
+        try:
+            sent = await self.chat.send(
+                connection.user_id, frame.conversation_id, frame.client_msg_id, frame.content
+            )
+        except ChatCallError as error:
+            self._refuse(connection, BadFrame(error.code, error.message), frame.client_msg_id)
+            return
+        connection.push(encode(SendOkFrame(frame.client_msg_id, sent.message)))
+        connection.note_own_send(sent.message.conversation_id, sent.message.seq)
+
+    async def _ack(self, connection: Connection, frame: AckFrame) -> None:
+        try:
+            await self.chat.ack(connection.user_id, frame.conversation_id, frame.seq)
+        except ChatCallError as error:
+            self._refuse(connection, BadFrame(error.code, error.message))
+
+    async def _sync(self, connection: Connection, frame: SyncFrame) -> None:
+        async with connection.sync_lock:
+            try:
+                mine = {
+                    c.conversation_id: c.acked_seq
+                    for c in await self.chat.conversations(connection.user_id)
+                }
+            except ChatCallError as error:
+                self._refuse(connection, BadFrame(error.code, error.message))
+                return
+            positions = mine if not frame.positions else {}
+            for conversation_id, seq in (frame.positions or {}).items():
+                if conversation_id not in mine:
+                    self._refuse(
+                        connection,
+                        BadFrame("not_a_member", f"not a member of conversation {conversation_id}"),
+                    )
+                elif seq < 0:
+                    self._refuse(connection, BadFrame("invalid_seq", "positions must be >= 0"))
+                else:
+                    positions[conversation_id] = seq
+            try:
+                await self.backfiller.sync(connection, positions)
+            except ChatCallError as error:
+                self._refuse(connection, BadFrame("sync_failed", error.message))
+
+    def drain(self) -> None:
+        """Stop accepting sessions and tell every client to reconnect elsewhere (1001)."""
+        self.accepting = False
+        for connection in list(self.hub.all_connections()):
+            connection.close(CloseCode.GOING_AWAY, "server going away")
