@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.set_defaults(service="chat")
     publisher = commands.add_parser("outbox-publisher", help="run an outbox publisher replica")
     publisher.set_defaults(service="outbox-publisher")
+    auth = commands.add_parser("auth-service", help="run the auth service (accounts, tokens)")
+    auth.set_defaults(service="auth-service")
 
     dead = commands.add_parser("dead-letters", help="list, inspect and replay dead letters")
     dead_actions = dead.add_subparsers(dest="action", required=True)
@@ -156,6 +158,10 @@ def _run_service(settings: Settings, name: str) -> int:
         from realchat.chat.server import serve
 
         return run_until_signalled(lambda stop: serve(settings, stop))
+    if name == "auth-service":
+        from realchat.auth.server import serve as serve_auth
+
+        return run_until_signalled(lambda stop: serve_auth(settings, stop))
     from realchat.chat.outbox import serve_publisher
 
     return run_until_signalled(lambda stop: serve_publisher(settings, stop))
@@ -170,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (StackError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    if args.command in ("chat", "outbox-publisher"):
+    if args.command in ("chat", "outbox-publisher", "auth-service"):
         return _run_service(settings, args.command)
     if args.command == "dead-letters":
         from realchat.chat.dead_letters import dead_letters_command

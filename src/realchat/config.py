@@ -95,6 +95,9 @@ class AuthSettings(BaseModel):
     #: Failed logins allowed per username (and per client address) within the window.
     login_attempts: int = Field(default=10, ge=1)
     login_window_s: int = Field(default=60, ge=1)
+    #: Peers whose `X-Forwarded-For` the auth service believes (the gateway in front of it), so
+    #: per-address login limits count the client's address, not the gateway's.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
 
 
 class GatewaySettings(BaseModel):

@@ -1,0 +1,167 @@
+"""The HTTP transport of the auth service: JSON in and out, errors as
+`{"error": {"code", "message"}}`. Shapes are checked here (pydantic); rules live in `service.py`.
+
+Bad input is always a 400 (not JSON) or a 422 (wrong shape or a broken rule), never a 500;
+unknown routes and methods get JSON 404/405 bodies too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from realchat.auth.errors import AuthError, BadRequest, InvalidInput, Unauthorized
+from realchat.auth.service import AuthService
+from realchat.auth.tokens import InvalidToken, TokenVerifier
+
+log = structlog.get_logger(__name__)
+
+#: Credentials are tiny; anything bigger is refused before it is parsed.
+MAX_BODY_BYTES = 64 * 1024
+
+_HTTP_ERROR_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+}
+
+
+class Credentials(BaseModel):
+    """The body of `POST /v1/users` and `POST /v1/tokens`. Strict: a number is not a string.
+    Unknown fields are ignored, so clients may send more in later versions."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    username: str
+    password: str
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as the contract's JSON body, whoever raised it."""
+    try:
+        return await handler(request)
+    except AuthError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers())
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        code = _HTTP_ERROR_CODES.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason, headers)
+    except Exception:
+        log.exception("unhandled error", method=request.method, path=request.path)
+        return error_response(500, "internal", "internal error")
+
+
+def client_address(peer: str | None, forwarded_for: str, trusted: Collection[str]) -> str | None:
+    """The address a request came from, for per-address rate limiting.
+
+    Behind the gateway every request's peer is the gateway, so `X-Forwarded-For` is believed -
+    but only hop by hop from the right, and only while the hop that reported it is a trusted
+    proxy: a client cannot pick its own address by sending the header itself.
+    """
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    address = peer
+    while address is not None and address in trusted and hops:
+        try:
+            address = str(ipaddress.ip_address(hops.pop()))
+        except ValueError:
+            break
+    return address
+
+
+async def _credentials(request: web.Request) -> Credentials:
+    body = await request.read()
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest("invalid_json", "the body must be a JSON object") from None
+    try:
+        return Credentials.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid_input(exc) from None
+
+
+def _invalid_input(exc: ValidationError) -> InvalidInput:
+    """Name the first offending field in the code (`invalid_username`, ...)."""
+    first = exc.errors()[0]
+    field = first["loc"][0] if first["loc"] else None
+    if field in ("username", "password"):
+        return InvalidInput(f"invalid_{field}", f"{field}: {first['msg']}")
+    return InvalidInput(
+        "invalid_request", 'the body must be a JSON object {"username": ..., "password": ...}'
+    )
+
+
+class AuthApi:
+    def __init__(
+        self,
+        service: AuthService,
+        verifier: TokenVerifier,
+        jwks: Mapping[str, Any],
+        trusted_proxies: Collection[str] = (),
+    ) -> None:
+        self._service = service
+        self._verifier = verifier
+        self._jwks = dict(jwks)
+        self._trusted = frozenset(trusted_proxies)
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await _credentials(request)
+        user = await self._service.register(body.username, body.password)
+        return web.json_response(
+            {"user_id": str(user.user_id), "username": user.username}, status=201
+        )
+
+    async def issue_token(self, request: web.Request) -> web.Response:
+        body = await _credentials(request)
+        address = client_address(
+            request.remote, request.headers.get("X-Forwarded-For", ""), self._trusted
+        )
+        issued = await self._service.login(body.username, body.password, address)
+        return web.json_response(
+            {"access_token": issued.token, "token_type": "bearer", "expires_in": issued.expires_in},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def user_by_username(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        user = await self._service.find_user(request.match_info["username"])
+        return web.json_response({"user_id": str(user.user_id), "username": user.username})
+
+    async def jwks(self, _: web.Request) -> web.Response:
+        return web.json_response(self._jwks, headers={"Cache-Control": "public, max-age=300"})
+
+    def _authenticate(self, request: web.Request) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Authorization: Bearer <access_token> required")
+        try:
+            self._verifier.verify(token.strip())
+        except InvalidToken as exc:
+            raise Unauthorized(f"access token not accepted ({exc.reason})") from None
+
+
+def create_app(api: AuthApi) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    app.router.add_post("/v1/users", api.register)
+    app.router.add_post("/v1/tokens", api.issue_token)
+    app.router.add_get("/v1/users/by-username/{username}", api.user_by_username)
+    app.router.add_get("/.well-known/jwks.json", api.jwks)
+    return app

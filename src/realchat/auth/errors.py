@@ -1,0 +1,76 @@
+"""The auth service's error taxonomy: a stable snake_case wire code and an HTTP status per kind
+of error. The transport (`api.py`) turns them into `{"error": {"code", "message"}}` bodies."""
+
+from __future__ import annotations
+
+
+class AuthError(Exception):
+    """An error the caller caused and can act on; the message is safe to show them."""
+
+    status: int = 500
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error needs (e.g. Retry-After)."""
+        return {}
+
+
+class BadRequest(AuthError):  # noqa: N818 - named after the HTTP status it maps to
+    """The body is not JSON at all (`invalid_json`)."""
+
+    status = 400
+
+
+class InvalidInput(AuthError):  # noqa: N818
+    """JSON of the wrong shape or a value breaking a rule (`invalid_username`, ...)."""
+
+    status = 422
+
+
+class UsernameTaken(AuthError):  # noqa: N818
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("username_taken", "this username is already taken")
+
+
+class InvalidCredentials(AuthError):  # noqa: N818
+    """One generic error for every failed login, so it never tells which part was wrong."""
+
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("invalid_credentials", "wrong username or password")
+
+
+class Unauthorized(AuthError):  # noqa: N818
+    """The request needs a valid access token and has none."""
+
+    status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unauthorized", message)
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="realchat"'}
+
+
+class TooManyAttempts(AuthError):  # noqa: N818
+    status = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            "too_many_attempts", f"too many failed logins; try again in {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class NotFound(AuthError):  # noqa: N818
+    status = 404

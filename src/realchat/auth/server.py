@@ -1,0 +1,83 @@
+"""The auth service process (`realchat auth-service`): the HTTP API plus its ops endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from realchat.auth.api import AuthApi, create_app
+from realchat.auth.limits import LoginLimiter
+from realchat.auth.passwords import Passwords
+from realchat.auth.service import AuthService
+from realchat.auth.store import AuthStore
+from realchat.auth.tokens import TokenIssuer, jwks, load_issuer
+from realchat.config import Settings
+from realchat.observability.ops import start_ops_server
+from realchat.storage.pool import create_pool
+
+log = structlog.get_logger(__name__)
+
+#: Seconds in-flight requests get to finish after a stop signal.
+SHUTDOWN_GRACE_S = 5.0
+#: A slow or absent Redis must not stall logins: the limiter fails open after this.
+REDIS_TIMEOUT_S = 0.5
+
+
+def build_api(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, issuer: TokenIssuer
+) -> AuthApi:
+    """Wire rules, storage, hashing, limits and tokens together."""
+    limiter = LoginLimiter(redis, settings.auth.login_attempts, settings.auth.login_window_s)
+    service = AuthService(AuthStore(pool), Passwords(), issuer, limiter)
+    return AuthApi(
+        service,
+        issuer.verifier(),
+        jwks(issuer.public_key, issuer.key_id),
+        settings.auth.trusted_proxies,
+    )
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set, then drain in-flight requests and close everything."""
+    issuer = load_issuer(settings.auth)  # a missing key fails before anything is connected
+    async with contextlib.AsyncExitStack() as resources:
+        pool = await create_pool(settings.database, "realchat-auth")
+        resources.push_async_callback(pool.close)
+        redis = aioredis.Redis.from_url(
+            settings.redis.url,
+            socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+        )
+        resources.push_async_callback(redis.aclose)
+
+        runner = web.AppRunner(
+            create_app(build_api(settings, pool, redis, issuer)),
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_GRACE_S,
+        )
+        await runner.setup()
+        resources.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, settings.auth.http_host, settings.auth.http_port).start()
+
+        async def ready() -> bool:
+            try:
+                await pool.fetchval("SELECT 1")
+            except Exception:
+                return False
+            return True
+
+        ops = await start_ops_server(settings.ops_host, settings.auth.ops_port, ready)
+        resources.push_async_callback(ops.cleanup)
+        log.info(
+            "auth service listening",
+            http=f"{settings.auth.http_host}:{settings.auth.http_port}",
+            ops_port=settings.auth.ops_port,
+            key_id=issuer.key_id,
+        )
+        await stop.wait()
+        log.info("auth service stopping")

@@ -1,0 +1,171 @@
+"""The auth service's rules: what a valid account is, registration, login (with rate limiting)
+and looking users up. No HTTP here (`api.py`), no SQL (`store.py`)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+from prometheus_client import Counter
+
+from realchat.auth.errors import (
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    TooManyAttempts,
+    UsernameTaken,
+)
+from realchat.auth.limits import LoginLimiter
+from realchat.auth.passwords import Passwords
+from realchat.auth.store import AuthStore, UserRecord
+from realchat.auth.tokens import TokenIssuer
+
+log = structlog.get_logger(__name__)
+
+LOGINS = Counter("realchat_auth_logins_total", "Login attempts by outcome", ["outcome"])
+REGISTRATIONS = Counter("realchat_auth_registrations_total", "Accounts created")
+
+#: The contract's username rule, applied after folding ASCII upper-case to lower-case.
+USERNAME_PATTERN = re.compile(r"[a-z0-9_.-]{3,32}")
+MIN_USERNAME_CHARS, MAX_USERNAME_CHARS = 3, 32
+MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS = 8, 128
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: uuid.UUID
+    username: str
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_in: int
+
+
+def normalize_username(value: str) -> str:
+    """The stored form of a username, or raise `invalid_username`.
+
+    Usernames are case-insensitive: ASCII upper-case is folded to lower-case before the
+    contract's rule (3-32 characters of a-z 0-9 _ . -) is checked, so "Alice" and "alice" are
+    one account. Nothing else is folded or trimmed: any other character is refused.
+    """
+    folded = value.lower() if value.isascii() else value
+    if USERNAME_PATTERN.fullmatch(folded) is None:
+        raise InvalidInput(
+            "invalid_username",
+            f"username must be {MIN_USERNAME_CHARS}-{MAX_USERNAME_CHARS} characters of "
+            "a-z, 0-9, '_', '.', '-'",
+        )
+    return folded
+
+
+def check_password(value: str) -> None:
+    """Raise `invalid_password` unless `value` is 8-128 characters of encodable text."""
+    if not MIN_PASSWORD_CHARS <= len(value) <= MAX_PASSWORD_CHARS:
+        raise InvalidInput(
+            "invalid_password",
+            f"password must be {MIN_PASSWORD_CHARS}-{MAX_PASSWORD_CHARS} characters",
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("invalid_password", "password must be valid Unicode text") from None
+
+
+def _is_valid_password(value: str) -> bool:
+    try:
+        check_password(value)
+    except InvalidInput:
+        return False
+    return True
+
+
+class AuthService:
+    def __init__(
+        self,
+        store: AuthStore,
+        passwords: Passwords,
+        issuer: TokenIssuer,
+        limiter: LoginLimiter,
+    ) -> None:
+        self._store = store
+        self._passwords = passwords
+        self._issuer = issuer
+        self._limiter = limiter
+
+    async def register(self, username: str, password: str) -> User:
+        name = normalize_username(username)
+        check_password(password)
+        record = await self._store.create_user(name, await self._passwords.hash(password))
+        if record is None:
+            raise UsernameTaken()
+        REGISTRATIONS.inc()
+        log.info("account created", user_id=str(record.user_id))
+        return User(record.user_id, record.username)
+
+    async def login(self, username: str, password: str, client_address: str | None) -> AccessToken:
+        """A token for the right password; one generic error for anything else. Too many
+        failures for this name or from this address refuse even the right password."""
+        name = _login_name(username)
+        keys = self._limit_keys(name, client_address)
+        retry_after = await self._limiter.blocked_for(keys)
+        if retry_after is not None:
+            LOGINS.labels("limited").inc()
+            raise TooManyAttempts(retry_after)
+        user = await self._store.find_by_username(name) if name is not None else None
+        if not await self._password_matches(user, password):
+            await self._limiter.record_failure(keys)
+            LOGINS.labels("failed").inc()
+            raise InvalidCredentials()
+        assert user is not None, "a password only matches a real account"
+        await self._limiter.forget(self._limiter.user_key(user.username))
+        await self._upgrade_hash(user, password)
+        LOGINS.labels("succeeded").inc()
+        token, expires_in = self._issuer.issue(user.user_id)
+        return AccessToken(token, expires_in)
+
+    async def find_user(self, username: str) -> User:
+        name = _login_name(username)
+        record = await self._store.find_by_username(name) if name is not None else None
+        if record is None:
+            raise NotFound("user_not_found", "no user with this username")
+        return User(record.user_id, record.username)
+
+    def _limit_keys(self, name: str | None, client_address: str | None) -> list[str]:
+        keys = [self._limiter.user_key(name)] if name is not None else []
+        if client_address:
+            keys.append(self._limiter.address_key(client_address))
+        return keys
+
+    async def _password_matches(self, user: UserRecord | None, password: str) -> bool:
+        """Always pays for one argon2 verification, whether or not the user exists or the
+        password could ever be valid, so the response time says nothing about either."""
+        if not _is_valid_password(password):
+            user, password = None, "placeholder-password"
+        return await self._passwords.verify(
+            user.password_hash if user is not None else None, password
+        )
+
+    async def _upgrade_hash(self, user: UserRecord, password: str) -> None:
+        """Re-hash with the current parameters after they changed (best effort: the login
+        itself already succeeded)."""
+        if not self._passwords.needs_rehash(user.password_hash):
+            return
+        try:
+            new_hash = await self._passwords.hash(password)
+            await self._store.replace_password_hash(user.user_id, user.password_hash, new_hash)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("password re-hash failed", user_id=str(user.user_id), error=repr(exc))
+
+
+def _login_name(username: str) -> str | None:
+    """The stored form of a name someone logs in or looks up with; None if no account can have
+    it (then nothing is looked up)."""
+    try:
+        return normalize_username(username)
+    except InvalidInput:
+        return None

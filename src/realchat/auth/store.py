@@ -1,0 +1,64 @@
+"""The auth service's SQL: accounts in the `users` table (migration 0002)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    user_id: uuid.UUID
+    username: str
+    password_hash: str
+    created_at: datetime
+
+
+_COLUMNS = "id, username, password_hash, created_at"
+
+
+def _user(row: asyncpg.Record) -> UserRecord:
+    return UserRecord(
+        user_id=row["id"],
+        username=row["username"],
+        password_hash=row["password_hash"],
+        created_at=row["created_at"],
+    )
+
+
+class AuthStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create_user(self, username: str, password_hash: str) -> UserRecord | None:
+        """The new account, or None if the username is taken (also by a concurrent insert)."""
+        row = await self._pool.fetchrow(
+            f"INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3) "
+            f"ON CONFLICT (username) DO NOTHING RETURNING {_COLUMNS}",
+            uuid.uuid4(),
+            username,
+            password_hash,
+        )
+        return _user(row) if row is not None else None
+
+    async def find_by_username(self, username: str) -> UserRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM users WHERE username = $1", username
+        )
+        return _user(row) if row is not None else None
+
+    async def find_by_id(self, user_id: uuid.UUID) -> UserRecord | None:
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
+        return _user(row) if row is not None else None
+
+    async def replace_password_hash(self, user_id: uuid.UUID, old: str, new: str) -> None:
+        """Upgrade a hash to the current parameters, unless it changed meanwhile."""
+        await self._pool.execute(
+            "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+            user_id,
+            old,
+            new,
+        )
