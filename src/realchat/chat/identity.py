@@ -2,8 +2,8 @@
 
 Trusted internal callers (the gateway, operator tools) present the shared internal credential
 (`authorization: Bearer <internal token>`) and name the user they act for in `x-realchat-user-id`.
-User access tokens (JWT, verified with the auth service's public key) plug in as another
-`Authenticator`.
+Users may also call with their own access token (`authorization: Bearer <JWT>`, verified locally
+with the auth service's public key); the token names the user, `x-realchat-user-id` is ignored.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Protocol
 
+from realchat.auth.tokens import InvalidToken, TokenVerifier
 from realchat.chat.errors import Unauthenticated
 
 AUTHORIZATION = "authorization"
@@ -50,6 +51,44 @@ class InternalCredential:
             raise Unauthenticated(
                 "missing_acting_user", f"{ACTING_USER} must name the acting user (a UUID)"
             ) from None
+
+
+class TokenAuthenticator:
+    """Accepts calls that carry a user's access token (a JWT from the auth service)."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
+        try:
+            return self._verifier.verify(bearer_token(metadata))
+        except InvalidToken as exc:
+            raise Unauthenticated(
+                "invalid_credentials", f"access token not accepted ({exc.reason})"
+            ) from None
+
+
+class FirstOf:
+    """Tries authenticators in order. `invalid_credentials` from one means "not a credential
+    I know", so the next one gets a turn; anything else (a user, or a definite error such as a
+    valid internal token without `x-realchat-user-id`) is the answer."""
+
+    def __init__(self, *authenticators: Authenticator) -> None:
+        if not authenticators:
+            raise ValueError("FirstOf needs at least one authenticator")
+        self._authenticators = authenticators
+
+    def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
+        refused: Unauthenticated | None = None
+        for authenticator in self._authenticators:
+            try:
+                return authenticator.authenticate(metadata)
+            except Unauthenticated as exc:
+                if exc.code != "invalid_credentials":
+                    raise
+                refused = exc
+        assert refused is not None
+        raise refused
 
 
 def internal_metadata(token: str, user_id: uuid.UUID) -> tuple[tuple[str, str], ...]:

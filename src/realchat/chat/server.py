@@ -9,8 +9,9 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from realchat.auth.tokens import load_verifier
 from realchat.chat.api import ChatServicer
-from realchat.chat.identity import InternalCredential
+from realchat.chat.identity import Authenticator, FirstOf, InternalCredential, TokenAuthenticator
 from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
 from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
@@ -23,16 +24,23 @@ log = structlog.get_logger(__name__)
 SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+def authenticator(settings: Settings) -> Authenticator:
+    """The internal credential always; user access tokens too once a public key is configured
+    (`REALCHAT_AUTH__PUBLIC_KEY_FILE`)."""
     token = settings.chat.internal_token
     if token is None:
         raise RuntimeError("REALCHAT_CHAT__INTERNAL_TOKEN is not set")
+    internal = InternalCredential(token.get_secret_value())
+    if settings.auth.public_key_file is None:
+        return internal
+    return FirstOf(internal, TokenAuthenticator(load_verifier(settings.auth)))
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    auth = authenticator(settings)
     pool = await create_pool(settings.database, "realchat-chat")
     store = ChatStore(pool, settings.chat.outbox_shards)
-    servicer = ChatServicer(
-        ChatService(store, settings.chat.max_members),
-        InternalCredential(token.get_secret_value()),
-    )
+    servicer = ChatServicer(ChatService(store, settings.chat.max_members), auth)
     server = grpc.aio.server()
     chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
