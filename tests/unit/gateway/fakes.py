@@ -1,0 +1,81 @@
+"""In-memory stand-ins for the gateway's transport and the chat service's history."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from realchat.contract.frames import Message
+
+
+class FakeSink:
+    """A client transport: records frames; can be told to stop reading (block)."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+        self.aborted = False
+        self.reading = asyncio.Event()
+        self.reading.set()
+        self.take_close = True
+
+    async def send(self, frame: bytes) -> None:
+        await self.reading.wait()
+        self.frames.append(json.loads(frame))
+
+    async def close(self, code: int, reason: str) -> None:
+        if not self.take_close:
+            await asyncio.Event().wait()  # a client that never reads its close frame
+        self.closed = (code, reason)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def seqs(self, conversation_id: str) -> list[int]:
+        return [
+            f["message"]["seq"]
+            for f in self.frames
+            if f["type"] == "message" and f["message"]["conversation_id"] == conversation_id
+        ]
+
+
+def message(conversation_id: str, seq: int) -> Message:
+    return Message(
+        message_id=str(uuid.uuid4()),
+        conversation_id=conversation_id,
+        seq=seq,
+        sender_id=str(uuid.uuid4()),
+        content=f"m{seq}",
+        created_at=datetime.now(UTC),
+    )
+
+
+class FakeHistory:
+    """The chat service's history of one or more conversations; `gate` can hold a read."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, list[Message]] = {}
+        self.gate: asyncio.Event | None = None
+        self.reads = 0
+        #: Set once a read has taken its snapshot (and is waiting at the gate, if any).
+        self.snapshot_taken = asyncio.Event()
+
+    def append(self, conversation_id: str) -> Message:
+        seq = len(self.messages.setdefault(conversation_id, [])) + 1
+        m = message(conversation_id, seq)
+        self.messages[conversation_id].append(m)
+        return m
+
+    async def history(
+        self, user: uuid.UUID, conversation_id: str, after_seq: int, limit: int
+    ) -> tuple[list[Message], int]:
+        self.reads += 1
+        snapshot = list(self.messages.get(conversation_id, []))
+        self.snapshot_taken.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        page = [m for m in snapshot if m.seq > after_seq][:limit]
+        return page, len(snapshot)

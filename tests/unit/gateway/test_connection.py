@@ -1,0 +1,133 @@
+"""A connection's queue bounds and its per-conversation cursors, with a fake transport."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from realchat.contract.close_codes import CloseCode
+from realchat.contract.frames import MessageFrame, encode
+from realchat.gateway.connection import Connection
+from tests.unit.gateway.fakes import FakeSink, message
+
+CONV = str(uuid.uuid4())
+
+
+def live(seq: int, conversation_id: str = CONV) -> bytes:
+    return encode(MessageFrame(message(conversation_id, seq)))
+
+
+def connection(sink: FakeSink, queue_size: int = 8, gaps: list[str] | None = None) -> Connection:
+    def on_gap(_: Connection, conversation_id: str) -> None:
+        if gaps is not None:
+            gaps.append(conversation_id)
+
+    conn = Connection(uuid.uuid4(), sink, queue_size=queue_size, close_grace_s=0.2, on_gap=on_gap)
+    conn.start_writer()
+    return conn
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_live_events_are_delivered_in_order_and_duplicates_suppressed() -> None:
+    sink = FakeSink()
+    conn = connection(sink)
+    for seq in (1, 2, 2, 3, 1):
+        conn.offer_live(CONV, seq, live(seq))
+    await settle()
+    assert sink.seqs(CONV) == [1, 2, 3]
+    await conn.finish()
+
+
+async def test_a_gap_is_not_delivered_but_handed_to_a_backfill() -> None:
+    sink, gaps = FakeSink(), []
+    conn = connection(sink, gaps=gaps)
+    conn.offer_live(CONV, 1, live(1))
+    conn.offer_live(CONV, 3, live(3))
+    await settle()
+    assert sink.seqs(CONV) == [1]
+    assert gaps == [CONV]
+    assert conn.cursor(CONV).seen_while_syncing == 3
+    await conn.finish()
+
+
+async def test_a_client_that_stops_reading_is_cut_off_with_4008_and_memory_stays_bounded() -> None:
+    sink = FakeSink()
+    sink.reading.clear()  # the client stops reading
+    conn = connection(sink, queue_size=4)
+    for seq in range(1, 50):
+        conn.offer_live(CONV, seq, live(seq))
+    assert not conn.is_open
+    assert conn._queue.qsize() == 0  # what was queued is dropped, nothing keeps growing
+    await asyncio.sleep(0.05)
+    assert sink.closed == (CloseCode.SLOW_CONSUMER, "send queue full; reconnect and sync")
+    await conn.finish()
+
+
+async def test_a_client_that_never_takes_the_close_frame_is_dropped_after_the_grace() -> None:
+    sink = FakeSink()
+    sink.reading.clear()
+    sink.take_close = False
+    conn = connection(sink, queue_size=2)
+    for seq in range(1, 5):
+        conn.offer_live(CONV, seq, live(seq))
+    await asyncio.sleep(0.4)
+    assert sink.aborted
+    await conn.finish()
+
+
+async def test_backfill_waits_for_room_and_leaves_half_the_queue_to_live_traffic() -> None:
+    sink = FakeSink()
+    sink.reading.clear()
+    conn = connection(sink, queue_size=8)
+    pushed = 0
+
+    async def backfill() -> None:
+        nonlocal pushed
+        for seq in range(1, 20):
+            await conn.push_backfill(live(seq))
+            pushed += 1
+
+    task = asyncio.create_task(backfill())
+    await settle()
+    assert conn.is_open
+    assert pushed <= 5  # half the queue (+ the frame the blocked writer holds)
+    other = str(uuid.uuid4())
+    conn.offer_live(other, 1, live(1, other))  # live traffic still fits
+    assert conn.is_open
+    sink.reading.set()
+    await asyncio.wait_for(task, timeout=2)
+    await settle()
+    assert sink.seqs(CONV) == list(range(1, 20))
+    assert sink.seqs(other) == [1]
+    await conn.finish()
+
+
+async def test_own_send_suppresses_its_live_echo_only_when_contiguous() -> None:
+    sink = FakeSink()
+    conn = connection(sink)
+    conn.offer_live(CONV, 1, live(1))
+    conn.note_own_send(CONV, 2)
+    conn.offer_live(CONV, 2, live(2))  # the echo of the client's own send
+    conn.note_own_send(CONV, 4)  # not contiguous: 3 is still on its way
+    conn.offer_live(CONV, 3, live(3))
+    conn.offer_live(CONV, 4, live(4))
+    await settle()
+    assert sink.seqs(CONV) == [1, 3, 4]
+    await conn.finish()
+
+
+@pytest.mark.parametrize("code", [CloseCode.GOING_AWAY])
+async def test_close_sends_the_code_and_stops_queueing(code: CloseCode) -> None:
+    sink = FakeSink()
+    conn = connection(sink)
+    conn.close(code, "server going away")
+    assert not conn.push(b"{}")
+    await settle()
+    assert sink.closed == (code, "server going away")
+    await conn.finish()
