@@ -1,0 +1,90 @@
+"""The chat service's callers: user access tokens, and the internal credential tried first."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from realchat.auth.tokens import TokenIssuer, TokenVerifier
+from realchat.chat.errors import Unauthenticated
+from realchat.chat.identity import (
+    FirstOf,
+    InternalCredential,
+    TokenAuthenticator,
+    internal_metadata,
+)
+
+INTERNAL = "a-long-enough-internal-token"
+KEY = Ed25519PrivateKey.generate()
+ISSUER = TokenIssuer(KEY, "k1", "realchat", "realchat", 600)
+
+
+def token_authenticator() -> TokenAuthenticator:
+    return TokenAuthenticator(TokenVerifier({"k1": KEY.public_key()}, "realchat", "realchat"))
+
+
+def both() -> FirstOf:
+    return FirstOf(InternalCredential(INTERNAL), token_authenticator())
+
+
+def bearer(token: str, **extra: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}", **extra}
+
+
+def code_of(authenticator: FirstOf | TokenAuthenticator, metadata: dict[str, str]) -> str:
+    with pytest.raises(Unauthenticated) as error:
+        authenticator.authenticate(metadata)
+    return error.value.code
+
+
+def test_a_user_token_names_the_acting_user() -> None:
+    user = uuid.uuid4()
+    token, _ = ISSUER.issue(user)
+    assert token_authenticator().authenticate(bearer(token)) == user
+    assert both().authenticate(bearer(token)) == user
+
+
+def test_a_user_token_cannot_act_for_someone_else() -> None:
+    user, victim = uuid.uuid4(), uuid.uuid4()
+    token, _ = ISSUER.issue(user)
+    assert both().authenticate(bearer(token, **{"x-realchat-user-id": str(victim)})) == user
+
+
+def test_the_internal_credential_still_works_beside_tokens() -> None:
+    user = uuid.uuid4()
+    assert both().authenticate(dict(internal_metadata(INTERNAL, user))) == user
+
+
+def test_internal_credential_without_acting_user_is_not_retried_as_a_token() -> None:
+    assert code_of(both(), bearer(INTERNAL)) == "missing_acting_user"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage",
+        TokenIssuer(Ed25519PrivateKey.generate(), "k1", "realchat", "realchat", 600).issue(
+            uuid.uuid4()
+        )[0],
+        TokenIssuer(KEY, "k1", "realchat", "realchat", 600, clock=lambda: time.time() - 7200).issue(
+            uuid.uuid4()
+        )[0],
+    ],
+    ids=["garbage", "other-key", "expired"],
+)
+def test_bad_tokens_are_invalid_credentials(token: str) -> None:
+    assert code_of(token_authenticator(), bearer(token)) == "invalid_credentials"
+    assert code_of(both(), bearer(token)) == "invalid_credentials"
+
+
+def test_no_credentials_at_all() -> None:
+    assert code_of(both(), {}) == "missing_credentials"
+    assert code_of(both(), {"authorization": "Basic abc"}) == "missing_credentials"
+
+
+def test_first_of_needs_an_authenticator() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        FirstOf()
