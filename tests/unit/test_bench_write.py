@@ -12,7 +12,9 @@ from realchat.loadtest.bench_write import (
     CONVERSATION_PREFIX,
     USER_PREFIX,
     BenchError,
+    PathResult,
     Sample,
+    Scenario,
     Window,
     cpu_busy_pct,
     indexed_uuid,
@@ -22,6 +24,8 @@ from realchat.loadtest.bench_write import (
     parse_proc_stat,
     percentile,
     pgbench_script,
+    render_table,
+    scenario_result,
     summarize_latencies,
     window_result,
 )
@@ -160,3 +164,31 @@ def test_cpu_busy_share_counts_only_samples_inside_the_window() -> None:
     ]
     assert cpu_busy_pct(samples, Window(2.0, 5.0)) == 30.0
     assert cpu_busy_pct(samples[:2], Window(2.0, 5.0)) is None
+
+
+def _path(name: str, msgs_per_s: float) -> PathResult:
+    latency = summarize_latencies([1.0, 2.0])
+    return PathResult(name, 10, 1.0, msgs_per_s, latency, 0, None, Window(0.0, 1.0))
+
+
+def test_ours_is_compared_with_both_pgbench_ceilings() -> None:
+    paths = [
+        _path("grpc", 300.0),
+        _path("service", 450.0),
+        _path("pgbench", 600.0),
+        _path("pgbench-pool", 1200.0),
+    ]
+    result = scenario_result(Scenario("hot-1", 1), 64, paths)
+    assert result.ratios == {
+        "grpc/pgbench": 0.5,
+        "grpc/pgbench-pool": 0.25,
+        "service/pgbench": 0.75,
+        "service/pgbench-pool": 0.375,
+    }
+    table = render_table([result], cores=2)
+    assert [line.split()[:3] for line in table.splitlines()[2:6]] == [
+        ["hot-1", "grpc", "300.0"],
+        ["hot-1", "service", "450.0"],
+        ["hot-1", "pgbench", "600.0"],
+        ["hot-1", "pgbench-pool", "1200.0"],
+    ]

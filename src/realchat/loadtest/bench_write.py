@@ -195,32 +195,37 @@ class PathResult:
     pgbench_reported: PgbenchSummary | None = None
 
 
+#: What the service's sends are compared with: pgbench with as many clients as we have callers,
+#: and with as many as the chat process has database connections (its pool).
+CEILINGS = ("pgbench", "pgbench-pool")
+OURS = ("grpc", "service")
+
+
+def throughput_ratio(path: PathResult, ceiling: PathResult) -> float:
+    return round(path.msgs_per_s / ceiling.msgs_per_s, 3)
+
+
 @dataclass(frozen=True)
 class ScenarioResult:
     scenario: str
     conversations: int
     concurrency: int
-    grpc: PathResult
-    service: PathResult
-    pgbench: PathResult
-    #: The headline: SendMessage over gRPC / the same SQL in pgbench.
-    ratio_grpc_to_pgbench: float
-    ratio_service_to_pgbench: float
+    #: By path name: grpc (the headline), service, pgbench, pgbench-pool.
+    paths: dict[str, PathResult]
+    #: "grpc/pgbench" (the headline ratio), "grpc/pgbench-pool", "service/pgbench", ...
+    ratios: dict[str, float]
 
 
 def scenario_result(
-    scenario: Scenario, concurrency: int, grpc_: PathResult, service: PathResult, pg: PathResult
+    scenario: Scenario, concurrency: int, paths: Sequence[PathResult]
 ) -> ScenarioResult:
-    return ScenarioResult(
-        scenario=scenario.name,
-        conversations=scenario.conversations,
-        concurrency=concurrency,
-        grpc=grpc_,
-        service=service,
-        pgbench=pg,
-        ratio_grpc_to_pgbench=round(grpc_.msgs_per_s / pg.msgs_per_s, 3),
-        ratio_service_to_pgbench=round(service.msgs_per_s / pg.msgs_per_s, 3),
-    )
+    by_name = {p.path: p for p in paths}
+    ratios = {
+        f"{ours}/{ceiling}": throughput_ratio(by_name[ours], by_name[ceiling])
+        for ours in OURS
+        for ceiling in CEILINGS
+    }
+    return ScenarioResult(scenario.name, scenario.conversations, concurrency, by_name, ratios)
 
 
 def window_result(
@@ -330,45 +335,41 @@ def parse_pgbench_log(lines: Iterable[str]) -> tuple[list[Sample], int]:
     return samples, failed
 
 
-_PATHS = ("grpc", "service", "pgbench")
-
-
 def _optional(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
+
+
+def _table_row(scenario: str, run: PathResult, ceilings: Sequence[PathResult]) -> str:
+    latency = run.latency
+    per_sync = run.wal.commits_per_wal_sync if run.wal else None
+    ratios = " ".join(f"{throughput_ratio(run, c):>8.2f}" for c in ceilings)
+    return (
+        f"{scenario:<12} {run.path:<12} {run.msgs_per_s:>8.1f} {latency.p50_ms:>7.2f} "
+        f"{latency.p95_ms:>7.2f} {latency.p99_ms:>7.2f} {latency.mean_ms:>7.2f} {run.errors:>6} "
+        f"{ratios} {_optional(run.cpu_busy_pct):>5} {_optional(per_sync):>13}"
+    )
 
 
 def render_table(results: Sequence[ScenarioResult], cores: int | None) -> str:
     """The human-readable summary printed at the end of a run."""
     header = (
-        f"{'scenario':<12} {'path':<8} {'msgs/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-        f"{'mean ms':>7} {'errors':>6} {'/pgbench':>8} {'cpu %':>5} {'commits/fsync':>13}"
+        f"{'scenario':<12} {'path':<12} {'msgs/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+        f"{'mean ms':>7} {'errors':>6} {'/pgbench':>8} {'/pg-pool':>8} {'cpu %':>5} "
+        f"{'commits/fsync':>13}"
     )
     lines = [header, "-" * len(header)]
     for result in results:
-        ratios = {
-            "grpc": result.ratio_grpc_to_pgbench,
-            "service": result.ratio_service_to_pgbench,
-            "pgbench": 1.0,
-        }
-        for path in _PATHS:
-            run: PathResult = getattr(result, path)
-            latency = run.latency
-            per_sync = run.wal.commits_per_wal_sync if run.wal else None
-            lines.append(
-                f"{result.scenario:<12} {path:<8} {run.msgs_per_s:>8.1f} {latency.p50_ms:>7.2f} "
-                f"{latency.p95_ms:>7.2f} {latency.p99_ms:>7.2f} {latency.mean_ms:>7.2f} "
-                f"{run.errors:>6} {ratios[path]:>8.2f} {_optional(run.cpu_busy_pct):>5} "
-                f"{_optional(per_sync):>13}"
-            )
-        reported = result.pgbench.pgbench_reported
-        if reported is not None:
-            lines.append(
-                f"{'':<12} pgbench's own summary (whole run): tps {reported.tps:.1f}, "
-                f"latency average {reported.latency_avg_ms:.2f} ms, failed {reported.failed}"
-            )
+        ceilings = [result.paths[c] for c in CEILINGS]
+        lines.extend(_table_row(result.scenario, run, ceilings) for run in result.paths.values())
+        for ceiling in ceilings:
+            if (reported := ceiling.pgbench_reported) is not None:
+                lines.append(
+                    f"{'':<12} {ceiling.path}'s own summary (whole run): tps {reported.tps:.1f}, "
+                    f"latency average {reported.latency_avg_ms:.2f} ms, failed {reported.failed}"
+                )
     lines.append(
-        f"{cores} cores; /pgbench = msgs/s of the path / msgs/s of pgbench; cpu % = all cores, "
-        "whole machine"
+        f"{cores} cores. /pgbench, /pg-pool: msgs/s over pgbench's (clients = callers, clients "
+        "= the pool's connections). cpu %: all cores, whole machine."
     )
     return "\n".join(lines)
 
@@ -663,25 +664,25 @@ def read_pgbench_logs(log_prefix: Path) -> tuple[list[Sample], int]:
     return samples, failed
 
 
-async def run_pgbench(ctx: BenchContext, scenario: Scenario) -> PathResult:
-    """The ceiling: the same statement, same callers, same window, straight into PostgreSQL."""
+async def run_pgbench(
+    ctx: BenchContext, scenario: Scenario, *, path: str, clients: int
+) -> PathResult:
+    """A ceiling: the same statement, same window, straight into PostgreSQL from `clients`
+    connections."""
     script = ctx.workdir / f"{scenario.name}.sql"
     script.write_text(pgbench_script(scenario.conversations, ctx.settings.chat.outbox_shards))
-    log_prefix = ctx.workdir / f"{scenario.name}-log"
+    log_prefix = ctx.workdir / f"{scenario.name}-{path}-log"
     # One extra second: the window starts at the first completion, not at pgbench's start.
     duration = math.ceil(ctx.warmup_s + ctx.seconds) + 1
     postgres = ctx.stack.postgres
-    argv = pgbench_argv(postgres, BENCH_DATABASE, script, log_prefix, ctx.concurrency, duration)
+    argv = pgbench_argv(postgres, BENCH_DATABASE, script, log_prefix, clients, duration)
     output = await _run_pgbench(argv, postgres.password, timeout_s=duration + 120)
     samples, failed = read_pgbench_logs(log_prefix)
     if not samples:
         raise BenchError(f"pgbench completed no transaction:\n{output}")
     window = Window.after_warmup(min(s.completed_at for s in samples), ctx.warmup_s, ctx.seconds)
-    result = window_result("pgbench", samples, window, failed, None)
+    result = window_result(path, samples, window, failed, None)
     return replace(result, pgbench_reported=parse_pgbench_summary(output))
-
-
-PathRunner = Callable[[BenchContext, Scenario], Awaitable[PathResult]]
 
 
 def _read_cpu() -> CpuSample:
@@ -696,14 +697,14 @@ async def sample_cpu(samples: list[CpuSample], interval_s: float = 0.5) -> None:
         await asyncio.sleep(interval_s)
 
 
-async def measure(ctx: BenchContext, scenario: Scenario, runner: PathRunner) -> PathResult:
+async def measure(ctx: BenchContext, run: Awaitable[PathResult]) -> PathResult:
     """One path on freshly reset tables, with its WAL fsyncs counted and its writes checked."""
     await reset(ctx.dsn)
     syncs_before = await wal_syncs(ctx.dsn)
     cpu: list[CpuSample] = []
     sampler = asyncio.create_task(sample_cpu(cpu))
     try:
-        result = await runner(ctx, scenario)
+        result = await run
     finally:
         sampler.cancel()
     await asyncio.sleep(STATS_SETTLE_S)
@@ -728,10 +729,14 @@ async def run_scenario(ctx: BenchContext, scenario: Scenario) -> ScenarioResult:
         f"{scenario.name}: {ctx.concurrency} callers, {scenario.conversations} conversation(s), "
         f"{ctx.warmup_s:g} s warm-up + {ctx.seconds:g} s per path"
     )
-    grpc_ = await measure(ctx, scenario, run_grpc)
-    service = await measure(ctx, scenario, run_service)
-    pg = await measure(ctx, scenario, run_pgbench)
-    return scenario_result(scenario, ctx.concurrency, grpc_, service, pg)
+    pool_size = ctx.settings.database.pool_max_size
+    paths = [
+        await measure(ctx, run_grpc(ctx, scenario)),
+        await measure(ctx, run_service(ctx, scenario)),
+        await measure(ctx, run_pgbench(ctx, scenario, path="pgbench", clients=ctx.concurrency)),
+        await measure(ctx, run_pgbench(ctx, scenario, path="pgbench-pool", clients=pool_size)),
+    ]
+    return scenario_result(scenario, ctx.concurrency, paths)
 
 
 # -- the command ----------------------------------------------------------------------------------
