@@ -8,12 +8,15 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from realchat.config import Settings, load_settings
 from realchat.stack.supervisor import Stack, StackError
+
+ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
+SERVICE_COMMANDS = ("chat", "outbox-publisher", "auth-service", "gateway")
 
 
 def _say(line: str) -> None:
@@ -122,12 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("name")
     kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "STOP", "CONT"))
     kill.add_argument("--kafka-nodes", type=int, choices=(1, 3))
-    chat = commands.add_parser("chat", help="run the chat service (gRPC)")
-    chat.set_defaults(service="chat")
-    publisher = commands.add_parser("outbox-publisher", help="run an outbox publisher replica")
-    publisher.set_defaults(service="outbox-publisher")
-    auth = commands.add_parser("auth-service", help="run the auth service (accounts, tokens)")
-    auth.set_defaults(service="auth-service")
+    commands.add_parser("chat", help="run the chat service (gRPC)")
+    commands.add_parser("outbox-publisher", help="run an outbox publisher replica")
+    commands.add_parser("auth-service", help="run the auth service (accounts, tokens)")
+    commands.add_parser("gateway", help="run a gateway instance (REST + WebSocket)")
 
     dead = commands.add_parser("dead-letters", help="list, inspect and replay dead letters")
     dead_actions = dead.add_subparsers(dest="action", required=True)
@@ -149,22 +150,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _service_main(name: str) -> ServiceMain:
+    """The long-running coroutine of a service, imported only when that service runs."""
+    if name == "chat":
+        from realchat.chat.server import serve as chat
+
+        return chat
+    if name == "outbox-publisher":
+        from realchat.chat.outbox import serve_publisher
+
+        return serve_publisher
+    if name == "auth-service":
+        from realchat.auth.server import serve as auth
+
+        return auth
+    if name == "gateway":
+        from realchat.gateway.server import serve as gateway
+
+        return gateway
+    raise AssertionError(name)
+
+
 def _run_service(settings: Settings, name: str) -> int:
     from realchat.observability.logging import configure_logging
     from realchat.runner import run_until_signalled
 
     configure_logging(settings.logging, name)
-    if name == "chat":
-        from realchat.chat.server import serve
-
-        return run_until_signalled(lambda stop: serve(settings, stop))
-    if name == "auth-service":
-        from realchat.auth.server import serve as serve_auth
-
-        return run_until_signalled(lambda stop: serve_auth(settings, stop))
-    from realchat.chat.outbox import serve_publisher
-
-    return run_until_signalled(lambda stop: serve_publisher(settings, stop))
+    serve = _service_main(name)
+    return run_until_signalled(lambda stop: serve(settings, stop))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (StackError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    if args.command in ("chat", "outbox-publisher", "auth-service"):
+    if args.command in SERVICE_COMMANDS:
         return _run_service(settings, args.command)
     if args.command == "dead-letters":
         from realchat.chat.dead_letters import dead_letters_command

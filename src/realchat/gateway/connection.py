@@ -13,7 +13,7 @@ import contextlib
 import enum
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -53,9 +53,14 @@ class Cursor:
     #: Highest live seq seen (and not queued) while syncing: the backfill must reach it.
     seen_while_syncing: int = 0
     backfill: asyncio.Task[None] | None = None
+    #: Seqs this client sent itself and already got in a send_ok: their live echo is not queued.
+    echoes: set[int] = field(default_factory=set)
 
 
 GapHandler = Callable[["Connection", str], None]
+
+#: Bound on remembered own sends per conversation (a client sending faster than Kafka echoes).
+MAX_PENDING_ECHOES = 64
 
 
 class Connection:
@@ -122,7 +127,10 @@ class Connection:
         if cursor.syncing:
             cursor.seen_while_syncing = max(cursor.seen_while_syncing, seq)
         elif cursor.delivered is None or seq == cursor.delivered + 1:
-            if self.push(frame):
+            if seq in cursor.echoes:  # Kafka keeps order: everything before it was delivered
+                cursor.echoes.discard(seq)
+                cursor.delivered = seq
+            elif self.push(frame):
                 cursor.delivered = seq
         elif seq <= cursor.delivered:
             metrics.DUPLICATES_SUPPRESSED.inc()
@@ -132,11 +140,16 @@ class Connection:
             self._on_gap(self, conversation_id)
 
     def note_own_send(self, conversation_id: str, seq: int) -> None:
-        """The client got this message in its send_ok: its live echo needs no delivery, provided
-        nothing is missing before it."""
+        """The client got this message in its send_ok, so its live echo need not be queued.
+
+        The cursor does not move yet: messages before it may still be on their way through Kafka,
+        which delivers them before the echo."""
         cursor = self.cursor(conversation_id)
-        if not cursor.syncing and cursor.delivered is not None and seq == cursor.delivered + 1:
-            cursor.delivered = seq
+        if cursor.delivered is not None and seq <= cursor.delivered:
+            return
+        if len(cursor.echoes) >= MAX_PENDING_ECHOES:
+            cursor.echoes.discard(min(cursor.echoes))
+        cursor.echoes.add(seq)
 
     # -- tasks and lifecycle -------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from realchat.auth.keys import generate_keypair
 from realchat.config import Settings
 from realchat.events.topics import ensure_topics, realchat_topics
 from realchat.stack import process
@@ -34,7 +35,7 @@ from realchat.storage.migrations import migrate_database
 Reporter = Callable[[str], None]
 
 INFRASTRUCTURE = frozenset({"postgres", "redis", "kafka"})
-SERVICES = frozenset({"chat", "outbox-publisher"})
+SERVICES = frozenset({"auth-service", "chat", "outbox-publisher", "gateway"})
 EVERYTHING = INFRASTRUCTURE | SERVICES
 
 
@@ -116,27 +117,35 @@ class Stack:
 
     def services(self) -> list[Service]:
         """RealChat's own processes, started after the infrastructure is ready."""
-        host = self.app_settings.ops_host
-        chat = self.app_settings.chat
+        app = self.app_settings
+        host = app.ops_host
+
+        def service(name: str, address: str, ops_port: int, **env: str) -> Service:
+            return Service(
+                name=name,
+                command=(name,),
+                state_dir=self.state_dir,
+                address=address,
+                ops_url=f"http://{host}:{ops_port}",
+                env={**self.environment(), **env},
+            )
+
         known = {
-            "chat": Service(
-                name="chat",
-                command=("chat",),
-                state_dir=self.state_dir,
-                address=f"{chat.grpc_host}:{chat.grpc_port}",
-                ops_url=f"http://{host}:{chat.ops_port}",
-                env=self.environment(),
+            "auth-service": service(
+                "auth-service",
+                f"{app.auth.http_host}:{app.auth.http_port}",
+                app.auth.ops_port,
+                REALCHAT_AUTH__PRIVATE_KEY_FILE=str(self.signing_keys[0]),
             ),
-            "outbox-publisher": Service(
-                name="outbox-publisher",
-                command=("outbox-publisher",),
-                state_dir=self.state_dir,
-                address=f"{host}:{self.app_settings.outbox.ops_port}",
-                ops_url=f"http://{host}:{self.app_settings.outbox.ops_port}",
-                env=self.environment(),
+            "chat": service(
+                "chat", f"{app.chat.grpc_host}:{app.chat.grpc_port}", app.chat.ops_port
             ),
+            "outbox-publisher": service(
+                "outbox-publisher", f"{host}:{app.outbox.ops_port}", app.outbox.ops_port
+            ),
+            "gateway": service("gateway", f"{app.http.host}:{app.http.port}", app.gateway.ops_port),
         }
-        return [service for name, service in known.items() if name in self.include]
+        return [s for name, s in known.items() if name in self.include]
 
     def component(self, name: str) -> Component:
         for component in self.components():
@@ -147,6 +156,11 @@ class Stack:
 
     def kafka_node(self, node_id: int) -> KafkaNode:
         return self.kafka.node(node_id)
+
+    @property
+    def signing_keys(self) -> tuple[Path, Path]:
+        """The auth service's token key pair (private, public), generated on first use."""
+        return generate_keypair(self.state_dir / "secrets")
 
     def environment(self) -> dict[str, str]:
         """What a RealChat process needs to reach this stack (`REALCHAT_*` variables)."""
@@ -166,6 +180,15 @@ class Stack:
         env["REALCHAT_CHAT__GRPC_PORT"] = str(chat.grpc_port)
         env["REALCHAT_CHAT__OPS_PORT"] = str(chat.ops_port)
         env["REALCHAT_OUTBOX__OPS_PORT"] = str(self.app_settings.outbox.ops_port)
+        if self.include & SERVICES:
+            auth = self.app_settings.auth
+            env["REALCHAT_AUTH__PUBLIC_KEY_FILE"] = str(self.signing_keys[1])
+            env["REALCHAT_AUTH__URL"] = f"http://{auth.http_host}:{auth.http_port}"
+            env["REALCHAT_AUTH__HTTP_PORT"] = str(auth.http_port)
+            env["REALCHAT_AUTH__OPS_PORT"] = str(auth.ops_port)
+            env["REALCHAT_HTTP__HOST"] = self.app_settings.http.host
+            env["REALCHAT_HTTP__PORT"] = str(self.app_settings.http.port)
+            env["REALCHAT_GATEWAY__OPS_PORT"] = str(self.app_settings.gateway.ops_port)
         return env
 
     @property

@@ -108,17 +108,19 @@ async def test_backfill_waits_for_room_and_leaves_half_the_queue_to_live_traffic
     await conn.finish()
 
 
-async def test_own_send_suppresses_its_live_echo_only_when_contiguous() -> None:
+async def test_own_sends_are_not_echoed_and_nothing_before_them_is_lost() -> None:
     sink = FakeSink()
     conn = connection(sink)
+    conn.note_own_send(CONV, 2)  # send_ok for 2 came back before 1 arrived through Kafka
     conn.offer_live(CONV, 1, live(1))
-    conn.note_own_send(CONV, 2)
     conn.offer_live(CONV, 2, live(2))  # the echo of the client's own send
-    conn.note_own_send(CONV, 4)  # not contiguous: 3 is still on its way
+    conn.note_own_send(CONV, 4)  # 3, someone else's, is still on its way
     conn.offer_live(CONV, 3, live(3))
     conn.offer_live(CONV, 4, live(4))
+    conn.offer_live(CONV, 5, live(5))
     await settle()
-    assert sink.seqs(CONV) == [1, 3, 4]
+    assert sink.seqs(CONV) == [1, 3, 5]
+    assert conn.cursor(CONV).delivered == 5
     await conn.finish()
 
 
