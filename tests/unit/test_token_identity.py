@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 
-from realchat.auth.tokens import TokenIssuer, TokenVerifier
+from realchat.auth.keys import generate_keypair
+from realchat.auth.tokens import KeyConfigError, TokenIssuer, TokenVerifier
 from realchat.chat.errors import Unauthenticated
 from realchat.chat.identity import (
     FirstOf,
@@ -16,6 +19,8 @@ from realchat.chat.identity import (
     TokenAuthenticator,
     internal_metadata,
 )
+from realchat.chat.server import authenticator
+from realchat.config import AuthSettings, ChatSettings, Settings
 
 INTERNAL = "a-long-enough-internal-token"
 KEY = Ed25519PrivateKey.generate()
@@ -88,3 +93,14 @@ def test_no_credentials_at_all() -> None:
 def test_first_of_needs_an_authenticator() -> None:
     with pytest.raises(ValueError, match="at least one"):
         FirstOf()
+
+
+def test_chat_server_accepts_tokens_only_once_a_public_key_is_configured(tmp_path: Path) -> None:
+    _, public = generate_keypair(tmp_path)
+    chat = ChatSettings(internal_token=SecretStr(INTERNAL))
+    assert isinstance(authenticator(Settings(chat=chat, auth=AuthSettings())), InternalCredential)
+    with_key = Settings(chat=chat, auth=AuthSettings(public_key_file=public))
+    assert isinstance(authenticator(with_key), FirstOf)
+    missing = Settings(chat=chat, auth=AuthSettings(public_key_file=tmp_path / "absent.pem"))
+    with pytest.raises(KeyConfigError, match="REALCHAT_AUTH__PUBLIC_KEY_FILE"):
+        authenticator(missing)

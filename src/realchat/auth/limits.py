@@ -7,12 +7,14 @@ name (or from that address) are refused until the key expires - even with the ri
 or guessing could simply continue until it hits.
 
 Redis is a guard here, not the system of record: if it is unreachable the limiter fails OPEN
-(logins keep working) and logs a warning, rather than locking every user out.
+(logins keep working) and logs a warning, rather than locking every user out. After a failure it
+leaves Redis alone for `cooldown_s`, so an outage costs one timeout, not one per login.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import redis.asyncio as aioredis
 import structlog
@@ -38,12 +40,15 @@ class LoginLimiter:
         *,
         prefix: str = DEFAULT_PREFIX,
         timeout_s: float = 0.5,
+        cooldown_s: float = 5.0,
     ) -> None:
         self._redis = redis
         self._attempts = attempts
         self._window_s = window_s
         self._prefix = prefix
         self._timeout_s = timeout_s
+        self._cooldown_s = cooldown_s
+        self._skip_until = 0.0
 
     def user_key(self, username: str) -> str:
         return f"{self._prefix}:user:{username}"
@@ -54,6 +59,8 @@ class LoginLimiter:
     async def blocked_for(self, keys: list[str]) -> int | None:
         """Seconds until the first of `keys` that reached the limit expires; None if none did
         (or Redis cannot say)."""
+        if self._cooling_down():
+            return None
         try:
             async with asyncio.timeout(self._timeout_s):
                 async with self._redis.pipeline(transaction=False) as pipe:
@@ -73,6 +80,8 @@ class LoginLimiter:
 
     async def record_failure(self, keys: list[str]) -> None:
         """Count one failed login against each key, in one transaction."""
+        if self._cooling_down():
+            return
         try:
             async with asyncio.timeout(self._timeout_s):
                 async with self._redis.pipeline(transaction=True) as pipe:
@@ -86,14 +95,26 @@ class LoginLimiter:
 
     async def forget(self, key: str) -> None:
         """Clear a counter (the user's, after they proved their password)."""
+        if self._cooling_down():
+            return
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._redis.delete(key)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed_open("forget", exc)
 
+    def _cooling_down(self) -> bool:
+        if time.monotonic() < self._skip_until:
+            LIMITER_ERRORS.inc()
+            return True
+        return False
+
     def _failed_open(self, step: str, exc: BaseException) -> None:
         LIMITER_ERRORS.inc()
+        self._skip_until = time.monotonic() + self._cooldown_s
         log.warning(
-            "login rate limiter unavailable; allowing the attempt", step=step, error=repr(exc)
+            "login rate limiter unavailable; allowing logins unlimited for a while",
+            step=step,
+            error=repr(exc),
+            retry_in_s=self._cooldown_s,
         )

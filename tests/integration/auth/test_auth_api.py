@@ -1,0 +1,414 @@
+"""The auth HTTP API as clients see it, on real PostgreSQL and Redis: accounts, tokens, login
+limits, authenticated lookups, the JWKS, and JSON errors for every kind of bad request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import asyncpg
+import jwt
+import pytest
+import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from structlog.testing import capture_logs
+
+from realchat.auth.api import create_app
+from realchat.auth.tokens import InvalidToken, TokenIssuer, TokenVerifier
+from tests.integration.auth.conftest import (
+    ATTEMPTS,
+    KEY_ID,
+    TTL_S,
+    WINDOW_S,
+    AuthUnderTest,
+    auth_api,
+    serve_app,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PASSWORD = "correct horse battery"
+
+
+async def call(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    body: Any = None,
+    data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, Any, Mapping[str, str]]:
+    """Status, JSON body (every answer must be JSON) and headers of one request."""
+    async with http.request(method, url, json=body, data=data, headers=headers) as response:
+        assert response.content_type == "application/json", await response.text()
+        return response.status, await response.json(), response.headers
+
+
+def error(body: Any) -> str:
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["message"]
+    return str(body["error"]["code"])
+
+
+def name() -> str:
+    return f"u{uuid.uuid4().hex[:12]}"
+
+
+async def register(
+    http: aiohttp.ClientSession, auth: AuthUnderTest, username: str, password: str = PASSWORD
+) -> uuid.UUID:
+    status, body, _ = await call(
+        http, "POST", f"{auth.url}/v1/users", body={"username": username, "password": password}
+    )
+    assert status == 201, body
+    return uuid.UUID(body["user_id"])
+
+
+async def login(
+    http: aiohttp.ClientSession,
+    auth: AuthUnderTest,
+    username: str,
+    password: str = PASSWORD,
+    address: str | None = None,
+) -> tuple[int, Any, Mapping[str, str]]:
+    headers = {"X-Forwarded-For": address} if address else None
+    return await call(
+        http,
+        "POST",
+        f"{auth.url}/v1/tokens",
+        body={"username": username, "password": password},
+        headers=headers,
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_register_then_login_gives_a_token_that_verifies_with_the_public_key(
+    http: aiohttp.ClientSession, auth: AuthUnderTest, pool: asyncpg.Pool
+) -> None:
+    username = name()
+    status, body, _ = await call(
+        http, "POST", f"{auth.url}/v1/users", body={"username": username, "password": PASSWORD}
+    )
+    assert status == 201
+    assert body == {"user_id": body["user_id"], "username": username}
+    user_id = uuid.UUID(body["user_id"])
+
+    status, body, headers = await login(http, auth, username)
+    assert status == 200
+    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == TTL_S
+    assert headers["Cache-Control"] == "no-store"
+    verifier = TokenVerifier({KEY_ID: auth.signing_key.public_key()}, "realchat", "realchat")
+    assert verifier.verify(body["access_token"]) == user_id
+
+    stored = await pool.fetchrow("SELECT username, password_hash FROM users")
+    assert stored["username"] == username
+    assert stored["password_hash"].startswith("$argon2id$")
+    assert PASSWORD not in stored["password_hash"]
+
+
+async def test_usernames_are_case_insensitive_and_a_taken_name_is_409(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    username = name()
+    status, body, _ = await call(
+        http,
+        "POST",
+        f"{auth.url}/v1/users",
+        body={"username": username.upper(), "password": PASSWORD},
+    )
+    assert (status, body["username"]) == (201, username)
+    for taken in (username, username.upper()):
+        status, body, _ = await call(
+            http, "POST", f"{auth.url}/v1/users", body={"username": taken, "password": "other pw!"}
+        )
+        assert (status, error(body)) == (409, "username_taken")
+    status, _, _ = await login(http, auth, username.upper())
+    assert status == 200
+
+
+async def test_concurrent_registrations_of_one_name_create_one_account(
+    http: aiohttp.ClientSession, auth: AuthUnderTest, pool: asyncpg.Pool
+) -> None:
+    username = name()
+    results = await asyncio.gather(
+        *(
+            call(
+                http,
+                "POST",
+                f"{auth.url}/v1/users",
+                body={"username": username, "password": PASSWORD},
+            )
+            for _ in range(8)
+        )
+    )
+    assert sorted(status for status, _, _ in results) == [201] + [409] * 7
+    assert await pool.fetchval("SELECT count(*) FROM users") == 1
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "code"),
+    [
+        ("ab", PASSWORD, "invalid_username"),
+        ("a" * 33, PASSWORD, "invalid_username"),
+        ("has space", PASSWORD, "invalid_username"),
+        ("émile", PASSWORD, "invalid_username"),
+        ("abc", "x" * 7, "invalid_password"),
+        ("abc", "x" * 129, "invalid_password"),
+    ],
+)
+async def test_names_and_passwords_breaking_the_rules_are_422(
+    http: aiohttp.ClientSession, auth: AuthUnderTest, username: str, password: str, code: str
+) -> None:
+    status, body, _ = await call(
+        http, "POST", f"{auth.url}/v1/users", body={"username": username, "password": password}
+    )
+    assert (status, error(body)) == (422, code)
+
+
+async def test_boundary_lengths_are_accepted(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    await register(http, auth, "abc", "x" * 8)
+    await register(http, auth, "a" * 32, "x" * 128)
+    assert (await login(http, auth, "a" * 32, "x" * 128))[0] == 200
+
+
+async def test_wrong_password_and_unknown_user_get_the_same_401(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    username = name()
+    await register(http, auth, username)
+    answers = [
+        await login(http, auth, username, "wrong password", address="198.51.100.1"),
+        await login(http, auth, name(), PASSWORD, address="198.51.100.2"),
+        await login(http, auth, "x", "short", address="198.51.100.3"),
+    ]
+    assert [status for status, _, _ in answers] == [401, 401, 401]
+    assert len({repr(body) for _, body, _ in answers}) == 1
+    assert error(answers[0][1]) == "invalid_credentials"
+
+
+async def test_failed_logins_are_limited_per_username_and_per_address(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    alice, bob = name(), name()
+    await register(http, auth, alice)
+    await register(http, auth, bob)
+    attacker, elsewhere = "203.0.113.7", "203.0.113.8"
+    for _ in range(ATTEMPTS):
+        status, _, _ = await login(http, auth, alice, "wrong password", address=attacker)
+        assert status == 401
+
+    status, body, headers = await login(http, auth, alice, "wrong password", address=attacker)
+    assert (status, error(body)) == (429, "too_many_attempts")
+    assert 1 <= int(headers["Retry-After"]) <= WINDOW_S
+    # While limited, even the right password is refused: guessing cannot just continue.
+    assert (await login(http, auth, alice, PASSWORD, address=attacker))[0] == 429
+    # Per name: from another address too.
+    assert (await login(http, auth, alice, PASSWORD, address=elsewhere))[0] == 429
+    # Per address: another name from the attacker's address is refused as well ...
+    assert (await login(http, auth, bob, PASSWORD, address=attacker))[0] == 429
+    # ... but that name from elsewhere is fine.
+    assert (await login(http, auth, bob, PASSWORD, address=elsewhere))[0] == 200
+
+
+async def test_the_limit_window_expires(
+    http: aiohttp.ClientSession, auth: AuthUnderTest, redis_client: aioredis.Redis
+) -> None:
+    username = name()
+    await register(http, auth, username)
+    for i in range(ATTEMPTS):
+        await login(http, auth, username, "wrong password", address=f"198.51.100.{i + 1}")
+    assert (await login(http, auth, username, address="198.51.100.9"))[0] == 429
+    key = f"{auth.limiter_prefix}:user:{username}"
+    assert 0 < await redis_client.ttl(key) <= WINDOW_S
+    await redis_client.expire(key, 1)
+    await asyncio.sleep(1.2)
+    assert (await login(http, auth, username, address="198.51.100.9"))[0] == 200
+
+
+async def test_a_successful_login_clears_the_name_counter(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    username = name()
+    await register(http, auth, username)
+    addresses = iter(f"198.51.100.{i}" for i in range(1, 50))
+    for _ in range(2):
+        for _ in range(ATTEMPTS - 1):
+            status, _, _ = await login(http, auth, username, "wrong", address=next(addresses))
+            assert status == 401
+        assert (await login(http, auth, username, address=next(addresses)))[0] == 200
+
+
+async def test_login_limits_fail_open_when_redis_is_unreachable(
+    http: aiohttp.ClientSession, pool: asyncpg.Pool
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    redis = aioredis.Redis(host="127.0.0.1", port=closed_port, socket_connect_timeout=0.2)
+    issuer = TokenIssuer(Ed25519PrivateKey.generate(), KEY_ID, "realchat", "realchat", TTL_S)
+    api = auth_api(pool, redis, issuer, f"test:{uuid.uuid4().hex[:12]}")
+    runner, url = await serve_app(create_app(api))
+    auth = AuthUnderTest(url, issuer, Ed25519PrivateKey.generate(), "unused")
+    try:
+        username = name()
+        await register(http, auth, username)
+        with capture_logs() as logs:
+            for _ in range(ATTEMPTS + 1):
+                assert (await login(http, auth, username, "wrong password"))[0] == 401
+            assert (await login(http, auth, username))[0] == 200
+    finally:
+        await runner.cleanup()
+        await redis.aclose()
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert warnings
+    assert all("rate limiter unavailable" in e["event"] for e in warnings)
+
+
+async def test_lookup_by_username_needs_a_valid_token(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    username = name()
+    user_id = await register(http, auth, username)
+    token = (await login(http, auth, username))[1]["access_token"]
+    url = f"{auth.url}/v1/users/by-username/{username}"
+
+    status, body, _ = await call(http, "GET", url, headers=bearer(token))
+    assert (status, body) == (200, {"user_id": str(user_id), "username": username})
+
+    expired = TokenIssuer(
+        auth.signing_key, KEY_ID, "realchat", "realchat", TTL_S, clock=lambda: time.time() - 7200
+    ).issue(user_id)[0]
+    foreign = TokenIssuer(
+        Ed25519PrivateKey.generate(), KEY_ID, "realchat", "realchat", TTL_S
+    ).issue(user_id)[0]
+    refused: list[dict[str, str]] = [
+        {},
+        {"Authorization": token},
+        {"Authorization": "Basic YWxpY2U6cHc="},
+        bearer("not-a-token"),
+        bearer(expired),
+        bearer(foreign),
+    ]
+    for headers in refused:
+        status, body, answer_headers = await call(http, "GET", url, headers=headers)
+        assert (status, error(body)) == (401, "unauthorized"), headers
+        assert answer_headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_lookup_of_an_unknown_or_impossible_name_is_404(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    username = name()
+    user_id = await register(http, auth, username)
+    token = (await login(http, auth, username))[1]["access_token"]
+    for missing in (name(), "no", "Not%20Valid"):
+        status, body, _ = await call(
+            http, "GET", f"{auth.url}/v1/users/by-username/{missing}", headers=bearer(token)
+        )
+        assert (status, error(body)) == (404, "user_not_found")
+    status, body, _ = await call(
+        http, "GET", f"{auth.url}/v1/users/by-username/{username.upper()}", headers=bearer(token)
+    )
+    assert (status, body["user_id"]) == (200, str(user_id))
+
+
+@pytest.mark.parametrize("path", ["/v1/users", "/v1/tokens"])
+@pytest.mark.parametrize("data", [b"", b"not json", b'{"username": "abc",', b"\xff\xfe\x00"])
+async def test_a_body_that_is_not_json_is_400(
+    http: aiohttp.ClientSession, auth: AuthUnderTest, path: str, data: bytes
+) -> None:
+    status, body, _ = await call(
+        http, "POST", f"{auth.url}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
+    assert (status, error(body)) == (400, "invalid_json")
+
+
+@pytest.mark.parametrize("path", ["/v1/users", "/v1/tokens"])
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"username": 5, "password": PASSWORD}, "invalid_username"),
+        ({"username": None, "password": PASSWORD}, "invalid_username"),
+        ({"password": PASSWORD}, "invalid_username"),
+        ({"username": "abcd", "password": 12345678}, "invalid_password"),
+        ({"username": "abcd", "password": ["x" * 8]}, "invalid_password"),
+        ({"username": "abcd"}, "invalid_password"),
+        ([1, 2], "invalid_request"),
+        ("abcd", "invalid_request"),
+        (None, "invalid_request"),
+    ],
+)
+async def test_json_of_the_wrong_shape_is_422(
+    http: aiohttp.ClientSession, auth: AuthUnderTest, path: str, payload: Any, code: str
+) -> None:
+    status, body, _ = await call(
+        http,
+        "POST",
+        f"{auth.url}{path}",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert (status, error(body)) == (422, code)
+
+
+async def test_extra_fields_are_ignored(http: aiohttp.ClientSession, auth: AuthUnderTest) -> None:
+    username = name()
+    status, _, _ = await call(
+        http,
+        "POST",
+        f"{auth.url}/v1/users",
+        body={"username": username, "password": PASSWORD, "display_name": "A"},
+    )
+    assert status == 201
+
+
+async def test_unknown_routes_wrong_methods_and_huge_bodies_get_json_errors(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    status, body, _ = await call(http, "GET", f"{auth.url}/v1/nothing-here")
+    assert (status, error(body)) == (404, "not_found")
+    status, body, headers = await call(http, "GET", f"{auth.url}/v1/users")
+    assert (status, error(body)) == (405, "method_not_allowed")
+    assert "POST" in headers["Allow"]
+    status, body, _ = await call(
+        http, "POST", f"{auth.url}/v1/users", data=b'{"username": "' + b"a" * 100_000 + b'"}'
+    )
+    assert (status, error(body)) == (413, "request_too_large")
+
+
+async def test_jwks_serves_the_key_tokens_verify_with(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    username = name()
+    user_id = await register(http, auth, username)
+    token = (await login(http, auth, username))[1]["access_token"]
+    status, document, _ = await call(http, "GET", f"{auth.url}/.well-known/jwks.json")
+    assert status == 200
+    [entry] = document["keys"]
+    assert (entry["kty"], entry["crv"], entry["alg"], entry["kid"]) == (
+        "OKP",
+        "Ed25519",
+        "EdDSA",
+        KEY_ID,
+    )
+    assert jwt.get_unverified_header(token)["kid"] == entry["kid"]
+    verifier = TokenVerifier({entry["kid"]: jwt.PyJWK(entry).key}, "realchat", "realchat")
+    assert verifier.verify(token) == user_id
+    other = TokenIssuer(Ed25519PrivateKey.generate(), KEY_ID, "realchat", "realchat", TTL_S)
+    with pytest.raises(InvalidToken):
+        verifier.verify(other.issue(user_id)[0])

@@ -1,0 +1,99 @@
+"""Users calling the chat service with their own access token (a JWT from the auth service),
+beside trusted callers with the internal credential, on one in-process gRPC server."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+import pytest_asyncio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from realchat.auth.tokens import TokenIssuer, TokenVerifier
+from realchat.chat.api import ChatServicer
+from realchat.chat.identity import FirstOf, InternalCredential, TokenAuthenticator
+from realchat.chat.service import ChatService
+from realchat.chat.v1 import chat_pb2 as pb
+from realchat.chat.v1 import chat_pb2_grpc
+from tests.integration.chat.conftest import INTERNAL_TOKEN, as_user
+from tests.integration.chat.test_grpc_api import error_code
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+KEY = Ed25519PrivateKey.generate()
+ISSUER = TokenIssuer(KEY, "k1", "realchat", "realchat", 600)
+
+
+def with_token(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def token_stub(service: ChatService) -> AsyncIterator[chat_pb2_grpc.ChatServiceStub]:
+    """The real servicer accepting the internal credential and user tokens, as `serve()` wires
+    it when `REALCHAT_AUTH__PUBLIC_KEY_FILE` is set."""
+    verifier = TokenVerifier({"k1": KEY.public_key()}, "realchat", "realchat")
+    authenticator = FirstOf(InternalCredential(INTERNAL_TOKEN), TokenAuthenticator(verifier))
+    server = grpc.aio.server()
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(service, authenticator), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield chat_pb2_grpc.ChatServiceStub(channel)
+    finally:
+        await server.stop(grace=None)
+
+
+async def test_a_user_token_acts_as_that_user(token_stub: chat_pb2_grpc.ChatServiceStub) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    alice_token, _ = ISSUER.issue(alice)
+    conversation = await token_stub.CreateConversation(
+        pb.CreateConversationRequest(member_ids=[str(bob)]), metadata=with_token(alice_token)
+    )
+    assert list(conversation.member_ids) == [str(alice), str(bob)]
+    sent = await token_stub.SendMessage(
+        pb.SendMessageRequest(
+            conversation_id=conversation.conversation_id, client_msg_id="t1", content="hello"
+        ),
+        # The token names the user; a header naming someone else changes nothing.
+        metadata=(*with_token(alice_token), ("x-realchat-user-id", str(bob))),
+    )
+    assert sent.message.sender_id == str(alice)
+    # The gateway's internal credential keeps working on the same server.
+    history = await token_stub.GetHistory(
+        pb.GetHistoryRequest(conversation_id=conversation.conversation_id), metadata=as_user(bob)
+    )
+    assert [m.sender_id for m in history.messages] == [str(alice)]
+    listed = await token_stub.ListConversations(
+        pb.ListConversationsRequest(), metadata=with_token(ISSUER.issue(bob)[0])
+    )
+    assert [c.conversation_id for c in listed.conversations] == [conversation.conversation_id]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        TokenIssuer(KEY, "k1", "realchat", "realchat", 600, clock=lambda: time.time() - 7200).issue(
+            uuid.uuid4()
+        )[0],
+        TokenIssuer(Ed25519PrivateKey.generate(), "k1", "realchat", "realchat", 600).issue(
+            uuid.uuid4()
+        )[0],
+        TokenIssuer(KEY, "k1", "realchat", "another-audience", 600).issue(uuid.uuid4())[0],
+        "not-a-token-at-all",
+    ],
+    ids=["expired", "other-key", "other-audience", "garbage"],
+)
+async def test_bad_user_tokens_are_unauthenticated(
+    token_stub: chat_pb2_grpc.ChatServiceStub, token: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await token_stub.ListConversations(
+            pb.ListConversationsRequest(), metadata=with_token(token)
+        )
+    assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_code(failure.value) == "invalid_credentials"
