@@ -184,6 +184,19 @@ class Settings(BaseSettings):
     ops_host: str = "127.0.0.1"
 
 
+def to_environment(settings: Settings, sections: tuple[str, ...]) -> dict[str, str]:
+    """The `REALCHAT_*` variables that reproduce the explicitly set fields of `sections`, so a
+    child process started with them sees the same settings."""
+    env: dict[str, str] = {}
+    for section in sections:
+        model: BaseModel = getattr(settings, section)
+        for name, value in model.model_dump(exclude_defaults=True).items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"REALCHAT_{section.upper()}__{name.upper()}"] = str(value)
+    return env
+
+
 def load_settings() -> Settings:
     """Read the environment once; the caller passes the result to whatever needs it."""
     return Settings()

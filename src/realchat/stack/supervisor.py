@@ -21,7 +21,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from realchat.auth.keys import generate_keypair
-from realchat.config import Settings
+from realchat.config import Settings, to_environment
 from realchat.events.topics import ensure_topics, realchat_topics
 from realchat.stack import process
 from realchat.stack.component import Component, ComponentNotReadyError
@@ -37,6 +37,10 @@ Reporter = Callable[[str], None]
 INFRASTRUCTURE = frozenset({"postgres", "redis", "kafka"})
 SERVICES = frozenset({"auth-service", "chat", "outbox-publisher", "gateway"})
 EVERYTHING = INFRASTRUCTURE | SERVICES
+
+
+#: Settings sections handed down to the services the stack starts.
+_SERVICE_SECTIONS = ("chat", "outbox", "auth", "gateway", "http", "logging", "faults")
 
 
 class StackError(RuntimeError):
@@ -163,8 +167,9 @@ class Stack:
         return generate_keypair(self.state_dir / "secrets")
 
     def environment(self) -> dict[str, str]:
-        """What a RealChat process needs to reach this stack (`REALCHAT_*` variables)."""
-        env: dict[str, str] = {}
+        """What a RealChat process needs to reach this stack (`REALCHAT_*` variables), plus
+        every service setting given explicitly to this stack."""
+        env = to_environment(self.app_settings, _SERVICE_SECTIONS)
         if "postgres" in self.include:
             env["REALCHAT_DATABASE__URL"] = self.postgres.dsn()
         if "redis" in self.include:

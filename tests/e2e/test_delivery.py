@@ -1,0 +1,112 @@
+"""Delivery through the real gateway: every device, once, in order; catch-up after being
+offline; a sync racing live traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import RealChat
+from tests.support.client import Device, connect, create_conversation, register, send_rest
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_every_device_gets_every_message_once_in_order(
+    realchat: RealChat, http: aiohttp.ClientSession
+) -> None:
+    base = realchat.base_url
+    alice, bob = await register(http, base, "alice"), await register(http, base, "bob")
+    conversation = await create_conversation(http, base, alice, bob)
+    devices = {
+        name: [await connect(http, base, user) for _ in range(3)]
+        for name, user in (("alice", alice), ("bob", bob))
+    }
+    senders = [devices["alice"][0], devices["bob"][1], devices["alice"][2]]
+    for n in range(30):
+        device = senders[n % 3]
+        await device.send(
+            {"type": "send", "conversation_id": conversation,
+             "client_msg_id": uuid.uuid4().hex, "content": f"message {n}"}
+        )  # fmt: skip
+    everyone = [d for ds in devices.values() for d in ds]
+    for device in everyone:
+        await device.wait(lambda d: len(d.seen(conversation)) >= 30)
+    await asyncio.sleep(0.5)  # anything extra (a duplicate) would arrive now
+    for device in everyone:
+        received = device.seqs(conversation)
+        assert received == sorted(received), "message frames out of order"
+        assert len(received) == len(set(received)), "a message frame arrived twice"
+        # send_ok replies come straight back, ahead of earlier messages still on their way.
+        assert sorted(device.seen(conversation)) == list(range(1, 31))
+        own = {f["message"]["seq"] for f in device.of_type("send_ok")}
+        assert own.isdisjoint(received), "a device got the echo of its own send"
+        assert len(own) + len(received) == 30
+    for device in everyone:
+        await device.close()
+
+
+async def test_offline_member_catches_up_with_sync_then_gets_live_messages(
+    realchat: RealChat, http: aiohttp.ClientSession
+) -> None:
+    base = realchat.base_url
+    alice, bob = await register(http, base, "alice"), await register(http, base, "bob")
+    conversation = await create_conversation(http, base, alice, bob)
+    for n in range(100):
+        await send_rest(http, base, alice, conversation, f"while bob was away {n}")
+    bob_device = await connect(http, base, bob)
+    await bob_device.send({"type": "sync"})  # from bob's acknowledged positions (none yet)
+    await bob_device.wait(lambda d: d.of_type("sync_done"))
+    assert bob_device.seqs(conversation) == list(range(1, 101))
+    assert bob_device.of_type("sync_done")[0]["positions"] == {conversation: 100}
+    for n in range(5):
+        await send_rest(http, base, alice, conversation, f"live {n}")
+    await bob_device.wait(lambda d: len(d.seqs(conversation)) >= 105)
+    assert bob_device.seqs(conversation) == list(range(1, 106))
+    await bob_device.close()
+
+
+async def test_sync_from_zero_racing_live_traffic_is_contiguous(
+    realchat: RealChat, http: aiohttp.ClientSession
+) -> None:
+    base = realchat.base_url
+    alice, bob = await register(http, base, "alice"), await register(http, base, "bob")
+    conversation = await create_conversation(http, base, alice, bob)
+    writer = await connect(http, base, alice)
+
+    async def send(n: int) -> None:
+        await writer.send(
+            {"type": "send", "conversation_id": conversation,
+             "client_msg_id": f"m{n}", "content": f"history {n}"}
+        )  # fmt: skip
+
+    for n in range(2000):
+        await send(n)
+    await writer.wait(lambda d: len(d.of_type("send_ok")) >= 2000, timeout_s=120)
+
+    stop = asyncio.Event()
+
+    async def live_traffic() -> int:
+        n = 2000
+        while not stop.is_set():  # 20 messages/s
+            await send(n)
+            n += 1
+            await asyncio.sleep(0.05)
+        return n
+
+    traffic = asyncio.create_task(live_traffic())
+    await asyncio.sleep(0.3)
+    reader: Device = await connect(http, base, bob)
+    await reader.send({"type": "sync", "positions": {conversation: 0}})
+    await reader.wait(lambda d: d.of_type("sync_done"), timeout_s=120)
+    await asyncio.sleep(1.0)  # live messages keep arriving after the sync
+    stop.set()
+    total = await traffic
+    await reader.wait(lambda d: len(d.seqs(conversation)) >= total, timeout_s=30)
+    assert reader.seqs(conversation) == list(range(1, total + 1))
+    assert total > 2000
+    await reader.close()
+    await writer.close()
