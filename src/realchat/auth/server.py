@@ -15,7 +15,13 @@ from realchat.auth.limits import LoginLimiter
 from realchat.auth.passwords import Passwords
 from realchat.auth.service import AuthService
 from realchat.auth.store import AuthStore
-from realchat.auth.tokens import TokenIssuer, jwks, load_issuer
+from realchat.auth.tokens import (
+    KeyConfigError,
+    TokenIssuer,
+    jwks,
+    load_issuer,
+    load_public_key,
+)
 from realchat.config import Settings
 from realchat.observability.ops import start_ops_server
 from realchat.storage.pool import create_pool
@@ -42,9 +48,25 @@ def build_api(
     )
 
 
+def load_checked_issuer(settings: Settings) -> TokenIssuer:
+    """The signer; if the verifiers' public key file is configured too, it must be this key's
+    public half - otherwise every token issued would be refused everywhere else, so refuse to
+    start instead."""
+    issuer = load_issuer(settings.auth)
+    path = settings.auth.public_key_file
+    if path is not None:
+        public = load_public_key(path, "REALCHAT_AUTH__PUBLIC_KEY_FILE")
+        if public != issuer.public_key:
+            raise KeyConfigError(
+                "REALCHAT_AUTH__PUBLIC_KEY_FILE is not the public half of "
+                "REALCHAT_AUTH__PRIVATE_KEY_FILE: tokens would not verify elsewhere"
+            )
+    return issuer
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set, then drain in-flight requests and close everything."""
-    issuer = load_issuer(settings.auth)  # a missing key fails before anything is connected
+    issuer = load_checked_issuer(settings)  # a bad key fails before anything is connected
     async with contextlib.AsyncExitStack() as resources:
         pool = await create_pool(settings.database, "realchat-auth")
         resources.push_async_callback(pool.close)

@@ -125,7 +125,15 @@ async def test_auth_process_serves_accounts_and_the_chat_service_accepts_its_tok
 
 async def test_auth_process_without_a_signing_key_names_the_setting() -> None:
     with pytest.raises(KeyConfigError, match="REALCHAT_AUTH__PRIVATE_KEY_FILE is not set"):
-        await serve_auth(Settings(), asyncio.Event())
+        await serve_auth(Settings(auth=AuthSettings()), asyncio.Event())
+
+
+async def test_auth_process_refuses_a_public_key_of_another_pair(tmp_path: Path) -> None:
+    private, _ = generate_keypair(tmp_path / "one")
+    _, other_public = generate_keypair(tmp_path / "two")
+    settings = Settings(auth=AuthSettings(private_key_file=private, public_key_file=other_public))
+    with pytest.raises(KeyConfigError, match="not the public half"):
+        await serve_auth(settings, asyncio.Event())
 
 
 def start_command(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
