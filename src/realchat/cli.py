@@ -16,7 +16,7 @@ from realchat.config import Settings, load_settings
 from realchat.stack.supervisor import Stack, StackError
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
-SERVICE_COMMANDS = ("chat", "outbox-publisher", "auth-service", "gateway")
+SERVICE_COMMANDS = ("chat-service", "outbox-publisher", "auth-service", "gateway")
 
 
 def _say(line: str) -> None:
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("name")
     kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "STOP", "CONT"))
     kill.add_argument("--kafka-nodes", type=int, choices=(1, 3))
-    commands.add_parser("chat", help="run the chat service (gRPC)")
+    commands.add_parser("chat-service", help="run the chat service (gRPC)")
     commands.add_parser("outbox-publisher", help="run an outbox publisher replica")
     commands.add_parser("auth-service", help="run the auth service (accounts, tokens)")
     commands.add_parser("gateway", help="run a gateway instance (REST + WebSocket)")
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _service_main(name: str) -> ServiceMain:
     """The long-running coroutine of a service, imported only when that service runs."""
-    if name == "chat":
+    if name == "chat-service":
         from realchat.chat.server import serve as chat
 
         return chat

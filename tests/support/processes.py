@@ -1,4 +1,4 @@
-"""RealChat's own processes (`python -m realchat chat`, `... outbox-publisher`) run by a test.
+"""RealChat's own processes (`python -m realchat chat-service`, `outbox-publisher`) run by tests.
 
 Each child logs to a file of the test's tmp dir, is waited on through its ops endpoint's
 `/readyz` (never a sleep), and is always reaped: stopped with SIGTERM at the end of the block, or

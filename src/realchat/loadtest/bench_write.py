@@ -8,7 +8,7 @@ writer queues on one row lock, each commit waits for its own WAL fsync) and 1,00
 (writers rarely meet and their commits share fsyncs).
 
 Each scenario measures three paths, one after the other, on freshly truncated tables:
-`grpc` (the real `realchat chat` process, called over gRPC: the headline figure), `service`
+`grpc` (the real `realchat chat-service` process, called over gRPC: the headline figure), `service`
 (`ChatService.send_message` in this process: the cost without the transport) and `pgbench`.
 All three run a closed loop with the same number of callers; only completions inside the same
 measurement window (after a warm-up) count.
@@ -554,8 +554,8 @@ async def _wait_ready(server: Service, child: subprocess.Popen[bytes], timeout_s
 
 @contextlib.asynccontextmanager
 async def bench_chat_server(ctx: BenchContext) -> AsyncIterator[str]:
-    """The real chat process (`realchat chat`, shipped settings) on the bench database and free
-    ports, beside the dev stack's own one; stopped (SIGTERM, drained) afterwards."""
+    """The real chat process (`realchat chat-service`, shipped settings) on the bench database
+    and free ports, beside the dev stack's own one; stopped (SIGTERM, drained) afterwards."""
     grpc_port, ops_port = _free_ports(2)
     env = {
         **ctx.stack.environment(),
@@ -565,7 +565,7 @@ async def bench_chat_server(ctx: BenchContext) -> AsyncIterator[str]:
     }
     server = Service(
         name="bench-chat",
-        command=("chat",),
+        command=("chat-service",),
         state_dir=ctx.stack.state_dir,
         address=f"{ctx.settings.chat.grpc_host}:{grpc_port}",
         ops_url=f"http://{ctx.settings.ops_host}:{ops_port}",
@@ -718,7 +718,7 @@ async def measure(ctx: BenchContext, run: Awaitable[PathResult]) -> PathResult:
     busy = cpu_busy_pct(cpu, result.window)
     result = replace(result, wal=wal_usage(commits, syncs), cpu_busy_pct=busy)
     ctx.report(
-        f"  {result.path:<8} {result.msgs_per_s:>9.1f} msgs/s  p50 {result.latency.p50_ms:.2f} "
+        f"  {result.path:<12} {result.msgs_per_s:>9.1f} msgs/s  p50 {result.latency.p50_ms:.2f} "
         f"p99 {result.latency.p99_ms:.2f} ms  cpu {busy}%  errors {result.errors}"
     )
     return result

@@ -124,10 +124,12 @@ class Stack:
         app = self.app_settings
         host = app.ops_host
 
-        def service(name: str, address: str, ops_port: int, **env: str) -> Service:
+        def service(
+            name: str, address: str, ops_port: int, command: str | None = None, **env: str
+        ) -> Service:
             return Service(
                 name=name,
-                command=(name,),
+                command=(command or name,),
                 state_dir=self.state_dir,
                 address=address,
                 ops_url=f"http://{host}:{ops_port}",
@@ -142,7 +144,10 @@ class Stack:
                 REALCHAT_AUTH__PRIVATE_KEY_FILE=str(self.signing_keys[0]),
             ),
             "chat": service(
-                "chat", f"{app.chat.grpc_host}:{app.chat.grpc_port}", app.chat.ops_port
+                "chat",
+                f"{app.chat.grpc_host}:{app.chat.grpc_port}",
+                app.chat.ops_port,
+                command="chat-service",
             ),
             "outbox-publisher": service(
                 "outbox-publisher", f"{host}:{app.outbox.ops_port}", app.outbox.ops_port

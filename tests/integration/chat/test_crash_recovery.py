@@ -285,7 +285,7 @@ async def test_chat_service_killed_with_sends_in_flight_keeps_every_send_all_or_
                 # 1. Fire the sends; SIGKILL the service while most are in flight.
                 grpc_port, ops_port = free_ports()
                 async with running_realchat(
-                    "chat", chat_env(grpc_port, ops_port), logs, ops_port
+                    "chat-service", chat_env(grpc_port, ops_port), logs, ops_port
                 ) as chat:
                     conversation_id, replies, failures = await _send_until_killed(
                         chat, f"127.0.0.1:{grpc_port}", token, users
@@ -330,7 +330,7 @@ async def test_chat_service_killed_with_sends_in_flight_keeps_every_send_all_or_
                 # replays of what was written, the others as new messages; still gapless.
                 grpc_port, ops_port = free_ports()
                 async with running_realchat(
-                    "chat", chat_env(grpc_port, ops_port), logs, ops_port
+                    "chat-service", chat_env(grpc_port, ops_port), logs, ops_port
                 ) as chat:
                     retried = await _retry(
                         f"127.0.0.1:{grpc_port}", token, users, conversation_id, sorted(failures)
