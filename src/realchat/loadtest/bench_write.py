@@ -57,6 +57,8 @@ from realchat.storage.pool import create_pool
 Reporter = Callable[[str], None]
 
 BENCH_DATABASE = "realchat_bench"
+#: The stack component whose process definition the bench chat server copies.
+CHAT_COMPONENT = "chat"
 DEFAULT_SECONDS = 15.0
 DEFAULT_CONCURRENCY = 64
 DEFAULT_OUTPUT = Path("reports/bench-write.json")
@@ -554,22 +556,21 @@ async def _wait_ready(server: Service, child: subprocess.Popen[bytes], timeout_s
 
 @contextlib.asynccontextmanager
 async def bench_chat_server(ctx: BenchContext) -> AsyncIterator[str]:
-    """The real chat process (`realchat chat-service`, shipped settings) on the bench database
-    and free ports, beside the dev stack's own one; stopped (SIGTERM, drained) afterwards."""
+    """The dev stack's own chat process definition (command, settings), run a second time on the
+    bench database and free ports; stopped (SIGTERM, drained) afterwards."""
+    chat = next(s for s in ctx.stack.services() if s.name == CHAT_COMPONENT)
     grpc_port, ops_port = _free_ports(2)
-    env = {
-        **ctx.stack.environment(),
-        "REALCHAT_DATABASE__URL": ctx.dsn,
-        "REALCHAT_CHAT__GRPC_PORT": str(grpc_port),
-        "REALCHAT_CHAT__OPS_PORT": str(ops_port),
-    }
-    server = Service(
+    server = replace(
+        chat,
         name="bench-chat",
-        command=("chat-service",),
-        state_dir=ctx.stack.state_dir,
         address=f"{ctx.settings.chat.grpc_host}:{grpc_port}",
         ops_url=f"http://{ctx.settings.ops_host}:{ops_port}",
-        env=env,
+        env={
+            **chat.env,
+            "REALCHAT_DATABASE__URL": ctx.dsn,
+            "REALCHAT_CHAT__GRPC_PORT": str(grpc_port),
+            "REALCHAT_CHAT__OPS_PORT": str(ops_port),
+        },
     )
     child = process.spawn(server.process_spec())
     try:
