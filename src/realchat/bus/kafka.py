@@ -100,9 +100,15 @@ class AsyncProducer:
         return future
 
     async def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is queued (up to `timeout_s`), then let the librdkafka client go.
+
+        The client holds our error callback and we hold the client: dropping our reference
+        breaks that cycle, so the client is destroyed now instead of lingering (and reconnecting)
+        until a garbage collection."""
         await asyncio.to_thread(self._producer.flush, timeout_s)
         self._stopping.set()
         await asyncio.to_thread(self._poller.join)
+        del self._producer
 
 
 def _settle(future: asyncio.Future[Delivered], error: KafkaError | None, message: Message) -> None:

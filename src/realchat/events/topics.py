@@ -7,6 +7,7 @@ docs/operations.md describes the only safe way to change it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -72,3 +73,21 @@ def ensure_topics(admin: AdminClient, specs: Iterable[TopicSpec], timeout_s: flo
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise RuntimeError(f"creating topic {name} failed: {exc}") from exc
+    _wait_for_leaders(admin, [s.name for s in missing], timeout_s)
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """A created topic is usable once every partition has a leader; return only then."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        leaderless = [
+            name
+            for name in names
+            if name not in topics or any(p.leader < 0 for p in topics[name].partitions.values())
+        ]
+        if not leaderless:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics without partition leaders: {', '.join(leaderless)}")
+        time.sleep(0.1)
