@@ -18,7 +18,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -61,6 +61,30 @@ POISON_CODES = frozenset(
         KafkaError.RECORD_LIST_TOO_LARGE,
     }
 )
+
+
+ProducerFactory = Callable[[Mapping[str, str | int | float | bool]], AsyncProducer]
+
+#: librdkafka settings of the producer that sends suspects one by one.
+SOLO_OVERRIDES: Mapping[str, str | int | float | bool] = {
+    "linger.ms": 0,
+    "batch.num.messages": 1,
+    "max.in.flight.requests.per.connection": 1,
+}
+
+
+def producer_factory(
+    bootstrap_servers: str, delivery_timeout_s: float, client_id: str
+) -> ProducerFactory:
+    """Makes the publisher's producers: the durable configuration plus per-use overrides."""
+
+    def new_producer(overrides: Mapping[str, str | int | float | bool]) -> AsyncProducer:
+        config = producer_config(
+            bootstrap_servers, delivery_timeout_s=delivery_timeout_s, client_id=client_id
+        )
+        return AsyncProducer({**config, **overrides})
+
+    return new_producer
 
 
 @dataclass
@@ -116,13 +140,17 @@ class OutboxPublisher:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        producer_factory: Callable[[], AsyncProducer],
+        producer_factory: ProducerFactory,
         settings: OutboxSettings,
         faults: FaultSettings | None = None,
     ) -> None:
         self._pool = pool
         self._producer_factory = producer_factory
-        self._producer = producer_factory()
+        self._producer = producer_factory({})
+        #: Sends suspects one record per request, one at a time: librdkafka batches records of
+        #: one partition together (from any shard), and the broker refuses a batch as a whole.
+        self._solo_producer: AsyncProducer | None = None
+        self._solo_lock = asyncio.Lock()
         self._settings = settings
         self._faults = faults or FaultSettings()
         self._backoff: dict[int, Backoff] = {}
@@ -163,6 +191,8 @@ class OutboxPublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
             await self._producer.close()
+            if self._solo_producer is not None:
+                await self._solo_producer.close()
 
     async def _replace_producer(self) -> None:
         """librdkafka declared the idempotent producer unusable: start a fresh one. Events it
@@ -171,7 +201,7 @@ class OutboxPublisher:
             "kafka producer failed fatally; recreating", error=str(self._producer.fatal_error)
         )
         await self._producer.close(timeout_s=1)
-        self._producer = self._producer_factory()
+        self._producer = self._producer_factory({})
 
     async def _wait(self, inflight: dict[int, asyncio.Task[None]], stop: asyncio.Event) -> None:
         """Sleep a poll interval, or less if a shard finished or we were told to stop."""
@@ -208,13 +238,16 @@ class OutboxPublisher:
             if not events:
                 return False
             started = time.monotonic()
-            futures = [
-                self._producer.produce(
-                    e.topic, e.partition_key.encode(), e.payload, headers=_headers(e)
-                )
-                for e in events
-            ]
-            results = await asyncio.gather(*futures, return_exceptions=True)
+            if isolated:
+                results = [await self._send_alone(events[0])]
+            else:
+                futures = [
+                    self._producer.produce(
+                        e.topic, e.partition_key.encode(), e.payload, headers=_headers(e)
+                    )
+                    for e in events
+                ]
+                results = await asyncio.gather(*futures, return_exceptions=True)
             BATCH_SECONDS.observe(time.monotonic() - started)
             if self._faults.kill_publisher_after_ack and any(
                 isinstance(r, Delivered) for r in results
@@ -228,6 +261,18 @@ class OutboxPublisher:
                 await outbox_store.dead_letter(conn, event_id, error)
         self._account(shard, events, outcome)
         return len(events) == limit and not outcome.retry
+
+    async def _send_alone(self, event: OutboxEvent) -> Delivered | BaseException:
+        """Produce one record in a request of its own, so the broker's verdict is about it."""
+        async with self._solo_lock:
+            if self._solo_producer is None:
+                self._solo_producer = self._producer_factory(SOLO_OVERRIDES)
+            try:
+                return await self._solo_producer.produce(
+                    event.topic, event.partition_key.encode(), event.payload, _headers(event)
+                )
+            except DeliveryError as error:
+                return error
 
     def _account(self, shard: int, events: Sequence[OutboxEvent], outcome: BatchOutcome) -> None:
         PUBLISHED.inc(len(outcome.published))
@@ -275,16 +320,10 @@ async def serve_publisher(settings: Settings, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database, "realchat-outbox-publisher")
     client_id = f"realchat-outbox-{os.getpid()}"
 
-    def new_producer() -> AsyncProducer:
-        return AsyncProducer(
-            producer_config(
-                settings.kafka.bootstrap_servers,
-                delivery_timeout_s=settings.outbox.delivery_timeout_s,
-                client_id=client_id,
-            )
-        )
-
-    publisher = OutboxPublisher(pool, new_producer, settings.outbox, settings.faults)
+    factory = producer_factory(
+        settings.kafka.bootstrap_servers, settings.outbox.delivery_timeout_s, client_id
+    )
+    publisher = OutboxPublisher(pool, factory, settings.outbox, settings.faults)
 
     async def ready() -> bool:
         try:

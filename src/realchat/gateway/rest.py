@@ -149,8 +149,10 @@ class RestApi:
         headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
+        # Append the peer we saw: the auth service trusts only the hops its proxies added.
         forwarded = request.headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = forwarded or (request.remote or "")
+        peer = request.remote or ""
+        headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
         try:
             async with self._http.request(
                 request.method,

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from realchat.bus.kafka import AsyncProducer, producer_config
-from realchat.chat.outbox import OutboxPublisher
+from realchat.chat.outbox import OutboxPublisher, producer_factory
 from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
 from realchat.config import FaultSettings, OutboxSettings, Settings
@@ -133,16 +132,12 @@ async def test_sends_continue_through_a_30s_broker_outage_and_everything_arrives
         try:
             service = ChatService(ChatStore(pool, OUTBOX_SHARDS))
 
-            def new_producer() -> AsyncProducer:
-                return AsyncProducer(
-                    producer_config(
-                        bootstrap,
-                        delivery_timeout_s=PUBLISHER.delivery_timeout_s,
-                        client_id="outage-test-publisher",
-                    )
-                )
-
-            publisher = OutboxPublisher(pool, new_producer, PUBLISHER, FaultSettings())
+            publisher = OutboxPublisher(
+                pool,
+                producer_factory(bootstrap, PUBLISHER.delivery_timeout_s, "outage-test-publisher"),
+                PUBLISHER,
+                FaultSettings(),
+            )
             publisher_task = asyncio.create_task(publisher.run(stop_publisher))
             senders = Senders(service, await _conversations(service))
             senders.start()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -23,8 +23,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from realchat.bus.kafka import AsyncProducer, producer_config
-from realchat.chat.outbox import OutboxPublisher
+from realchat.chat.outbox import OutboxPublisher, producer_factory
 from realchat.chat.service import ChatService
 from realchat.config import OutboxSettings
 from realchat.events.models import MessageCreated
@@ -43,14 +42,15 @@ FAST = OutboxSettings(batch_size=200, poll_interval_s=0.01, delivery_timeout_s=1
 async def running_publishers(
     pool: asyncpg.Pool, bootstrap: str, replicas: int = 1, settings: OutboxSettings = FAST
 ) -> AsyncIterator[None]:
-    def factory(n: int) -> Callable[[], AsyncProducer]:
-        return lambda: AsyncProducer(
-            producer_config(bootstrap, delivery_timeout_s=settings.delivery_timeout_s,
-                            client_id=f"test-publisher-{n}")
-        )  # fmt: skip
-
     stop = asyncio.Event()
-    publishers = [OutboxPublisher(pool, factory(n), settings) for n in range(replicas)]
+    publishers = [
+        OutboxPublisher(
+            pool,
+            producer_factory(bootstrap, settings.delivery_timeout_s, f"test-publisher-{n}"),
+            settings,
+        )
+        for n in range(replicas)
+    ]
     tasks = [asyncio.create_task(p.run(stop)) for p in publishers]
     try:
         yield
