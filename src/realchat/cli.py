@@ -147,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     write.add_argument("--seconds", type=float, default=15.0, help="measured seconds per path")
     write.add_argument("--concurrency", type=int, default=64, help="concurrent callers")
     write.add_argument("--output", type=Path, default=Path("reports/bench-write.json"))
+    dispatch = benchmarks.add_parser(
+        "dispatch", help="gateway cost per consumed event (broadcast consumption)"
+    )
+    dispatch.add_argument("--events", type=int, default=100_000)
+    dispatch.add_argument("--connections", type=int, default=10_000)
+    dispatch.add_argument("--output", type=Path, default=Path("reports/bench-dispatch.json"))
     return parser
 
 
@@ -195,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from realchat.chat.dead_letters import dead_letters_command
 
         return asyncio.run(dead_letters_command(settings, args, _say))
+    if args.command == "bench" and args.benchmark == "dispatch":
+        from realchat.loadtest.bench_dispatch import bench_dispatch_command
+
+        return bench_dispatch_command(args.events, args.connections, args.output)
     if args.command == "bench":
         from realchat.loadtest.bench_write import bench_write_command
 

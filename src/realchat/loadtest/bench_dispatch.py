@@ -1,0 +1,142 @@
+"""What broadcast consumption costs a gateway (decision 11): every instance reads every event.
+
+Measures, in-process and without a broker, the gateway's per-event work on the consumer path:
+decoding a `chat.message.created.v1` record and dispatching it through the hub, (a) when none of
+its recipients is connected to this instance (the cost every *other* instance pays for it) and
+(b) when its recipients are (encode once, queue to each connection). From (a), the number of
+instances that can share a message rate before the filtering alone fills a core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from realchat.gateway.connection import Connection
+from realchat.gateway.delivery import EventDispatcher
+from realchat.gateway.hub import Hub
+
+
+class _Record:
+    """The slice of a confluent_kafka.Message the dispatcher reads."""
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def topic(self) -> str:
+        return "chat.message.created.v1"
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [("event-type", b"chat.message.created.v1")]
+
+    def value(self) -> bytes:
+        return self._value
+
+
+class _NullSink:
+    async def send(self, frame: bytes) -> None:
+        return None
+
+    async def close(self, code: int, reason: str) -> None:
+        return None
+
+    def abort(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    scenario: str
+    events: int
+    local_deliveries: int
+    seconds: float
+    events_per_s: float
+    us_per_event: float
+
+
+def _payload(conversation: uuid.UUID, seq: int, recipients: list[uuid.UUID]) -> bytes:
+    return msgspec.json.encode(
+        {
+            "event_id": str(uuid.uuid4()),
+            "conversation_id": str(conversation),
+            "seq": seq,
+            "message_id": str(uuid.uuid4()),
+            "sender_id": str(recipients[0]),
+            "content": "x" * 120,
+            "created_at": datetime.now(UTC).isoformat(),
+            "recipients": [str(r) for r in recipients],
+        }
+    )
+
+
+async def _run(scenario: str, hub: Hub, records: list[_Record], local: int) -> DispatchResult:
+    dispatcher = EventDispatcher(hub)
+    started = time.perf_counter()
+    for start in range(0, len(records), 500):  # the consumer hands over batches of 500
+        await dispatcher(records[start : start + 500])  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
+    return DispatchResult(
+        scenario=scenario,
+        events=len(records),
+        local_deliveries=local,
+        seconds=round(seconds, 3),
+        events_per_s=round(len(records) / seconds),
+        us_per_event=round(seconds / len(records) * 1e6, 2),
+    )
+
+
+async def bench_dispatch(events: int, connections: int) -> list[DispatchResult]:
+    users = [uuid.uuid4() for _ in range(connections)]
+    # (a) nobody here: every event is decoded and filtered out.
+    remote = [
+        _Record(_payload(uuid.uuid4(), 1, [uuid.uuid4(), uuid.uuid4()])) for _ in range(events)
+    ]
+    results = [await _run("no local recipient", Hub(64), remote, 0)]
+    # (b) both recipients of every event are connected here.
+    hub = Hub(64)
+    conns = []
+    for user in users:
+        conn = Connection(
+            user, _NullSink(), queue_size=1_000_000, close_grace_s=1, on_gap=lambda c, x: None
+        )
+        hub.register(conn)
+        conns.append(conn)
+    local = []
+    for n in range(events):
+        pair = [users[(2 * n) % connections], users[(2 * n + 1) % connections]]
+        local.append(_Record(_payload(uuid.uuid4(), 1, pair)))
+    results.append(await _run("2 local recipients", hub, local, 2 * events))
+    for conn in conns:
+        await conn.finish()
+    return results
+
+
+def bench_dispatch_command(events: int, connections: int, output: Path) -> int:
+    results = asyncio.run(bench_dispatch(events, connections))
+    print(f"{'scenario':<22} {'events':>8} {'events/s':>10} {'us/event':>9}")
+    for r in results:
+        print(f"{r.scenario:<22} {r.events:>8} {r.events_per_s:>10} {r.us_per_event:>9}")
+    filter_rate = results[0].events_per_s
+    print(
+        f"one core filters {filter_rate} foreign events/s: at 3,000 msg/s the broadcast costs "
+        f"each instance {3000 / filter_rate:.1%} of a core"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "gateway-dispatch",
+        "at": datetime.now(UTC).isoformat(),
+        "cores": os.cpu_count(),
+        "connections": connections,
+        "results": [asdict(r) for r in results],
+    }
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"saved {output}")
+    return 0
