@@ -91,15 +91,14 @@ class ChatService:
         conversation = parse_id(conversation_id, "conversation_id")
         _check_text(client_msg_id, "client_msg_id", MAX_CLIENT_MSG_ID_CHARS)
         _check_text(content, "content", MAX_CONTENT_CHARS)
-        earlier = await self._store.find_sent(caller, client_msg_id)
-        if earlier is not None:
-            return _replay(earlier, conversation, content)
+        # Insert first: a new message is the common case and needs one round trip. A replay
+        # (or a concurrent twin) fails on UNIQUE(sender_id, idempotency_key) and its statement
+        # rolls back entirely, counter included, so seqs stay gapless.
         try:
             message = await self._store.insert_message(
                 conversation, caller, client_msg_id, content, trace_context or {}
             )
         except DuplicateIdempotencyKey:
-            # A concurrent send with the same key committed first: this one wrote nothing.
             earlier = await self._store.find_sent(caller, client_msg_id)
             assert earlier is not None, "the conflicting send committed, so it is visible"
             return _replay(earlier, conversation, content)
