@@ -7,7 +7,7 @@ tagged structs; server frames are encoded once and the same bytes go to every re
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -30,13 +30,17 @@ class SendFrame(msgspec.Struct, tag="send", tag_field="type", frozen=True):
     content: str
 
 
+#: A seq as the chat service stores it (int64): larger numbers are bad frames, not crashes.
+Seq = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
 class SyncFrame(msgspec.Struct, tag="sync", tag_field="type", frozen=True):
-    positions: dict[str, int] | None = None
+    positions: dict[str, Seq] | None = None
 
 
 class AckFrame(msgspec.Struct, tag="ack", tag_field="type", frozen=True):
     conversation_id: str
-    seq: int
+    seq: Seq
 
 
 class PingFrame(msgspec.Struct, tag="ping", tag_field="type", frozen=True):
@@ -69,6 +73,8 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
         raise BadFrame("invalid_frame", text) from None
     except msgspec.DecodeError as exc:
         raise BadFrame("invalid_json", f"frame is not a JSON object: {exc}") from None
+    except RecursionError:
+        raise BadFrame("invalid_json", "frame is nested too deeply") from None
     return frame
 
 

@@ -63,12 +63,14 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(404, "not_found", f"no route for {request.path}")
     except web.HTTPMethodNotAllowed:
         return error_response(405, "method_not_allowed", f"{request.method} not allowed here")
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, "request_too_large", "the body is larger than 64 KiB")
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
     try:
         raw = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # also: nested too deeply, integers too long to read
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(raw, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
@@ -103,9 +105,12 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
     if value is None:
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ApiError(422, f"invalid_{name}", f"{name} must be an integer") from None
+    if not -(2**63) <= number < 2**63:  # what the chat service takes (int64)
+        raise ApiError(422, f"invalid_{name}", f"{name} is out of range")
+    return number
 
 
 class RestApi:
