@@ -24,8 +24,13 @@ def _say(line: str) -> None:
 
 
 def _stack(settings: Settings, args: argparse.Namespace) -> Stack:
-    if getattr(args, "kafka_nodes", None):
-        stack_settings = settings.stack.model_copy(update={"kafka_nodes": args.kafka_nodes})
+    overrides = {
+        name: value
+        for name in ("kafka_nodes", "gateways")
+        if (value := getattr(args, name, None)) is not None
+    }
+    if overrides:
+        stack_settings = settings.stack.model_copy(update=overrides)
         settings = settings.model_copy(update={"stack": stack_settings})
     return Stack(settings, report=_say)
 
@@ -112,19 +117,26 @@ def build_parser() -> argparse.ArgumentParser:
     up = actions.add_parser("up", help="start everything and wait until it is ready")
     up.add_argument("--detach", action="store_true", help="return once ready, leave it running")
     up.add_argument("--kafka-nodes", type=int, choices=(1, 3), help="Kafka KRaft nodes")
+    up.add_argument(
+        "--gateways", type=int, help="gateway instances (default: one per core; >1 adds HAProxy)"
+    )
     down = actions.add_parser("down", help="stop everything the stack started")
     down.add_argument("--kafka-nodes", type=int, choices=(1, 3))
+    down.add_argument("--gateways", type=int)
     status = actions.add_parser("status", help="each component: pid, address, health")
     status.add_argument("--json", action="store_true")
     status.add_argument("--kafka-nodes", type=int, choices=(1, 3))
+    status.add_argument("--gateways", type=int)
     actions.add_parser("env", help="print the REALCHAT_* variables that reach this stack")
     start = actions.add_parser("start", help="(re)start one component, e.g. after `kill`")
     start.add_argument("name")
     start.add_argument("--kafka-nodes", type=int, choices=(1, 3))
+    start.add_argument("--gateways", type=int)
     kill = actions.add_parser("kill", help="failure injection: signal one component")
     kill.add_argument("name")
     kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "STOP", "CONT"))
     kill.add_argument("--kafka-nodes", type=int, choices=(1, 3))
+    kill.add_argument("--gateways", type=int)
     commands.add_parser("chat-service", help="run the chat service (gRPC)")
     commands.add_parser("outbox-publisher", help="run an outbox publisher replica")
     commands.add_parser("auth-service", help="run the auth service (accounts, tokens)")

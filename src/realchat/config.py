@@ -7,6 +7,7 @@ call `load_settings()` once at start-up and pass the result down.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
@@ -145,6 +146,10 @@ class StackSettings(BaseModel):
     kafka_nodes: int = Field(default=1, ge=1, le=5)
     kafka_heap_mb: int = Field(default=512, ge=128)
     database_name: str = "realchat"
+    #: Gateway instances. One listens on the public entrypoint itself; several listen on
+    #: `gateway_port + n` behind HAProxy on the public entrypoint. Default: one per core.
+    gateways: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=32)
+    gateway_port: int = 18080
     #: Seconds each component may take to become ready before `stack up` gives up on it.
     ready_timeout_s: float = 90.0
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from realchat.config import ChatSettings, KafkaSettings, OutboxSettings, Settings, StackSettings
+from realchat.config import (
+    AuthSettings,
+    ChatSettings,
+    GatewaySettings,
+    HttpSettings,
+    KafkaSettings,
+    OutboxSettings,
+    Settings,
+    StackSettings,
+)
 from tests.support.ports import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,11 +26,12 @@ TEST_STACK = StackSettings(
     redis_port=26379,
     kafka_port=29092,
     kafka_heap_mb=384,
+    gateways=1,
 )
 
 
 def throwaway_stack(
-    state_dir: Path, kafka_nodes: int = 1, base: int | None = None
+    state_dir: Path, kafka_nodes: int = 1, base: int | None = None, gateways: int = 1
 ) -> StackSettings:
     """A stack on free ports in `state_dir` (a tmp dir), for tests that kill or restart things."""
     base = base or free_port_block()
@@ -33,14 +43,28 @@ def throwaway_stack(
         kafka_port=base + 10,
         kafka_nodes=kafka_nodes,
         kafka_heap_mb=320,
+        gateways=gateways,
+        gateway_port=base + 60,
     )
 
 
-def throwaway_settings(state_dir: Path, kafka_nodes: int = 1) -> Settings:
+def throwaway_settings(state_dir: Path, kafka_nodes: int = 1, gateways: int = 1) -> Settings:
     """Settings of a whole throw-away stack, services included, all on free ports."""
-    base = free_port_block(offsets=(0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 20, 21))
+    # Kafka node n uses base+10n and +1; gateway n listens on base+60+n, its ops on base+49+n.
+    offsets = (
+        *range(0, 12),
+        *(10 * n + d for n in range(2, kafka_nodes + 1) for d in (0, 1)),
+        *range(50, 50 + gateways),
+        *range(61, 61 + gateways),
+    )
+    base = free_port_block(offsets=offsets)
     return Settings(
-        stack=throwaway_stack(state_dir, kafka_nodes, base),
+        stack=throwaway_stack(state_dir, kafka_nodes, base, gateways),
+        http=HttpSettings(port=base + 7),
+        auth=AuthSettings(
+            http_port=base + 8, ops_port=base + 9, url=f"http://127.0.0.1:{base + 8}"
+        ),
+        gateway=GatewaySettings(ops_port=base + 50),
         kafka=KafkaSettings(partitions=6),
         chat=ChatSettings(grpc_port=base + 4, ops_port=base + 5),
         outbox=OutboxSettings(ops_port=base + 6),
@@ -62,4 +86,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "REALCHAT_CHAT__GRPC_PORT": str(settings.chat.grpc_port),
         "REALCHAT_CHAT__OPS_PORT": str(settings.chat.ops_port),
         "REALCHAT_OUTBOX__OPS_PORT": str(settings.outbox.ops_port),
+        "REALCHAT_STACK__GATEWAYS": str(stack.gateways),
+        "REALCHAT_STACK__GATEWAY_PORT": str(stack.gateway_port),
+        "REALCHAT_HTTP__PORT": str(settings.http.port),
+        "REALCHAT_AUTH__HTTP_PORT": str(settings.auth.http_port),
+        "REALCHAT_AUTH__OPS_PORT": str(settings.auth.ops_port),
+        "REALCHAT_AUTH__URL": settings.auth.url,
+        "REALCHAT_GATEWAY__OPS_PORT": str(settings.gateway.ops_port),
     }

@@ -25,6 +25,7 @@ from realchat.config import Settings, to_environment
 from realchat.events.topics import ensure_topics, realchat_topics
 from realchat.stack import process
 from realchat.stack.component import Component, ComponentNotReadyError
+from realchat.stack.haproxy import Backend, Balancer
 from realchat.stack.kafka import KafkaCluster, KafkaNode
 from realchat.stack.postgres import Postgres
 from realchat.stack.redis import Redis
@@ -117,6 +118,8 @@ class Stack:
         if "kafka" in self.include:
             found.extend(self.kafka.all_nodes())
         found.extend(self.services())
+        if (balancer := self.balancer()) is not None:
+            found.append(balancer)
         return found
 
     def services(self) -> list[Service]:
@@ -152,9 +155,51 @@ class Stack:
             "outbox-publisher": service(
                 "outbox-publisher", f"{host}:{app.outbox.ops_port}", app.outbox.ops_port
             ),
-            "gateway": service("gateway", f"{app.http.host}:{app.http.port}", app.gateway.ops_port),
         }
-        return [s for name, s in known.items() if name in self.include]
+        found = [s for name, s in known.items() if name in self.include]
+        if "gateway" in self.include:
+            found.extend(
+                service(
+                    name,
+                    f"{app.http.host}:{b.port}",
+                    b.ops_port,
+                    command="gateway",
+                    REALCHAT_HTTP__PORT=str(b.port),
+                    REALCHAT_GATEWAY__OPS_PORT=str(b.ops_port),
+                    REALCHAT_GATEWAY__INSTANCE_ID=instance,
+                )
+                for name, instance, b in self._gateway_backends()
+            )
+        return found
+
+    def _gateway_backends(self) -> list[tuple[str, str, Backend]]:
+        """(component name, instance id, address) of each gateway instance."""
+        app = self.app_settings
+        count = self.settings.gateways
+        if count == 1:
+            only = Backend("gateway", app.http.host, app.http.port, app.gateway.ops_port)
+            return [("gateway", app.gateway.instance_id, only)]
+        return [
+            (
+                f"gateway-{n}",
+                str(n),
+                Backend(
+                    f"gateway-{n}",
+                    app.http.host,
+                    self.settings.gateway_port + n,
+                    app.gateway.ops_port + n - 1,
+                ),
+            )
+            for n in range(1, count + 1)
+        ]
+
+    def balancer(self) -> Balancer | None:
+        """HAProxy on the public entrypoint when several gateways run."""
+        if "gateway" not in self.include or self.settings.gateways == 1:
+            return None
+        http = self.app_settings.http
+        backends = [b for _, _, b in self._gateway_backends()]
+        return Balancer(self.state_dir, http.host, http.port, backends)
 
     def component(self, name: str) -> Component:
         for component in self.components():
@@ -248,12 +293,16 @@ class Stack:
         """Bring every component to ready, then provision; reuse components already running."""
         started = time.monotonic()
         services = self.services()
-        infrastructure = [c for c in self.components() if c not in services]
+        balancer = self.balancer()
+        infrastructure = [c for c in self.components() if c not in services and c != balancer]
         for component in infrastructure:
             await asyncio.to_thread(component.prepare)
         await asyncio.gather(*(self._start(c, started) for c in infrastructure))
         await self.provision()
         await asyncio.gather(*(self._start(s, started) for s in services))
+        if (balancer := self.balancer()) is not None:
+            await asyncio.to_thread(balancer.prepare)
+            await self._start(balancer, started)
         self.report(f"stack ready in {time.monotonic() - started:.1f}s")
 
     async def _start(self, component: Component, started: float) -> None:
@@ -317,7 +366,7 @@ class Stack:
         running = self._read_state()
         components = {c.name: c for c in self.components()}
         names = [n for n in reversed(list(components)) if n in running]
-        service_names = [n for n in names if isinstance(components[n], Service)]
+        service_names = [n for n in names if isinstance(components[n], Service | Balancer)]
         kafka_names = [n for n in names if isinstance(components[n], KafkaNode)]
         others = [n for n in names if n not in kafka_names and n not in service_names]
         if service_names:
