@@ -69,6 +69,9 @@ defaults
     # An upgraded WebSocket lives as long as the gateway keeps it.
     timeout tunnel 1h
     timeout client-fin 5s
+    # A gateway that just died refuses connections: try another one instead of failing.
+    retries 2
+    option redispatch 1
 
 frontend public
     bind {self.host}:{self.port}

@@ -1,0 +1,134 @@
+"""Several gateways behind HAProxy: no stickiness, delivery across instances, drain on SIGTERM.
+
+Runs a throw-away stack of its own (`realchat stack up --gateways 2`) on free ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from realchat.config import Settings
+from realchat.stack.process import is_alive
+from tests.support.client import connect, create_conversation, register
+from tests.support.stacks import settings_env, throwaway_settings
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
+
+
+def realchat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "realchat", *args],
+        env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+
+
+class TwoGateways:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env = {**os.environ, **settings_env(settings)}
+        self.base_url = f"http://127.0.0.1:{settings.http.port}"
+
+    def status(self) -> dict[str, dict[str, object]]:
+        result = realchat(self.env, "stack", "status", "--json")
+        return {c["name"]: c for c in json.loads(result.stdout)}
+
+    def ops_port(self, instance: int) -> int:
+        return self.settings.gateway.ops_port + instance - 1
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def two_gateways(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TwoGateways]:
+    state = tmp_path_factory.mktemp("scale-out") / "stack"
+    stack = TwoGateways(throwaway_settings(state, gateways=2))
+    up = realchat(stack.env, "stack", "up", "--detach")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield stack
+    finally:
+        pids = [int(str(c["pid"])) for c in stack.status().values() if c["pid"]]
+        down = realchat(stack.env, "stack", "down")
+        assert down.returncode == 0, down.stderr
+        assert [p for p in pids if is_alive(p)] == []
+
+
+async def active_connections(http: aiohttp.ClientSession, port: int) -> float:
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as reply:
+        for line in (await reply.text()).splitlines():
+            if line.startswith("realchat_gateway_active_connections "):
+                return float(line.split()[1])
+    return 0.0
+
+
+async def test_clients_spread_over_instances_and_chat_across_them(
+    two_gateways: TwoGateways, http: aiohttp.ClientSession
+) -> None:
+    status = two_gateways.status()
+    assert {"gateway-1", "gateway-2", "balancer"} <= set(status)
+    assert all(c["healthy"] for c in status.values()), status
+    base = two_gateways.base_url
+    alice, bob = await register(http, base, "alice"), await register(http, base, "bob")
+    conversation = await create_conversation(http, base, alice, bob)
+    devices = [await connect(http, base, user) for user in (alice, bob, alice, bob)]
+    per_instance = [await active_connections(http, two_gateways.ops_port(n)) for n in (1, 2)]
+    assert per_instance == [2.0, 2.0], "round robin puts every other connection on each instance"
+    for n in range(10):
+        sender = devices[n % 4]
+        await sender.send(
+            {"type": "send", "conversation_id": conversation,
+             "client_msg_id": uuid.uuid4().hex, "content": f"m{n}"}
+        )  # fmt: skip
+    for device in devices:
+        await device.wait(lambda d: len(d.seen(conversation)) >= 10)
+        assert sorted(device.seen(conversation)) == list(range(1, 11))
+        assert device.seqs(conversation) == sorted(set(device.seqs(conversation)))
+    for device in devices:
+        await device.close()
+
+
+async def test_sigterm_drains_a_gateway_its_clients_get_1001_and_reconnect_elsewhere(
+    two_gateways: TwoGateways, http: aiohttp.ClientSession
+) -> None:
+    base = two_gateways.base_url
+    alice, bob = await register(http, base, "alice"), await register(http, base, "bob")
+    conversation = await create_conversation(http, base, alice, bob)
+    devices = {
+        alice.user_id: await connect(http, base, alice),
+        bob.user_id: await connect(http, base, bob),
+    }
+    readers = {d.reader: user for user, d in devices.items() if d.reader is not None}
+    pid = int(str(two_gateways.status()["gateway-1"]["pid"]))
+
+    os.kill(pid, signal.SIGTERM)
+    done, _ = await asyncio.wait(readers, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+    assert len(done) == 1, "exactly the client on the draining instance is closed"
+    drained_user = readers[done.pop()]
+    drained = devices[drained_user]
+    assert drained.ws.close_code == 1001
+    survivor = next(d for user, d in devices.items() if user != drained_user)
+    assert not survivor.ws.closed
+    assert await eventually(lambda: not is_alive(pid), timeout_s=15), "no exit within the bound"
+
+    # The balancer sends the reconnecting client to the remaining instance; nothing is lost.
+    user = alice if drained_user == alice.user_id else bob
+    again = await connect(http, base, user)
+    await survivor.send(
+        {"type": "send", "conversation_id": conversation, "client_msg_id": "after", "content": "x"}
+    )
+    await again.send({"type": "sync", "positions": {conversation: 0}})
+    await again.wait(lambda d: 1 in d.seqs(conversation))
+    for device in (again, survivor, drained):
+        await device.close()
+    restart = realchat(two_gateways.env, "stack", "start", "gateway-1")
+    assert restart.returncode == 0, restart.stdout + restart.stderr
