@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV  := .venv
 BIN   := $(VENV)/bin
 
-.PHONY: deps run test lint typecheck unit integration e2e down status reset format bench-write
+.PHONY: deps run test lint typecheck unit integration e2e down status reset format bench-write \
+	bench-dispatch
 
 deps:
 	@scripts/bootstrap.sh
@@ -48,6 +49,10 @@ bench-write: deps
 	$(BIN)/realchat stack up --detach
 	$(BIN)/realchat bench write
 	@echo "the dev stack is still running; stop it with: make down"
+
+## A gateway's cost per consumed event (decision 11: every instance reads every event).
+bench-dispatch: deps
+	$(BIN)/realchat bench dispatch
 
 ## Stop the dev and test stacks and delete all their data (generated secrets included).
 reset:
