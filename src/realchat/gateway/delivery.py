@@ -73,11 +73,18 @@ class EventDispatcher:
                 log.error("undecodable event skipped", topic=topic, error=str(exc))
                 continue
             metrics.EVENTS_CONSUMED.labels(topic=topic).inc()
+            offered = 0
             if isinstance(event, MessageCreated):
-                if self._hub.dispatch_message(event):
+                offered = self._hub.dispatch_message(event)
+                if offered:
                     metrics.DELIVERY_LATENCY.observe(max(0.0, now - event.created_at.timestamp()))
             elif isinstance(event, MessageAcknowledged):
-                self._hub.dispatch_receipt(event)
+                offered = self._hub.dispatch_receipt(event)
+            if offered:
+                # Let the writers take the frame before the next event is queued: one batch can
+                # hold more events of a conversation than a queue has room for, and a client
+                # that keeps up must not be cut off as slow because of a burst.
+                await asyncio.sleep(0)
 
 
 class KafkaDelivery:
