@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from realchat.events.models import (
     EVENT_TYPE_HEADER,
@@ -163,6 +163,20 @@ class KafkaDelivery:
             log.warning("offset commit failed", error=str(exc))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Start each partition at its committed offset, else at its end as of now.
+
+        Left to `auto.offset.reset`, "the end" is looked up only when fetching starts, after the
+        gateway already said it was ready: events committed in between were never delivered."""
+        try:
+            starts = []
+            for tp in consumer.committed(partitions, timeout=10):
+                if tp.offset < 0:
+                    _, end = consumer.get_watermark_offsets(tp, timeout=10)
+                    tp = TopicPartition(tp.topic, tp.partition, end)
+                starts.append(tp)
+            consumer.assign(starts)
+        except KafkaException as exc:
+            log.warning("start offsets not pinned; starting at the latest", error=str(exc))
         log.info("partitions assigned", count=len(partitions))
         self._assigned.set()
 
