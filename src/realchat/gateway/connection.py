@@ -190,8 +190,10 @@ class Connection:
         while not self._queue.empty():
             self._queue.get_nowait()
         self._room.set()
-        if self._writer is not None:
-            self._writer.cancel()
+        # The writer is not cancelled: it may be waiting for the transport to drain, and aiohttp
+        # shares that wait between writers, so cancelling it made the close frame's own wait fail
+        # at once: no close frame, no abort, a stalled client never dropped. With the queue empty
+        # it sends at most the frame it holds, before the close frame.
         self.spawn(self._close_with_grace(code, reason))
 
     async def _close_with_grace(self, code: int, reason: str) -> None:

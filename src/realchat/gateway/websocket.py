@@ -45,7 +45,7 @@ _PONG = encode(PongFrame())
 class WebSocketSink:
     """aiohttp's WebSocket as a connection's frame sink (text frames of ready-encoded JSON)."""
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
         self._ws = ws
         self._transport = transport
 
@@ -56,7 +56,8 @@ class WebSocketSink:
         await self._ws.close(code=code, message=reason.encode())
 
     def abort(self) -> None:
-        if isinstance(self._transport, asyncio.Transport):
+        # No isinstance check: uvloop's transports are not asyncio.Transport subclasses.
+        if self._transport is not None:
             self._transport.abort()
 
 
