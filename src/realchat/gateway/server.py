@@ -27,6 +27,8 @@ log = structlog.get_logger(__name__)
 
 #: How long a draining gateway waits for its clients to take their 1001 close frames.
 DRAIN_GRACE_S = 5.0
+#: The largest reply the gateway takes from the chat service.
+MAX_CHAT_REPLY_BYTES = 32 * 1024 * 1024
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -35,7 +37,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         raise RuntimeError("REALCHAT_CHAT__INTERNAL_TOKEN is not set")
     g = settings.gateway
     verifier = load_verifier(settings.auth)
-    channel = grpc.aio.insecure_channel(f"{settings.chat.grpc_host}:{settings.chat.grpc_port}")
+    channel = grpc.aio.insecure_channel(
+        f"{settings.chat.grpc_host}:{settings.chat.grpc_port}",
+        # A history page can be 500 messages of 4000 four-byte characters (~8 MB): above gRPC's
+        # default 4 MiB, such a page failed every sync and history read of its conversation.
+        options=[("grpc.max_receive_message_length", MAX_CHAT_REPLY_BYTES)],
+    )
     chat = ChatClient(channel, token.get_secret_value())
     redis = aioredis.Redis.from_url(settings.redis.url)
     limiter = SendLimiter(redis, g.sends_per_s)
