@@ -47,15 +47,21 @@ class RawWebSocket:
         self._loop = asyncio.get_running_loop()
 
     @classmethod
-    async def connect(cls, url: str, *, rcvbuf: int | None = None) -> RawWebSocket:
-        """Open `ws://host:port/path?query` (an `http://` URL works too); `rcvbuf` sets
-        SO_RCVBUF before connecting, which also caps the TCP window the client advertises."""
+    async def connect(
+        cls, url: str, *, rcvbuf: int | None = None, mss: int | None = None
+    ) -> RawWebSocket:
+        """Open `ws://host:port/path?query` (an `http://` URL works too). `rcvbuf` sets
+        SO_RCVBUF before connecting, which also caps the TCP window the client advertises; `mss`
+        announces a small segment size, which keeps the server's send buffer small too (Linux
+        sizes it from the segment size, ~64 KiB on loopback)."""
         parts = urlsplit(url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if mss is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
         loop = asyncio.get_running_loop()
         try:
             await loop.sock_connect(sock, (host, port))
