@@ -91,6 +91,7 @@ def test_foreground_up_then_ctrl_c_leaves_nothing_running(tmp_path: Path) -> Non
         if up.poll() is None:
             up.kill()
             up.wait()
+        realchat(env, "stack", "down")  # leave nothing behind even when the test fails
     assert up.returncode == 0, output
     assert "nothing left running" in output
     assert_all_gone(pids)
@@ -149,6 +150,9 @@ def test_ctrl_c_during_start_up_still_stops_everything(tmp_path: Path) -> None:
         if len(pids) == 3:  # the infrastructure is starting; the services are not yet
             break
     up.send_signal(signal.SIGINT)
-    output, _ = up.communicate(timeout=90)
+    try:
+        output, _ = up.communicate(timeout=90)
+    finally:
+        realchat(env, "stack", "down")  # leave nothing behind even when the test fails
     assert up.returncode == 130, output
     assert_all_gone(pids)
