@@ -81,8 +81,10 @@ def test_foreground_up_then_ctrl_c_leaves_nothing_running(tmp_path: Path) -> Non
             "postgres",
             "redis",
             "kafka",
+            "auth-service",
             "chat",
             "outbox-publisher",
+            "gateway",
         }
         pids = [int(str(c["pid"])) for c in components]
         up.send_signal(signal.SIGINT)
@@ -107,7 +109,7 @@ def test_detached_stack_reports_status_and_stops_with_down(tmp_path: Path) -> No
         pids = [int(str(c["pid"])) for c in components]
         text = realchat(env, "stack", "status")
         assert text.returncode == 0
-        assert text.stdout.count("healthy") == 5
+        assert text.stdout.count("healthy") == 7
         # Every component keeps its log in the one run directory.
         assert {Path(str(c["log"])).parent for c in components} == {tmp_path / "stack" / "logs"}
     finally:
