@@ -63,7 +63,9 @@ class IdempotencyConflict(SendError):  # noqa: N818 - named for what happened
 
 
 class RateLimited(SendError):  # noqa: N818 - named for what happened
-    """Too many sends (or frames): nothing was stored; send again later (same id is fine)."""
+    """Too many sends (or frames): this frame was refused before anything was stored. (If the
+    send had been written on an earlier connection that dropped before its reply, that attempt
+    may have been stored: sending again later with the same `client_msg_id` tells.)"""
 
 
 class NotAMember(SendError):  # noqa: N818 - named for what happened

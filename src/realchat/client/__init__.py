@@ -1,0 +1,72 @@
+"""RealChat's async Python client SDK: the client side of the at-least-once contract (api-v1).
+
+Guarantees, as the application sees them (limits in docs/client-sdk.md):
+
+- `RealChatClient.messages()` yields each message once per `(conversation_id, seq)`, in `seq`
+  order per conversation and without gaps, across reconnects. Duplicates (redeliveries, syncs,
+  a `send_ok` and a `message` for the same message) are dropped; a message that arrives ahead
+  of a gap is held back until the gap is filled (by the server or by a `sync` the client sends
+  when the gap lasts `gap_timeout_s`). The hold-back buffer is capped per conversation.
+- `RealChatClient.send()` completes exactly once: the stored message, a typed `SendError`, or
+  `SendTimeout`. A send cut off by a disconnect is written again, with the same
+  `client_msg_id`, on the next connection; the server stores it once.
+- The connection reconnects by itself with jittered exponential backoff and syncs after every
+  (re)connect; a refused token (close 4001) stops the client with `Unauthorized`.
+
+Modules: `api` (the client), `session` (handshake, sends, acks), `connection` (WebSocket,
+reconnects), `ordering` (pure: dedup, hold-back, gaps), `rest`, `events`, `errors`, `options`.
+"""
+
+from realchat.client.api import RealChatClient
+from realchat.client.errors import (
+    ApiError,
+    ClientClosed,
+    ConversationNotFound,
+    IdempotencyConflict,
+    InvalidContent,
+    NotAMember,
+    RateLimited,
+    RealChatError,
+    SendError,
+    SendTimeout,
+    ServerError,
+    Unauthorized,
+)
+from realchat.client.events import (
+    Connected,
+    Disconnected,
+    Event,
+    Presence,
+    Receipt,
+    ServerNotice,
+)
+from realchat.client.options import ClientOptions
+from realchat.client.rest import Conversation, HistoryPage, User
+from realchat.contract.frames import Message
+
+__all__ = [
+    "ApiError",
+    "ClientClosed",
+    "ClientOptions",
+    "Connected",
+    "Conversation",
+    "ConversationNotFound",
+    "Disconnected",
+    "Event",
+    "HistoryPage",
+    "IdempotencyConflict",
+    "InvalidContent",
+    "Message",
+    "NotAMember",
+    "Presence",
+    "RateLimited",
+    "RealChatClient",
+    "RealChatError",
+    "Receipt",
+    "SendError",
+    "SendTimeout",
+    "ServerError",
+    "ServerNotice",
+    "Unauthorized",
+    "User",
+]

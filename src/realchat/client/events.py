@@ -1,0 +1,55 @@
+"""What `RealChatClient.events()` yields besides messages: receipts, presence, server notices and
+the connection's ups and downs. All immutable; match on the type:
+
+    async for event in client.events():
+        match event:
+            case Receipt(conversation_id=c, user_id=u, seq=s): ...
+            case Presence(user_id=u, status=s): ...
+            case Connected() | Disconnected() | ServerNotice(): ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from realchat.contract.frames import PresenceFrame, ReceiptFrame
+
+#: Another member acknowledged a conversation up to `seq` (the contract's `receipt` frame).
+Receipt = ReceiptFrame
+#: A user who shares a conversation went `online` or `offline` (the contract's `presence` frame).
+Presence = PresenceFrame
+
+
+@dataclass(frozen=True)
+class ServerNotice:
+    """An `error` frame that does not answer one of this client's pending sends (a refused ack,
+    a sync position for a foreign conversation, a bad frame...). The connection stays open."""
+
+    code: str
+    message: str
+    client_msg_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A connection completed its handshake (hello, sync, sync_done): the client is live."""
+
+    user_id: str
+    session_id: str
+    #: 1 for the first connection of this client, then 2, 3, ... after reconnects.
+    connection: int
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """A connection ended or a connection attempt failed."""
+
+    #: The WebSocket close code (4008, 1001, 1006 for a dropped connection...), None if the
+    #: connection was never established.
+    code: int | None
+    reason: str
+    #: Seconds until the next attempt; None when the client does not reconnect (closed, 4001).
+    reconnect_in: float | None
+
+
+Event = Receipt | Presence | ServerNotice | Connected | Disconnected

@@ -1,0 +1,162 @@
+"""The REST half of the public API (contract api-v1), typed.
+
+Each call is one HTTP request: no retries here (a REST send is the application's to retry, with
+the same `client_msg_id`). Errors: `Unauthorized` for 401, `ApiError` for any other error status
+(with the contract's `code`); network failures surface as aiohttp's `ClientError` or
+`TimeoutError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+
+from realchat.client.errors import ApiError, Unauthorized
+from realchat.contract.frames import Message
+
+
+class User(msgspec.Struct, frozen=True):
+    user_id: str
+    username: str
+
+
+class Token(msgspec.Struct, frozen=True):
+    access_token: str
+    expires_in: int
+    token_type: str = "bearer"
+
+
+class Conversation(msgspec.Struct, frozen=True):
+    conversation_id: str
+    title: str | None
+    member_ids: list[str]
+    last_seq: int
+    created_at: datetime | None = None
+
+
+class HistoryPage(msgspec.Struct, frozen=True):
+    """Up to `limit` messages after `after_seq`, ascending; `last_seq` of the conversation."""
+
+    messages: list[Message]
+    last_seq: int
+
+
+class _Conversations(msgspec.Struct, frozen=True):
+    conversations: list[Conversation]
+
+
+class _ErrorDetail(msgspec.Struct, frozen=True):
+    code: str
+    message: str = ""
+
+
+class _ErrorBody(msgspec.Struct, frozen=True):
+    error: _ErrorDetail
+
+
+T = TypeVar("T")
+
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+
+
+class RestApi:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.access_token = token
+        self._http = http
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    async def register(self, username: str, password: str) -> User:
+        body = {"username": username, "password": password}
+        return await self._call("POST", "/v1/users", User, body=body, auth=False)
+
+    async def token(self, username: str, password: str) -> Token:
+        body = {"username": username, "password": password}
+        return await self._call("POST", "/v1/tokens", Token, body=body, auth=False)
+
+    async def user_by_username(self, username: str) -> User:
+        return await self._call("GET", f"/v1/users/by-username/{quote(username, safe='')}", User)
+
+    # -- conversations -----------------------------------------------------------------------
+
+    async def create_conversation(
+        self, member_ids: list[str], title: str | None = None
+    ) -> Conversation:
+        body: dict[str, Any] = {"member_ids": member_ids}
+        if title is not None:
+            body["title"] = title
+        return await self._call("POST", "/v1/conversations", Conversation, body=body)
+
+    async def conversations(self) -> list[Conversation]:
+        listed = await self._call("GET", "/v1/conversations", _Conversations)
+        return listed.conversations
+
+    async def add_members(self, conversation_id: str, user_ids: list[str]) -> Conversation:
+        path = f"/v1/conversations/{quote(conversation_id, safe='')}/members"
+        return await self._call("POST", path, Conversation, body={"user_ids": user_ids})
+
+    async def history(
+        self, conversation_id: str, after_seq: int = 0, limit: int = 100
+    ) -> HistoryPage:
+        path = f"/v1/conversations/{quote(conversation_id, safe='')}/messages"
+        params = {"after_seq": str(after_seq), "limit": str(limit)}
+        return await self._call("GET", path, HistoryPage, params=params)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        result: type[T],
+        *,
+        body: object = None,
+        params: Mapping[str, str] | None = None,
+        auth: bool = True,
+    ) -> T:
+        headers = {"Accept": "application/json"}
+        data: bytes | None = None
+        if body is not None:
+            data = msgspec.json.encode(body)
+            headers["Content-Type"] = "application/json"
+        if auth:
+            if self.access_token is None:
+                raise Unauthorized("no access token: log in first")
+            headers["Authorization"] = f"Bearer {self.access_token}"
+        async with self._http.request(
+            method,
+            self.base_url + path,
+            data=data,
+            params=params,
+            headers=headers,
+            timeout=self._timeout,
+        ) as response:
+            payload = await response.read()
+            if response.status >= 400:
+                raise _error(response.status, payload)
+        return msgspec.json.decode(payload, type=result)
+
+
+def _error(status: int, payload: bytes) -> ApiError | Unauthorized:
+    try:
+        detail = _error_decoder.decode(payload).error
+        code, message = detail.code, detail.message
+    except msgspec.DecodeError:  # ValidationError is a DecodeError
+        code, message = f"http_{status}", payload[:200].decode(errors="replace")
+    if status == 401:
+        return Unauthorized(message, status=status, code=code)
+    return ApiError(status, code, message)

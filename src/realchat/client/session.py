@@ -1,0 +1,408 @@
+"""The client's side of the at-least-once contract, driven by `Connection` (one instance lives
+as long as the client, across every WebSocket it opens).
+
+Per connection, after `hello`, the handshake:
+
+1. the first connection of a client given no positions sends a plain `sync` (everything after
+   the server's acknowledged cursors) and takes each conversation's start from it (a
+   *baseline*, see `ordering`). Every later connection (or the first, when the application
+   passed `positions`) first lists the user's conversations over REST, adds the ones it does
+   not know at position 0 (a conversation that appeared while the client was away is delivered
+   from its first message), then sends `sync` with its highest contiguous seq in each;
+2. it waits for the `sync_done`(s) (the handshake fails, and the client reconnects, if the
+   server sends nothing at all for `handshake_timeout_s`);
+3. then it is live: sends that have no reply yet are written again with the same frame (same
+   `client_msg_id`, so the server stores each once), pending acks go out.
+
+Frames: `message` and the message of every `send_ok` go through `Ordering` (dedup, hold-back)
+into the buffer that `messages()` reads; a `send_ok` or `error` with a pending `client_msg_id`
+completes that send (once: later replies for it only feed the ordering); `receipt`, `presence`,
+unmatched `error`s and connection changes go to `events()`. A gap that outlives
+`gap_timeout_s` makes the gap timer send a `sync` for that conversation from its position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from realchat.client.connection import Link, LinkClosed
+from realchat.client.errors import ClientClosed, SendTimeout, send_error
+from realchat.client.events import Connected, Disconnected, Event, ServerNotice
+from realchat.client.options import ClientOptions
+from realchat.client.ordering import Ordering
+from realchat.client.rest import RestApi
+from realchat.contract.frames import (
+    AckFrame,
+    ErrorFrame,
+    HelloFrame,
+    Message,
+    MessageFrame,
+    PresenceFrame,
+    ReceiptFrame,
+    SendFrame,
+    SendOkFrame,
+    ServerFrame,
+    SyncDoneFrame,
+    SyncFrame,
+)
+
+log = structlog.get_logger(__name__)
+
+#: Conversations per `sync` frame (the server refuses frames above 64 KiB).
+SYNC_CHUNK = 500
+MAX_CONTENT_CHARS = 4000
+MAX_CLIENT_MSG_ID_CHARS = 64
+
+
+@dataclass
+class _PendingSend:
+    frame: SendFrame
+    reply: asyncio.Future[Message]
+    #: The WebSocket it was last written to (None: not written yet).
+    link: Link | None = None
+    #: `send()` calls waiting for it (the same send may be awaited twice).
+    waiters: int = 0
+
+
+class Session:
+    def __init__(self, ordering: Ordering, rest: RestApi, options: ClientOptions) -> None:
+        self._ordering = ordering
+        self._rest = rest
+        self._options = options
+        self.user_id: str | None = None
+        self.session_id: str | None = None
+        self._link: Link | None = None
+        self._ready = False
+        self._state_changed = asyncio.Event()
+        self._finished = False
+        self._failure: BaseException | None = None
+        # handshake
+        self._handshake_syncs_left = 0
+        self._handshake_baseline = False
+        self._handshake_link: Link | None = None
+        self._progress = asyncio.Event()
+        # sends and acks
+        self._pending: dict[str, _PendingSend] = {}
+        self._ack_wanted: dict[str, int] = {}
+        self._ack_sent: dict[str, int] = {}
+        self._ack_wake = asyncio.Event()
+        self._gap_wake = asyncio.Event()
+        # what the application reads
+        self._inbox: deque[Message] = deque()
+        self._inbox_changed = asyncio.Event()
+        #: Conversations whose messages were not taken in because the inbox was full.
+        self._overflowed: set[str] = set()
+        self._events: deque[Event] = deque(maxlen=options.max_buffered_events)
+        self._events_changed = asyncio.Event()
+        #: Events dropped because nobody read `events()` fast enough.
+        self.events_dropped = 0
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Connected and synced: sends go out at once."""
+        return self._ready
+
+    async def wait_ready(self) -> None:
+        while not self._ready:
+            self._raise_if_finished()
+            self._state_changed.clear()
+            await self._state_changed.wait()
+
+    def finish(self, failure: BaseException | None) -> None:
+        """The client stopped (closed by the application, or `failure`): fail what waits."""
+        if self._finished:
+            return
+        self._finished = True
+        self._failure = failure
+        self._ready = False
+        for pending in self._pending.values():
+            if not pending.reply.done():
+                pending.reply.set_exception(failure or ClientClosed("the client was closed"))
+                pending.reply.exception()  # retrieved here: the sender may be gone already
+        self._pending.clear()
+        for event in (self._state_changed, self._inbox_changed, self._events_changed):
+            event.set()
+
+    def _raise_if_finished(self) -> None:
+        if self._finished:
+            raise self._failure or ClientClosed("the client was closed")
+
+    def positions(self) -> dict[str, int]:
+        """Per conversation, the highest seq such that it and everything below it were handed
+        to the application by `messages()` (what to persist and pass back as `positions`)."""
+        positions = self._ordering.positions()
+        for message in self._inbox:  # released, not yet taken: the first one bounds
+            cid = message.conversation_id
+            positions[cid] = min(positions.get(cid, message.seq), message.seq - 1)
+        return positions
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    # -- Handler: driven by the Connection ------------------------------------------------------
+
+    async def opened(self, link: Link, hello: HelloFrame) -> None:
+        self.user_id, self.session_id = hello.user_id, hello.session_id
+        self._link = link
+        frames: list[SyncFrame]
+        self._overflowed.clear()  # the handshake's sync asks for them again
+        if self._ordering.needs_baseline:
+            self._ordering.begin_baseline()
+            self._handshake_baseline = True
+            frames = [SyncFrame()]
+        else:
+            self._handshake_baseline = False
+            for conversation in await self._rest.conversations():
+                self._deliver(self._ordering.start_at(conversation.conversation_id, 0, self._now()))
+            frames = [SyncFrame(chunk) for chunk in _chunks(self._ordering.positions())]
+        self._handshake_syncs_left = len(frames)
+        self._handshake_link = link
+        for frame in frames:
+            await link.send(frame)
+        if not frames:
+            self._go_live()
+        await self._await_handshake()
+        self._ack_wake.set()
+        with contextlib.suppress(LinkClosed):  # then the next connection does it
+            for pending in list(self._pending.values()):  # oldest first
+                if pending.link is link or pending.reply.done():
+                    continue
+                pending.link = link
+                await link.send(pending.frame)
+        self._gap_wake.set()
+
+    def _go_live(self) -> None:
+        """The handshake's last `sync_done` (called by the reader, so that no later frame's
+        event comes before `Connected`)."""
+        link = self._handshake_link
+        if link is None or self.user_id is None or self.session_id is None:
+            return
+        self._ready = True
+        self._state_changed.set()
+        self._emit(Connected(self.user_id, self.session_id, link.number))
+
+    async def _await_handshake(self) -> None:
+        while not self._ready:
+            self._progress.clear()
+            try:
+                async with asyncio.timeout(self._options.handshake_timeout_s):
+                    await self._progress.wait()
+            except TimeoutError:
+                raise TimeoutError("no sync_done: the server went silent") from None
+
+    async def received(self, frame: ServerFrame) -> None:
+        self._progress.set()
+        now = self._now()
+        gap_timer = self._ordering.next_due()
+        match frame:
+            case MessageFrame(message=message):
+                self._take_in(message, now)
+            case SendOkFrame(client_msg_id=client_msg_id, message=message):
+                pending = self._pending.pop(client_msg_id, None)
+                if pending is not None and not pending.reply.done():
+                    pending.reply.set_result(message)
+                self._take_in(message, now)
+            case SyncDoneFrame(positions=positions):
+                if self._handshake_syncs_left > 0:
+                    self._handshake_syncs_left -= 1
+                    if self._handshake_baseline:
+                        self._deliver(self._ordering.end_baseline(positions, now))
+                        self._handshake_baseline = False
+                    else:
+                        self._ordering.sync_done(positions, now)
+                    if self._handshake_syncs_left == 0:
+                        self._go_live()
+                else:
+                    self._ordering.sync_done(positions, now)
+            case ErrorFrame(code=code, message=text, client_msg_id=client_msg_id):
+                pending = self._pending.pop(client_msg_id, None) if client_msg_id else None
+                if pending is not None and client_msg_id and not pending.reply.done():
+                    pending.reply.set_exception(send_error(code, text, client_msg_id))
+                else:
+                    self._emit(ServerNotice(code, text, client_msg_id))
+            case ReceiptFrame() | PresenceFrame():
+                self._emit(frame)
+            case _:  # hello (only once), pong (never asked for)
+                pass
+        if self._ordering.next_due() != gap_timer:
+            self._gap_wake.set()
+
+    def _take_in(self, message: Message, now: float) -> None:
+        """Into the ordering, unless the inbox is full: then the message is left out (not
+        counted as had) and its conversation is synced again once the application has read
+        half of the inbox. Conversations still waiting for their baseline always take it in
+        (it is held, not delivered, so it costs no inbox room)."""
+        cid = message.conversation_id
+        position = self._ordering.position(cid)
+        full = cid in self._overflowed or len(self._inbox) >= self._options.max_buffered_messages
+        if full and position is not None and message.seq > position:
+            self._overflowed.add(cid)
+            return
+        self._deliver(self._ordering.accept(message, now))
+
+    def disconnected(self, event: Disconnected) -> None:
+        self._link = None
+        self._handshake_link = None
+        self._ready = False
+        self._handshake_syncs_left = 0
+        self._state_changed.set()
+        self._emit(event)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def send(
+        self, conversation_id: str, content: str, client_msg_id: str, timeout_s: float | None
+    ) -> Message:
+        self._raise_if_finished()
+        if not 1 <= len(content) <= MAX_CONTENT_CHARS:
+            raise ValueError(f"content must be 1-{MAX_CONTENT_CHARS} characters")
+        if not 1 <= len(client_msg_id) <= MAX_CLIENT_MSG_ID_CHARS:
+            raise ValueError(f"client_msg_id must be 1-{MAX_CLIENT_MSG_ID_CHARS} characters")
+        frame = SendFrame(conversation_id, client_msg_id, content)
+        pending = self._pending.get(client_msg_id)
+        if pending is not None and pending.frame != frame:
+            raise ValueError(f"a different send with client_msg_id {client_msg_id} is pending")
+        if pending is None:
+            pending = _PendingSend(frame, asyncio.get_running_loop().create_future())
+            self._pending[client_msg_id] = pending
+        pending.waiters += 1
+        try:
+            async with asyncio.timeout(timeout_s):
+                link = self._link
+                if self._ready and link is not None and pending.link is None:
+                    pending.link = link
+                    with contextlib.suppress(LinkClosed):  # written again after the reconnect
+                        await link.send(frame)
+                return await asyncio.shield(pending.reply)
+        except TimeoutError:
+            if pending.reply.done():  # the reply won the race against the timeout
+                return pending.reply.result()
+            raise SendTimeout(client_msg_id, timeout_s or 0.0) from None
+        finally:
+            pending.waiters -= 1
+            if pending.waiters == 0 and self._pending.get(client_msg_id) is pending:
+                del self._pending[client_msg_id]  # given up (timeout, cancelled): not re-sent
+
+    async def ack(self, conversation_id: str, seq: int) -> None:
+        self._raise_if_finished()
+        self._want_ack(conversation_id, seq)
+        await self._flush_acks()
+
+    def _want_ack(self, conversation_id: str, seq: int) -> None:
+        if seq > self._ack_wanted.get(conversation_id, 0):
+            self._ack_wanted[conversation_id] = seq
+
+    async def _flush_acks(self) -> None:
+        link = self._link
+        if not self._ready or link is None:
+            return  # sent once the next connection is live
+        for cid, seq in list(self._ack_wanted.items()):
+            before = self._ack_sent.get(cid, 0)
+            if before >= seq:
+                continue
+            self._ack_sent[cid] = seq
+            try:
+                await link.send(AckFrame(cid, seq))
+            except LinkClosed:
+                self._ack_sent[cid] = before
+                return
+
+    # -- background tasks (run by the client) ------------------------------------------------------
+
+    async def run_acks(self) -> None:
+        """Send the wanted acks: batched (one per conversation per interval) for auto-acks."""
+        while True:
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
+            if self._ready:
+                await asyncio.sleep(self._options.auto_ack_interval_s)  # the batching window
+                await self._flush_acks()
+
+    async def run_gap_timer(self) -> None:
+        """Ask for the gaps that outlived `gap_timeout_s` (a `sync` from the position)."""
+        while True:
+            self._gap_wake.clear()
+            timeout: float | None = None
+            link = self._link
+            if self._ready and link is not None:
+                due = {
+                    cid: seq
+                    for cid, seq in self._ordering.due_syncs(self._now()).items()
+                    if cid not in self._overflowed  # synced once the inbox has room
+                }
+                if (
+                    self._overflowed
+                    and len(self._inbox) <= self._options.max_buffered_messages // 2
+                ):
+                    for cid in self._overflowed:
+                        position = self._ordering.position(cid)
+                        if position is not None:
+                            due[cid] = position
+                    self._overflowed.clear()
+                try:
+                    for chunk in _chunks(due):
+                        log.info("realchat gap sync", positions=chunk)
+                        await link.send(SyncFrame(chunk))
+                except LinkClosed:
+                    pass  # the next connection's handshake syncs everything
+                next_due = self._ordering.next_due()
+                if next_due is not None:
+                    timeout = max(0.0, next_due - self._now())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):  # (3.11's wait_for can lose a cancel)
+                    await self._gap_wake.wait()
+
+    # -- what the application reads --------------------------------------------------------------
+
+    def _deliver(self, messages: list[Message]) -> None:
+        if messages:
+            self._inbox.extend(messages)
+            self._inbox_changed.set()
+
+    async def messages(self) -> AsyncIterator[Message]:
+        while True:
+            while not self._inbox:
+                if self._finished:
+                    if self._failure is not None:
+                        raise self._failure
+                    return
+                self._inbox_changed.clear()
+                await self._inbox_changed.wait()
+            message = self._inbox.popleft()
+            if self._overflowed and len(self._inbox) <= self._options.max_buffered_messages // 2:
+                self._gap_wake.set()  # room again: the gap timer task asks for the rest
+            if self._options.auto_ack:
+                self._want_ack(message.conversation_id, message.seq)
+                self._ack_wake.set()
+            yield message
+
+    async def events(self) -> AsyncIterator[Event]:
+        while True:
+            while not self._events:
+                if self._finished:
+                    if self._failure is not None:
+                        raise self._failure
+                    return
+                self._events_changed.clear()
+                await self._events_changed.wait()
+            yield self._events.popleft()
+
+    def _emit(self, event: Event) -> None:
+        if len(self._events) == self._events.maxlen:
+            self.events_dropped += 1
+        self._events.append(event)
+        self._events_changed.set()
+
+
+def _chunks(positions: Mapping[str, int]) -> Iterator[dict[str, int]]:
+    items = list(positions.items())
+    for start in range(0, len(items), SYNC_CHUNK):
+        yield dict(items[start : start + SYNC_CHUNK])
