@@ -211,6 +211,11 @@ class RealChatClient:
         """The per-conversation ordering state (positions, held messages, counters)."""
         return self._ordering
 
+    @property
+    def events_dropped(self) -> int:
+        """Events dropped because `events()` was not read fast enough (oldest first)."""
+        return 0 if self._session is None else self._session.events_dropped
+
     def positions(self) -> dict[str, int]:
         """Per conversation, the highest seq up to which `messages()` handed everything over:
         persist it and pass it as `positions` to the next client to resume from there."""
