@@ -87,6 +87,7 @@ class Connection:
         self._on_gap = on_gap
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writer: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def is_open(self) -> bool:
@@ -194,7 +195,7 @@ class Connection:
         # shares that wait between writers, so cancelling it made the close frame's own wait fail
         # at once: no close frame, no abort, a stalled client never dropped. With the queue empty
         # it sends at most the frame it holds, before the close frame.
-        self.spawn(self._close_with_grace(code, reason))
+        self._closing = self.spawn(self._close_with_grace(code, reason))
 
     async def _close_with_grace(self, code: int, reason: str) -> None:
         try:
@@ -203,9 +204,15 @@ class Connection:
             self._sink.abort()
 
     async def finish(self) -> None:
-        """The transport is gone: cancel everything this connection still runs."""
+        """The session is over: let a close handshake end (within its grace), then cancel
+        everything this connection still runs."""
         self.state = State.CLOSED
         self._room.set()
+        if self._closing is not None:
+            # Cancelled early, the close would drop the TCP connection with the client's frames
+            # still unread: that is a reset, which can lose the close frame (a flooding client
+            # saw 1006 instead of 1008).
+            await asyncio.wait([self._closing])
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
