@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from typing import Any
@@ -153,10 +154,11 @@ async def test_a_frame_flood_gets_rate_limited_errors_then_close_1008_and_the_ga
     assert kinds.count(("pong", None)) >= per_second
     await pong_after_a_pause(device, per_second)
 
-    # Hundreds at once: cut off for the flood.
-    for _ in range(10 * per_second):
-        await device.send({"type": "ping"})
-    assert await wait_closed(device) == 1008
+    # Hundreds at once: cut off for the flood (possibly before the client is done sending).
+    with contextlib.suppress(ConnectionResetError):
+        for _ in range(10 * per_second):
+            await device.send({"type": "ping"})
+    assert await wait_closed(device) == 1008, (device.ws.exception(), device.frames[-3:])
     await device.close()
 
     pid = realchat.services.running_pid("gateway")
