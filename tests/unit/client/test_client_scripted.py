@@ -348,3 +348,26 @@ async def test_a_full_inbox_leaves_messages_out_and_syncs_them_once_read() -> No
         await server.script_done(0)
         assert syncs[0] == 4
         assert syncs == sorted(set(syncs))
+
+
+async def test_a_send_ok_overtaking_lower_seqs_is_shown_after_them() -> None:
+    async def script(conn: FakeConnection) -> None:
+        await plain_sync(conn, {C: 1})
+        send = await conn.expect("send")
+        await conn.send(
+            {"type": "send_ok", "client_msg_id": send["client_msg_id"],
+             "message": message(C, 4, send["content"])}
+        )  # fmt: skip
+        await conn.messages(C, 2, 3)  # still on their way when the send_ok came
+        await conn.messages(C, 5)
+
+    async with FakeServer([script]) as server, client_of(server) as client:
+        mine = await client.send(C, "mine")
+        assert mine.seq == 4
+        received = await take(client.messages(), 4)
+        assert [(m.seq, m.content) for m in received] == [
+            (2, "m2"),
+            (3, "m3"),
+            (4, "mine"),
+            (5, "m5"),
+        ]
