@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from realchat.config import (
@@ -18,13 +19,16 @@ from tests.support.ports import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: Moves the shared test stack's ports (e.g. to run two checkouts' suites at once).
+PORT_OFFSET = int(os.environ.get("REALCHAT_TEST_PORT_OFFSET", "0"))
+
 #: The suite's shared stack: its own ports and dir, so it runs beside `make run`'s dev stack.
 TEST_STACK = StackSettings(
     state_dir=ROOT / "var" / "test",
     kafka_libs_dir=ROOT / ".cache" / "kafka" / "libs",
-    postgres_port=25432,
-    redis_port=26379,
-    kafka_port=29092,
+    postgres_port=25432 + PORT_OFFSET,
+    redis_port=26379 + PORT_OFFSET,
+    kafka_port=29092 + PORT_OFFSET,
     kafka_heap_mb=384,
     gateways=1,
 )
