@@ -118,16 +118,16 @@ class Session:
         strikes = 0
         async for msg in ws:
             if not connection.is_open:
-                # Closing: keep reading (and ignoring) until the close handshake ends or the grace
-                # runs out; leaving now would cancel the close before its frame went out.
-                continue
+                break
             if msg.type is WSMsgType.ERROR:
                 break
             if not flood.take():
                 strikes += 1
                 if strikes > self.settings.max_frames_per_s:
+                    # Leave the reading to the close: aiohttp's close reads (and drops) the rest
+                    # of the flood until the client's close frame only when nobody else reads.
                     connection.close(CloseCode.POLICY, "too many frames")
-                    continue
+                    break
                 self._refuse(connection, BadFrame("rate_limited", "too many frames; slow down"))
                 continue
             strikes = 0
