@@ -9,7 +9,6 @@ import pytest
 import pytest_asyncio
 from confluent_kafka.admin import AdminClient
 
-from realchat.config import Settings
 from realchat.events.topics import MESSAGE_CREATED
 from realchat.stack.supervisor import Stack
 from tests.support.kafka import (
@@ -20,7 +19,7 @@ from tests.support.kafka import (
     poll_n,
     produce_all,
 )
-from tests.support.stacks import throwaway_stack
+from tests.support.stacks import own_kafka
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
@@ -28,14 +27,8 @@ pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def cluster(tmp_path: Path) -> AsyncIterator[Stack]:
-    three = Stack(
-        Settings(stack=throwaway_stack(tmp_path / "stack", kafka_nodes=3)), include={"kafka"}
-    )
-    try:
-        await three.up()
-        yield three
-    finally:
-        await three.down()
+    async with own_kafka(tmp_path / "stack", nodes=3) as broker:
+        yield broker
 
 
 def isr_sizes(bootstrap: str, topic: str) -> list[int]:

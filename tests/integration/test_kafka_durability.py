@@ -12,7 +12,6 @@ import pytest
 import pytest_asyncio
 from confluent_kafka import TopicPartition
 
-from realchat.config import Settings
 from realchat.stack.supervisor import Stack
 from tests.support.kafka import (
     create_topic,
@@ -21,21 +20,15 @@ from tests.support.kafka import (
     poll_n,
     produce_all,
 )
-from tests.support.stacks import throwaway_stack
+from tests.support.stacks import own_kafka
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def lone_broker(tmp_path: Path) -> AsyncIterator[Stack]:
-    broker = Stack(
-        Settings(stack=throwaway_stack(tmp_path / "stack")), include={"kafka"}, report=print
-    )
-    try:
-        await broker.up()
+    async with own_kafka(tmp_path / "stack") as broker:
         yield broker
-    finally:
-        await broker.down()
 
 
 async def test_data_and_committed_offsets_survive_broker_kill_and_restart(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from realchat.config import (
@@ -15,6 +17,7 @@ from realchat.config import (
     Settings,
     StackSettings,
 )
+from realchat.stack.supervisor import Stack
 from tests.support.ports import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,3 +101,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "REALCHAT_AUTH__URL": settings.auth.url,
         "REALCHAT_GATEWAY__OPS_PORT": str(settings.gateway.ops_port),
     }
+
+
+@asynccontextmanager
+async def own_kafka(state_dir: Path, nodes: int = 1) -> AsyncIterator[Stack]:
+    """A Kafka of a test's own (topics created), for tests that kill or restart brokers."""
+    broker = Stack(
+        Settings(stack=throwaway_stack(state_dir, kafka_nodes=nodes)),
+        include={"kafka"},
+        report=print,
+    )
+    try:
+        await broker.up()
+        yield broker
+    finally:
+        await broker.down()

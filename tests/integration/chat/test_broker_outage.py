@@ -22,7 +22,7 @@ import pytest_asyncio
 from realchat.chat.outbox import OutboxPublisher, producer_factory
 from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
-from realchat.config import FaultSettings, OutboxSettings, Settings
+from realchat.config import FaultSettings, OutboxSettings
 from realchat.events.topics import MESSAGE_CREATED
 from realchat.stack.supervisor import Stack
 from tests.support.databases import fresh_database, utc_pool
@@ -37,7 +37,7 @@ from tests.support.outbox import (
     unpublished,
 )
 from tests.support.processes import read_until
-from tests.support.stacks import throwaway_stack
+from tests.support.stacks import own_kafka
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -51,14 +51,8 @@ PUBLISHER = OutboxSettings(delivery_timeout_s=5, backoff_initial_s=0.1, backoff_
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def lone_broker(tmp_path: Path) -> AsyncIterator[Stack]:
-    broker = Stack(
-        Settings(stack=throwaway_stack(tmp_path / "stack")), include={"kafka"}, report=print
-    )
-    try:
-        await broker.up()
+    async with own_kafka(tmp_path / "stack") as broker:
         yield broker
-    finally:
-        await broker.down()
 
 
 @dataclass
