@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("outbox-publisher", help="run an outbox publisher replica")
     commands.add_parser("auth-service", help="run the auth service (accounts, tokens)")
     commands.add_parser("gateway", help="run a gateway instance (REST + WebSocket)")
+    chat = commands.add_parser("chat", help="chat in a terminal (prompts for what is not given)")
+    chat.add_argument("--url", help="the API's base URL (default: this stack's)")
+    chat.add_argument("--username")
+    chat.add_argument("--password")
+    chat.add_argument("--conversation", help="a conversation id (default: pick from a list)")
 
     dead = commands.add_parser("dead-letters", help="list, inspect and replay dead letters")
     dead_actions = dead.add_subparsers(dest="action", required=True)
@@ -209,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     if args.command in SERVICE_COMMANDS:
         return _run_service(settings, args.command)
+    if args.command == "chat":
+        from realchat.client.terminal import chat
+
+        url = args.url or f"http://127.0.0.1:{settings.http.port}"
+        return asyncio.run(chat(url, args.username, args.password, args.conversation))
     if args.command == "dead-letters":
         from realchat.chat.dead_letters import dead_letters_command
 
