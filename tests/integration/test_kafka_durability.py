@@ -14,6 +14,7 @@ from confluent_kafka import TopicPartition
 
 from realchat.stack.supervisor import Stack
 from tests.support.kafka import (
+    committed_offsets,
     create_topic,
     durable_producer,
     group_consumer,
@@ -43,10 +44,8 @@ async def test_data_and_committed_offsets_survive_broker_kill_and_restart(
     first = poll_n(consumer, 40)
     assert len(first) == 40
     consumer.commit(asynchronous=False)
-    committed = {
-        (tp.partition, tp.offset)
-        for tp in consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
-    }
+    partitions = [TopicPartition(topic, p) for p in range(3)]
+    committed = committed_offsets(consumer, partitions)
     consumer.close()
 
     await lone_broker.kill_component("kafka")
@@ -54,10 +53,7 @@ async def test_data_and_committed_offsets_survive_broker_kill_and_restart(
 
     # Committed offsets are still there, exactly as committed.
     again = group_consumer(bootstrap, "durability", topic)
-    after = {
-        (tp.partition, tp.offset)
-        for tp in again.committed([TopicPartition(topic, p) for p in range(3)], timeout=30)
-    }
+    after = committed_offsets(again, partitions)
     assert after == committed
     # The group resumes after its commit: it gets the other 60, no repeats.
     rest = poll_n(again, 60)

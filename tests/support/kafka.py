@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 QUIET = {"log_level": 2}
@@ -85,3 +85,23 @@ def create_topic(bootstrap: str, partitions: int, replication: int, **config: st
     )
     futures[name].result(timeout=30)
     return name
+
+
+def committed_offsets(
+    consumer: Consumer, partitions: list[TopicPartition], timeout_s: float = 60
+) -> set[tuple[int, int]]:
+    """The group's committed (partition, offset)s, waiting out a coordinator that is still
+    loading after a broker restart (the broker answers NOT_COORDINATOR until it is)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return {(tp.partition, tp.offset) for tp in consumer.committed(partitions, timeout=10)}
+        except KafkaException as exc:
+            retriable = exc.args[0].code() in (
+                KafkaError.NOT_COORDINATOR,
+                KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                KafkaError.COORDINATOR_NOT_AVAILABLE,
+            )
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
