@@ -26,6 +26,7 @@ from tests.support.waiting import eventually_async
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 QUEUE = 16
+CLOSE_GRACE_S = 5.0
 SLOW_CUTS = "realchat_gateway_slow_consumer_disconnects_total"
 ACTIVE = "realchat_gateway_active_connections"
 MiB = 1024 * 1024
@@ -40,9 +41,19 @@ def big(n: int) -> str:
 async def narrow(
     realchat: RealChat, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ExtraGateway]:
-    """A gateway whose connections queue at most 16 frames."""
+    """A gateway whose connections queue at most 16 frames. Its close grace is 5 s, not 2: a
+    slow reader must read what is ahead of its close frame within the grace, and on a loaded
+    test machine the reader itself gets little CPU. Its heartbeat is slower than the tests, so
+    only full queues cut stalled clients off here (not unanswered pings)."""
     log_dir = tmp_path_factory.mktemp("narrow-gateway")
-    async with extra_gateway(realchat.services, log_dir, send_queue_size=QUEUE) as gateway:
+    async with extra_gateway(
+        realchat.services,
+        log_dir,
+        send_queue_size=QUEUE,
+        close_grace_s=CLOSE_GRACE_S,
+        heartbeat_s=300,
+        idle_timeout_s=300,
+    ) as gateway:
         yield gateway
 
 
@@ -132,8 +143,10 @@ async def test_a_slow_reader_gets_4008_and_catches_up_with_sync(
     assert warm.json()["message"]["seq"] == 1
 
     count = 400
-    sending = asyncio.create_task(flood(http, base, alice, conversation, count, big))
-    # (b) Read one frame every 50 ms (20 frames/s): slower than the sender, but reading.
+    sending = asyncio.create_task(
+        flood(http, base, alice, conversation, count, big, concurrency=32)
+    )
+    # (b) Read a frame, pause 20 ms (at most 50 frames/s): slower than the sender, but reading.
     seqs = [1]
     while True:
         frame = await asyncio.wait_for(slow.recv(), timeout=60)
@@ -141,7 +154,7 @@ async def test_a_slow_reader_gets_4008_and_catches_up_with_sync(
         if frame.opcode == OP_CLOSE:
             break
         seqs.append(frame.json()["message"]["seq"])
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
     slow.close()
     assert frame.close_code == 4008
     assert seqs == list(range(1, len(seqs) + 1)), "until the cut, in order and complete"

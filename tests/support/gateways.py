@@ -10,6 +10,7 @@ public key; only its public and ops ports, its instance id and the given options
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,12 +82,14 @@ async def extra_gateway(
     services: Stack, log_dir: Path, **options: Any
 ) -> AsyncIterator[ExtraGateway]:
     """A ready gateway for the block, with `options` (GatewaySettings fields) over the services'
-    gateway settings, on free ports and with a distinct instance id (its own consumer group)."""
+    gateway settings, on free ports and with a fresh instance id (its own consumer group)."""
     base = free_port_block(offsets=(0, 1))
     gateway = GatewaySettings.model_validate(
         {
             **services.app_settings.gateway.model_dump(),
-            "instance_id": f"extra-{base}",
+            # Unique, so its consumer group is new and starts at the end of the topics (a
+            # reused one would first replay everything since its last run's commits).
+            "instance_id": f"extra-{base}-{uuid.uuid4().hex[:8]}",
             "ops_port": base + 1,
             **options,
         }
