@@ -9,11 +9,8 @@ Runs a throw-away stack of its own (`realchat stack up --gateways 2`) on free po
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -30,10 +27,9 @@ from realchat.client import (
     RateLimited,
     RealChatClient,
 )
-from realchat.config import Settings
 from realchat.stack.process import is_alive
 from tests.support.client import PASSWORD
-from tests.support.stacks import settings_env, throwaway_settings
+from tests.support.scale_out import TwoGateways, two_gateways_stack
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
@@ -45,45 +41,10 @@ RATE_PER_S = 20
 OPTIONS = ClientOptions(reconnect_initial_s=0.2, reconnect_max_s=2.0)
 
 
-def realchat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "realchat", *args],
-        env=env, capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
-
-
-class TwoGateways:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.env = {**os.environ, **settings_env(settings)}
-        self.base_url = f"http://127.0.0.1:{settings.http.port}"
-
-    def status(self) -> dict[str, dict[str, object]]:
-        result = realchat(self.env, "stack", "status", "--json")
-        return {c["name"]: c for c in json.loads(result.stdout)}
-
-    async def run(self, *args: str) -> None:
-        """A `realchat` command in a thread, so the clients keep running meanwhile."""
-        result = await asyncio.to_thread(realchat, self.env, *args)
-        assert result.returncode == 0, result.stdout + result.stderr
-
-    async def healthy(self, name: str) -> bool:
-        return bool((await asyncio.to_thread(self.status))[name]["healthy"])
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def two_gateways(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TwoGateways]:
-    state = tmp_path_factory.mktemp("gateway-failover") / "stack"
-    stack = TwoGateways(throwaway_settings(state, gateways=2))
-    up = realchat(stack.env, "stack", "up", "--detach")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with two_gateways_stack(tmp_path_factory.mktemp("gateway-failover") / "stack") as stack:
         yield stack
-    finally:
-        pids = [int(str(c["pid"])) for c in stack.status().values() if c["pid"]]
-        down = realchat(stack.env, "stack", "down")
-        assert down.returncode == 0, down.stderr
-        assert [p for p in pids if is_alive(p)] == []
 
 
 @dataclass

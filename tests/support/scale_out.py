@@ -1,0 +1,60 @@
+"""A throw-away stack with two gateways behind HAProxy, driven through the `realchat` CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from realchat.config import Settings
+from realchat.stack.process import is_alive
+from tests.support.stacks import settings_env, throwaway_settings
+
+
+def realchat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "realchat", *args],
+        env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+
+
+class TwoGateways:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env = {**os.environ, **settings_env(settings)}
+        self.base_url = f"http://127.0.0.1:{settings.http.port}"
+
+    def status(self) -> dict[str, dict[str, object]]:
+        result = realchat(self.env, "stack", "status", "--json")
+        return {c["name"]: c for c in json.loads(result.stdout)}
+
+    def ops_port(self, instance: int) -> int:
+        return self.settings.gateway.ops_port + instance - 1
+
+    async def run(self, *args: str) -> None:
+        """A `realchat` command in a thread, so the clients keep running meanwhile."""
+        result = await asyncio.to_thread(realchat, self.env, *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    async def healthy(self, name: str) -> bool:
+        return bool((await asyncio.to_thread(self.status))[name]["healthy"])
+
+
+@contextmanager
+def two_gateways_stack(state_dir: Path) -> Iterator[TwoGateways]:
+    """`realchat stack up --detach` with two gateways; down at the end, nothing left running."""
+    stack = TwoGateways(throwaway_settings(state_dir, gateways=2))
+    up = realchat(stack.env, "stack", "up", "--detach")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield stack
+    finally:
+        pids = [int(str(c["pid"])) for c in stack.status().values() if c["pid"]]
+        down = realchat(stack.env, "stack", "down")
+        assert down.returncode == 0, down.stderr
+        assert [p for p in pids if is_alive(p)] == []
