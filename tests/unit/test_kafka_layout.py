@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from realchat.events.topics import MESSAGE_CREATED, realchat_topics
-from realchat.stack.kafka import KafkaCluster
+from realchat.stack.kafka import KafkaCluster, new_cluster_id
 
 
 def cluster(nodes: int) -> KafkaCluster:
@@ -46,3 +46,9 @@ def test_topics_carry_explicit_partitions_and_durability_settings() -> None:
     assert created.replication_factor == 3
     assert created.config["min.insync.replicas"] == "2"
     assert all(name.endswith(".v1") for name in specs)
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    ids = {new_cluster_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)

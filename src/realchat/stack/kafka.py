@@ -44,6 +44,18 @@ def _java() -> str:
     return java
 
 
+def new_cluster_id() -> str:
+    """A random cluster id that the storage tool's argument parser cannot mistake for an option.
+
+    Base64 of 16 random bytes starts with "-" one time in 64; Kafka's own generator
+    skips those ids for the same reason.
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not candidate.startswith("-"):
+            return candidate
+
+
 @dataclass
 class KafkaCluster:
     """The shape shared by every node: ports, cluster id, quorum."""
@@ -88,8 +100,7 @@ class KafkaCluster:
         path = self.root / "cluster-id"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            path.write_text(raw + "\n")
+            path.write_text(new_cluster_id() + "\n")
         return path.read_text().strip()
 
     def classpath(self) -> str:
