@@ -20,6 +20,7 @@ from realchat.gateway.hub import Hub
 from realchat.gateway.ratelimit import SendLimiter
 from realchat.gateway.rest import RestApi, errors_as_json
 from realchat.gateway.sync import Backfiller
+from realchat.gateway.webapp import add_webapp_routes
 from realchat.gateway.websocket import Session
 from realchat.observability.ops import start_ops_server
 
@@ -63,6 +64,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     app = web.Application(middlewares=[errors_as_json], client_max_size=64 * 1024)
     app.router.add_routes(RestApi(chat, verifier, limiter, settings.auth.url, http).routes())
     app.router.add_get("/v1/ws", session.handle)
+    add_webapp_routes(app)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=DRAIN_GRACE_S)
     await runner.setup()
 
