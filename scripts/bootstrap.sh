@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what RealChat needs on a Debian 12 machine, and only what is missing:
-#   - Debian packages: PostgreSQL server, Redis, kcat, HAProxy, Java 17, Maven
+#   - Debian packages: PostgreSQL server, Redis, kcat, HAProxy, Java 17, Maven, Chromium (for the
+#     web client's browser test)
 #   - the Apache Kafka broker jars from Maven Central (cached under .cache/kafka)
 #   - a virtualenv (.venv) with the pinned Python dependencies (constraints.txt)
 # Quick the second time: each step is skipped when its stamp says it is up to date.
@@ -22,6 +23,7 @@ command -v haproxy >/dev/null || missing+=(haproxy)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v pgbench >/dev/null || missing+=(postgresql-contrib)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -52,7 +54,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python dependencies into $venv"
   [ -x "$venv/bin/python" ] || python3.11 -m venv "$venv" 2>/dev/null || python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
+  # Playwright drives the system Chromium (/usr/bin/chromium): never let it download a browser.
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$venv/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
   echo "$want" > "$stamp"
 fi
 # -- generated gRPC code -----------------------------------------------------------------------
