@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--password")
     chat.add_argument("--conversation", help="a conversation id (default: pick from a list)")
 
+    commands.add_parser("migrate", help="apply pending database migrations (idempotent)")
+    topics = commands.add_parser("topics", help="RealChat's Kafka topics")
+    topics_actions = topics.add_subparsers(dest="action", required=True)
+    topics_actions.add_parser("create", help="create missing topics, check existing ones")
+
     dead = commands.add_parser("dead-letters", help="list, inspect and replay dead letters")
     dead_actions = dead.add_subparsers(dest="action", required=True)
     listing = dead_actions.add_parser("list", help="dead letters not yet replayed")
@@ -219,6 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         url = args.url or f"http://127.0.0.1:{settings.http.port}"
         return asyncio.run(chat(url, args.username, args.password, args.conversation))
+    if args.command == "migrate":
+        from realchat.provisioning import migrate_command
+
+        return asyncio.run(migrate_command(settings, _say))
+    if args.command == "topics":
+        from realchat.provisioning import create_topics_command
+
+        return create_topics_command(settings, _say)
     if args.command == "dead-letters":
         from realchat.chat.dead_letters import dead_letters_command
 
