@@ -16,7 +16,7 @@ from realchat.config import Settings, load_settings
 from realchat.stack.supervisor import Stack, StackError
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
-SERVICE_COMMANDS = ("chat-service", "outbox-publisher", "auth-service", "gateway")
+SERVICE_COMMANDS = ("chat-service", "outbox-publisher", "auth-service", "gateway", "presence")
 
 
 def _say(line: str) -> None:
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("outbox-publisher", help="run an outbox publisher replica")
     commands.add_parser("auth-service", help="run the auth service (accounts, tokens)")
     commands.add_parser("gateway", help="run a gateway instance (REST + WebSocket)")
+    commands.add_parser("presence", help="run a presence service replica (online/offline events)")
     chat = commands.add_parser("chat", help="chat in a terminal (prompts for what is not given)")
     chat.add_argument("--url", help="the API's base URL (default: this stack's)")
     chat.add_argument("--username")
@@ -196,6 +197,10 @@ def _service_main(name: str) -> ServiceMain:
         from realchat.gateway.server import serve as gateway
 
         return gateway
+    if name == "presence":
+        from realchat.presence.server import serve as presence
+
+        return presence
     raise AssertionError(name)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -124,6 +124,29 @@ class GatewaySettings(BaseModel):
     sync_page_size: int = Field(default=500, ge=1, le=500)
 
 
+class PresenceSettings(BaseModel):
+    """Presence: device keys in Redis that gateways keep alive, and the presence service
+    (`realchat presence`) that turns them into online/offline events."""
+
+    ops_port: int = 17073
+    #: Lifetime of a device key `user:{id}:{device}`: how long a device whose gateway died
+    #: still counts as online.
+    key_ttl_s: int = Field(default=60, ge=1)
+    #: How often a gateway refreshes the keys of its connections (well inside the TTL).
+    heartbeat_s: float = Field(default=20.0, gt=0)
+    #: How often the presence service reconciles Redis with the recorded state: it finds the
+    #: transitions whose notifications were lost (the service was down, Redis restarted).
+    sweep_interval_s: float = Field(default=15.0, gt=0)
+    #: Users reconciled concurrently by one presence replica.
+    workers: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _heartbeat_inside_ttl(self) -> PresenceSettings:
+        if self.heartbeat_s >= self.key_ttl_s:
+            raise ValueError("presence.heartbeat_s must be shorter than presence.key_ttl_s")
+        return self
+
+
 class FaultSettings(BaseModel):
     """Failure injection for the crash tests; all off in normal operation."""
 
@@ -181,6 +204,7 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     auth: AuthSettings = AuthSettings()
     gateway: GatewaySettings = GatewaySettings()
+    presence: PresenceSettings = PresenceSettings()
     faults: FaultSettings = FaultSettings()
     stack: StackSettings = StackSettings()
     http: HttpSettings = HttpSettings()

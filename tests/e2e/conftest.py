@@ -1,5 +1,5 @@
-"""The whole RealChat on the test stack: auth service, chat service, outbox publisher and a
-gateway, started once per session as real processes on free ports."""
+"""The whole RealChat on the test stack: auth service, chat service, outbox publisher, presence
+service and a gateway, started once per session as real processes on free ports."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from realchat.config import (
 )
 from realchat.stack.supervisor import EVERYTHING, SERVICES, Stack
 from tests.support.ports import free_port_block
-from tests.support.stacks import TEST_STACK
+from tests.support.stacks import FAST_PRESENCE, TEST_STACK
 
 
 @dataclass
@@ -42,13 +42,14 @@ def services_settings(base: int) -> Settings:
         ),
         # The send rate limit has tests of its own; here it would only slow the senders down.
         gateway=GatewaySettings(ops_port=base + 6, instance_id=f"test-{base}", sends_per_s=100_000),
+        presence=FAST_PRESENCE.model_copy(update={"ops_port": base + 7}),
     )
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def realchat(stack: Stack) -> AsyncIterator[RealChat]:
     """Depends on `stack` for the infrastructure; starts and stops only the services."""
-    base = free_port_block(offsets=tuple(range(7)))
+    base = free_port_block(offsets=tuple(range(8)))
     settings = services_settings(base)
     services = Stack(settings, include=EVERYTHING, report=print)
     try:

@@ -111,8 +111,15 @@ class Device:
             await self.reader
 
 
-async def connect(http: aiohttp.ClientSession, base: str, user: User, hello: bool = True) -> Device:
-    ws = await http.ws_connect(f"{base}/v1/ws?token={user.token}", heartbeat=None)
+async def connect(
+    http: aiohttp.ClientSession,
+    base: str,
+    user: User,
+    hello: bool = True,
+    device: str | None = None,
+) -> Device:
+    query = f"token={user.token}" + (f"&device={device}" if device is not None else "")
+    ws = await http.ws_connect(f"{base}/v1/ws?{query}", heartbeat=None)
     device = Device(ws)
     device.reader = asyncio.create_task(device._read())
     if hello:

@@ -14,6 +14,7 @@ from realchat.config import (
     HttpSettings,
     KafkaSettings,
     OutboxSettings,
+    PresenceSettings,
     Settings,
     StackSettings,
 )
@@ -35,6 +36,11 @@ TEST_STACK = StackSettings(
     kafka_heap_mb=384,
     gateways=1,
 )
+
+
+#: Presence timings of the test stacks: seconds instead of a minute, so expiry and sweep
+#: behaviour is observable within a test (the ratios are the production ones: TTL = 3 beats).
+FAST_PRESENCE = PresenceSettings(heartbeat_s=1.0, key_ttl_s=3, sweep_interval_s=2.0)
 
 
 def throwaway_stack(
@@ -75,6 +81,7 @@ def throwaway_settings(state_dir: Path, kafka_nodes: int = 1, gateways: int = 1)
         kafka=KafkaSettings(partitions=6),
         chat=ChatSettings(grpc_port=base + 4, ops_port=base + 5),
         outbox=OutboxSettings(ops_port=base + 6),
+        presence=FAST_PRESENCE.model_copy(update={"ops_port": base + 1}),
     )
 
 
@@ -93,6 +100,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "REALCHAT_CHAT__GRPC_PORT": str(settings.chat.grpc_port),
         "REALCHAT_CHAT__OPS_PORT": str(settings.chat.ops_port),
         "REALCHAT_OUTBOX__OPS_PORT": str(settings.outbox.ops_port),
+        "REALCHAT_PRESENCE__OPS_PORT": str(settings.presence.ops_port),
+        "REALCHAT_PRESENCE__HEARTBEAT_S": str(settings.presence.heartbeat_s),
+        "REALCHAT_PRESENCE__KEY_TTL_S": str(settings.presence.key_ttl_s),
+        "REALCHAT_PRESENCE__SWEEP_INTERVAL_S": str(settings.presence.sweep_interval_s),
         "REALCHAT_STACK__GATEWAYS": str(stack.gateways),
         "REALCHAT_STACK__GATEWAY_PORT": str(stack.gateway_port),
         "REALCHAT_HTTP__PORT": str(settings.http.port),

@@ -158,3 +158,21 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             return pb.AckResponse(acked_seq=acked)
 
         return await self._call(context, handle)
+
+    async def GetPresence(
+        self, request: pb.GetPresenceRequest, context: Context
+    ) -> pb.GetPresenceResponse:
+        async def handle(caller: uuid.UUID) -> pb.GetPresenceResponse:
+            records = await self._service.presence(caller, list(request.user_ids))
+            return pb.GetPresenceResponse(
+                users=[
+                    pb.UserPresence(
+                        user_id=str(r.user_id),
+                        status=r.status,
+                        since=_timestamp(r.since) if r.since is not None else None,
+                    )
+                    for r in records
+                ]
+            )
+
+        return await self._call(context, handle)

@@ -15,6 +15,7 @@ from realchat.chat.store import (
     DuplicateIdempotencyKey,
     Membership,
     MessageRecord,
+    PresenceRecord,
 )
 
 MAX_CONTENT_CHARS = 4000
@@ -22,6 +23,7 @@ MAX_CLIENT_MSG_ID_CHARS = 64
 MAX_TITLE_CHARS = 200
 MAX_HISTORY_LIMIT = 500
 DEFAULT_HISTORY_LIMIT = 100
+MAX_PRESENCE_USERS = 100
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,17 @@ class ChatService:
         if not membership.is_member:
             raise PermissionDenied("not_a_member", "you are not a member of this conversation")
         return membership
+
+    async def presence(self, caller: uuid.UUID, user_ids: list[str]) -> list[PresenceRecord]:
+        """Presence of the users the caller may see (self and co-members); others left out."""
+        if not user_ids:
+            raise InvalidArgument("invalid_user_ids", "user_ids must not be empty")
+        if len(user_ids) > MAX_PRESENCE_USERS:
+            raise InvalidArgument(
+                "invalid_user_ids", f"at most {MAX_PRESENCE_USERS} user_ids per request"
+            )
+        ids = [parse_id(u, "user_id") for u in user_ids]
+        return await self._store.visible_presence(caller, ids)
 
 
 def _replay(earlier: MessageRecord, conversation: uuid.UUID, content: str) -> SendResult:

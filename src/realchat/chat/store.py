@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
+from realchat.storage.outbox import outbox_shard
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,16 @@ class Membership:
     acked_seq: int
 
 
+@dataclass(frozen=True)
+class PresenceRecord:
+    user_id: uuid.UUID
+    status: str
+    #: None for a user never seen online.
+    since: datetime | None
+
+
 class DuplicateIdempotencyKey(Exception):  # noqa: N818 - a signal to the service, not an error
     """A concurrent send with the same (sender, key) committed first."""
-
-
-def outbox_shard(conversation_id: uuid.UUID, shards: int) -> int:
-    """The outbox shard of a conversation: stable, so one conversation has one publisher."""
-    return zlib.crc32(conversation_id.bytes) % shards
 
 
 _MESSAGE_COLUMNS = "id, conversation_id, seq, sender_id, content, created_at"
@@ -154,6 +157,22 @@ def _conversation(row: asyncpg.Record) -> ConversationRecord:
         last_seq=row["last_seq"],
         acked_seq=row["acked_seq"],
     )
+
+
+#: The presence of those of $2 who are $1 or share a conversation with $1 (a read of the presence
+#: service's announced state).
+_VISIBLE_PRESENCE = """
+SELECT asked.id AS user_id, coalesce(p.status, 'offline') AS status, p.changed_at AS since
+  FROM unnest($2::uuid[]) AS asked(id)
+  LEFT JOIN presence p ON p.user_id = asked.id
+ WHERE asked.id = $1::uuid
+    OR EXISTS (SELECT 1
+                 FROM conversation_members mine
+                 JOIN conversation_members theirs
+                   ON theirs.conversation_id = mine.conversation_id
+                WHERE mine.user_id = $1::uuid AND theirs.user_id = asked.id)
+ ORDER BY asked.id
+"""
 
 
 class ChatStore:
@@ -293,6 +312,12 @@ class ChatStore:
             _json(trace_context),
         )
         return result
+
+    async def visible_presence(
+        self, viewer: uuid.UUID, user_ids: list[uuid.UUID]
+    ) -> list[PresenceRecord]:
+        rows = await self._pool.fetch(_VISIBLE_PRESENCE, viewer, list(dict.fromkeys(user_ids)))
+        return [PresenceRecord(r["user_id"], r["status"], r["since"]) for r in rows]
 
 
 def _json(value: dict[str, Any]) -> str:

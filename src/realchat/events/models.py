@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
-from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
+from realchat.events.topics import (
+    MESSAGE_ACKNOWLEDGED,
+    MESSAGE_CREATED,
+    PRESENCE_OFFLINE,
+    PRESENCE_ONLINE,
+)
 
 #: Kafka header naming the payload's type, so a reader can route before decoding.
 EVENT_TYPE_HEADER: Final = "event-type"
@@ -43,10 +48,32 @@ class MessageAcknowledged(msgspec.Struct, frozen=True, kw_only=True):
     recipients: list[uuid.UUID]
 
 
+PresenceStatus = Literal["online", "offline"]
+
+
+class PresenceChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's first device came online, or their last one went away.
+
+    Online and offline go to two topics, so they may arrive out of order: `version` grows with
+    every transition of the user, and a reader ignores a version it has already passed."""
+
+    event_id: uuid.UUID
+    user_id: uuid.UUID
+    status: PresenceStatus
+    version: int
+    changed_at: datetime
+    #: Users who shared a conversation with the user at the time: who may see it.
+    recipients: list[uuid.UUID]
+
+
+Event = MessageCreated | MessageAcknowledged | PresenceChanged
+
 #: Each event type is published on the topic of the same name.
-_decoders: dict[str, msgspec.json.Decoder[MessageCreated | MessageAcknowledged]] = {
+_decoders: dict[str, msgspec.json.Decoder[Event]] = {
     MESSAGE_CREATED: msgspec.json.Decoder(MessageCreated),
     MESSAGE_ACKNOWLEDGED: msgspec.json.Decoder(MessageAcknowledged),
+    PRESENCE_ONLINE: msgspec.json.Decoder(PresenceChanged),
+    PRESENCE_OFFLINE: msgspec.json.Decoder(PresenceChanged),
 }
 
 
@@ -54,10 +81,10 @@ class UnknownEventTypeError(ValueError):
     pass
 
 
-def decode(event_type: str, payload: bytes) -> MessageCreated | MessageAcknowledged:
+def decode(event_type: str, payload: bytes) -> Event:
     """Decode and validate a payload of a known type; raise on anything else."""
     decoder = _decoders.get(event_type)
     if decoder is None:
         raise UnknownEventTypeError(event_type)
-    event: MessageCreated | MessageAcknowledged = decoder.decode(payload)
+    event: Event = decoder.decode(payload)
     return event

@@ -127,3 +127,7 @@ class ChatClient:
     ) -> pb.Conversation:
         request = pb.AddMembersRequest(conversation_id=conversation_id, user_ids=user_ids)
         return await self._call(self._stub.AddMembers, request, user)
+
+    async def presence(self, user: uuid.UUID, user_ids: list[str]) -> list[pb.UserPresence]:
+        request = pb.GetPresenceRequest(user_ids=user_ids)
+        return list((await self._call(self._stub.GetPresence, request, user)).users)

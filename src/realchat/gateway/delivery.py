@@ -26,10 +26,16 @@ from realchat.events.models import (
     EVENT_TYPE_HEADER,
     MessageAcknowledged,
     MessageCreated,
+    PresenceChanged,
     UnknownEventTypeError,
     decode,
 )
-from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
+from realchat.events.topics import (
+    MESSAGE_ACKNOWLEDGED,
+    MESSAGE_CREATED,
+    PRESENCE_OFFLINE,
+    PRESENCE_ONLINE,
+)
 from realchat.gateway import metrics
 from realchat.gateway.hub import Hub
 
@@ -84,6 +90,11 @@ class EventDispatcher:
                     metrics.DELIVERY_LATENCY.observe(max(0.0, now - event.created_at.timestamp()))
             elif isinstance(event, MessageAcknowledged):
                 offered = self._hub.dispatch_receipt(event)
+            elif isinstance(event, PresenceChanged):
+                presence_offered = self._hub.dispatch_presence(event)
+                if presence_offered is None:
+                    metrics.PRESENCE_STALE.inc()
+                offered = presence_offered or 0
             if offered:
                 # Let the writers take the frame before the next event is queued: one batch can
                 # hold more events of a conversation than a queue has room for, and a client
@@ -126,7 +137,7 @@ class KafkaDelivery:
         consumer = Consumer(self._config)
         try:
             consumer.subscribe(
-                [MESSAGE_CREATED, MESSAGE_ACKNOWLEDGED],
+                [MESSAGE_CREATED, MESSAGE_ACKNOWLEDGED, PRESENCE_ONLINE, PRESENCE_OFFLINE],
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
             )

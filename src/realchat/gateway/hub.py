@@ -8,12 +8,13 @@ the call returns, which is what lets the consumer commit its offset right after.
 
 from __future__ import annotations
 
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
 
-from realchat.contract.frames import Message, MessageFrame, ReceiptFrame, encode
-from realchat.events.models import MessageAcknowledged, MessageCreated
+from realchat.contract.frames import Message, MessageFrame, PresenceFrame, ReceiptFrame, encode
+from realchat.events.models import MessageAcknowledged, MessageCreated, PresenceChanged
 from realchat.gateway.connection import Connection
 
 
@@ -53,9 +54,40 @@ def message_of(event: MessageCreated) -> Message:
     )
 
 
+class PresenceVersions:
+    """The newest presence version applied per user, so an older event that arrives later (online
+    and offline travel on two topics) is dropped. Entries are forgotten after `keep_s`: reordering
+    between two topics spans moments, not minutes."""
+
+    def __init__(self, keep_s: float = 300.0) -> None:
+        self._keep_s = keep_s
+        self._latest: dict[uuid.UUID, tuple[int, float]] = {}
+        self._next_prune = 0.0
+
+    def advance(self, user_id: uuid.UUID, version: int, now: float | None = None) -> bool:
+        """Record `version` if it is newer than what was applied; False if it is not."""
+        now = time.monotonic() if now is None else now
+        if now >= self._next_prune:
+            self._prune(now)
+        applied = self._latest.get(user_id)
+        if applied is not None and applied[0] >= version:
+            return False
+        self._latest[user_id] = (version, now)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self._keep_s
+        self._latest = {u: entry for u, entry in self._latest.items() if entry[1] >= horizon}
+        self._next_prune = now + self._keep_s / 10
+
+
 class Hub:
     def __init__(self, shards: int) -> None:
         self._shards = [Shard() for _ in range(shards)]
+        self._presence_versions = PresenceVersions()
 
     def shard_of(self, user_id: uuid.UUID) -> Shard:
         return self._shards[zlib.crc32(user_id.bytes) % len(self._shards)]
@@ -101,6 +133,21 @@ class Hub:
                     frame = encode(
                         ReceiptFrame(str(event.conversation_id), str(event.user_id), event.seq)
                     )
+                connection.push(frame)
+                offered += 1
+        return offered
+
+    def dispatch_presence(self, event: PresenceChanged) -> int | None:
+        """Tell the local connections of users who share a conversation; None if the event is
+        older than one already applied (it is dropped)."""
+        if not self._presence_versions.advance(event.user_id, event.version):
+            return None
+        frame: bytes | None = None
+        offered = 0
+        for user_id in event.recipients:
+            for connection in list(self.connections_of(user_id)):
+                if frame is None:
+                    frame = encode(PresenceFrame(str(event.user_id), event.status))
                 connection.push(frame)
                 offered += 1
         return offered

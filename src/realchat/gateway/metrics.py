@@ -28,3 +28,9 @@ DELIVERY_LATENCY = Histogram(
 )
 KAFKA_LAG = Gauge("realchat_gateway_kafka_lag", "Records behind the end of the assigned partitions")
 BAD_FRAMES = Counter("realchat_gateway_bad_frames_total", "Client frames refused", ["code"])
+PRESENCE_WRITE_FAILURES = Counter(
+    "realchat_gateway_presence_write_failures_total", "Device key writes that failed (retried)"
+)
+PRESENCE_STALE = Counter(
+    "realchat_gateway_presence_stale_total", "Presence events older than one already applied"
+)

@@ -139,6 +139,7 @@ class RestApi:
             web.post("/v1/conversations/{conversation_id}/members", self._add_members),
             web.get("/v1/conversations/{conversation_id}/messages", self._history),
             web.post("/v1/conversations/{conversation_id}/messages", self._send),
+            web.get("/v1/presence", self._presence),
         ]
 
     def _user(self, request: web.Request) -> uuid.UUID:
@@ -217,3 +218,22 @@ class RestApi:
         sent = await self._chat.send(user, conversation_id, body.client_msg_id, body.content)
         message: Message = sent.message
         return json_response(message, status=201 if sent.created else 200)
+
+    async def _presence(self, request: web.Request) -> web.Response:
+        user = self._user(request)
+        asked = [u for u in request.query.get("user_ids", "").split(",") if u.strip()]
+        if not asked:
+            raise ApiError(422, "invalid_user_ids", "user_ids: a comma-separated list of ids")
+        users = await self._chat.presence(user, [u.strip() for u in asked])
+        return json_response(
+            {
+                "users": [
+                    {
+                        "user_id": p.user_id,
+                        "status": p.status,
+                        "since": p.since.ToJsonString() if p.HasField("since") else None,
+                    }
+                    for p in users
+                ]
+            }
+        )

@@ -8,7 +8,6 @@ import contextlib
 
 import aiohttp
 import grpc
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
@@ -17,12 +16,15 @@ from realchat.config import Settings
 from realchat.gateway.chat_client import ChatClient
 from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config
 from realchat.gateway.hub import Hub
+from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter
 from realchat.gateway.rest import RestApi, errors_as_json
 from realchat.gateway.sync import Backfiller
 from realchat.gateway.webapp import add_webapp_routes
 from realchat.gateway.websocket import Session
 from realchat.observability.ops import start_ops_server
+from realchat.presence.registry import PresenceRegistry
+from realchat.storage.redis import redis_client
 
 log = structlog.get_logger(__name__)
 
@@ -45,15 +47,19 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         options=[("grpc.max_receive_message_length", MAX_CHAT_REPLY_BYTES)],
     )
     chat = ChatClient(channel, token.get_secret_value())
-    redis = aioredis.Redis.from_url(settings.redis.url)
+    redis = redis_client(settings.redis.url)
     limiter = SendLimiter(redis, g.sends_per_s)
     hub = Hub(g.shards)
+    presence = PresenceHeartbeat(
+        PresenceRegistry(redis, settings.presence.key_ttl_s), settings.presence.heartbeat_s
+    )
     session = Session(
         hub=hub,
         chat=chat,
         verifier=verifier,
         backfiller=Backfiller(chat, g.sync_page_size),
         send_limiter=limiter,
+        presence=presence,
         settings=g,
     )
     delivery = KafkaDelivery(
@@ -69,6 +75,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await runner.setup()
 
     delivery.start()
+    heartbeat_stop = asyncio.Event()
+    heartbeat = asyncio.create_task(presence.run(heartbeat_stop), name="presence-heartbeat")
 
     async def ready() -> bool:
         return session.accepting and delivery.assigned and delivery.failure is None
@@ -91,6 +99,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_until_empty(hub), timeout=DRAIN_GRACE_S)
         await site.stop()
+        heartbeat_stop.set()
+        await heartbeat
+        await presence.close()  # the drained clients' disconnects reach Redis
         await delivery.stop()
         await runner.cleanup()
         await ops.cleanup()

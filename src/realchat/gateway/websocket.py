@@ -34,8 +34,11 @@ from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.gateway.connection import Connection
 from realchat.gateway.hub import Hub
+from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter, TokenBucket
+from realchat.gateway.rest import error_response
 from realchat.gateway.sync import Backfiller
+from realchat.presence.registry import DEVICE_PATTERN
 
 log = structlog.get_logger(__name__)
 
@@ -70,11 +73,17 @@ class Session:
     verifier: TokenVerifier
     backfiller: Backfiller
     send_limiter: SendLimiter
+    presence: PresenceHeartbeat
     settings: GatewaySettings
     accepting: bool = True
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
+        device = request.query.get("device")
+        if device is not None and not DEVICE_PATTERN.match(device):
+            return error_response(
+                400, "invalid_device", "device: 1-64 characters of A-Z a-z 0-9 _ . -"
+            )
         ws = web.WebSocketResponse(
             compress=False,  # deflate costs ~50 KiB per connection
             max_msg_size=s.max_frame_bytes,
@@ -103,9 +112,14 @@ class Session:
         metrics.ACTIVE_CONNECTIONS.inc()
         connection.start_writer()
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
+        # Without a device id every connection counts as a device of its own.
+        self.presence.connected(
+            connection.session_id, user_id, device or str(connection.session_id)
+        )
         try:
             await self._read_loop(ws, connection)
         finally:
+            self.presence.disconnected(connection.session_id)
             self.hub.unregister(connection)
             metrics.ACTIVE_CONNECTIONS.dec()
             await connection.finish()

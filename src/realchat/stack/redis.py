@@ -67,7 +67,7 @@ class Redis:
                 "--daemonize",
                 "no",
                 "--notify-keyspace-events",
-                "Ex",
+                "Eg$x",
             ],
             log_path=self.log_path,
         )

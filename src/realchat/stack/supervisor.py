@@ -36,12 +36,21 @@ from realchat.storage.migrations import migrate_database
 Reporter = Callable[[str], None]
 
 INFRASTRUCTURE = frozenset({"postgres", "redis", "kafka"})
-SERVICES = frozenset({"auth-service", "chat", "outbox-publisher", "gateway"})
+SERVICES = frozenset({"auth-service", "chat", "outbox-publisher", "presence", "gateway"})
 EVERYTHING = INFRASTRUCTURE | SERVICES
 
 
 #: Settings sections handed down to the services the stack starts.
-_SERVICE_SECTIONS = ("chat", "outbox", "auth", "gateway", "http", "logging", "faults")
+_SERVICE_SECTIONS = (
+    "chat",
+    "outbox",
+    "auth",
+    "gateway",
+    "presence",
+    "http",
+    "logging",
+    "faults",
+)
 
 
 class StackError(RuntimeError):
@@ -155,6 +164,9 @@ class Stack:
             "outbox-publisher": service(
                 "outbox-publisher", f"{host}:{app.outbox.ops_port}", app.outbox.ops_port
             ),
+            "presence": service(
+                "presence", f"{host}:{app.presence.ops_port}", app.presence.ops_port
+            ),
         }
         found = [s for name, s in known.items() if name in self.include]
         if "gateway" in self.include:
@@ -235,6 +247,7 @@ class Stack:
         env["REALCHAT_CHAT__GRPC_PORT"] = str(chat.grpc_port)
         env["REALCHAT_CHAT__OPS_PORT"] = str(chat.ops_port)
         env["REALCHAT_OUTBOX__OPS_PORT"] = str(self.app_settings.outbox.ops_port)
+        env["REALCHAT_PRESENCE__OPS_PORT"] = str(self.app_settings.presence.ops_port)
         if self.include & SERVICES:
             auth = self.app_settings.auth
             env["REALCHAT_AUTH__PUBLIC_KEY_FILE"] = str(self.signing_keys[1])
