@@ -11,6 +11,7 @@ from datetime import datetime
 import aiohttp
 import pytest
 
+from realchat.contract import rest
 from realchat.events.models import PresenceChanged
 from realchat.events.topics import PRESENCE_OFFLINE, PRESENCE_ONLINE
 from tests.e2e.conftest import RealChat
@@ -57,6 +58,7 @@ async def presence_rest(
     url = f"{base}/v1/presence?user_ids={ids}"
     status, body = await call(http, "GET", url, headers=viewer.auth)
     assert status == 200, body
+    rest.PresencesOut.model_validate(body)  # the documented (OpenAPI) shape
     return {u["user_id"]: u["status"] for u in body["users"]}
 
 

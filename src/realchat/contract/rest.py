@@ -4,6 +4,7 @@ OpenAPI document, so the document cannot drift from what is served."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,3 +78,16 @@ class MessageOut(BaseModel):
 class MessagesOut(BaseModel):
     messages: list[MessageOut]
     last_seq: int
+
+
+class PresenceOut(BaseModel):
+    user_id: str
+    status: Literal["online", "offline"]
+    #: When the status was announced; None for a user never seen online.
+    since: datetime | None
+
+
+class PresencesOut(BaseModel):
+    """Only the caller and users sharing a conversation with them; other ids are left out."""
+
+    users: list[PresenceOut]

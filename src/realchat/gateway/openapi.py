@@ -21,6 +21,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     rest.ConversationsOut,
     rest.MessageOut,
     rest.MessagesOut,
+    rest.PresencesOut,
 )
 
 
@@ -160,6 +161,21 @@ def openapi_document() -> dict[str, Any]:
                     rest.SendMessage,
                     params=[cid],
                 ),
+            },
+            "/v1/presence": {
+                "get": _op(
+                    "Presence of the caller and of users sharing a conversation",
+                    {200: ("presence", rest.PresencesOut), 422: ("bad user_ids", bad)},
+                    params=[
+                        {
+                            "name": "user_ids",
+                            "in": "query",
+                            "required": True,
+                            "description": "comma-separated user ids (1-100)",
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                )
             },
         },
     }
