@@ -1,0 +1,818 @@
+// RealChat's web client. Uses the public API only: REST under /v1 and the WebSocket /v1/ws
+// (contract api-v1). Each message is shown once and in order: a Timeline per conversation keeps
+// the highest contiguous seq, and every (re)connect sends `sync` from those positions. Sends carry
+// a client_msg_id and are written again after a reconnect until their send_ok comes (the server
+// stores an id once). User text is only ever set with textContent.
+
+import { Timeline } from "./timeline.js";
+
+/** Messages a conversation shows from when the page opens (older ones are not loaded). */
+const HISTORY_WINDOW = 500;
+/** How long a gap may last before the page asks the server to sync that conversation. */
+const GAP_SYNC_MS = 2000;
+const RECONNECT_MIN_MS = 250;
+const RECONNECT_MAX_MS = 5000;
+/** Acks wait this long, so a burst of messages costs one ack. */
+const ACK_DELAY_MS = 150;
+const SESSION_KEY = "realchat.session";
+
+const $ = (id) => document.getElementById(id);
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const state = {
+  /** @type {{token: string, username: string, expiresAt: number} | null} */
+  session: null,
+  userId: null,
+  /** @type {Map<string, object>} conversation id -> conversation */
+  conversations: new Map(),
+  activeId: null,
+  /** @type {WebSocket | null} */
+  socket: null,
+  /** The current connection sent its sync / got the answer (then sends may go out). */
+  syncSent: false,
+  synced: false,
+  attempt: 0,
+  reconnectTimer: 0,
+  heartbeatTimer: 0,
+  lastFrameAt: 0,
+  /** @type {Map<string, {clientMsgId: string, conversationId: string, content: string, status: string, error: string}>} */
+  outbox: new Map(),
+  /** @type {Map<string, string>} user id -> "online" | "offline" */
+  presence: new Map(),
+  /** @type {Map<string, number>} user id -> when its last presence frame came */
+  presenceHeardAt: new Map(),
+  /** @type {Map<string, string>} user id -> username, for the names this page has learned */
+  names: new Map(),
+  presenceEndpoint: true,
+  refreshing: null,
+};
+
+// -- session ------------------------------------------------------------------------------------
+
+function loadSession() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? "null");
+    if (saved && typeof saved.token === "string" && saved.expiresAt > Date.now() + 10_000) {
+      return saved;
+    }
+  } catch {
+    // unreadable: sign in again
+  }
+  sessionStorage.removeItem(SESSION_KEY);
+  return null;
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, "unreachable", "The server cannot be reached.");
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    // not JSON: keep the status
+  }
+  if (!response.ok) {
+    const error = data && data.error ? data.error : {};
+    if (response.status === 401 && state.session && path !== "/v1/tokens") {
+      signOut("Your session has expired: sign in again.");
+    }
+    throw new ApiError(response.status, error.code ?? `http_${response.status}`,
+      error.message ?? response.statusText);
+  }
+  return data;
+}
+
+async function authenticate(action, username, password) {
+  let name = username.trim().toLowerCase();
+  if (action === "sign-up") {
+    name = (await api("POST", "/v1/users", { username: name, password })).username;
+  }
+  const token = await api("POST", "/v1/tokens", { username: name, password });
+  const session = {
+    token: token.access_token,
+    username: name,
+    expiresAt: Date.now() + token.expires_in * 1000,
+  };
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  start(session);
+}
+
+function start(session) {
+  state.session = session;
+  $("auth-view").hidden = true;
+  $("chat-view").hidden = false;
+  $("account").hidden = false;
+  $("me").textContent = session.username;
+  document.body.dataset.view = "list";
+  renderConversations();
+  connect();
+}
+
+function signOut(notice = "") {
+  const socket = state.socket;
+  state.session = null;
+  state.socket = null;
+  if (socket) socket.close(1000, "signed out");
+  clearTimeout(state.reconnectTimer);
+  clearInterval(state.heartbeatTimer);
+  for (const conversation of state.conversations.values()) {
+    clearTimeout(conversation.gapTimer);
+    clearTimeout(conversation.ackTimer);
+  }
+  sessionStorage.removeItem(SESSION_KEY);
+  Object.assign(state, {
+    userId: null, activeId: null, syncSent: false, synced: false, attempt: 0,
+    conversations: new Map(), outbox: new Map(), presence: new Map(), names: new Map(),
+    presenceHeardAt: new Map(),
+  });
+  $("messages").replaceChildren();
+  $("outgoing").replaceChildren();
+  $("chat-view").hidden = true;
+  $("account").hidden = true;
+  $("auth-view").hidden = false;
+  $("auth-error").textContent = notice;
+  $("password").value = "";
+  setConnection("signed-out", "Signed out");
+}
+
+// -- connection ---------------------------------------------------------------------------------
+
+function setConnection(stateName, text) {
+  $("connection").dataset.state = stateName;
+  $("connection-text").textContent = text;
+  const ready = stateName === "online";
+  $("message-input").disabled = !state.activeId;
+  $("send").disabled = !state.activeId;
+  document.body.dataset.connection = stateName;
+  if (ready) renderOutgoing();
+}
+
+function connect() {
+  if (!state.session) return;
+  if (state.session.expiresAt <= Date.now()) {
+    signOut("Your session has expired: sign in again.");
+    return;
+  }
+  const url = new URL("/v1/ws", location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.searchParams.set("token", state.session.token);
+  const socket = new WebSocket(url);
+  state.socket = socket;
+  state.syncSent = false;
+  state.synced = false;
+  setConnection("connecting", "Connecting…");
+  socket.addEventListener("message", (event) => {
+    if (socket !== state.socket) return;
+    state.lastFrameAt = Date.now();
+    let frame;
+    try {
+      frame = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    onFrame(socket, frame);
+  });
+  socket.addEventListener("close", (event) => onClose(socket, event.code));
+}
+
+function onClose(socket, code) {
+  if (socket !== state.socket) return;
+  state.socket = null;
+  state.syncSent = false;
+  state.synced = false;
+  clearInterval(state.heartbeatTimer);
+  if (!state.session) return;
+  if (code === 4001) {
+    signOut("Your session has expired: sign in again.");
+    return;
+  }
+  const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** state.attempt);
+  const delay = Math.round(ceiling * (0.5 + Math.random() / 2));
+  state.attempt += 1;
+  setConnection("reconnecting", `Offline: reconnecting in ${Math.max(1, Math.round(delay / 1000))} s…`);
+  clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = setTimeout(connect, delay);
+}
+
+function reconnectNow() {
+  if (state.session && !state.socket) {
+    clearTimeout(state.reconnectTimer);
+    connect();
+  }
+}
+
+function transmit(frame) {
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) {
+    state.socket.send(JSON.stringify(frame));
+    return true;
+  }
+  return false;
+}
+
+function startHeartbeat(socket, heartbeatS) {
+  const periodMs = Math.max(5, Number(heartbeatS) || 20) * 1000;
+  clearInterval(state.heartbeatTimer);
+  state.heartbeatTimer = setInterval(() => {
+    if (socket !== state.socket) return;
+    if (Date.now() - state.lastFrameAt > 2 * periodMs + 5000) {
+      // Nothing heard for two periods: the connection is dead even if nobody closed it.
+      onClose(socket, 1006);
+      socket.close();
+      return;
+    }
+    transmit({ type: "ping" });
+  }, periodMs);
+}
+
+function onFrame(socket, frame) {
+  switch (frame.type) {
+    case "hello":
+      void onHello(socket, frame);
+      break;
+    case "message":
+      receive(frame.message);
+      break;
+    case "send_ok":
+      onSendOk(frame);
+      break;
+    case "sync_done":
+      onSyncDone();
+      break;
+    case "receipt":
+      onReceipt(frame);
+      break;
+    case "presence":
+      state.presenceHeardAt.set(frame.user_id, performance.now());
+      setPresence(frame.user_id, frame.status);
+      break;
+    case "error":
+      onError(frame);
+      break;
+    default:
+      break; // pong and frame types this page does not know
+  }
+}
+
+async function onHello(socket, frame) {
+  state.userId = frame.user_id;
+  state.names.set(frame.user_id, state.session.username);
+  startHeartbeat(socket, frame.heartbeat_s);
+  setConnection("syncing", "Syncing…");
+  try {
+    await refreshConversations();
+  } catch {
+    // sync with what the page knows; conversations it lacks show up with their messages
+  }
+  if (socket !== state.socket) return;
+  const positions = {};
+  for (const conversation of state.conversations.values()) {
+    positions[conversation.id] = conversation.timeline.have;
+    conversation.ackSent = 0; // an ack in flight when the last connection died may be lost
+  }
+  transmit({ type: "sync", positions });
+  state.syncSent = true;
+  renderConversations();
+  if (state.activeId) renderActive();
+  void fetchPresence();
+}
+
+function onSyncDone() {
+  if (state.synced || !state.syncSent) return;
+  state.synced = true;
+  state.attempt = 0;
+  setConnection("online", "Connected");
+  for (const item of state.outbox.values()) {
+    if (item.status !== "failed") sendItem(item);
+  }
+  const active = state.conversations.get(state.activeId);
+  if (active) scheduleAck(active);
+}
+
+// -- conversations and messages -----------------------------------------------------------------
+
+function conversationFrom(summary, base) {
+  return {
+    id: summary.conversation_id,
+    title: summary.title ?? null,
+    memberIds: summary.member_ids ?? [],
+    timeline: new Timeline(base),
+    /** Messages up to this seq were there when the page first saw the conversation. */
+    seenUpTo: summary.last_seq ?? 0,
+    receipts: new Map(),
+    ackSent: 0,
+    ackTimer: 0,
+    gapTimer: 0,
+    unread: 0,
+    lastActivity: summary.created_at ?? "",
+  };
+}
+
+/** Lists the user's conversations (REST) and adds the ones the page does not know yet. */
+async function refreshConversations() {
+  if (state.refreshing) return state.refreshing;
+  state.refreshing = (async () => {
+    try {
+      const data = await api("GET", "/v1/conversations");
+      const fresh = {};
+      for (const summary of data.conversations) {
+        const known = state.conversations.get(summary.conversation_id);
+        if (known) {
+          known.title = summary.title ?? null;
+          known.memberIds = summary.member_ids;
+          continue;
+        }
+        const base = Math.max(0, summary.last_seq - HISTORY_WINDOW);
+        const conversation = conversationFrom(summary, base);
+        state.conversations.set(conversation.id, conversation);
+        if (state.syncSent && summary.last_seq > base) fresh[conversation.id] = base;
+      }
+      if (Object.keys(fresh).length) transmit({ type: "sync", positions: fresh });
+      const unknown = [...state.conversations.values()]
+        .some((c) => othersOf(c).some((id) => !state.presence.has(id)));
+      if (unknown && state.syncSent) void fetchPresence();
+      renderConversations();
+      if (state.activeId) renderHeader();
+    } finally {
+      state.refreshing = null;
+    }
+  })();
+  return state.refreshing;
+}
+
+function receive(message) {
+  if (!message || typeof message.conversation_id !== "string") return;
+  let conversation = state.conversations.get(message.conversation_id);
+  if (!conversation) {
+    // New to this page (created by someone else): from its first message, details over REST.
+    conversation = conversationFrom({ conversation_id: message.conversation_id }, 0);
+    state.conversations.set(conversation.id, conversation);
+    if (message.seq > 1) transmit({ type: "sync", positions: { [conversation.id]: 0 } });
+    refreshConversations().catch(() => {});
+  }
+  const shown = conversation.timeline.add(message);
+  if (shown.length) {
+    const active = conversation.id === state.activeId;
+    for (const m of shown) {
+      if (m.sender_id !== state.userId && m.seq > conversation.seenUpTo && !isRead(conversation)) {
+        conversation.unread += 1;
+      }
+      conversation.lastActivity = m.created_at;
+    }
+    if (active) appendMessages(conversation, shown);
+    renderConversations();
+    scheduleAck(conversation);
+  }
+  if (conversation.timeline.hasGap) scheduleGapSync(conversation);
+}
+
+function scheduleGapSync(conversation) {
+  if (conversation.gapTimer) return;
+  conversation.gapTimer = setTimeout(() => {
+    conversation.gapTimer = 0;
+    if (!conversation.timeline.hasGap) return;
+    if (state.syncSent) {
+      transmit({ type: "sync", positions: { [conversation.id]: conversation.timeline.have } });
+    }
+    scheduleGapSync(conversation);
+  }, GAP_SYNC_MS);
+}
+
+/** The user is looking at this conversation now. */
+function isRead(conversation) {
+  return conversation.id === state.activeId && document.visibilityState === "visible";
+}
+
+function scheduleAck(conversation) {
+  if (conversation.ackTimer || !isRead(conversation)) return;
+  conversation.ackTimer = setTimeout(() => {
+    conversation.ackTimer = 0;
+    if (!isRead(conversation) || !state.synced) return;
+    const seq = conversation.timeline.have;
+    if (seq > conversation.ackSent && transmit({ type: "ack", conversation_id: conversation.id, seq })) {
+      conversation.ackSent = seq;
+    }
+    if (conversation.unread) {
+      conversation.unread = 0;
+      renderConversations();
+    }
+  }, ACK_DELAY_MS);
+}
+
+function onReceipt(frame) {
+  const conversation = state.conversations.get(frame.conversation_id);
+  if (!conversation || !Number.isInteger(frame.seq)) return;
+  const before = conversation.receipts.get(frame.user_id) ?? 0;
+  if (frame.seq <= before) return;
+  conversation.receipts.set(frame.user_id, frame.seq);
+  if (conversation.id === state.activeId) renderStatuses(conversation);
+}
+
+function othersOf(conversation) {
+  return conversation.memberIds.filter((id) => id !== state.userId);
+}
+
+function nameOf(userId) {
+  return state.names.get(userId) ?? `user ${userId.slice(0, 8)}`;
+}
+
+function titleOf(conversation) {
+  if (conversation.title) return conversation.title;
+  const others = othersOf(conversation);
+  if (!others.length) return conversation.memberIds.length ? "Just you" : "Conversation";
+  return others.map(nameOf).join(", ");
+}
+
+// -- sending ------------------------------------------------------------------------------------
+
+function newClientMsgId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function queueSend(conversationId, content) {
+  const item = { clientMsgId: newClientMsgId(), conversationId, content, status: "queued", error: "" };
+  state.outbox.set(item.clientMsgId, item);
+  sendItem(item);
+  renderOutgoing();
+}
+
+function sendItem(item) {
+  // Before the sync is answered a send would race it; it goes out right after instead.
+  if (state.synced && transmit({
+    type: "send",
+    conversation_id: item.conversationId,
+    client_msg_id: item.clientMsgId,
+    content: item.content,
+  })) {
+    item.status = "sending";
+  } else {
+    item.status = "queued";
+  }
+}
+
+function onSendOk(frame) {
+  if (state.outbox.delete(frame.client_msg_id)) renderOutgoing();
+  receive(frame.message);
+}
+
+function onError(frame) {
+  const item = frame.client_msg_id ? state.outbox.get(frame.client_msg_id) : undefined;
+  if (!item) {
+    console.warn("realchat:", frame.code, frame.message);
+    return;
+  }
+  if (frame.code === "rate_limited") {
+    item.status = "queued";
+    setTimeout(() => sendItem(item), 1000);
+  } else {
+    item.status = "failed";
+    item.error = frame.message || frame.code;
+  }
+  renderOutgoing();
+}
+
+// -- presence -----------------------------------------------------------------------------------
+
+function setPresence(userId, status) {
+  if (typeof userId !== "string" || (status !== "online" && status !== "offline")) return;
+  state.presence.set(userId, status);
+  renderConversations();
+  if (state.activeId) renderHeader();
+}
+
+/** The initial presence of everyone the user shares a conversation with, when the server offers
+ * `GET /v1/presence`; later changes come as `presence` frames. */
+async function fetchPresence() {
+  const ids = [...new Set([...state.conversations.values()].flatMap(othersOf))];
+  if (!state.presenceEndpoint || !ids.length) return;
+  for (let i = 0; i < ids.length; i += 100) {
+    const chunk = ids.slice(i, i + 100);
+    const asked = performance.now();
+    let data;
+    try {
+      data = await api("GET", `/v1/presence?user_ids=${chunk.map(encodeURIComponent).join(",")}`);
+    } catch (error) {
+      // A server without the endpoint: presence comes from frames only.
+      if (error.code === "not_found" || error.status === 405) state.presenceEndpoint = false;
+      return;
+    }
+    for (const [userId, status] of presenceEntries(data)) {
+      // A frame that came while the request was out is newer than this snapshot.
+      if ((state.presenceHeardAt.get(userId) ?? -1) < asked) setPresence(userId, status);
+    }
+  }
+}
+
+/** `{"users": [{"user_id", "status", "since"}]}` as (user id, status) pairs. */
+function presenceEntries(data) {
+  const users = data && Array.isArray(data.users) ? data.users : [];
+  return users.filter((u) => u && typeof u === "object").map((u) => [u.user_id, u.status]);
+}
+
+function presenceOf(conversation) {
+  const statuses = othersOf(conversation).map((id) => state.presence.get(id));
+  if (statuses.includes("online")) return "online";
+  if (statuses.length && statuses.every((s) => s === "offline")) return "offline";
+  return "unknown";
+}
+
+const PRESENCE_TEXT = { online: "online", offline: "offline", unknown: "presence unknown" };
+
+// -- rendering ----------------------------------------------------------------------------------
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function renderConversations() {
+  const list = $("conversations");
+  const sorted = [...state.conversations.values()].sort((a, b) =>
+    String(b.lastActivity).localeCompare(String(a.lastActivity)));
+  list.replaceChildren(...sorted.map((conversation) => {
+    const item = element("li");
+    const button = element("button", "conversation-item");
+    button.type = "button";
+    button.dataset.conversation = conversation.id;
+    if (conversation.id === state.activeId) button.setAttribute("aria-current", "true");
+    const presence = presenceOf(conversation);
+    const dot = element("span", `presence ${presence}`);
+    dot.dataset.presence = presence;
+    button.append(dot, element("span", "visually-hidden", `${PRESENCE_TEXT[presence]}: `),
+      element("span", "title", titleOf(conversation)));
+    if (conversation.unread) {
+      const badge = element("span", "unread", String(conversation.unread));
+      badge.setAttribute("aria-label", `${conversation.unread} unread`);
+      button.append(badge);
+    }
+    button.addEventListener("click", () => openConversation(conversation.id));
+    item.append(button);
+    return item;
+  }));
+  $("no-conversations").hidden = state.conversations.size > 0;
+}
+
+function renderHeader() {
+  const conversation = state.conversations.get(state.activeId);
+  if (!conversation) return;
+  const presence = presenceOf(conversation);
+  $("conversation-title").textContent = titleOf(conversation);
+  $("conversation-presence").className = `presence ${presence}`;
+  $("conversation-presence").dataset.presence = presence;
+  $("conversation-status").textContent = PRESENCE_TEXT[presence];
+}
+
+function openConversation(id) {
+  state.activeId = id;
+  document.body.dataset.view = "conversation";
+  renderActive();
+  renderConversations();
+  const conversation = state.conversations.get(id);
+  $("message-input").disabled = false;
+  $("send").disabled = false;
+  $("message-input").focus();
+  scheduleAck(conversation);
+}
+
+function renderActive() {
+  const conversation = state.conversations.get(state.activeId);
+  if (!conversation) return;
+  renderHeader();
+  $("earlier").hidden = conversation.timeline.base === 0;
+  $("messages").replaceChildren();
+  appendMessages(conversation, conversation.timeline.messages);
+  renderOutgoing();
+  scrollToEnd(true);
+}
+
+function appendMessages(conversation, messages) {
+  const stick = nearEnd();
+  const group = othersOf(conversation).length > 1;
+  const read = readUpTo(conversation);
+  $("messages").append(...messages.map((m) => messageElement(m, group, read)));
+  scrollToEnd(stick);
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+
+function messageElement(message, group, read) {
+  const own = message.sender_id === state.userId;
+  const item = element("li", own ? "message own" : "message");
+  item.dataset.seq = String(message.seq);
+  item.dataset.sender = message.sender_id;
+  if (group && !own) item.append(element("span", "sender", nameOf(message.sender_id)));
+  item.append(element("p", "content", message.content));
+  const meta = element("span", "meta");
+  const time = element("time");
+  const at = new Date(message.created_at);
+  if (!Number.isNaN(at.getTime())) {
+    time.dateTime = message.created_at;
+    time.textContent = timeFormat.format(at);
+  }
+  meta.append(time);
+  if (own) {
+    const status = element("span", "status");
+    setStatus(status, message.seq, read);
+    meta.append(" ", status);
+  }
+  item.append(meta);
+  return item;
+}
+
+/** Per seq of the user's own messages: how many of the other members have acknowledged it. */
+function readUpTo(conversation) {
+  const others = othersOf(conversation);
+  return { others: others.length, seqs: others.map((id) => conversation.receipts.get(id) ?? 0) };
+}
+
+function setStatus(node, seq, read) {
+  const readers = read.seqs.filter((s) => s >= seq).length;
+  if (readers === 0) {
+    node.dataset.status = "sent";
+    node.textContent = "✓ Sent";
+  } else {
+    node.dataset.status = readers === read.others ? "read" : "read-by-some";
+    node.textContent = readers === read.others ? "✓✓ Read" : `✓✓ Read by ${readers}/${read.others}`;
+  }
+}
+
+function renderStatuses(conversation) {
+  const read = readUpTo(conversation);
+  for (const node of $("messages").querySelectorAll("li.own .status")) {
+    setStatus(node, Number(node.closest("li").dataset.seq), read);
+  }
+}
+
+function renderOutgoing() {
+  const items = [...state.outbox.values()].filter((i) => i.conversationId === state.activeId);
+  const stick = nearEnd();
+  $("outgoing").replaceChildren(...items.map((item) => {
+    const li = element("li", "message own pending");
+    li.dataset.clientMsgId = item.clientMsgId;
+    li.append(element("p", "content", item.content));
+    let text = "Sending…";
+    if (item.status === "failed") text = `Not sent: ${item.error}`;
+    else if (!state.synced) text = "Waiting for the connection…";
+    const meta = element("span", "meta");
+    meta.append(element("span", "status", text));
+    if (item.status === "failed") {
+      const retry = element("button", "link", "Retry");
+      retry.type = "button";
+      retry.addEventListener("click", () => {
+        item.status = "queued";
+        sendItem(item);
+        renderOutgoing();
+      });
+      const discard = element("button", "link", "Discard");
+      discard.type = "button";
+      discard.addEventListener("click", () => {
+        state.outbox.delete(item.clientMsgId);
+        renderOutgoing();
+      });
+      meta.append(" ", retry, " ", discard);
+    }
+    li.append(meta);
+    return li;
+  }));
+  scrollToEnd(stick);
+}
+
+function nearEnd() {
+  const scroller = $("scroller");
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+}
+
+function scrollToEnd(really) {
+  if (really) $("scroller").scrollTop = $("scroller").scrollHeight;
+}
+
+// -- forms --------------------------------------------------------------------------------------
+
+function wire() {
+  $("auth-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const action = event.submitter?.value ?? "sign-in";
+    const username = $("username").value;
+    const password = $("password").value;
+    $("auth-error").textContent = "";
+    if (!form.checkValidity()) {
+      $("auth-error").textContent =
+        "Username: 3-32 characters (a-z, 0-9, _ . -); password: at least 8 characters.";
+      return;
+    }
+    for (const button of form.querySelectorAll("button")) button.disabled = true;
+    try {
+      await authenticate(action, username, password);
+    } catch (error) {
+      $("auth-error").textContent = error.code === "username_taken"
+        ? "That username is taken."
+        : error.status === 401 ? "Wrong username or password." : error.message;
+    } finally {
+      for (const button of form.querySelectorAll("button")) button.disabled = false;
+    }
+  });
+
+  $("sign-out").addEventListener("click", () => signOut());
+
+  $("new-conversation").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    $("new-error").textContent = "";
+    const names = [...new Set($("new-members").value.toLowerCase().split(/[\s,]+/).filter(Boolean))]
+      .filter((name) => name !== state.session.username);
+    if (!names.length) {
+      $("new-error").textContent = "Give at least one other username.";
+      return;
+    }
+    form.querySelector("button").disabled = true;
+    try {
+      const ids = [];
+      for (const name of names) {
+        let user;
+        try {
+          user = await api("GET", `/v1/users/by-username/${encodeURIComponent(name)}`);
+        } catch (error) {
+          throw error.status === 404 ? new Error(`No user is called “${name}”.`) : error;
+        }
+        state.names.set(user.user_id, user.username);
+        ids.push(user.user_id);
+      }
+      const title = $("new-title").value.trim() || [state.session.username, ...names].join(", ");
+      const created = await api("POST", "/v1/conversations", {
+        member_ids: ids,
+        title: title.slice(0, 200),
+      });
+      if (!state.conversations.has(created.conversation_id)) {
+        state.conversations.set(created.conversation_id, conversationFrom(created, 0));
+      }
+      form.reset();
+      openConversation(created.conversation_id);
+      void fetchPresence();
+    } catch (error) {
+      $("new-error").textContent = error.message;
+    } finally {
+      form.querySelector("button").disabled = false;
+    }
+  });
+
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("message-input");
+    const content = input.value.trim();
+    if (!content || !state.activeId) return;
+    queueSend(state.activeId, content);
+    input.value = "";
+    input.style.height = "";
+    input.focus();
+  });
+
+  $("message-input").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("composer").requestSubmit();
+    }
+  });
+
+  $("message-input").addEventListener("input", (event) => {
+    const input = event.currentTarget;
+    input.style.height = "";
+    input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+  });
+
+  $("back").addEventListener("click", () => {
+    document.body.dataset.view = "list";
+  });
+
+  document.addEventListener("visibilitychange", () => {
+    const active = state.conversations.get(state.activeId);
+    if (active) scheduleAck(active);
+  });
+  window.addEventListener("online", reconnectNow);
+}
+
+wire();
+const saved = loadSession();
+if (saved) start(saved);
+else setConnection("signed-out", "Signed out");
