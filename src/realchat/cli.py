@@ -62,6 +62,9 @@ async def _up(stack: Stack, detach: bool) -> int:
     for status in await stack.status():
         _say(f"  {status.name:<17} {status.address:<22} pid {status.pid}")
     _say(f"  logs and data in {stack.state_dir}")
+    if "gateway" in stack.include:
+        http = stack.app_settings.http
+        _say(f"  chat in a browser: http://{http.host}:{http.port}/")
     _say("  environment for RealChat processes: `realchat stack env`")
     if detach:
         _say("detached; stop it with `realchat stack down`")
