@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what RealChat needs on a Debian 12 machine, and only what is missing:
 #   - Debian packages: PostgreSQL server, Redis, kcat, HAProxy, Java 17, Maven, Chromium (for the
-#     web client's browser test)
+#     web client's browser test), Prometheus (scrapes the local stack; promtool checks its rules)
 #   - the Apache Kafka broker jars from Maven Central (cached under .cache/kafka)
 #   - a virtualenv (.venv) with the pinned Python dependencies (constraints.txt)
 # Quick the second time: each step is skipped when its stamp says it is up to date.
@@ -24,6 +24,7 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v pgbench >/dev/null || missing+=(postgresql-contrib)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v prometheus >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
