@@ -482,7 +482,9 @@ function onError(frame) {
   }
   if (frame.code === "rate_limited") {
     item.status = "queued";
-    setTimeout(() => sendItem(item), 1000);
+    setTimeout(() => {
+      if (state.outbox.has(item.clientMsgId)) sendItem(item);
+    }, 1000);
   } else {
     item.status = "failed";
     item.error = frame.message || frame.code;
@@ -548,6 +550,7 @@ function element(tag, className, text) {
 
 function renderConversations() {
   const list = $("conversations");
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.conversation : null;
   const sorted = [...state.conversations.values()].sort((a, b) =>
     String(b.lastActivity).localeCompare(String(a.lastActivity)));
   list.replaceChildren(...sorted.map((conversation) => {
@@ -571,6 +574,7 @@ function renderConversations() {
     return item;
   }));
   $("no-conversations").hidden = state.conversations.size > 0;
+  if (focused) list.querySelector(`[data-conversation="${CSS.escape(focused)}"]`)?.focus();
 }
 
 function renderHeader() {
