@@ -209,9 +209,11 @@ def _service_main(name: str) -> ServiceMain:
 
 def _run_service(settings: Settings, name: str) -> int:
     from realchat.observability.logging import configure_logging
+    from realchat.observability.tracing import configure_tracing
     from realchat.runner import run_until_signalled
 
     configure_logging(settings.logging, name)
+    configure_tracing(settings.tracing, name)
     serve = _service_main(name)
     return run_until_signalled(lambda stop: serve(settings, stop))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -184,6 +185,16 @@ class HttpSettings(BaseModel):
     port: int = 8080
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces: where spans go."""
+
+    #: "otlp" (OTLP/HTTP to `otlp_endpoint`), "console" (stdout), "none" (no-op).
+    exporter: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    #: Share of new traces recorded (child spans follow their parent's decision).
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+
 class LoggingSettings(BaseModel):
     level: str = "INFO"
     #: "json" for machines, "console" for people at a terminal.
@@ -209,6 +220,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     http: HttpSettings = HttpSettings()
     logging: LoggingSettings = LoggingSettings()
+    tracing: TracingSettings = TracingSettings()
     #: Interface of every process's ops endpoint (/metrics, /healthz, /readyz).
     ops_host: str = "127.0.0.1"
 

@@ -15,11 +15,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from realchat.auth.errors import AuthError, BadRequest, InvalidInput, Unauthorized
 from realchat.auth.service import AuthService
 from realchat.auth.tokens import InvalidToken, TokenVerifier
+from realchat.observability.http import route_of
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +51,25 @@ def error_response(
     return web.json_response(
         {"error": {"code": code, "message": message}}, status=status, headers=headers
     )
+
+
+HTTP_REQUESTS = Counter(
+    "realchat_auth_http_requests_total",
+    "Auth API requests by route and status",
+    ["route", "status"],
+)
+
+
+@web.middleware
+async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = route_of(request)
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        HTTP_REQUESTS.labels(route=route, status=str(status)).inc()
 
 
 @web.middleware
@@ -159,7 +180,7 @@ class AuthApi:
 
 
 def create_app(api: AuthApi) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[counted, json_errors], client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/v1/users", api.register)
     app.router.add_post("/v1/tokens", api.issue_token)
     app.router.add_get("/v1/users/by-username/{username}", api.user_by_username)

@@ -24,6 +24,7 @@ from realchat.auth.tokens import (
 )
 from realchat.config import Settings
 from realchat.observability.ops import start_ops_server
+from realchat.storage.migrations import schema_is_current
 from realchat.storage.pool import create_pool
 
 log = structlog.get_logger(__name__)
@@ -87,11 +88,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await web.TCPSite(runner, settings.auth.http_host, settings.auth.http_port).start()
 
         async def ready() -> bool:
-            try:
-                await pool.fetchval("SELECT 1")
-            except Exception:
-                return False
-            return True
+            return await schema_is_current(pool)
 
         ops = await start_ops_server(settings.ops_host, settings.auth.ops_port, ready)
         resources.push_async_callback(ops.cleanup)

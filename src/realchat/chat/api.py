@@ -3,6 +3,7 @@ status codes. No rules here; they live in `service.py`."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -11,17 +12,21 @@ from typing import Any, TypeVar
 import grpc
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry.trace import SpanKind
 
 from realchat.chat.errors import ChatError
 from realchat.chat.identity import Authenticator
+from realchat.chat.metrics import GRPC_DURATION, GRPC_REQUESTS
 from realchat.chat.service import ChatService
 from realchat.chat.store import ConversationRecord, MessageRecord
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
+from realchat.observability.tracing import extract, tracer
 
 log = structlog.get_logger(__name__)
 
 ERROR_CODE_KEY = "realchat-error-code"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChatService"].full_name
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -55,11 +60,6 @@ def conversation_to_proto(c: ConversationRecord) -> pb.Conversation:
     )
 
 
-def _trace_context(context: Context) -> dict[str, str]:
-    metadata = dict(context.invocation_metadata() or ())
-    return {k: str(metadata[k]) for k in ("traceparent", "tracestate") if k in metadata}
-
-
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     def __init__(self, service: ChatService, authenticator: Authenticator) -> None:
         self._service = service
@@ -67,18 +67,37 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
     async def _call(
         self,
+        method: str,
         context: Context,
         handler: Callable[[uuid.UUID], Awaitable[T]],
     ) -> T:
-        """Authenticate, run the handler, and turn ChatErrors into status codes."""
-        try:
-            metadata = {k: str(v) for k, v in (context.invocation_metadata() or ())}
-            caller = self._auth.authenticate(metadata)
-            return await handler(caller)
-        except ChatError as exc:
-            context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code),))
-            await context.abort(exc.status, exc.message)
-            raise AssertionError("abort returns by raising") from exc
+        """Authenticate, run the handler in a server span continuing the caller's trace, turn
+        ChatErrors into status codes, and count the call by its outcome."""
+        metadata = {k: str(v) for k, v in (context.invocation_metadata() or ())}
+        started = time.perf_counter()
+        code = "OK"
+        with tracer().start_as_current_span(
+            f"{SERVICE_NAME}/{method}",
+            context=extract(metadata),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.method": method},
+        ) as span:
+            try:
+                caller = self._auth.authenticate(metadata)
+                span.set_attribute("realchat.user_id", str(caller))
+                return await handler(caller)
+            except ChatError as exc:
+                code = exc.status.name
+                span.set_attribute("realchat.error_code", exc.code)
+                context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code),))
+                await context.abort(exc.status, exc.message)
+                raise AssertionError("abort returns by raising") from exc
+            except Exception:
+                code = "INTERNAL"
+                raise
+            finally:
+                GRPC_REQUESTS.labels(method=method, code=code).inc()
+                GRPC_DURATION.labels(method=method).observe(time.perf_counter() - started)
 
     async def CreateConversation(
         self, request: pb.CreateConversationRequest, context: Context
@@ -89,7 +108,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             )
             return conversation_to_proto(record)
 
-        return await self._call(context, handle)
+        return await self._call("CreateConversation", context, handle)
 
     async def AddMembers(self, request: pb.AddMembersRequest, context: Context) -> pb.Conversation:
         async def handle(caller: uuid.UUID) -> pb.Conversation:
@@ -98,7 +117,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             )
             return conversation_to_proto(record)
 
-        return await self._call(context, handle)
+        return await self._call("AddMembers", context, handle)
 
     async def GetConversation(
         self, request: pb.GetConversationRequest, context: Context
@@ -107,7 +126,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             record = await self._service.get_conversation(caller, request.conversation_id)
             return conversation_to_proto(record)
 
-        return await self._call(context, handle)
+        return await self._call("GetConversation", context, handle)
 
     async def ListConversations(
         self, request: pb.ListConversationsRequest, context: Context
@@ -118,7 +137,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 conversations=[conversation_to_proto(r) for r in records]
             )
 
-        return await self._call(context, handle)
+        return await self._call("ListConversations", context, handle)
 
     async def SendMessage(
         self, request: pb.SendMessageRequest, context: Context
@@ -129,13 +148,12 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 request.conversation_id,
                 request.client_msg_id,
                 request.content,
-                _trace_context(context),
             )
             return pb.SendMessageResponse(
                 message=message_to_proto(result.message), created=result.created
             )
 
-        return await self._call(context, handle)
+        return await self._call("SendMessage", context, handle)
 
     async def GetHistory(
         self, request: pb.GetHistoryRequest, context: Context
@@ -148,16 +166,14 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 messages=[message_to_proto(m) for m in messages], last_seq=last_seq
             )
 
-        return await self._call(context, handle)
+        return await self._call("GetHistory", context, handle)
 
     async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:
         async def handle(caller: uuid.UUID) -> pb.AckResponse:
-            acked = await self._service.ack(
-                caller, request.conversation_id, request.seq, _trace_context(context)
-            )
+            acked = await self._service.ack(caller, request.conversation_id, request.seq)
             return pb.AckResponse(acked_seq=acked)
 
-        return await self._call(context, handle)
+        return await self._call("Ack", context, handle)
 
     async def GetPresence(
         self, request: pb.GetPresenceRequest, context: Context
@@ -175,4 +191,4 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 ]
             )
 
-        return await self._call(context, handle)
+        return await self._call("GetPresence", context, handle)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import asyncpg
 import structlog
 from confluent_kafka import KafkaError
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
 from realchat.bus.kafka import AsyncProducer, Delivered, DeliveryError, producer_config
@@ -33,6 +35,8 @@ from realchat.chat.outbox_store import OutboxEvent
 from realchat.config import FaultSettings, OutboxSettings, Settings
 from realchat.events.models import EVENT_TYPE_HEADER
 from realchat.observability.ops import start_ops_server
+from realchat.observability.tracing import extract, inject, tracer
+from realchat.storage.migrations import schema_is_current
 from realchat.storage.pool import create_pool
 
 log = structlog.get_logger(__name__)
@@ -130,10 +134,33 @@ def classify(
     return outcome
 
 
-def _headers(event: OutboxEvent) -> list[tuple[str, bytes]]:
+def _publish_span(event: OutboxEvent) -> Span:
+    """A producer span continuing the trace that wrote the event (its context is in the row)."""
+    return tracer().start_span(
+        f"{event.topic} publish",
+        context=extract(event.trace_context),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": event.topic,
+            "realchat.outbox_id": event.id,
+        },
+    )
+
+
+def _headers(event: OutboxEvent, span: Span) -> list[tuple[str, bytes]]:
+    """The event type, and the publish span's trace context for the consumers to continue."""
     headers = [(EVENT_TYPE_HEADER, event.event_type.encode())]
-    headers.extend((k, v.encode()) for k, v in sorted(event.trace_context.items()))
+    carrier = inject(trace.set_span_in_context(span))
+    headers.extend((k, v.encode()) for k, v in sorted(carrier.items()))
     return headers
+
+
+def _end_spans(spans: Sequence[Span], results: Sequence[Delivered | BaseException]) -> None:
+    for span, result in zip(spans, results, strict=True):
+        if not isinstance(result, Delivered):
+            span.set_status(Status(StatusCode.ERROR, str(result)))
+        span.end()
 
 
 class OutboxPublisher:
@@ -238,17 +265,19 @@ class OutboxPublisher:
             if not events:
                 return False
             started = time.monotonic()
+            spans = [_publish_span(e) for e in events]
             if isolated:
-                results = [await self._send_alone(events[0])]
+                results = [await self._send_alone(events[0], spans[0])]
             else:
                 futures = [
                     self._producer.produce(
-                        e.topic, e.partition_key.encode(), e.payload, headers=_headers(e)
+                        e.topic, e.partition_key.encode(), e.payload, headers=_headers(e, span)
                     )
-                    for e in events
+                    for e, span in zip(events, spans, strict=True)
                 ]
                 results = await asyncio.gather(*futures, return_exceptions=True)
             BATCH_SECONDS.observe(time.monotonic() - started)
+            _end_spans(spans, results)
             if self._faults.kill_publisher_after_ack and any(
                 isinstance(r, Delivered) for r in results
             ):
@@ -262,14 +291,14 @@ class OutboxPublisher:
         self._account(shard, events, outcome)
         return len(events) == limit and not outcome.retry
 
-    async def _send_alone(self, event: OutboxEvent) -> Delivered | BaseException:
+    async def _send_alone(self, event: OutboxEvent, span: Span) -> Delivered | BaseException:
         """Produce one record in a request of its own, so the broker's verdict is about it."""
         async with self._solo_lock:
             if self._solo_producer is None:
                 self._solo_producer = self._producer_factory(SOLO_OVERRIDES)
             try:
                 return await self._solo_producer.produce(
-                    event.topic, event.partition_key.encode(), event.payload, _headers(event)
+                    event.topic, event.partition_key.encode(), event.payload, _headers(event, span)
                 )
             except DeliveryError as error:
                 return error
@@ -326,11 +355,7 @@ async def serve_publisher(settings: Settings, stop: asyncio.Event) -> None:
     publisher = OutboxPublisher(pool, factory, settings.outbox, settings.faults)
 
     async def ready() -> bool:
-        try:
-            await pool.fetchval("SELECT 1")
-        except Exception:
-            return False
-        return True
+        return await schema_is_current(pool)
 
     ops = await start_ops_server(settings.ops_host, settings.outbox.ops_port, ready)
     log.info("outbox publisher running", ops_port=settings.outbox.ops_port)

@@ -17,6 +17,7 @@ from realchat.chat.store import ChatStore
 from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from realchat.config import Settings
 from realchat.observability.ops import start_ops_server
+from realchat.storage.migrations import schema_is_current
 from realchat.storage.pool import create_pool
 
 log = structlog.get_logger(__name__)
@@ -53,11 +54,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await server.start()
 
     async def ready() -> bool:
-        try:
-            await pool.fetchval("SELECT 1")
-        except Exception:
-            return False
-        return True
+        return await schema_is_current(pool)
 
     ops = await start_ops_server(settings.ops_host, settings.chat.ops_port, ready)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)

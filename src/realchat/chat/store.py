@@ -15,7 +15,9 @@ from typing import Any
 
 import asyncpg
 
+from realchat.chat.metrics import db_operation
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
+from realchat.observability.tracing import inject
 from realchat.storage.outbox import outbox_shard
 
 
@@ -180,6 +182,7 @@ class ChatStore:
         self._pool = pool
         self._shards = outbox_shards
 
+    @db_operation("create_conversation")
     async def create_conversation(
         self, creator: uuid.UUID, member_ids: list[uuid.UUID], title: str
     ) -> ConversationRecord:
@@ -201,6 +204,7 @@ class ChatStore:
         assert row is not None
         return _conversation(row)
 
+    @db_operation("add_members")
     async def add_members(
         self, conversation_id: uuid.UUID, actor: uuid.UUID, user_ids: list[uuid.UUID]
     ) -> ConversationRecord:
@@ -214,12 +218,14 @@ class ChatStore:
         assert row is not None
         return _conversation(row)
 
+    @db_operation("get_conversation")
     async def get_conversation(
         self, conversation_id: uuid.UUID, viewer: uuid.UUID
     ) -> ConversationRecord | None:
         row = await self._pool.fetchrow(_CONVERSATION, [conversation_id], viewer)
         return _conversation(row) if row is not None else None
 
+    @db_operation("list_conversations")
     async def list_conversations(self, user_id: uuid.UUID) -> list[ConversationRecord]:
         ids = await self._pool.fetch(
             "SELECT conversation_id FROM conversation_members WHERE user_id = $1", user_id
@@ -227,6 +233,7 @@ class ChatStore:
         rows = await self._pool.fetch(_CONVERSATION, [r["conversation_id"] for r in ids], user_id)
         return [_conversation(r) for r in rows]
 
+    @db_operation("membership")
     async def membership(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> Membership:
         row = await self._pool.fetchrow(
             """SELECT c.last_seq, m.acked_seq
@@ -246,6 +253,7 @@ class ChatStore:
             acked_seq=row["acked_seq"] or 0,
         )
 
+    @db_operation("find_sent")
     async def find_sent(self, sender_id: uuid.UUID, idempotency_key: str) -> MessageRecord | None:
         row = await self._pool.fetchrow(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages "
@@ -255,6 +263,7 @@ class ChatStore:
         )
         return _message(row) if row is not None else None
 
+    @db_operation("insert_message")
     async def insert_message(
         self,
         conversation_id: uuid.UUID,
@@ -274,7 +283,8 @@ class ChatStore:
                 idempotency_key,
                 outbox_shard(conversation_id, self._shards),
                 MESSAGE_CREATED,
-                _json(trace_context),
+                # The outbox row carries this span's context: the publisher continues the trace.
+                _json(trace_context or inject()),
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "messages_sender_idempotency_key":
@@ -282,6 +292,7 @@ class ChatStore:
             raise
         return _message(row) if row is not None else None
 
+    @db_operation("history")
     async def history(
         self, conversation_id: uuid.UUID, after_seq: int, limit: int
     ) -> list[MessageRecord]:
@@ -294,6 +305,7 @@ class ChatStore:
         )
         return [_message(r) for r in rows]
 
+    @db_operation("ack")
     async def ack(
         self,
         conversation_id: uuid.UUID,
@@ -309,10 +321,11 @@ class ChatStore:
             seq,
             outbox_shard(conversation_id, self._shards),
             MESSAGE_ACKNOWLEDGED,
-            _json(trace_context),
+            _json(trace_context or inject()),
         )
         return result
 
+    @db_operation("visible_presence")
     async def visible_presence(
         self, viewer: uuid.UUID, user_ids: list[uuid.UUID]
     ) -> list[PresenceRecord]:

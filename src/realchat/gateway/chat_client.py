@@ -13,12 +13,14 @@ from datetime import UTC
 from typing import TypeVar
 
 import grpc
+from opentelemetry.trace import SpanKind
 
-from realchat.chat.api import ERROR_CODE_KEY
+from realchat.chat.api import ERROR_CODE_KEY, SERVICE_NAME
 from realchat.chat.identity import internal_metadata
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from realchat.contract.frames import Message
+from realchat.observability.tracing import inject, tracer
 
 T = TypeVar("T")
 
@@ -83,12 +85,18 @@ class ChatClient:
         self._timeout = timeout_s
 
     async def _call(self, rpc: Callable[..., Awaitable[T]], request: object, user: uuid.UUID) -> T:
-        try:
-            return await rpc(
-                request, metadata=internal_metadata(self._token, user), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _error(exc) from None
+        """One call in a client span whose context travels in the metadata (traceparent)."""
+        method = type(request).__name__.removesuffix("Request")
+        with tracer().start_as_current_span(
+            f"{SERVICE_NAME}/{method}",
+            kind=SpanKind.CLIENT,
+            attributes={"rpc.system": "grpc", "rpc.method": method},
+        ):
+            metadata = [*internal_metadata(self._token, user), *inject().items()]
+            try:
+                return await rpc(request, metadata=metadata, timeout=self._timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise _error(exc) from None
 
     async def send(
         self, user: uuid.UUID, conversation_id: str, client_msg_id: str, content: str

@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 
 from realchat.contract.close_codes import CloseCode
 from realchat.gateway import metrics
+from realchat.observability.tracing import tracer
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +61,16 @@ class Cursor:
     echoes: set[int] = field(default_factory=set)
 
 
+class Outgoing(NamedTuple):
+    """A queued frame, with what the writer needs to measure and trace its delivery."""
+
+    frame: bytes
+    #: When the message was committed (epoch seconds): delivery latency is measured at the write.
+    created_at: float | None = None
+    #: The trace of the event that produced it: the socket write becomes a span of that trace.
+    trace: Context | None = None
+
+
 GapHandler = Callable[["Connection", str], None]
 
 #: Bound on remembered own sends per conversation (a client sending faster than Kafka echoes).
@@ -79,7 +93,7 @@ class Connection:
         self.cursors: dict[str, Cursor] = {}
         self.sync_lock = asyncio.Lock()
         self._sink = sink
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_size)
         self._backfill_room = max(1, queue_size // 2)
         self._room = asyncio.Event()
         self._room.set()
@@ -88,6 +102,8 @@ class Connection:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        #: The close code this side sent, if it closed the connection (why the session ended).
+        self.close_code: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -95,12 +111,14 @@ class Connection:
 
     # -- queueing ------------------------------------------------------------------------------
 
-    def push(self, frame: bytes) -> bool:
+    def push(
+        self, frame: bytes, created_at: float | None = None, trace: Context | None = None
+    ) -> bool:
         """Queue a frame without waiting; a full queue cuts the client off. False if dropped."""
         if not self.is_open:
             return False
         try:
-            self._queue.put_nowait(frame)
+            self._queue.put_nowait(Outgoing(frame, created_at, trace))
         except asyncio.QueueFull:
             self.cut_off_slow_consumer()
             return False
@@ -122,7 +140,14 @@ class Connection:
             cursor = self.cursors[conversation_id] = Cursor()
         return cursor
 
-    def offer_live(self, conversation_id: str, seq: int, frame: bytes) -> None:
+    def offer_live(
+        self,
+        conversation_id: str,
+        seq: int,
+        frame: bytes,
+        created_at: float | None = None,
+        trace: Context | None = None,
+    ) -> None:
         """A live message event for this connection: queue it, suppress it, or start a backfill."""
         cursor = self.cursor(conversation_id)
         if cursor.syncing:
@@ -131,7 +156,7 @@ class Connection:
             if seq in cursor.echoes:  # Kafka keeps order: everything before it was delivered
                 cursor.echoes.discard(seq)
                 cursor.delivered = seq
-            elif self.push(frame):
+            elif self.push(frame, created_at, trace):
                 cursor.delivered = seq
         elif seq <= cursor.delivered:
             metrics.DUPLICATES_SUPPRESSED.inc()
@@ -167,10 +192,21 @@ class Connection:
 
     async def _write_forever(self) -> None:
         while True:
-            frame = await self._queue.get()
+            item = await self._queue.get()
             if self._queue.qsize() < self._backfill_room:
                 self._room.set()
-            await self._sink.send(frame)
+            if item.trace is None:
+                await self._sink.send(item.frame)
+            else:
+                with tracer().start_as_current_span(
+                    "ws write",
+                    context=item.trace,
+                    kind=SpanKind.PRODUCER,
+                    attributes={"realchat.user_id": str(self.user_id)},
+                ):
+                    await self._sink.send(item.frame)
+            if item.created_at is not None:
+                metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - item.created_at))
             metrics.FRAMES_SENT.inc()
 
     def cut_off_slow_consumer(self) -> None:
@@ -188,6 +224,7 @@ class Connection:
         if not self.is_open:
             return
         self.state = State.CLOSING
+        self.close_code = code
         while not self._queue.empty():
             self._queue.get_nowait()
         self._room.set()

@@ -13,6 +13,7 @@ this: its full queue cuts it off instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -21,12 +22,15 @@ from typing import Any
 import msgspec
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from opentelemetry import trace as trace_context
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 
 from realchat.events.models import (
     EVENT_TYPE_HEADER,
+    Event,
     MessageAcknowledged,
     MessageCreated,
-    PresenceChanged,
     UnknownEventTypeError,
     decode,
 )
@@ -38,6 +42,7 @@ from realchat.events.topics import (
 )
 from realchat.gateway import metrics
 from realchat.gateway.hub import Hub
+from realchat.observability.tracing import extract, tracer
 
 log = structlog.get_logger(__name__)
 
@@ -68,13 +73,12 @@ class EventDispatcher:
         self._hub = hub
 
     async def __call__(self, records: Sequence[Message]) -> None:
-        now = time.time()
         for record in records:
             topic = record.topic() or ""
-            headers = dict(record.headers() or [])
+            headers = _headers(record)
             value = record.value()
             raw_type = headers.get(EVENT_TYPE_HEADER)
-            event_type = raw_type.decode() if isinstance(raw_type, bytes) else topic
+            event_type = raw_type.decode() if raw_type is not None else topic
             if not isinstance(value, bytes):
                 continue
             try:
@@ -83,23 +87,39 @@ class EventDispatcher:
                 log.error("undecodable event skipped", topic=topic, error=str(exc))
                 continue
             metrics.EVENTS_CONSUMED.labels(topic=topic).inc()
-            offered = 0
-            if isinstance(event, MessageCreated):
-                offered = self._hub.dispatch_message(event)
-                if offered:
-                    metrics.DELIVERY_LATENCY.observe(max(0.0, now - event.created_at.timestamp()))
-            elif isinstance(event, MessageAcknowledged):
-                offered = self._hub.dispatch_receipt(event)
-            elif isinstance(event, PresenceChanged):
-                presence_offered = self._hub.dispatch_presence(event)
-                if presence_offered is None:
-                    metrics.PRESENCE_STALE.inc()
-                offered = presence_offered or 0
+            # The publisher's span, from the headers: the deliveries below join its trace.
+            parent = extract({k: v.decode(errors="replace") for k, v in headers.items()})
+            with tracer().start_as_current_span(
+                f"{topic} process",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+            ) as span:
+                offered = self._dispatch(event, trace_context.set_span_in_context(span))
             if offered:
                 # Let the writers take the frame before the next event is queued: one batch can
                 # hold more events of a conversation than a queue has room for, and a client
                 # that keeps up must not be cut off as slow because of a burst.
                 await asyncio.sleep(0)
+
+    def _dispatch(self, event: Event, trace: Context) -> int:
+        if isinstance(event, MessageCreated):
+            return self._hub.dispatch_message(event, trace)
+        if isinstance(event, MessageAcknowledged):
+            return self._hub.dispatch_receipt(event)
+        offered = self._hub.dispatch_presence(event)
+        if offered is None:
+            metrics.PRESENCE_STALE.inc()
+        return offered or 0
+
+
+def _headers(record: Message) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for header in record.headers() or []:
+        key, value = header[0], header[1]
+        if isinstance(value, bytes):
+            found[str(key)] = value
+    return found
 
 
 class KafkaDelivery:
@@ -115,6 +135,7 @@ class KafkaDelivery:
         #: Offsets handled (next to read) per partition, not yet committed.
         self._handled: dict[tuple[str, int], int] = {}
         self.failure: BaseException | None = None
+        self._next_lag_export = 0.0
 
     @property
     def assigned(self) -> bool:
@@ -140,6 +161,7 @@ class KafkaDelivery:
                 [MESSAGE_CREATED, MESSAGE_ACKNOWLEDGED, PRESENCE_ONLINE, PRESENCE_OFFLINE],
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
             )
             while not self._stopping.is_set():
                 records = consumer.consume(num_messages=500, timeout=0.1)
@@ -147,7 +169,9 @@ class KafkaDelivery:
                 if good:
                     self._handle_on_loop(good)
                     self._commit(consumer, asynchronous=True)
-                self._export_lag(consumer)
+                if time.monotonic() >= self._next_lag_export:
+                    self._next_lag_export = time.monotonic() + 1.0
+                    self._export_lag(consumer)
             self._commit(consumer, asynchronous=False)
         except BaseException as exc:  # the process must see a dead consumer
             self.failure = exc
@@ -198,6 +222,19 @@ class KafkaDelivery:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit what was handled before the partitions go to someone else."""
         self._commit(consumer, asynchronous=False)
+        self._unassigned(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group dropped us (session timed out, e.g. the brokers were unreachable): nothing
+        to commit, and not ready until partitions are assigned again."""
+        log.warning("partitions lost", count=len(partitions))
+        self._unassigned(partitions)
+
+    def _unassigned(self, partitions: list[TopicPartition]) -> None:
+        self._assigned.clear()
+        for tp in partitions:
+            with contextlib.suppress(KeyError):
+                metrics.KAFKA_LAG.remove(tp.topic, str(tp.partition))
 
     def _is_error(self, record: Message) -> bool:
         error = record.error()
@@ -208,13 +245,13 @@ class KafkaDelivery:
         return True
 
     def _export_lag(self, consumer: Consumer) -> None:
-        lag = 0
         try:
             for tp in consumer.assignment():
                 position = consumer.position([tp])[0].offset
                 _, high = consumer.get_watermark_offsets(tp, cached=True)
                 if position >= 0 and high >= 0:
-                    lag += max(0, high - position)
-        except Exception:
+                    metrics.KAFKA_LAG.labels(tp.topic, str(tp.partition)).set(
+                        max(0, high - position)
+                    )
+        except KafkaException:
             return
-        metrics.KAFKA_LAG.set(lag)

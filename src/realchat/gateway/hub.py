@@ -13,6 +13,8 @@ import uuid
 import zlib
 from collections.abc import Iterator
 
+from opentelemetry.context import Context
+
 from realchat.contract.frames import Message, MessageFrame, PresenceFrame, ReceiptFrame, encode
 from realchat.events.models import MessageAcknowledged, MessageCreated, PresenceChanged
 from realchat.gateway.connection import Connection
@@ -108,16 +110,17 @@ class Hub:
     def __len__(self) -> int:
         return sum(len(s) for s in self._shards)
 
-    def dispatch_message(self, event: MessageCreated) -> int:
+    def dispatch_message(self, event: MessageCreated, trace: Context | None = None) -> int:
         """Offer the message to every local connection of its recipients; return how many."""
         frame: bytes | None = None
         conversation_id = str(event.conversation_id)
+        created_at = event.created_at.timestamp()
         offered = 0
         for user_id in event.recipients:
             for connection in list(self.connections_of(user_id)):
                 if frame is None:  # encoded once, only if someone here receives it
                     frame = encode(MessageFrame(message_of(event)))
-                connection.offer_live(conversation_id, event.seq, frame)
+                connection.offer_live(conversation_id, event.seq, frame, created_at, trace)
                 offered += 1
         return offered
 

@@ -23,10 +23,33 @@ EVENTS_CONSUMED = Counter(
 )
 DELIVERY_LATENCY = Histogram(
     "realchat_gateway_delivery_latency_seconds",
-    "From message commit (created_at) to enqueue for a local recipient",
+    "From message commit (created_at) to the frame written to a recipient's socket",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-KAFKA_LAG = Gauge("realchat_gateway_kafka_lag", "Records behind the end of the assigned partitions")
+KAFKA_LAG = Gauge(
+    "realchat_gateway_kafka_lag",
+    "Records behind the end of each assigned partition",
+    ["topic", "partition"],
+)
+DISCONNECTS = Counter(
+    "realchat_gateway_disconnects_total",
+    "WebSocket sessions ended, by reason (client_closed, slow_consumer, policy, too_big, "
+    "going_away, idle_timeout, unauthorized, error)",
+    ["reason"],
+)
+HTTP_REQUESTS = Counter(
+    "realchat_gateway_http_requests_total",
+    "REST requests by route template, method and status",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "realchat_gateway_http_request_duration_seconds", "REST request duration", ["route"]
+)
+SYNC_BACKFILL = Histogram(
+    "realchat_gateway_sync_backfill_messages",
+    "Messages sent by one sync or gap backfill",
+    buckets=(0, 1, 10, 100, 500, 1000, 5000, 20000),
+)
 BAD_FRAMES = Counter("realchat_gateway_bad_frames_total", "Client frames refused", ["code"])
 PRESENCE_WRITE_FAILURES = Counter(
     "realchat_gateway_presence_write_failures_total", "Device key writes that failed (retried)"

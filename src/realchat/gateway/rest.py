@@ -8,6 +8,7 @@ here with the auth service's public key, and goes to the chat service on the use
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -16,15 +17,19 @@ import aiohttp
 import msgspec
 import structlog
 from aiohttp import web
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from realchat.auth.tokens import InvalidToken, TokenVerifier
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.contract import rest
 from realchat.contract.frames import Message
+from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.gateway.openapi import openapi_document
 from realchat.gateway.ratelimit import SendLimiter
+from realchat.observability.http import route_of
+from realchat.observability.tracing import extract, tracer
 
 log = structlog.get_logger(__name__)
 
@@ -51,20 +56,56 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 
 @web.middleware
+async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A server span and the request metrics (by route template, method and status)."""
+    route = route_of(request)
+    if route == "/v1/ws":  # a session, not a request: counted by its disconnect reason
+        return await handler(request)
+    started = time.perf_counter()
+    status = 500
+    with tracer().start_as_current_span(
+        f"{request.method} {route}",
+        context=extract(dict(request.headers)),
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": request.method, "http.route": route},
+    ) as span:
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            span.set_attribute("http.response.status_code", status)
+            metrics.HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
+            metrics.HTTP_DURATION.labels(route).observe(time.perf_counter() - started)
+
+
+@web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as `{"error": {"code", "message"}}`; bugs are 500s, never 400s."""
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return _refused(request, exc.status, exc.code, exc.message)
     except ChatCallError as exc:
-        return error_response(exc.http_status, exc.code, exc.message)
+        return _refused(request, exc.http_status, exc.code, exc.message)
     except web.HTTPNotFound:
         return error_response(404, "not_found", f"no route for {request.path}")
     except web.HTTPMethodNotAllowed:
         return error_response(405, "method_not_allowed", f"{request.method} not allowed here")
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "request_too_large", "the body is larger than 64 KiB")
+
+
+def _refused(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    log.info(
+        "request refused",
+        route=route_of(request),
+        method=request.method,
+        status=status,
+        error_code=code,
+        conversation_id=request.match_info.get("conversation_id"),
+    )
+    return error_response(status, code, message)
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

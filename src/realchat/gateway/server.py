@@ -18,7 +18,7 @@ from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_c
 from realchat.gateway.hub import Hub
 from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter
-from realchat.gateway.rest import RestApi, errors_as_json
+from realchat.gateway.rest import RestApi, errors_as_json, observed
 from realchat.gateway.sync import Backfiller
 from realchat.gateway.webapp import add_webapp_routes
 from realchat.gateway.websocket import Session
@@ -67,7 +67,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         EventDispatcher(hub),
     )
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-    app = web.Application(middlewares=[errors_as_json], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[observed, errors_as_json], client_max_size=64 * 1024)
     app.router.add_routes(RestApi(chat, verifier, limiter, settings.auth.url, http).routes())
     app.router.add_get("/v1/ws", session.handle)
     add_webapp_routes(app)

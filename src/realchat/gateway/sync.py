@@ -13,6 +13,7 @@ import uuid
 from typing import Protocol
 
 from realchat.contract.frames import Message, MessageFrame, SyncDoneFrame, encode
+from realchat.gateway import metrics
 from realchat.gateway.connection import Connection
 
 
@@ -37,6 +38,7 @@ class Backfiller:
 
     async def _run(self, connection: Connection, conversation_id: str) -> None:
         cursor = connection.cursor(conversation_id)
+        sent = 0
         try:
             while connection.is_open:
                 after = cursor.delivered or 0
@@ -49,6 +51,7 @@ class Backfiller:
                     if not await connection.push_backfill(encode(MessageFrame(message))):
                         return
                     cursor.delivered = message.seq
+                    sent += 1
                 caught_up = (cursor.delivered or 0) >= cursor.seen_while_syncing
                 if len(page) < self._page_size and caught_up:
                     cursor.syncing = False  # same loop tick as the check: no event slips in
@@ -57,6 +60,8 @@ class Backfiller:
             # Back to live: the next live event finds the gap and starts a new backfill.
             cursor.syncing = False
             raise
+        finally:
+            metrics.SYNC_BACKFILL.observe(sent)
 
     async def sync(self, connection: Connection, positions: dict[str, int]) -> dict[str, int]:
         """Deliver everything after `positions` in each conversation; return where each ended.

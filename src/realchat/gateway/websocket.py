@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import WSMsgType, web
+from opentelemetry.trace import SpanKind
 
 from realchat.auth.tokens import InvalidToken, TokenVerifier
 from realchat.config import GatewaySettings
@@ -38,6 +39,7 @@ from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter, TokenBucket
 from realchat.gateway.rest import error_response
 from realchat.gateway.sync import Backfiller
+from realchat.observability.tracing import tracer
 from realchat.presence.registry import DEVICE_PATTERN
 
 log = structlog.get_logger(__name__)
@@ -62,6 +64,28 @@ class WebSocketSink:
         # No isinstance check: uvloop's transports are not asyncio.Transport subclasses.
         if self._transport is not None:
             self._transport.abort()
+
+
+_REASONS: dict[int, str] = {
+    CloseCode.SLOW_CONSUMER: "slow_consumer",
+    CloseCode.POLICY: "policy",
+    CloseCode.TOO_BIG: "too_big",
+    CloseCode.GOING_AWAY: "going_away",
+}
+
+
+def disconnect_reason(
+    connection: Connection, ws: web.WebSocketResponse, ended_by: BaseException | None
+) -> str:
+    """Why a session ended, as a bounded label: who closed it, with which code."""
+    code = connection.close_code if connection.close_code is not None else ws.close_code
+    if code is not None and code in _REASONS:
+        return _REASONS[code]
+    if isinstance(ended_by, TimeoutError):
+        return "idle_timeout"
+    if ended_by is not None and not isinstance(ended_by, asyncio.CancelledError):
+        return "error"
+    return "client_closed"
 
 
 @dataclass
@@ -96,6 +120,7 @@ class Session:
         try:
             user_id = self.verifier.verify(request.query.get("token", ""))
         except InvalidToken:
+            metrics.DISCONNECTS.labels(reason="unauthorized").inc()
             await ws.close(code=CloseCode.UNAUTHORIZED, message=b"unauthorized")
             return ws
         if not self.accepting:
@@ -116,9 +141,14 @@ class Session:
         self.presence.connected(
             connection.session_id, user_id, device or str(connection.session_id)
         )
+        ended_by: BaseException | None = None
         try:
             await self._read_loop(ws, connection)
+        except BaseException as exc:
+            ended_by = exc
+            raise
         finally:
+            metrics.DISCONNECTS.labels(reason=disconnect_reason(connection, ws, ended_by)).inc()
             self.presence.disconnected(connection.session_id)
             self.hub.unregister(connection)
             metrics.ACTIVE_CONNECTIONS.dec()
@@ -175,22 +205,38 @@ class Session:
         connection.push(encode(ErrorFrame(bad.code, bad.message, client_msg_id)))
 
     async def _send(self, connection: Connection, frame: SendFrame) -> None:
+        with tracer().start_as_current_span(
+            "ws send",
+            kind=SpanKind.SERVER,
+            attributes={
+                "realchat.user_id": str(connection.user_id),
+                "realchat.conversation_id": frame.conversation_id,
+            },
+        ) as span:
+            refusal = await self._try_send(connection, frame)
+            if refusal is not None:
+                span.set_attribute("realchat.error_code", refusal.code)
+                log.info(
+                    "send refused",
+                    user_id=str(connection.user_id),
+                    conversation_id=frame.conversation_id,
+                    client_msg_id=frame.client_msg_id,
+                    error_code=refusal.code,
+                )
+                self._refuse(connection, refusal, frame.client_msg_id)
+
+    async def _try_send(self, connection: Connection, frame: SendFrame) -> BadFrame | None:
         if not await self.send_limiter.allow(connection.user_id):
-            self._refuse(
-                connection,
-                BadFrame("rate_limited", "too many messages; slow down"),
-                frame.client_msg_id,
-            )
-            return
+            return BadFrame("rate_limited", "too many messages; slow down")
         try:
             sent = await self.chat.send(
                 connection.user_id, frame.conversation_id, frame.client_msg_id, frame.content
             )
         except ChatCallError as error:
-            self._refuse(connection, BadFrame(error.code, error.message), frame.client_msg_id)
-            return
+            return BadFrame(error.code, error.message)
         connection.push(encode(SendOkFrame(frame.client_msg_id, sent.message)))
         connection.note_own_send(sent.message.conversation_id, sent.message.seq)
+        return None
 
     async def _ack(self, connection: Connection, frame: AckFrame) -> None:
         try:

@@ -15,6 +15,7 @@ from realchat.observability.ops import start_ops_server
 from realchat.presence.registry import PresenceRegistry
 from realchat.presence.store import PresenceStore
 from realchat.presence.tracker import PresenceTracker
+from realchat.storage.migrations import schema_is_current
 from realchat.storage.pool import create_pool
 from realchat.storage.redis import redis_client
 
@@ -36,11 +37,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     )
 
     async def ready() -> bool:
-        try:
-            await pool.fetchval("SELECT 1 FROM presence LIMIT 1")
-        except Exception:
-            return False
-        return tracker.subscribed
+        return tracker.subscribed and await schema_is_current(pool)
 
     ops = await start_ops_server(settings.ops_host, p.ops_port, ready)
     log.info("presence service running", ops_port=p.ops_port, sweep_interval_s=p.sweep_interval_s)

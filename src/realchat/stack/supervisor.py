@@ -49,6 +49,7 @@ _SERVICE_SECTIONS = (
     "presence",
     "http",
     "logging",
+    "tracing",
     "faults",
 )
 

@@ -7,6 +7,7 @@ start at once without applying anything twice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -94,3 +95,20 @@ async def migrate_database(dsn: str, directory: Path | None = None) -> list[Migr
         return await migrate(conn, load_migrations(directory))
     finally:
         await conn.close()
+
+
+@functools.cache
+def latest_version() -> int:
+    return load_migrations()[-1].version
+
+
+async def schema_is_current(pool: asyncpg.Pool, timeout_s: float = 2.0) -> bool:
+    """Readiness of a process that needs the database: it answers, and every migration this
+    code ships has been applied (a process newer than its schema must not take traffic)."""
+    try:
+        applied = await pool.fetchval(
+            "SELECT max(version) FROM schema_migrations", timeout=timeout_s
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    return applied is not None and applied >= latest_version()
