@@ -176,6 +176,11 @@ class StackSettings(BaseModel):
     gateway_port: int = 18080
     #: Seconds each component may take to become ready before `stack up` gives up on it.
     ready_timeout_s: float = 90.0
+    #: Prometheus beside the services, scraping every ops endpoint and evaluating the alert rules
+    #: of deployments/observability/ (the dev stack runs it; the test stacks turn it off).
+    prometheus: bool = True
+    prometheus_port: int = 9090
+    prometheus_scrape_interval_s: float = Field(default=5.0, gt=0)
 
 
 class HttpSettings(BaseModel):

@@ -35,6 +35,8 @@ TEST_STACK = StackSettings(
     kafka_port=29092 + PORT_OFFSET,
     kafka_heap_mb=384,
     gateways=1,
+    # Prometheus (port 9090 by default) only where a test asks for it: tests/e2e/test_dashboards.py.
+    prometheus=False,
 )
 
 
@@ -58,6 +60,7 @@ def throwaway_stack(
         kafka_heap_mb=320,
         gateways=gateways,
         gateway_port=base + 60,
+        prometheus=False,
     )
 
 
@@ -106,6 +109,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "REALCHAT_PRESENCE__SWEEP_INTERVAL_S": str(settings.presence.sweep_interval_s),
         "REALCHAT_STACK__GATEWAYS": str(stack.gateways),
         "REALCHAT_STACK__GATEWAY_PORT": str(stack.gateway_port),
+        "REALCHAT_STACK__PROMETHEUS": str(stack.prometheus).lower(),
+        "REALCHAT_STACK__PROMETHEUS_PORT": str(stack.prometheus_port),
         "REALCHAT_HTTP__PORT": str(settings.http.port),
         "REALCHAT_AUTH__HTTP_PORT": str(settings.auth.http_port),
         "REALCHAT_AUTH__OPS_PORT": str(settings.auth.ops_port),

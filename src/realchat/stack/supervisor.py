@@ -28,6 +28,7 @@ from realchat.stack.component import Component, ComponentNotReadyError
 from realchat.stack.haproxy import Backend, Balancer
 from realchat.stack.kafka import KafkaCluster, KafkaNode
 from realchat.stack.postgres import Postgres
+from realchat.stack.prometheus import Prometheus
 from realchat.stack.redis import Redis
 from realchat.stack.secrets import local_secret
 from realchat.stack.service import Service
@@ -37,7 +38,12 @@ Reporter = Callable[[str], None]
 
 INFRASTRUCTURE = frozenset({"postgres", "redis", "kafka"})
 SERVICES = frozenset({"auth-service", "chat", "outbox-publisher", "presence", "gateway"})
-EVERYTHING = INFRASTRUCTURE | SERVICES
+#: Started last, when `StackSettings.prometheus` is on.
+OBSERVABILITY = frozenset({"prometheus"})
+EVERYTHING = INFRASTRUCTURE | SERVICES | OBSERVABILITY
+
+#: Prometheus job of each service command: the compose service's name (dashboards use the jobs).
+_JOBS = {"auth-service": "auth", "chat-service": "chat"}
 
 
 #: Settings sections handed down to the services the stack starts.
@@ -130,6 +136,8 @@ class Stack:
         found.extend(self.services())
         if (balancer := self.balancer()) is not None:
             found.append(balancer)
+        if (prometheus := self.prometheus()) is not None:
+            found.append(prometheus)
         return found
 
     def services(self) -> list[Service]:
@@ -213,6 +221,22 @@ class Stack:
         http = self.app_settings.http
         backends = [b for _, _, b in self._gateway_backends()]
         return Balancer(self.state_dir, http.host, http.port, backends)
+
+    def prometheus(self) -> Prometheus | None:
+        """Prometheus scraping every service's ops endpoint, when the settings ask for it."""
+        if "prometheus" not in self.include or not self.settings.prometheus:
+            return None
+        targets: dict[str, list[str]] = {}
+        for service in self.services():
+            job = _JOBS.get(service.command[0], service.command[0])
+            targets.setdefault(job, []).append(service.ops_url.removeprefix("http://"))
+        return Prometheus(
+            state_dir=self.state_dir,
+            host=self.settings.host,
+            port=self.settings.prometheus_port,
+            targets=targets,
+            scrape_interval_s=self.settings.prometheus_scrape_interval_s,
+        )
 
     def component(self, name: str) -> Component:
         for component in self.components():
@@ -308,7 +332,10 @@ class Stack:
         started = time.monotonic()
         services = self.services()
         balancer = self.balancer()
-        infrastructure = [c for c in self.components() if c not in services and c != balancer]
+        prometheus = self.prometheus()
+        infrastructure = [
+            c for c in self.components() if c not in services and c not in (balancer, prometheus)
+        ]
         for component in infrastructure:
             await asyncio.to_thread(component.prepare)
         await asyncio.gather(*(self._start(c, started) for c in infrastructure))
@@ -317,6 +344,9 @@ class Stack:
         if (balancer := self.balancer()) is not None:
             await asyncio.to_thread(balancer.prepare)
             await self._start(balancer, started)
+        if prometheus is not None:
+            await asyncio.to_thread(prometheus.prepare)
+            await self._start(prometheus, started)
         self.report(f"stack ready in {time.monotonic() - started:.1f}s")
 
     async def _start(self, component: Component, started: float) -> None:

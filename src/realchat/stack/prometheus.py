@@ -1,0 +1,117 @@
+"""Prometheus next to the local stack: scrapes every RealChat process's ops endpoint and evaluates
+the alert rules of deployments/observability/prometheus/alerts.yml (the same file the Docker
+Compose deployment mounts).
+
+The scrape configuration is generated from the stack's settings on every start, so it follows
+the ports and the number of gateways. It is written as JSON, which is YAML too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from realchat.stack.component import ComponentNotReadyError
+from realchat.stack.process import ProcessSpec
+
+#: The alert rules of the checkout (the stack runs from a checkout; an installed package has none).
+ALERT_RULES = (
+    Path(__file__).resolve().parents[3]
+    / "deployments"
+    / "observability"
+    / "prometheus"
+    / "alerts.yml"
+)
+
+
+def duration(seconds: float) -> str:
+    """A Prometheus duration: `5s`, or `1500ms` when not a whole number of seconds."""
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{round(seconds * 1000)}ms"
+
+
+@dataclass
+class Prometheus:
+    state_dir: Path
+    host: str
+    port: int
+    #: Scrape targets (`host:port` of an ops endpoint) by job; the jobs are the compose services'
+    #: names, so dashboards and alerts work unchanged on both.
+    targets: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    scrape_interval_s: float = 5.0
+    retention: str = "7d"
+    rule_files: Sequence[Path] = (ALERT_RULES,)
+
+    name: str = "prometheus"
+    #: SIGTERM: Prometheus stops scraping, flushes its head block and exits.
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_grace_s: float = 15.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "logs" / "prometheus.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / "prometheus" / "prometheus.yml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "prometheus" / "data"
+
+    def config(self) -> dict[str, Any]:
+        interval = duration(self.scrape_interval_s)
+        return {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": [str(path.resolve()) for path in self.rule_files if path.exists()],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": list(addresses)}]}
+                for job, addresses in self.targets.items()
+                if addresses
+            ],
+        }
+
+    def prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(json.dumps(self.config(), indent=2) + "\n")
+
+    def process_spec(self) -> ProcessSpec:
+        prometheus = shutil.which("prometheus")
+        if prometheus is None:
+            raise RuntimeError("prometheus not installed (run `make deps`)")
+        return ProcessSpec(
+            argv=[
+                prometheus,
+                f"--config.file={self.config_path.resolve()}",
+                f"--storage.tsdb.path={self.data_dir.resolve()}",
+                f"--storage.tsdb.retention.time={self.retention}",
+                f"--web.listen-address={self.address}",
+            ],
+            log_path=self.log_path,
+        )
+
+    async def probe(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=2)
+        url = f"{self.url}/-/ready"
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as reply:
+                if reply.status != 200:
+                    raise ComponentNotReadyError(f"{url} answered {reply.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ComponentNotReadyError(f"{url} unreachable: {exc}") from exc
