@@ -128,6 +128,12 @@ class Person:
         await self.page.screenshot(path=OUTPUT / f"{self.name}-{name}.png")
 
 
+async def chat(*lines: tuple[Person, str]) -> None:
+    """Each person types their line, in this order (without waiting for the others to see it)."""
+    for person, text in lines:
+        await person.say(text)
+
+
 async def open_person(browser: Browser, name: str, width: int, height: int) -> Person:
     context = await browser.new_context(viewport={"width": width, "height": height})
     return Person(name, await context.new_page())
@@ -150,10 +156,12 @@ async def test_two_people_chat_through_a_gateway_sigkill(
     await expect(bob.messages()).to_have_count(1, timeout=DEADLINE_MS)
     for person in (alice, bob):
         await person.expect_other_is("online")
-    await bob.say("Sure, noon at the usual place?")
-    await bob.say(XSS)  # shown as text, never as markup
-    await alice.say("Noon works.")
-    await alice.say("I'll book a table.")
+    await chat(
+        (bob, "Sure, noon at the usual place?"),
+        (bob, XSS),  # shown as text, never as markup
+        (alice, "Noon works."),
+        (alice, "I'll book a table."),
+    )
     await expect(alice.messages()).to_have_count(5, timeout=DEADLINE_MS)
     await expect(bob.messages()).to_have_count(5, timeout=DEADLINE_MS)
     for person in (alice, bob):
@@ -163,18 +171,18 @@ async def test_two_people_chat_through_a_gateway_sigkill(
     await one_gateway.kill_component("gateway")
     for person in (alice, bob):
         await person.expect_connection("reconnecting")
-    await alice.say("Did you get that?")
-    await bob.say("Typing while the server is down...")
-    await alice.say("Still here.")
+    await chat(
+        (alice, "Did you get that?"),
+        (bob, "Typing while the server is down..."),
+        (alice, "Still here."),
+    )
     await expect(alice.page.locator("#outgoing li")).to_have_count(2)
     for person in (alice, bob):
         await person.screenshot("2-offline")
     await one_gateway.start_component("gateway")
     for person in (alice, bob):
         await person.expect_connection("online")
-    await bob.say("Back online.")
-    await alice.say("See you at noon!")
-    await bob.say("See you!")
+    await chat((bob, "Back online."), (alice, "See you at noon!"), (bob, "See you!"))
 
     typed = alice.typed + bob.typed
     for person in (alice, bob):
