@@ -13,6 +13,7 @@ as `docs/images/web-client.png` (the README's).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -145,8 +146,7 @@ async def test_two_people_chat_through_a_gateway_sigkill(
     base_url = f"http://{one_gateway.app_settings.http.host}:{one_gateway.app_settings.http.port}"
     alice = await open_person(browser, "alice", 1000, 640)
     bob = await open_person(browser, "bob", 390, 780)  # phone width: list and chat one at a time
-    for person in (alice, bob):
-        await person.sign_up(base_url)
+    await asyncio.gather(alice.sign_up(base_url), bob.sign_up(base_url))
 
     # Alice starts the conversation by username; Bob sees it appear with her first message.
     await alice.page.get_by_label("New conversation with").fill("bob")
