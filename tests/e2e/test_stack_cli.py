@@ -84,6 +84,7 @@ def test_foreground_up_then_ctrl_c_leaves_nothing_running(tmp_path: Path) -> Non
             "auth-service",
             "chat",
             "outbox-publisher",
+            "presence",
             "gateway",
         }
         pids = [int(str(c["pid"])) for c in components]
@@ -109,7 +110,7 @@ def test_detached_stack_reports_status_and_stops_with_down(tmp_path: Path) -> No
         pids = [int(str(c["pid"])) for c in components]
         text = realchat(env, "stack", "status")
         assert text.returncode == 0
-        assert text.stdout.count("healthy") == 7
+        assert text.stdout.count("healthy") == len(components) == 8
         # Every component keeps its log in the one run directory.
         assert {Path(str(c["log"])).parent for c in components} == {tmp_path / "stack" / "logs"}
     finally:
