@@ -179,6 +179,29 @@ def build_parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--events", type=int, default=100_000)
     dispatch.add_argument("--connections", type=int, default=10_000)
     dispatch.add_argument("--output", type=Path, default=Path("reports/bench-dispatch.json"))
+
+    load = commands.add_parser("loadtest", help="WebSocket load test against a running stack")
+    load.add_argument(
+        "--scenario", default="plan", choices=("plan", "ramp", "idle", "soak", "smoke")
+    )
+    load.add_argument("--url", help="the public entrypoint (default: this stack's)")
+    load.add_argument("--connections", type=int)
+    load.add_argument("--devices-per-user", type=int)
+    load.add_argument("--conversations-per-user", type=int)
+    load.add_argument("--group-share", type=float, help="share of group conversations")
+    load.add_argument("--group-size", type=int)
+    load.add_argument("--rate", type=float, help="target messages per second (open loop)")
+    load.add_argument("--duration", type=float, dest="duration_s", help="seconds of sending")
+    load.add_argument("--slow-share", type=float, help="share of slow/stalling readers")
+    load.add_argument("--churn", type=float, dest="churn_per_min", help="reconnects/connection/min")
+    load.add_argument("--workers", type=int, help="load generator processes")
+    load.add_argument("--register-concurrency", type=int)
+    load.add_argument("--ramp-start", type=float)
+    load.add_argument("--ramp-step", type=float)
+    load.add_argument("--ramp-step-s", type=float)
+    load.add_argument("--ramp-max", type=float)
+    load.add_argument("--output-dir", type=Path)
+    load.add_argument("--name", help="report file stem (default: the scenario)")
     return parser
 
 
@@ -250,6 +273,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         from realchat.loadtest.bench_dispatch import bench_dispatch_command
 
         return bench_dispatch_command(args.events, args.connections, args.output)
+    if args.command == "loadtest":
+        from realchat.loadtest.loadgen import loadtest_command, scenario_config
+
+        options = (
+            "connections",
+            "devices_per_user",
+            "conversations_per_user",
+            "group_share",
+            "group_size",
+            "rate",
+            "duration_s",
+            "slow_share",
+            "churn_per_min",
+            "workers",
+            "register_concurrency",
+            "ramp_start",
+            "ramp_step",
+            "ramp_step_s",
+            "ramp_max",
+            "output_dir",
+            "name",
+        )
+        config = scenario_config(args.scenario, **{k: getattr(args, k) for k in options})
+        config.base_url = args.url or f"http://{settings.http.host}:{settings.http.port}"
+        return loadtest_command(settings, config, _say)
     if args.command == "bench":
         from realchat.loadtest.bench_write import bench_write_command
 
