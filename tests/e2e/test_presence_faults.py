@@ -79,7 +79,9 @@ async def _async(value: list[str]) -> list[str]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def world(tmp_path: Path) -> AsyncIterator[PresenceWorld]:
     stack = Stack(throwaway_settings(tmp_path / "stack"), report=print)
-    async with aiohttp.ClientSession() as http:
+    # No keep-alive: a pooled connection to the gateway this test SIGKILLs would be left for the
+    # garbage collector (a ResourceWarning, an error in this suite).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
         try:
             await stack.up()
             world = PresenceWorld(stack, http)
