@@ -6,11 +6,24 @@ import signal
 from pathlib import Path
 from typing import Protocol
 
+import aiohttp
+
 from realchat.stack.process import ProcessSpec
 
 
 class ComponentNotReadyError(Exception):
     """A readiness probe failed; the message says what was seen."""
+
+
+async def expect_http_ok(url: str) -> None:
+    """A probe: GET `url` answers 200 within 2 s, else ComponentNotReadyError."""
+    timeout = aiohttp.ClientTimeout(total=2)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as reply:
+            if reply.status != 200:
+                raise ComponentNotReadyError(f"{url} answered {reply.status}")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ComponentNotReadyError(f"{url} unreachable: {exc}") from exc
 
 
 class Component(Protocol):

@@ -12,9 +12,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
-from realchat.stack.component import ComponentNotReadyError
+from realchat.stack.component import expect_http_ok
 from realchat.stack.process import ProcessSpec
 
 
@@ -98,11 +96,4 @@ backend gateways
         )
 
     async def probe(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=2)
-        url = f"http://{self.address}/v1/openapi.json"
-        try:
-            async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as reply:
-                if reply.status != 200:
-                    raise ComponentNotReadyError(f"{url} answered {reply.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ComponentNotReadyError(f"{url} unreachable: {exc}") from exc
+        await expect_http_ok(f"http://{self.address}/v1/openapi.json")

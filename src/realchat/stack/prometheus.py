@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from realchat.stack.component import ComponentNotReadyError
+from realchat.stack.component import expect_http_ok
 from realchat.stack.process import ProcessSpec
 
 #: The alert rules of the checkout (the stack runs from a checkout; an installed package has none).
@@ -107,11 +105,4 @@ class Prometheus:
         )
 
     async def probe(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=2)
-        url = f"{self.url}/-/ready"
-        try:
-            async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as reply:
-                if reply.status != 200:
-                    raise ComponentNotReadyError(f"{url} answered {reply.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ComponentNotReadyError(f"{url} unreachable: {exc}") from exc
+        await expect_http_ok(f"{self.url}/-/ready")
