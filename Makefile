@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 
 .PHONY: deps run test lint typecheck unit integration e2e down status reset format bench-write \
-	bench-dispatch
+	bench-dispatch loadtest loadtest-ramp loadtest-idle soak
 
 deps:
 	@scripts/bootstrap.sh
@@ -53,6 +53,22 @@ bench-write: deps
 ## A gateway's cost per consumed event (decision 11: every instance reads every event).
 bench-dispatch: deps
 	$(BIN)/realchat bench dispatch
+
+## Load tests against the running dev stack (`make run` or `realchat stack up --detach`); reports
+## go to bench/results/loadtest-<scenario>.{json,html,txt}. Not part of CI (the smoke test is).
+LOADTEST_ARGS ?=
+loadtest: deps
+	$(BIN)/realchat loadtest --scenario plan --direct $(LOADTEST_ARGS)
+
+loadtest-ramp: deps
+	$(BIN)/realchat loadtest --scenario ramp --direct $(LOADTEST_ARGS)
+
+loadtest-idle: deps
+	$(BIN)/realchat loadtest --scenario idle --direct $(LOADTEST_ARGS)
+
+## One hour at a steady rate: stability (gateway RSS, Kafka lag, p99) judged first vs last 10 min.
+soak: deps
+	$(BIN)/realchat loadtest --scenario soak --direct $(LOADTEST_ARGS)
 
 ## Stop the dev and test stacks and delete all their data (generated secrets included).
 reset:

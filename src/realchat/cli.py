@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario", default="plan", choices=("plan", "ramp", "idle", "soak", "smoke")
     )
     load.add_argument("--url", help="the public entrypoint (default: this stack's)")
+    load.add_argument(
+        "--direct", action="store_true", help="WebSockets straight to the gateways, not HAProxy"
+    )
     load.add_argument("--connections", type=int)
     load.add_argument("--devices-per-user", type=int)
     load.add_argument("--conversations-per-user", type=int)
@@ -297,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         config = scenario_config(args.scenario, **{k: getattr(args, k) for k in options})
         config.base_url = args.url or f"http://{settings.http.host}:{settings.http.port}"
-        return loadtest_command(settings, config, _say)
+        return loadtest_command(settings, config, _say, direct=args.direct)
     if args.command == "bench":
         from realchat.loadtest.bench_write import bench_write_command
 

@@ -89,6 +89,9 @@ class LoadConfig:
     ramp_p95_ms: float = 100.0
     idle_settle_s: float = 15.0
     seed: int = 1
+    #: WebSocket entrypoints: worker n connects to ws_urls[n % len] (default: base_url). Direct
+    #: gateway addresses spread clients as HAProxy would, without its file-descriptor ceiling.
+    ws_urls: list[str] = field(default_factory=list)
     output_dir: Path = DEFAULT_OUTPUT_DIR
     name: str = ""
     notes: list[str] = field(default_factory=list)
@@ -116,9 +119,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 }
 
 
-def scenario_config(name: str, **overrides: Any) -> LoadConfig:
-    values = {**SCENARIOS[name], **{k: v for k, v in overrides.items() if v is not None}}
-    return replace(LoadConfig(scenario=name), **values)
+def scenario_config(scenario: str, **overrides: Any) -> LoadConfig:
+    values = {**SCENARIOS[scenario], **{k: v for k, v in overrides.items() if v is not None}}
+    return replace(LoadConfig(scenario=scenario), **values)
 
 
 def raise_fd_limit(wanted: int = 65536) -> int:
@@ -393,6 +396,7 @@ async def start_workers(
         worker_config = {
             "worker": w,
             "base_url": config.base_url,
+            "ws_url": (config.ws_urls or [config.base_url])[w % max(1, len(config.ws_urls))],
             # Spread the source addresses: ~28k ephemeral ports per (source, destination).
             "source_ip": f"127.0.0.{2 + w}" if host == "127.0.0.1" else None,
             "slow": {
@@ -430,6 +434,7 @@ class StackView:
     metrics_urls: dict[str, str] = field(default_factory=dict)
     dsn: str | None = None
     gateways: list[str] = field(default_factory=list)
+    gateway_urls: list[str] = field(default_factory=list)
 
 
 async def stack_view(stack: Stack) -> StackView:
@@ -440,6 +445,7 @@ async def stack_view(stack: Stack) -> StackView:
         pids={s.name: s.pid for s in statuses if s.pid is not None and s.running},
         metrics_urls={s.name: f"{s.ops_url}/metrics" for s in services},
         gateways=[s.name for s in services if s.name.startswith("gateway")],
+        gateway_urls=[f"http://{s.address}" for s in services if s.name.startswith("gateway")],
     )
     if "postgres" in stack.include:
         with contextlib.suppress(OSError, ValueError):
@@ -902,8 +908,13 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def loadtest_command(settings: Settings, config: LoadConfig, report: Reporter) -> int:
+def loadtest_command(
+    settings: Settings, config: LoadConfig, report: Reporter, direct: bool = False
+) -> int:
     view = asyncio.run(stack_view(Stack(settings)))
+    if direct:
+        config.ws_urls = view.gateway_urls
+        config.notes.append(f"WebSockets straight to the gateways {view.gateway_urls}")
     document = asyncio.run(run_loadtest(config, view, report))
     correctness = document["correctness"]
     report(f"correctness: {'OK' if correctness['ok'] else 'FAILED'} {correctness}")

@@ -62,7 +62,7 @@ class Worker:
     def __init__(self, config: dict[str, Any]) -> None:
         self.index = int(config["worker"])
         self.base = str(config["base_url"]).rstrip("/")
-        self.ws_base = self.base.replace("http", "ws", 1)
+        self.ws_base = str(config.get("ws_url") or self.base).rstrip("/").replace("http", "ws", 1)
         self.source_ip: str | None = config.get("source_ip")
         slow = config.get("slow", {})
         self.read_delay_s = float(slow.get("read_delay_s", 0.5))
