@@ -28,12 +28,19 @@ def database_url(settings: DatabaseSettings) -> str:
 
 
 async def create_pool(settings: DatabaseSettings, application_name: str) -> asyncpg.Pool:
-    """A pool whose sessions speak UTC, so every timestamp leaves as RFC 3339 UTC."""
+    """A pool whose sessions speak UTC, so every timestamp leaves as RFC 3339 UTC, and run at
+    READ COMMITTED whatever the database default: the write path relies on it (a waiting
+    counter UPDATE re-reads the committed row; at higher levels it fails with a serialization
+    error instead, tests/integration/chat/test_isolation.py)."""
     pool = await asyncpg.create_pool(
         database_url(settings),
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
-        server_settings={"timezone": "UTC", "application_name": application_name},
+        server_settings={
+            "timezone": "UTC",
+            "application_name": application_name,
+            "default_transaction_isolation": "read committed",
+        },
     )
     assert pool is not None
     return pool
