@@ -79,10 +79,11 @@ def gateway_environment(
 
 @contextlib.asynccontextmanager
 async def extra_gateway(
-    services: Stack, log_dir: Path, **options: Any
+    services: Stack, log_dir: Path, env_overrides: dict[str, str] | None = None, **options: Any
 ) -> AsyncIterator[ExtraGateway]:
     """A ready gateway for the block, with `options` (GatewaySettings fields) over the services'
-    gateway settings, on free ports and with a fresh instance id (its own consumer group)."""
+    gateway settings, on free ports and with a fresh instance id (its own consumer group);
+    `env_overrides` (REALCHAT_* variables) change other sections for this gateway only."""
     base = free_port_block(offsets=(0, 1))
     gateway = GatewaySettings.model_validate(
         {
@@ -95,7 +96,7 @@ async def extra_gateway(
         }
     )
     http = services.app_settings.http.model_copy(update={"port": base})
-    env = gateway_environment(services, gateway, http)
+    env = {**gateway_environment(services, gateway, http), **(env_overrides or {})}
     async with running_realchat("gateway", env, log_dir, gateway.ops_port) as child:
         yield ExtraGateway(
             base_url=f"http://{http.host}:{base}",

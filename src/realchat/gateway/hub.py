@@ -44,6 +44,10 @@ class Shard:
     def __len__(self) -> int:
         return sum(len(c) for c in self._by_user.values())
 
+    @property
+    def users(self) -> int:
+        return len(self._by_user)
+
 
 def message_of(event: MessageCreated) -> Message:
     return Message(
@@ -109,6 +113,11 @@ class Hub:
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._shards)
+
+    @property
+    def users(self) -> int:
+        """Users with a connection here: what a leaking registry would grow."""
+        return sum(s.users for s in self._shards)
 
     def dispatch_message(self, event: MessageCreated, trace: Context | None = None) -> int:
         """Offer the message to every local connection of its recipients; return how many."""

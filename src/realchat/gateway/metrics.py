@@ -57,3 +57,9 @@ PRESENCE_WRITE_FAILURES = Counter(
 PRESENCE_STALE = Counter(
     "realchat_gateway_presence_stale_total", "Presence events older than one already applied"
 )
+REGISTRY_USERS = Gauge(
+    "realchat_gateway_registry_users", "Users with at least one connection in the shard registry"
+)
+PRESENCE_DEVICES = Gauge(
+    "realchat_gateway_presence_devices", "Device keys this gateway keeps alive in Redis"
+)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from realchat.auth.tokens import load_verifier
 from realchat.config import Settings
+from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatClient
 from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config
 from realchat.gateway.hub import Hub
@@ -53,6 +54,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     presence = PresenceHeartbeat(
         PresenceRegistry(redis, settings.presence.key_ttl_s), settings.presence.heartbeat_s
     )
+    metrics.REGISTRY_USERS.set_function(lambda: hub.users)
+    metrics.PRESENCE_DEVICES.set_function(lambda: len(presence))
     session = Session(
         hub=hub,
         chat=chat,
@@ -100,8 +103,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await asyncio.wait_for(_until_empty(hub), timeout=DRAIN_GRACE_S)
         await site.stop()
         heartbeat_stop.set()
-        await heartbeat
-        await presence.close()  # the drained clients' disconnects reach Redis
+        await heartbeat  # its last flush: the drained clients' disconnects reach Redis
         await delivery.stop()
         await runner.cleanup()
         await ops.cleanup()

@@ -101,14 +101,7 @@ class PresenceRegistry:
 
     async def register(self, devices: Sequence[Device]) -> None:
         """Create or refresh device keys (connect and heartbeat are the same write)."""
-        if not devices:
-            return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for d in devices:
-                pipe.sadd(devices_key(d.user_id), d.device)
-                pipe.expire(devices_key(d.user_id), self._ttl_s)
-                pipe.set(device_key(d.user_id, d.device), d.connection_id, ex=self._ttl_s)
-            await pipe.execute()
+        await self.apply(devices, [])
 
     async def unregister(self, device: Device) -> bool:
         """A clean disconnect; False if another connection owns the device by now."""
@@ -117,6 +110,24 @@ class PresenceRegistry:
             args=[device.connection_id, device.device],
         )
         return bool(removed)
+
+    async def apply(self, register: Sequence[Device], unregister: Sequence[Device]) -> None:
+        """Registrations and clean disconnects in one round trip (a MULTI: a reader never sees
+        a device in the set without its key, or the reverse), in that order."""
+        if not register and not unregister:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for d in register:
+                pipe.sadd(devices_key(d.user_id), d.device)
+                pipe.expire(devices_key(d.user_id), self._ttl_s)
+                pipe.set(device_key(d.user_id, d.device), d.connection_id, ex=self._ttl_s)
+            for d in unregister:
+                await self._unregister(
+                    keys=[device_key(d.user_id, d.device), devices_key(d.user_id)],
+                    args=[d.connection_id, d.device],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     async def live_devices(self, user_id: uuid.UUID) -> list[str]:
         devices = await self._live_devices(keys=[devices_key(user_id)], args=[f"user:{user_id}:"])

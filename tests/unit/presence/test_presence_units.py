@@ -82,57 +82,68 @@ async def test_presence_frames_go_to_recipients_only_and_stale_ones_nowhere() ->
 
 
 class FakeRegistry:
-    """Records writes; a write can be held open to interleave others with it."""
+    """Records writes; a write can be held open to interleave sessions with it."""
 
     def __init__(self) -> None:
-        self.log: list[tuple[str, list[str]]] = []
+        self.log: list[tuple[list[str], list[str]]] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail = False
 
-    async def register(self, devices: list[Device]) -> None:
+    async def apply(self, register: list[Device], unregister: list[Device]) -> None:
         await self.gate.wait()
         if self.fail:
             raise RedisConnectionError("redis away")
-        self.log.append(("register", [d.device for d in devices]))
-
-    async def unregister(self, device: Device) -> bool:
-        self.log.append(("unregister", [device.device]))
-        return True
+        self.log.append(([d.device for d in register], [d.device for d in unregister]))
 
 
-async def test_a_disconnect_is_never_overtaken_by_a_heartbeat_carrying_it() -> None:
+async def test_a_disconnect_is_written_after_its_registration_never_before() -> None:
     registry = FakeRegistry()
     heartbeat = PresenceHeartbeat(registry, heartbeat_s=60)  # type: ignore[arg-type]
     user, phone, laptop = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     heartbeat.connected(phone, user, "phone")
-    heartbeat.connected(laptop, user, "laptop")
-    await heartbeat.close()
     registry.gate.clear()
-    refresh = asyncio.create_task(heartbeat.refresh())
-    await asyncio.sleep(0)  # the refresh holds the lock, its write held open
+    flushing = asyncio.create_task(heartbeat.flush(refresh=False))
+    await asyncio.sleep(0)  # the phone's registration is in flight, held open
     heartbeat.disconnected(phone)
+    heartbeat.connected(laptop, user, "laptop")
     registry.gate.set()
-    await refresh
-    await heartbeat.close()
-    assert registry.log[2:] == [("register", ["phone", "laptop"]), ("unregister", ["phone"])]
+    assert await flushing
+    assert await heartbeat.flush(refresh=False)
+    assert registry.log == [(["phone"], []), (["laptop"], ["phone"])]
 
-    # A heartbeat after the disconnect no longer writes the phone back.
-    await heartbeat.refresh()
-    assert registry.log[-1] == ("register", ["laptop"])
+    # A refresh writes only who is still here.
+    assert await heartbeat.flush(refresh=True)
+    assert registry.log[-1] == (["laptop"], [])
 
 
-async def test_a_failed_write_is_retried_every_second_then_every_heartbeat() -> None:
+async def test_a_session_that_came_and_went_between_writes_costs_nothing() -> None:
     registry = FakeRegistry()
     heartbeat = PresenceHeartbeat(registry, heartbeat_s=60)  # type: ignore[arg-type]
-    registry.fail = True
-    heartbeat.connected(uuid.uuid4(), uuid.uuid4(), "phone")
-    await heartbeat.close()
+    for _ in range(1000):
+        session = uuid.uuid4()
+        heartbeat.connected(session, uuid.uuid4(), "d")
+        heartbeat.disconnected(session)
+    assert heartbeat.pending == 0
+    assert len(heartbeat) == 0
+    assert await heartbeat.flush(refresh=False)
     assert registry.log == []
+
+
+async def test_a_failed_write_is_retried_every_second_with_everything_still_wanted() -> None:
+    registry = FakeRegistry()
+    heartbeat = PresenceHeartbeat(registry, heartbeat_s=60)  # type: ignore[arg-type]
+    stay, leave = uuid.uuid4(), uuid.uuid4()
+    heartbeat.connected(leave, uuid.uuid4(), "leaving")
+    assert await heartbeat.flush(refresh=False)
+    registry.fail = True
+    heartbeat.connected(stay, uuid.uuid4(), "staying")
+    heartbeat.disconnected(leave)
+    assert not await heartbeat.flush(refresh=False)
     registry.fail = False
     stop = asyncio.Event()
     run = asyncio.create_task(heartbeat.run(stop))
-    assert await eventually(lambda: registry.log != [], timeout_s=5, interval_s=0.05)  # not 60 s
+    assert await eventually(lambda: len(registry.log) > 1, timeout_s=5, interval_s=0.05)
     stop.set()
     await run
-    assert registry.log == [("register", ["phone"])]
+    assert registry.log[1] == (["staying"], ["leaving"])  # after ~1 s, not the 60 s heartbeat
