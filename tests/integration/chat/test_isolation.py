@@ -36,7 +36,7 @@ async def test_sends_stay_gapless_whatever_the_database_default_isolation(
         admin = await asyncpg.connect(dsn)
         try:
             await admin.execute(
-                f"ALTER DATABASE \"{name}\" "
+                f'ALTER DATABASE "{name}" '
                 f"SET default_transaction_isolation = '{default_isolation}'"
             )
         finally:
