@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 
 .PHONY: deps run test lint typecheck unit integration e2e down status reset format bench-write \
-	bench-dispatch loadtest loadtest-ramp loadtest-idle soak
+	bench-dispatch loadtest loadtest-ramp loadtest-idle soak chaos
 
 deps:
 	@scripts/bootstrap.sh
@@ -75,3 +75,10 @@ reset:
 	-$(BIN)/realchat stack down
 	-REALCHAT_STACK__STATE_DIR=var/test $(BIN)/realchat stack down
 	rm -rf var
+
+## Failure injection under traffic (3 Kafka nodes, 2 gateways, 2 publishers), every fault in
+## turn, judged by the invariant checker; report in reports/chaos.{json,txt}. Not part of CI
+## (CI runs the short version: tests/e2e/test_chaos.py).
+chaos: deps
+	$(BIN)/realchat chaos --output reports/chaos
+	REALCHAT_REGISTRY_CYCLES=100000 $(BIN)/pytest -q -s tests/e2e/test_registry_leak.py

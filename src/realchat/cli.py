@@ -26,7 +26,7 @@ def _say(line: str) -> None:
 def _stack(settings: Settings, args: argparse.Namespace) -> Stack:
     overrides = {
         name: value
-        for name in ("kafka_nodes", "gateways")
+        for name in ("kafka_nodes", "gateways", "publishers")
         if (value := getattr(args, name, None)) is not None
     }
     if overrides:
@@ -123,23 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--gateways", type=int, help="gateway instances (default: one per core; >1 adds HAProxy)"
     )
+    up.add_argument("--publishers", type=int, help="outbox publisher replicas (default 1)")
     down = actions.add_parser("down", help="stop everything the stack started")
     down.add_argument("--kafka-nodes", type=int, choices=(1, 3))
     down.add_argument("--gateways", type=int)
+    down.add_argument("--publishers", type=int)
     status = actions.add_parser("status", help="each component: pid, address, health")
     status.add_argument("--json", action="store_true")
     status.add_argument("--kafka-nodes", type=int, choices=(1, 3))
     status.add_argument("--gateways", type=int)
+    status.add_argument("--publishers", type=int)
     actions.add_parser("env", help="print the REALCHAT_* variables that reach this stack")
     start = actions.add_parser("start", help="(re)start one component, e.g. after `kill`")
     start.add_argument("name")
     start.add_argument("--kafka-nodes", type=int, choices=(1, 3))
     start.add_argument("--gateways", type=int)
+    start.add_argument("--publishers", type=int)
     kill = actions.add_parser("kill", help="failure injection: signal one component")
     kill.add_argument("name")
     kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "STOP", "CONT"))
     kill.add_argument("--kafka-nodes", type=int, choices=(1, 3))
     kill.add_argument("--gateways", type=int)
+    kill.add_argument("--publishers", type=int)
     commands.add_parser("chat-service", help="run the chat service (gRPC)")
     commands.add_parser("outbox-publisher", help="run an outbox publisher replica")
     commands.add_parser("auth-service", help="run the auth service (accounts, tokens)")
@@ -205,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--ramp-max", type=float)
     load.add_argument("--output-dir", type=Path)
     load.add_argument("--name", help="report file stem (default: the scenario)")
+    chaos = commands.add_parser(
+        "chaos", help="failure injection under traffic, judged by the invariant checker"
+    )
+    chaos.add_argument(
+        "--faults", help="comma-separated subset (default: all, in order)", default=None
+    )
+    chaos.add_argument("--short", action="store_true", help="short settle times (CI)")
+    chaos.add_argument("--output", type=Path, default=Path("reports/chaos"))
     return parser
 
 
@@ -276,6 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from realchat.loadtest.bench_dispatch import bench_dispatch_command
 
         return bench_dispatch_command(args.events, args.connections, args.output)
+    if args.command == "chaos":
+        from realchat.chaos.run import chaos_command
+
+        names = args.faults.split(",") if args.faults else None
+        return chaos_command(settings, names, args.short, args.output, _say)
     if args.command == "loadtest":
         from realchat.loadtest.loadgen import loadtest_command, scenario_config
 

@@ -174,6 +174,10 @@ class StackSettings(BaseModel):
     #: `gateway_port + n` behind HAProxy on the public entrypoint. Default: one per core.
     gateways: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=32)
     gateway_port: int = 18080
+    #: Outbox publisher replicas. One uses `outbox.ops_port`; several are `outbox-publisher-n`
+    #: with their ops endpoints on `publisher_ops_port + n`.
+    publishers: int = Field(default=1, ge=1, le=8)
+    publisher_ops_port: int = 17110
     #: Seconds each component may take to become ready before `stack up` gives up on it.
     ready_timeout_s: float = 90.0
     #: Prometheus beside the services, scraping every ops endpoint and evaluating the alert rules

@@ -46,7 +46,11 @@ FAST_PRESENCE = PresenceSettings(heartbeat_s=1.0, key_ttl_s=3, sweep_interval_s=
 
 
 def throwaway_stack(
-    state_dir: Path, kafka_nodes: int = 1, base: int | None = None, gateways: int = 1
+    state_dir: Path,
+    kafka_nodes: int = 1,
+    base: int | None = None,
+    gateways: int = 1,
+    publishers: int = 1,
 ) -> StackSettings:
     """A stack on free ports in `state_dir` (a tmp dir), for tests that kill or restart things."""
     base = base or free_port_block()
@@ -60,22 +64,28 @@ def throwaway_stack(
         kafka_heap_mb=320,
         gateways=gateways,
         gateway_port=base + 60,
+        publishers=publishers,
+        publisher_ops_port=base + 40,
         prometheus=False,
     )
 
 
-def throwaway_settings(state_dir: Path, kafka_nodes: int = 1, gateways: int = 1) -> Settings:
+def throwaway_settings(
+    state_dir: Path, kafka_nodes: int = 1, gateways: int = 1, publishers: int = 1
+) -> Settings:
     """Settings of a whole throw-away stack, services included, all on free ports."""
-    # Kafka node n uses base+10n and +1; gateway n listens on base+60+n, its ops on base+49+n.
+    # Kafka node n uses base+10n and +1; gateway n listens on base+60+n, its ops on base+49+n;
+    # publisher n (when several) has its ops on base+40+n.
     offsets = (
         *range(0, 12),
         *(10 * n + d for n in range(2, kafka_nodes + 1) for d in (0, 1)),
+        *range(41, 41 + publishers),
         *range(50, 50 + gateways),
         *range(61, 61 + gateways),
     )
     base = free_port_block(offsets=offsets)
     return Settings(
-        stack=throwaway_stack(state_dir, kafka_nodes, base, gateways),
+        stack=throwaway_stack(state_dir, kafka_nodes, base, gateways, publishers),
         http=HttpSettings(port=base + 7),
         auth=AuthSettings(
             http_port=base + 8, ops_port=base + 9, url=f"http://127.0.0.1:{base + 8}"
@@ -108,6 +118,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "REALCHAT_PRESENCE__KEY_TTL_S": str(settings.presence.key_ttl_s),
         "REALCHAT_PRESENCE__SWEEP_INTERVAL_S": str(settings.presence.sweep_interval_s),
         "REALCHAT_STACK__GATEWAYS": str(stack.gateways),
+        "REALCHAT_STACK__PUBLISHERS": str(stack.publishers),
+        "REALCHAT_STACK__PUBLISHER_OPS_PORT": str(stack.publisher_ops_port),
         "REALCHAT_STACK__GATEWAY_PORT": str(stack.gateway_port),
         "REALCHAT_STACK__PROMETHEUS": str(stack.prometheus).lower(),
         "REALCHAT_STACK__PROMETHEUS_PORT": str(stack.prometheus_port),

@@ -45,7 +45,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         f"{settings.chat.grpc_host}:{settings.chat.grpc_port}",
         # A history page can be 500 messages of 4000 four-byte characters (~8 MB): above gRPC's
         # default 4 MiB, such a page failed every sync and history read of its conversation.
-        options=[("grpc.max_receive_message_length", MAX_CHAT_REPLY_BYTES)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_CHAT_REPLY_BYTES),
+            # Back within 2 s of the chat service's return: gRPC's default reconnect backoff
+            # grows to 120 s, and after a 20 s outage the gateway stayed cut off for seconds
+            # more (found by `realchat chaos`).
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ],
     )
     chat = ChatClient(channel, token.get_secret_value())
     redis = redis_client(settings.redis.url)

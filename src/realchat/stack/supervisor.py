@@ -170,14 +170,22 @@ class Stack:
                 app.chat.ops_port,
                 command="chat-service",
             ),
-            "outbox-publisher": service(
-                "outbox-publisher", f"{host}:{app.outbox.ops_port}", app.outbox.ops_port
-            ),
             "presence": service(
                 "presence", f"{host}:{app.presence.ops_port}", app.presence.ops_port
             ),
         }
         found = [s for name, s in known.items() if name in self.include]
+        if "outbox-publisher" in self.include:
+            found.extend(
+                service(
+                    name,
+                    f"{host}:{port}",
+                    port,
+                    command="outbox-publisher",
+                    REALCHAT_OUTBOX__OPS_PORT=str(port),
+                )
+                for name, port in self._publishers()
+            )
         if "gateway" in self.include:
             found.extend(
                 service(
@@ -192,6 +200,16 @@ class Stack:
                 for name, instance, b in self._gateway_backends()
             )
         return found
+
+    def _publishers(self) -> list[tuple[str, int]]:
+        """(component name, ops port) of each outbox publisher replica."""
+        count = self.settings.publishers
+        if count == 1:
+            return [("outbox-publisher", self.app_settings.outbox.ops_port)]
+        return [
+            (f"outbox-publisher-{n}", self.settings.publisher_ops_port + n)
+            for n in range(1, count + 1)
+        ]
 
     def _gateway_backends(self) -> list[tuple[str, str, Backend]]:
         """(component name, instance id, address) of each gateway instance."""

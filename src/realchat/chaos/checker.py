@@ -1,0 +1,265 @@
+"""The invariant checker: judges recorded client histories against PostgreSQL and Kafka.
+
+Invariants (each counted, each expected 0 except the wire duplicates):
+- every send acknowledged to a client is in PostgreSQL, as the same message (`lost_acknowledged`);
+- every message reached every device of every member (`lost_deliveries`): devices reconnect and
+  sync, so all of them count, also those a fault cut off;
+- each device saw each conversation in order, seq after seq (`order_violations`), and no message
+  twice at the application (`app_duplicates`);
+- PostgreSQL has no seq twice and no gap in any conversation (`db_duplicate_seqs`, `db_gaps`);
+- every message's event is on Kafka (`unpublished_events`), and nothing is left in the outbox.
+Redeliveries the clients dropped are counted (`wire_duplicates`): at-least-once allows them.
+
+Facts are gathered with plain SQL and a raw Kafka consumer; the judgement is a pure function,
+so its unit tests feed it histories with a lost message, a reordering and a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import asyncpg
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from realchat.chaos.history import ClientSummary, Received, Record, Sent
+
+MESSAGE_TOPIC = "chat.message.created.v1"
+#: How many examples of each violation the verdict keeps (the counts are complete).
+EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class DatabaseFacts:
+    #: conversation -> (seq, message_id) of every stored message, in seq order.
+    messages: dict[str, list[tuple[int, str]]]
+    #: conversation -> member user ids.
+    members: dict[str, set[str]]
+    #: (conversation, seq) pairs stored more than once.
+    duplicate_seqs: int
+    #: Events still waiting in the outbox.
+    unpublished_outbox: int
+
+
+@dataclass(frozen=True)
+class BusFacts:
+    #: conversation -> seqs whose event is on the topic.
+    published: dict[str, set[int]]
+    #: Records on the topic repeating a (conversation, seq) already seen there.
+    duplicate_records: int
+
+
+@dataclass
+class Verdict:
+    clients: int = 0
+    messages: int = 0
+    acknowledged: int = 0
+    deliveries_checked: int = 0
+    lost_acknowledged: int = 0
+    lost_deliveries: int = 0
+    order_violations: int = 0
+    app_duplicates: int = 0
+    db_duplicate_seqs: int = 0
+    db_gaps: int = 0
+    unpublished_events: int = 0
+    wire_duplicates: int = 0
+    bus_duplicate_records: int = 0
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.lost_acknowledged
+            or self.lost_deliveries
+            or self.order_violations
+            or self.app_duplicates
+            or self.db_duplicate_seqs
+            or self.db_gaps
+            or self.unpublished_events
+        )
+
+    def note(self, kind: str, example: str) -> None:
+        found = self.examples.setdefault(kind, [])
+        if len(found) < EXAMPLES:
+            found.append(example)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdict:
+    records = list(records)
+    verdict = Verdict()
+    users = {r.client: r.user_id for r in records if isinstance(r, ClientSummary)}
+    verdict.clients = len(users)
+    verdict.wire_duplicates = sum(
+        r.wire_duplicates for r in records if isinstance(r, ClientSummary)
+    )
+    verdict.messages = sum(len(m) for m in db.messages.values())
+    verdict.db_duplicate_seqs = db.duplicate_seqs
+    verdict.bus_duplicate_records = bus.duplicate_records
+    stored = {
+        (conversation, seq): message_id
+        for conversation, rows in db.messages.items()
+        for seq, message_id in rows
+    }
+
+    for record in records:
+        if isinstance(record, Sent):
+            verdict.acknowledged += 1
+            if stored.get((record.conversation_id, record.seq)) != record.message_id:
+                verdict.lost_acknowledged += 1
+                verdict.note(
+                    "lost_acknowledged", f"{record.client} {record.conversation_id}#{record.seq}"
+                )
+
+    for conversation, rows in db.messages.items():
+        seqs = [seq for seq, _ in rows]
+        if seqs != list(range(1, len(seqs) + 1)):
+            verdict.db_gaps += 1
+            verdict.note("db_gaps", f"{conversation}: {seqs[:10]}...")
+        missing = set(seqs) - bus.published.get(conversation, set())
+        verdict.unpublished_events += len(missing)
+        for seq in sorted(missing)[:EXAMPLES]:
+            verdict.note("unpublished_events", f"{conversation}#{seq}")
+    verdict.unpublished_events = max(verdict.unpublished_events, db.unpublished_outbox)
+
+    received: dict[tuple[str, str], list[Received]] = defaultdict(list)
+    for record in records:
+        if isinstance(record, Received):
+            received[(record.client, record.conversation_id)].append(record)
+    for client, user_id in users.items():
+        for conversation, members in db.members.items():
+            if user_id not in members:
+                stream = received.get((client, conversation), [])
+                if stream:  # an outsider saw messages: that is worse than a loss
+                    verdict.lost_deliveries += len(stream)
+                    verdict.note("outsider", f"{client} saw {conversation}")
+                continue
+            _judge_stream(verdict, client, conversation, received.get((client, conversation), []))
+            expected = {seq for seq, _ in db.messages.get(conversation, [])}
+            got = {r.seq for r in received.get((client, conversation), [])}
+            verdict.deliveries_checked += len(expected)
+            lost = expected - got
+            verdict.lost_deliveries += len(lost)
+            for seq in sorted(lost)[:EXAMPLES]:
+                verdict.note("lost_deliveries", f"{client} {conversation}#{seq}")
+            for r in received.get((client, conversation), []):
+                if stored.get((conversation, r.seq)) not in (None, r.message_id):
+                    verdict.lost_deliveries += 1
+                    verdict.note("wrong_message", f"{client} {conversation}#{r.seq}")
+    return verdict
+
+
+def _judge_stream(verdict: Verdict, client: str, conversation: str, stream: list[Received]) -> None:
+    """Arrival order at the application: 1, 2, 3, ... with nothing repeated or skipped."""
+    seen: set[int] = set()
+    previous = 0
+    for record in stream:
+        if record.seq in seen:
+            verdict.app_duplicates += 1
+            verdict.note("app_duplicates", f"{client} {conversation}#{record.seq}")
+            continue
+        if record.seq != previous + 1:
+            verdict.order_violations += 1
+            verdict.note(
+                "order_violations", f"{client} {conversation}: #{record.seq} after #{previous}"
+            )
+        seen.add(record.seq)
+        previous = max(previous, record.seq)
+
+
+# -- gathering the facts -------------------------------------------------------------------------
+
+
+async def database_facts(dsn: str, conversations: list[str]) -> DatabaseFacts:
+    ids = [uuid.UUID(c) for c in conversations]
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT conversation_id, seq, id FROM messages WHERE conversation_id = ANY($1) "
+            "ORDER BY conversation_id, seq",
+            ids,
+        )
+        members = await conn.fetch(
+            "SELECT conversation_id, user_id FROM conversation_members "
+            "WHERE conversation_id = ANY($1)",
+            ids,
+        )
+        duplicates = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM messages WHERE conversation_id = ANY($1) "
+            "GROUP BY conversation_id, seq HAVING count(*) > 1) d",
+            ids,
+        )
+        unpublished = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND topic = $1", MESSAGE_TOPIC
+        )
+    finally:
+        await conn.close()
+    messages: dict[str, list[tuple[int, str]]] = {c: [] for c in conversations}
+    for row in rows:
+        messages[str(row["conversation_id"])].append((row["seq"], str(row["id"])))
+    by_conversation: dict[str, set[str]] = defaultdict(set)
+    for row in members:
+        by_conversation[str(row["conversation_id"])].add(str(row["user_id"]))
+    return DatabaseFacts(messages, dict(by_conversation), int(duplicates), int(unpublished))
+
+
+def bus_facts(bootstrap_servers: str, conversations: list[str], timeout_s: float = 60) -> BusFacts:
+    """Read the whole message topic (from the beginning to the current end) with a raw
+    consumer; decode only the two fields the checker needs."""
+    wanted = set(conversations)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"chaos-checker-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
+    try:
+        partitions = (
+            consumer.list_topics(MESSAGE_TOPIC, timeout=10).topics[MESSAGE_TOPIC].partitions
+        )
+        ends: dict[int, int] = {}
+        assignment = []
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(MESSAGE_TOPIC, p), timeout=10)
+            if high > low:
+                ends[p] = high
+                assignment.append(TopicPartition(MESSAGE_TOPIC, p, low))
+        consumer.assign(assignment)
+        published: dict[str, set[int]] = defaultdict(set)
+        duplicates = 0
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise RuntimeError(str(error))
+                partition, offset = msg.partition(), msg.offset()
+                if partition is not None and offset is not None and offset + 1 >= ends[partition]:
+                    done.add(partition)
+                value = msg.value()
+                if value is None:
+                    continue
+                event = json.loads(value)
+                conversation, seq = str(event["conversation_id"]), int(event["seq"])
+                if conversation not in wanted:
+                    continue
+                if seq in published[conversation]:
+                    duplicates += 1
+                published[conversation].add(seq)
+        if len(done) < len(ends):
+            raise RuntimeError("the message topic could not be read to its end in time")
+        return BusFacts(dict(published), duplicates)
+    finally:
+        consumer.close()

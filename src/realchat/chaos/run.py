@@ -1,0 +1,250 @@
+"""`realchat chaos`: a stack of 3 Kafka nodes, 2 gateways behind HAProxy, 2 outbox publishers and
+presence, under steady traffic, through a schedule of faults; then the checker's verdict and a
+report (JSON + a readable summary) per fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from realchat.chaos.checker import bus_facts, database_facts, judge
+from realchat.chaos.faults import FAULTS, Fault
+from realchat.chaos.history import FaultMark, HistoryWriter, Received, Record, Sent, read_history
+from realchat.chaos.traffic import Traffic
+from realchat.config import (
+    AuthSettings,
+    ChatSettings,
+    GatewaySettings,
+    HttpSettings,
+    KafkaSettings,
+    OutboxSettings,
+    PresenceSettings,
+    Settings,
+    StackSettings,
+)
+from realchat.stack.supervisor import Stack
+
+Reporter = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Timings:
+    warmup_s: float
+    settle_s: float
+    quiesce_timeout_s: float = 120.0
+
+
+FULL = Timings(warmup_s=10, settle_s=20)
+SHORT = Timings(warmup_s=5, settle_s=6)
+
+
+def chaos_settings(state_dir: Path, base: int = 21000) -> Settings:
+    """The chaos stack: its own dir and a port block below the ephemeral range (so it runs
+    beside the dev and test stacks)."""
+    return Settings(
+        stack=StackSettings(
+            state_dir=state_dir,
+            postgres_port=base + 2,
+            redis_port=base + 3,
+            kafka_port=base + 10,
+            kafka_nodes=3,
+            kafka_heap_mb=384,
+            gateways=2,
+            gateway_port=base + 60,
+            publishers=2,
+            publisher_ops_port=base + 40,
+            prometheus=False,
+        ),
+        http=HttpSettings(port=base + 7),
+        auth=AuthSettings(
+            http_port=base + 8, ops_port=base + 9, url=f"http://127.0.0.1:{base + 8}"
+        ),
+        gateway=GatewaySettings(ops_port=base + 50),
+        kafka=KafkaSettings(partitions=6),
+        chat=ChatSettings(grpc_port=base + 4, ops_port=base + 5),
+        outbox=OutboxSettings(ops_port=base + 6),
+        presence=PresenceSettings(
+            ops_port=base + 1, heartbeat_s=2.0, key_ttl_s=6, sweep_interval_s=3.0
+        ),
+    )
+
+
+async def run_chaos(
+    settings: Settings,
+    faults: Sequence[Fault],
+    timings: Timings,
+    output: Path,
+    report: Reporter = print,
+) -> dict[str, Any]:
+    """Run the schedule; write `<output>.json`, `<output>.txt` and the history next to them."""
+    history_path = output.with_suffix(".history.jsonl")
+    history_path.unlink(missing_ok=True)
+    history = HistoryWriter(history_path)
+    stack = Stack(settings, report=report)
+    started = time.time()
+    await stack.up()
+    try:
+        traffic = Traffic(f"http://127.0.0.1:{settings.http.port}", history)
+        await traffic.start()
+        report(
+            f"traffic: {len(traffic.devices)} devices, {len(traffic.conversations)} conversations"
+        )
+        await asyncio.sleep(timings.warmup_s)
+        for fault in faults:
+            report(f"fault {fault.name}: {fault.what}")
+            injected = time.time()
+            await fault.run(stack)
+            history.write(FaultMark(fault.name, injected, time.time()))
+            await asyncio.sleep(timings.settle_s)
+        await traffic.stop_sending()
+        dsn = stack.postgres.dsn()
+        quiet = await _quiesce(traffic, dsn, timings.quiesce_timeout_s)
+        report("deliveries settled" if quiet else "deliveries did NOT settle in time")
+        await traffic.close()
+        history.close()
+        records = read_history(history_path)
+        db = await database_facts(dsn, traffic.conversations)
+        bus = await asyncio.to_thread(
+            bus_facts, stack.kafka.bootstrap_servers, traffic.conversations
+        )
+        verdict = judge(records, db, bus)
+    finally:
+        await stack.down()
+    result = {
+        "run_id": uuid.uuid4().hex[:8],
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 1),
+        "stack": "3 Kafka nodes (RF 3, min ISR 2), 2 gateways behind HAProxy, 2 outbox "
+        "publishers, presence, PostgreSQL, Redis",
+        "traffic": {
+            "devices": len(traffic.devices),
+            "conversations": len(traffic.conversations),
+            "sends_acknowledged": verdict.acknowledged,
+            "sends_refused": traffic.send_failures,
+        },
+        "faults": [_fault_figures(records, mark) for mark in _marks(records)],
+        "verdict": verdict.as_dict(),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    summary = _summary(result)
+    output.with_suffix(".txt").write_text(summary)
+    report(summary)
+    return result
+
+
+async def _quiesce(traffic: Traffic, dsn: str, timeout_s: float) -> bool:
+    """Until every device holds every message of its conversations (or the timeout)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            rows = await conn.fetch(
+                "SELECT id::text AS id, last_seq FROM conversations WHERE id = ANY($1::uuid[])",
+                traffic.conversations,
+            )
+            last = {r["id"]: r["last_seq"] for r in rows}
+            members = await conn.fetch(
+                "SELECT conversation_id::text AS c, user_id::text AS u FROM conversation_members "
+                "WHERE conversation_id = ANY($1::uuid[])",
+                traffic.conversations,
+            )
+            of_user: dict[str, list[str]] = {}
+            for row in members:
+                of_user.setdefault(row["u"], []).append(row["c"])
+            behind = [
+                d.name
+                for d in traffic.devices
+                for c in of_user.get(d.user_id, [])
+                if d.client.positions().get(c, 0) < last[c]
+            ]
+            if not behind:
+                return True
+            await asyncio.sleep(0.5)
+        return False
+    finally:
+        await conn.close()
+
+
+def _marks(records: list[Record]) -> list[FaultMark]:
+    return [r for r in records if isinstance(r, FaultMark)]
+
+
+def _fault_figures(records: list[Record], mark: FaultMark) -> dict[str, Any]:
+    """Recovery: from the injection until a message started after it reached a recipient."""
+    sent = [r for r in records if isinstance(r, Sent)]
+    started_after = {(s.conversation_id, s.seq) for s in sent if s.started_at >= mark.at}
+    first_delivery = min(
+        (
+            r.at
+            for r in records
+            if isinstance(r, Received) and (r.conversation_id, r.seq) in started_after
+        ),
+        default=None,
+    )
+    in_flight = [s for s in sent if s.started_at < mark.at < s.at]
+    during = [s for s in sent if mark.at <= s.started_at <= mark.restored_at]
+    latencies = [s.at - s.started_at for s in sent if mark.at <= s.at <= mark.restored_at + 5]
+    return {
+        "fault": mark.name,
+        "what": FAULTS[mark.name].what if mark.name in FAULTS else mark.name,
+        "restored_after_s": round(mark.restored_at - mark.at, 2),
+        "recovered_after_s": None if first_delivery is None else round(first_delivery - mark.at, 2),
+        "sends_in_flight_at_injection": len(in_flight),
+        "sends_started_while_down": len(during),
+        "max_send_latency_s": round(max(latencies, default=0.0), 2),
+    }
+
+
+def _summary(result: dict[str, Any]) -> str:
+    v = result["verdict"]
+    lines = [
+        f"chaos run {result['run_id']} ({result['duration_s']} s): {result['stack']}",
+        f"traffic: {result['traffic']['devices']} devices, "
+        f"{result['traffic']['sends_acknowledged']} acknowledged sends, "
+        f"{v['messages']} messages, {v['deliveries_checked']} deliveries checked",
+        "",
+        f"{'fault':<22} {'restored':>9} {'recovered':>10} {'in flight':>10} {'max send':>9}",
+    ]
+    for f in result["faults"]:
+        recovered = "-" if f["recovered_after_s"] is None else f"{f['recovered_after_s']:.2f} s"
+        lines.append(
+            f"{f['fault']:<22} {f['restored_after_s']:>7.2f} s {recovered:>10} "
+            f"{f['sends_in_flight_at_injection']:>10} {f['max_send_latency_s']:>7.2f} s"
+        )
+    lines += [
+        "",
+        f"lost acknowledged sends: {v['lost_acknowledged']}   "
+        f"lost deliveries: {v['lost_deliveries']}",
+        f"order violations: {v['order_violations']}   "
+        f"application duplicates: {v['app_duplicates']}",
+        f"duplicate seqs in PostgreSQL: {v['db_duplicate_seqs']}   gaps: {v['db_gaps']}   "
+        f"unpublished events: {v['unpublished_events']}",
+        f"wire duplicates (dropped by clients, allowed): {v['wire_duplicates']}   "
+        f"duplicate records on Kafka: {v['bus_duplicate_records']}",
+        f"verdict: {'PASS' if v['ok'] else 'FAIL'}",
+    ]
+    if v["examples"]:
+        lines.append(f"examples: {json.dumps(v['examples'])}")
+    return "\n".join(lines) + "\n"
+
+
+def chaos_command(
+    settings: Settings, names: list[str] | None, short: bool, output: Path, report: Reporter
+) -> int:
+    faults = [FAULTS[n] for n in (names or list(FAULTS))]
+    state_dir = Path(settings.stack.state_dir).parent / "chaos"
+    result = asyncio.run(
+        run_chaos(chaos_settings(state_dir), faults, SHORT if short else FULL, output, report)
+    )
+    return 0 if result["verdict"]["ok"] else 1

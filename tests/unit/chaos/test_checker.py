@@ -1,0 +1,81 @@
+"""The invariant checker catches what it claims: histories with a lost message, a reordering, a
+duplicate, an acknowledged send missing from the database, an unpublished event, a gap."""
+
+from __future__ import annotations
+
+from realchat.chaos.checker import BusFacts, DatabaseFacts, judge
+from realchat.chaos.history import ClientSummary, Received, Record, Sent
+
+CONV = "c1"
+MESSAGES = [(1, "m1"), (2, "m2"), (3, "m3")]
+
+
+def db(
+    messages: list[tuple[int, str]] = MESSAGES, members: set[str] | None = None
+) -> DatabaseFacts:
+    return DatabaseFacts({CONV: messages}, {CONV: members or {"alice", "bob"}}, 0, 0)
+
+
+def bus(seqs: set[int] | None = None) -> BusFacts:
+    return BusFacts({CONV: {1, 2, 3} if seqs is None else seqs}, 0)
+
+
+def history(bob_sees: list[int], wire_duplicates: int = 0) -> list[Record]:
+    return [
+        ClientSummary("alice/0", "alice", 0, 0),
+        ClientSummary("bob/0", "bob", wire_duplicates, 1),
+        *(Sent("alice/0", CONV, f"k{s}", s, f"m{s}", 0.0, 1.0) for s in (1, 2, 3)),
+        *(Received("alice/0", CONV, s, f"m{s}", 2.0) for s in (1, 2, 3)),
+        *(Received("bob/0", CONV, s, f"m{s}", 2.0) for s in bob_sees),
+    ]
+
+
+def test_a_clean_history_passes_and_wire_duplicates_are_only_counted() -> None:
+    verdict = judge(history([1, 2, 3], wire_duplicates=4), db(), bus())
+    assert verdict.ok
+    assert (verdict.acknowledged, verdict.deliveries_checked, verdict.wire_duplicates) == (3, 6, 4)
+
+
+def test_a_lost_message_is_reported() -> None:
+    verdict = judge(history([1, 3]), db(), bus())
+    assert not verdict.ok
+    assert verdict.lost_deliveries == 1
+    assert verdict.examples["lost_deliveries"] == ["bob/0 c1#2"]
+
+
+def test_a_reordering_is_reported() -> None:
+    verdict = judge(history([1, 3, 2]), db(), bus())
+    assert not verdict.ok
+    assert verdict.order_violations >= 1
+    assert verdict.lost_deliveries == 0
+    assert verdict.app_duplicates == 0
+
+
+def test_a_duplicate_at_the_application_is_reported() -> None:
+    verdict = judge(history([1, 2, 2, 3]), db(), bus())
+    assert not verdict.ok
+    assert verdict.app_duplicates == 1
+    assert verdict.order_violations == 0
+
+
+def test_an_acknowledged_send_missing_from_the_database_is_reported() -> None:
+    verdict = judge(history([1, 2]), db(MESSAGES[:2]), bus({1, 2}))
+    assert verdict.lost_acknowledged == 1
+    assert verdict.lost_deliveries == 0  # nobody can miss what was never stored...
+    assert not verdict.ok  # ...but the sender was told it was
+
+
+def test_an_unpublished_event_and_a_gap_in_the_database_are_reported() -> None:
+    assert judge(history([1, 2, 3]), db(), bus({1, 3})).unpublished_events == 1
+    gap = [(1, "m1"), (3, "m3")]
+    verdict = judge(history([1, 3]), db(gap), bus({1, 3}))
+    assert verdict.db_gaps == 1
+    assert not verdict.ok
+
+
+def test_an_outsider_seeing_a_conversation_fails_the_run() -> None:
+    records = [*history([1, 2, 3]), ClientSummary("eve/0", "eve", 0, 0)]
+    records.append(Received("eve/0", CONV, 1, "m1", 2.0))
+    verdict = judge(records, db(), bus())
+    assert not verdict.ok
+    assert verdict.examples["outsider"] == ["eve/0 saw c1"]
