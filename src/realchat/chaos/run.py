@@ -93,8 +93,8 @@ async def run_chaos(
     stack = Stack(settings, report=report)
     started = time.time()
     await stack.up()
+    traffic = Traffic(f"http://127.0.0.1:{settings.http.port}", history)
     try:
-        traffic = Traffic(f"http://127.0.0.1:{settings.http.port}", history)
         await traffic.start()
         report(
             f"traffic: {len(traffic.devices)} devices, {len(traffic.conversations)} conversations"
@@ -118,6 +118,9 @@ async def run_chaos(
             bus_facts, stack.kafka.bootstrap_servers, traffic.conversations
         )
         verdict = judge(records, db, bus)
+    except BaseException:
+        await traffic.close()
+        raise
     finally:
         await stack.down()
     result = {

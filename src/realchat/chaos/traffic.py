@@ -141,6 +141,9 @@ class Traffic:
         return {d.name: d.client.positions() for d in self.devices}
 
     async def close(self) -> None:
+        """Record each device's counters and disconnect (safe to call twice)."""
+        if self._http.closed:
+            return
         for device in self.devices:
             self._history.write(
                 ClientSummary(

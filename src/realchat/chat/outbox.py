@@ -37,7 +37,7 @@ from realchat.events.models import EVENT_TYPE_HEADER
 from realchat.observability.ops import start_ops_server
 from realchat.observability.tracing import extract, inject, tracer
 from realchat.storage.migrations import schema_is_current
-from realchat.storage.pool import create_pool
+from realchat.storage.pool import DATABASE_ERRORS, create_pool
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +66,9 @@ POISON_CODES = frozenset(
     }
 )
 
+
+#: Pause before looking at the outbox again after PostgreSQL failed the scan.
+SCAN_RETRY_S = 0.5
 
 ProducerFactory = Callable[[Mapping[str, str | int | float | bool]], AsyncProducer]
 
@@ -202,9 +205,11 @@ class OutboxPublisher:
                 now = time.monotonic()
                 try:
                     shards = await outbox_store.shards_with_pending(self._pool)
-                except (OSError, asyncpg.PostgresError) as exc:
-                    log.warning("outbox scan failed", error=str(exc))
-                    shards = []
+                except DATABASE_ERRORS as exc:
+                    # PostgreSQL restarting: the events wait in the outbox; look again soon.
+                    log.warning("outbox scan failed", error=repr(exc))
+                    await asyncio.sleep(SCAN_RETRY_S)
+                    continue
                 for shard in shards:
                     if len(inflight) >= self._settings.concurrency:
                         break
@@ -338,7 +343,7 @@ class OutboxPublisher:
                         self._pool, self._settings.retention_s
                     )
                     last_cleanup = time.monotonic()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("outbox housekeeping failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=2.0)

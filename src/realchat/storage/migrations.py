@@ -16,6 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
+from realchat.storage.pool import DATABASE_ERRORS
+
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 #: Arbitrary constant naming the "migrations" advisory lock.
 _LOCK_KEY = 0x5245414C  # "REAL"
@@ -109,6 +111,6 @@ async def schema_is_current(pool: asyncpg.Pool, timeout_s: float = 2.0) -> bool:
         applied = await pool.fetchval(
             "SELECT max(version) FROM schema_migrations", timeout=timeout_s
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except DATABASE_ERRORS:
         return False
     return applied is not None and applied >= latest_version()

@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
 
+#: What a lost or restarting PostgreSQL can raise through asyncpg: the caller retries later.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
 class DatabaseNotConfigured(RuntimeError):  # noqa: N818
     pass
 
