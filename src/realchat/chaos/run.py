@@ -134,6 +134,7 @@ async def run_chaos(
             "conversations": len(traffic.conversations),
             "sends_acknowledged": verdict.acknowledged,
             "sends_refused": traffic.send_failures,
+            "sends_retried": traffic.send_retries,
         },
         "faults": [_fault_figures(records, mark) for mark in _marks(records)],
         "verdict": verdict.as_dict(),

@@ -24,6 +24,10 @@ from realchat.client import ClientOptions, RealChatClient, SendError, SendTimeou
 log = structlog.get_logger(__name__)
 
 PASSWORD = "chaos password 1"
+#: Refusals that say "not now" (the chat service is away, too many sends): retried after a pause
+#: with the same client_msg_id. A send cut off mid-call may have been stored; the retry tells.
+RETRIABLE = frozenset({"chat_unavailable", "rate_limited"})
+RETRY_PAUSE_S = 0.2
 #: Reconnect quickly: faults are short, and recovery time is what is measured.
 OPTIONS = ClientOptions(reconnect_initial_s=0.2, reconnect_max_s=2.0, send_timeout_s=20.0)
 
@@ -56,6 +60,7 @@ class Traffic:
         self._readers: list[asyncio.Task[None]] = []
         self._sending = asyncio.Event()
         self.send_failures = 0
+        self.send_retries = 0
 
     async def start(self) -> None:
         """Accounts, conversations (pairs and one group of everyone), connected devices."""
@@ -107,6 +112,10 @@ class Traffic:
                 except SendTimeout:
                     continue  # the same id again: stored once, whatever happened
                 except SendError as error:
+                    if error.code in RETRIABLE:
+                        self.send_retries += 1
+                        await asyncio.sleep(RETRY_PAUSE_S)
+                        continue  # as an application would: the same id, so stored once
                     self.send_failures += 1
                     log.warning("chaos send refused", code=error.code, client=device.name)
                     sent = None

@@ -322,3 +322,45 @@ async def test_send_limiter_allows_when_redis_is_unreachable() -> None:
         assert [await limiter.allow(uuid.uuid4()) for _ in range(3)] == [True] * 3
     finally:
         await client.aclose()
+
+
+async def test_a_rebalance_commits_what_was_handled_and_loses_nothing(
+    stack: Stack, group: str
+) -> None:
+    """Known risk: a missing rebalance handler (plan §13). A second member joins the group:
+    the first one's partitions are revoked, and its revoke handler commits what it handled, so
+    the new owner starts exactly there: every record handled, none handled twice."""
+    bootstrap = stack.kafka.bootstrap_servers
+    first = Recorder()
+    a = await started(stack, group, first)
+    before = [uuid.uuid4() for _ in range(12)]
+    await asyncio.to_thread(produce, bootstrap, [(c, event(c, 1, [])) for c in before])
+    await first.wait_for({str(c).encode() for c in before})
+
+    # Records keep coming while the second member joins: the first one is handling (and has
+    # not yet committed) some of them when its partitions are taken away.
+    during = [uuid.uuid4() for _ in range(200)]
+    stream = asyncio.create_task(
+        asyncio.to_thread(produce, bootstrap, [(c, event(c, 1, [])) for c in during])
+    )
+    second = Recorder()
+    joining = consumer_config(bootstrap, group) | {"group.instance.id": f"{group}-b"}
+    b = KafkaDelivery(joining, second)
+    b.start()
+    assert await b.wait_assigned(timeout_s=60)
+    assert await eventually(lambda: a.assigned, timeout_s=60)
+    await stream
+    after = [uuid.uuid4() for _ in range(24)]
+    await asyncio.to_thread(produce, bootstrap, [(c, event(c, 1, [])) for c in after])
+    keys = {str(c).encode() for c in before + during + after}
+
+    def handled() -> list[bytes]:
+        return [h[3] for h in first.handled + second.handled if h[3] in keys]
+
+    assert await eventually(lambda: set(handled()) == keys, timeout_s=60)
+    await a.stop()
+    await b.stop()
+    assert a.failure is None
+    assert b.failure is None
+    assert sorted(handled()) == sorted(keys), "each record handled exactly once across the two"
+    assert {h[3] for h in second.handled} & {str(c).encode() for c in before} == set()
