@@ -216,5 +216,8 @@ def summary(document: dict[str, Any]) -> str:
         lines.append(f"stability: {stab}")
     lines.append(f"asyncio tasks: {document.get('asyncio_tasks')}")
     correctness = document.get("correctness", {})
-    lines.append(f"correctness overall: {'OK' if correctness.get('ok') else 'NOT OK'}")
+    if document.get("scenario") != "idle":
+        lines.append(f"correctness overall: {'OK' if correctness.get('ok') else 'NOT OK'}")
+    else:
+        lines.append("correctness overall: not applicable (idle: no messages are sent)")
     return "\n".join(lines)
