@@ -7,17 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from realchat.config import (
-    AuthSettings,
-    ChatSettings,
-    GatewaySettings,
-    HttpSettings,
-    KafkaSettings,
-    OutboxSettings,
-    PresenceSettings,
-    Settings,
-    StackSettings,
-)
+from realchat.config import PresenceSettings, Settings, StackSettings
+from realchat.stack.layout import block_offsets, block_settings, block_stack
 from realchat.stack.supervisor import Stack
 from tests.support.ports import free_port_block
 
@@ -53,20 +44,13 @@ def throwaway_stack(
     publishers: int = 1,
 ) -> StackSettings:
     """A stack on free ports in `state_dir` (a tmp dir), for tests that kill or restart things."""
-    base = base or free_port_block()
-    return StackSettings(
-        state_dir=state_dir,
+    return block_stack(
+        state_dir,
+        base or free_port_block(),
+        kafka_nodes,
+        gateways,
+        publishers,
         kafka_libs_dir=TEST_STACK.kafka_libs_dir,
-        postgres_port=base + 2,
-        redis_port=base + 3,
-        kafka_port=base + 10,
-        kafka_nodes=kafka_nodes,
-        kafka_heap_mb=320,
-        gateways=gateways,
-        gateway_port=base + 60,
-        publishers=publishers,
-        publisher_ops_port=base + 40,
-        prometheus=False,
     )
 
 
@@ -74,28 +58,9 @@ def throwaway_settings(
     state_dir: Path, kafka_nodes: int = 1, gateways: int = 1, publishers: int = 1
 ) -> Settings:
     """Settings of a whole throw-away stack, services included, all on free ports."""
-    # Kafka node n uses base+10n and +1; gateway n listens on base+60+n, its ops on base+49+n;
-    # publisher n (when several) has its ops on base+40+n.
-    offsets = (
-        *range(0, 12),
-        *(10 * n + d for n in range(2, kafka_nodes + 1) for d in (0, 1)),
-        *range(41, 41 + publishers),
-        *range(50, 50 + gateways),
-        *range(61, 61 + gateways),
-    )
-    base = free_port_block(offsets=offsets)
-    return Settings(
-        stack=throwaway_stack(state_dir, kafka_nodes, base, gateways, publishers),
-        http=HttpSettings(port=base + 7),
-        auth=AuthSettings(
-            http_port=base + 8, ops_port=base + 9, url=f"http://127.0.0.1:{base + 8}"
-        ),
-        gateway=GatewaySettings(ops_port=base + 50),
-        kafka=KafkaSettings(partitions=6),
-        chat=ChatSettings(grpc_port=base + 4, ops_port=base + 5),
-        outbox=OutboxSettings(ops_port=base + 6),
-        presence=FAST_PRESENCE.model_copy(update={"ops_port": base + 1}),
-    )
+    base = free_port_block(offsets=block_offsets(kafka_nodes, gateways, publishers))
+    stack = throwaway_stack(state_dir, kafka_nodes, base, gateways, publishers)
+    return block_settings(stack, base, FAST_PRESENCE)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

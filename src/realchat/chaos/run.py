@@ -21,17 +21,8 @@ from realchat.chaos.checker import bus_facts, database_facts, judge
 from realchat.chaos.faults import FAULTS, Fault
 from realchat.chaos.history import FaultMark, HistoryWriter, Received, Record, Sent, read_history
 from realchat.chaos.traffic import Traffic
-from realchat.config import (
-    AuthSettings,
-    ChatSettings,
-    GatewaySettings,
-    HttpSettings,
-    KafkaSettings,
-    OutboxSettings,
-    PresenceSettings,
-    Settings,
-    StackSettings,
-)
+from realchat.config import PresenceSettings, Settings
+from realchat.stack.layout import block_settings, block_stack
 from realchat.stack.supervisor import Stack
 
 Reporter = Callable[[str], None]
@@ -51,31 +42,10 @@ SHORT = Timings(warmup_s=5, settle_s=6)
 def chaos_settings(state_dir: Path, base: int = 21000) -> Settings:
     """The chaos stack: its own dir and a port block below the ephemeral range (so it runs
     beside the dev and test stacks)."""
-    return Settings(
-        stack=StackSettings(
-            state_dir=state_dir,
-            postgres_port=base + 2,
-            redis_port=base + 3,
-            kafka_port=base + 10,
-            kafka_nodes=3,
-            kafka_heap_mb=384,
-            gateways=2,
-            gateway_port=base + 60,
-            publishers=2,
-            publisher_ops_port=base + 40,
-            prometheus=False,
-        ),
-        http=HttpSettings(port=base + 7),
-        auth=AuthSettings(
-            http_port=base + 8, ops_port=base + 9, url=f"http://127.0.0.1:{base + 8}"
-        ),
-        gateway=GatewaySettings(ops_port=base + 50),
-        kafka=KafkaSettings(partitions=6),
-        chat=ChatSettings(grpc_port=base + 4, ops_port=base + 5),
-        outbox=OutboxSettings(ops_port=base + 6),
-        presence=PresenceSettings(
-            ops_port=base + 1, heartbeat_s=2.0, key_ttl_s=6, sweep_interval_s=3.0
-        ),
+    stack = block_stack(state_dir, base, kafka_nodes=3, gateways=2, publishers=2)
+    stack = stack.model_copy(update={"kafka_heap_mb": 384})
+    return block_settings(
+        stack, base, PresenceSettings(heartbeat_s=2.0, key_ttl_s=6, sweep_interval_s=3.0)
     )
 
 
