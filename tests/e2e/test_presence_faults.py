@@ -23,7 +23,7 @@ from tests.support.client import User, connect, create_conversation, register
 from tests.support.rest import call
 from tests.support.stacks import throwaway_settings
 from tests.support.topics import TopicTail
-from tests.support.waiting import eventually_async
+from tests.support.waiting import eventually, eventually_async
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -60,20 +60,15 @@ class PresenceWorld:
     async def wait_statuses(self, user: User, expected: list[str], timeout_s: float) -> float:
         """Until `user`'s announced transitions are `expected`; the seconds it took."""
         started = time.monotonic()
-        seen = await eventually_async(
-            lambda: _async(self.statuses(user)), lambda s: s == expected, timeout_s
+        assert await eventually(lambda: self.statuses(user) == expected, timeout_s), self.statuses(
+            user
         )
-        assert seen == expected
         return time.monotonic() - started
 
     async def close(self) -> None:
         for tail in self.tails:
             tail.close()
         await self.redis.aclose()
-
-
-async def _async(value: list[str]) -> list[str]:
-    return value
 
 
 @pytest_asyncio.fixture(loop_scope="session")

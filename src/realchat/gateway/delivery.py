@@ -95,14 +95,17 @@ class EventDispatcher:
                 kind=SpanKind.CONSUMER,
                 attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
             ) as span:
-                offered = self._dispatch(event, trace_context.set_span_in_context(span))
+                # Socket writes become spans only when tracing records: otherwise every
+                # delivery would start a no-op span on the writer's hot path.
+                trace = trace_context.set_span_in_context(span) if span.is_recording() else None
+                offered = self._dispatch(event, trace)
             if offered:
                 # Let the writers take the frame before the next event is queued: one batch can
                 # hold more events of a conversation than a queue has room for, and a client
                 # that keeps up must not be cut off as slow because of a burst.
                 await asyncio.sleep(0)
 
-    def _dispatch(self, event: Event, trace: Context) -> int:
+    def _dispatch(self, event: Event, trace: Context | None) -> int:
         if isinstance(event, MessageCreated):
             return self._hub.dispatch_message(event, trace)
         if isinstance(event, MessageAcknowledged):

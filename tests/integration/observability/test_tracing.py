@@ -46,7 +46,7 @@ from realchat.config import (
 from realchat.gateway.server import serve as serve_gateway
 from realchat.observability.logging import configure_logging
 from realchat.stack.supervisor import Stack
-from tests.support.client import Device, User
+from tests.support.client import User, connect
 from tests.support.databases import fresh_database
 from tests.support.ports import free_port_block
 from tests.support.waiting import eventually
@@ -135,14 +135,6 @@ async def _until_ready(
             pass
         await asyncio.sleep(0.1)
     return False
-
-
-async def connect(http: aiohttp.ClientSession, base: str, user: User) -> Device:
-    ws = await http.ws_connect(f"{base}/v1/ws?token={user.token}", heartbeat=None)
-    device = Device(ws)
-    device.reader = asyncio.create_task(device._read())
-    await device.wait(lambda d: d.of_type("hello"), timeout_s=10)
-    return device
 
 
 def spans_of(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:
