@@ -69,8 +69,12 @@ class OutboxSettings(BaseModel):
     poll_interval_s: float = Field(default=0.02, gt=0)
     #: Shards one replica publishes concurrently.
     concurrency: int = Field(default=4, ge=1)
-    #: librdkafka's delivery timeout; a timed-out batch is retried after a backoff.
-    delivery_timeout_s: float = Field(default=30.0, gt=0)
+    #: librdkafka's delivery timeout; 0 (the default) retries forever. A timeout can reorder:
+    #: an event that timed out in flight may be missing while later ones of its partition land.
+    delivery_timeout_s: float = Field(default=0.0, ge=0)
+    #: On shutdown, how long batches still waiting for the broker may finish; after that they
+    #: are abandoned unmarked (their events go out again later).
+    stop_timeout_s: float = Field(default=10.0, gt=0)
     backoff_initial_s: float = Field(default=0.1, gt=0)
     backoff_max_s: float = Field(default=10.0, gt=0)
     #: Published rows are kept this long (for inspection), then deleted.

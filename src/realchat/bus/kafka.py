@@ -44,6 +44,9 @@ def producer_config(
         "enable.idempotence": True,
         "acks": "all",
         "max.in.flight.requests.per.connection": 5,
+        # 0 = no timeout: librdkafka retries until the broker acknowledges. Decision 4: with a
+        # timeout, a record that timed out in flight may be missing while the next one of its
+        # partition is written, and re-sending it puts it after that one.
         "message.timeout.ms": int(delivery_timeout_s * 1000),
         "linger.ms": 5,
         "compression.type": "lz4",

@@ -18,8 +18,9 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
 import structlog
@@ -66,6 +67,9 @@ POISON_CODES = frozenset(
     }
 )
 
+
+#: On shutdown, after the batches finished or were abandoned, how long queued records may flush.
+CLOSE_FLUSH_S = 2.0
 
 #: Pause before looking at the outbox again after PostgreSQL failed the scan.
 SCAN_RETRY_S = 0.5
@@ -159,11 +163,48 @@ def _headers(event: OutboxEvent, span: Span) -> list[tuple[str, bytes]]:
     return headers
 
 
+class NotSentError(Exception):
+    """Held back before reaching the producer, behind an earlier event of its conversation."""
+
+
+def _not_sent(event: OutboxEvent) -> asyncio.Future[Delivered]:
+    future: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
+    future.set_exception(NotSentError(f"held back behind an earlier refused event ({event.id})"))
+    return future
+
+
 def _end_spans(spans: Sequence[Span], results: Sequence[Delivered | BaseException]) -> None:
     for span, result in zip(spans, results, strict=True):
         if not isinstance(result, Delivered):
             span.set_status(Status(StatusCode.ERROR, str(result)))
         span.end()
+
+
+class Producing(Protocol):
+    def produce(
+        self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> asyncio.Future[Delivered]: ...
+
+
+def produce_in_order(
+    producer: Producing, events: Sequence[OutboxEvent], spans: Sequence[Span]
+) -> list[asyncio.Future[Delivered]]:
+    """Hand a batch to the producer. Once the producer refused an event on the spot (its queue
+    full, the record too large), the later events of that conversation are not handed over:
+    written without it, they would overtake it in the partition."""
+    futures: list[asyncio.Future[Delivered]] = []
+    refused: set[str] = set()
+    for event, span in zip(events, spans, strict=True):
+        if event.partition_key in refused:
+            futures.append(_not_sent(event))
+            continue
+        future = producer.produce(
+            event.topic, event.partition_key.encode(), event.payload, _headers(event, span)
+        )
+        if future.done() and future.exception() is not None:
+            refused.add(event.partition_key)
+        futures.append(future)
+    return futures
 
 
 class OutboxPublisher:
@@ -186,6 +227,8 @@ class OutboxPublisher:
         self._backoff: dict[int, Backoff] = {}
         #: shard -> highest suspect id: until past it, the shard publishes one event at a time.
         self._isolate_until: dict[int, int] = {}
+        #: Events this replica got acknowledged and marked (the metric sums all replicas).
+        self.published_count = 0
 
     def _shard_backoff(self, shard: int) -> Backoff:
         if shard not in self._backoff:
@@ -217,14 +260,26 @@ class OutboxPublisher:
                         inflight[shard] = asyncio.create_task(self._drain_shard(shard, stop))
                 await self._wait(inflight, stop)
         finally:
-            if inflight:
-                await asyncio.gather(*inflight.values(), return_exceptions=True)
+            await self._finish(inflight.values())
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
-            await self._producer.close()
+            # Whatever is still queued belongs to abandoned batches: they go out again later.
+            await self._producer.close(timeout_s=CLOSE_FLUSH_S)
             if self._solo_producer is not None:
-                await self._solo_producer.close()
+                await self._solo_producer.close(timeout_s=CLOSE_FLUSH_S)
+
+    async def _finish(self, batches: Collection[asyncio.Task[None]]) -> None:
+        """Let batches in flight complete, for a bounded time: during a broker outage they
+        would wait forever. One abandoned unmarked is rolled back and re-sent later."""
+        if not batches:
+            return
+        _, unfinished = await asyncio.wait(batches, timeout=self._settings.stop_timeout_s)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*batches, return_exceptions=True)
+        if unfinished:
+            log.warning("batches abandoned unmarked on shutdown", batches=len(unfinished))
 
     async def _replace_producer(self) -> None:
         """librdkafka declared the idempotent producer unusable: start a fresh one. Events it
@@ -274,12 +329,7 @@ class OutboxPublisher:
             if isolated:
                 results = [await self._send_alone(events[0], spans[0])]
             else:
-                futures = [
-                    self._producer.produce(
-                        e.topic, e.partition_key.encode(), e.payload, headers=_headers(e, span)
-                    )
-                    for e, span in zip(events, spans, strict=True)
-                ]
+                futures = produce_in_order(self._producer, events, spans)
                 results = await asyncio.gather(*futures, return_exceptions=True)
             BATCH_SECONDS.observe(time.monotonic() - started)
             _end_spans(spans, results)
@@ -310,6 +360,7 @@ class OutboxPublisher:
 
     def _account(self, shard: int, events: Sequence[OutboxEvent], outcome: BatchOutcome) -> None:
         PUBLISHED.inc(len(outcome.published))
+        self.published_count += len(outcome.published)
         if outcome.suspects:
             self._isolate_until[shard] = max(outcome.suspects)
             log.warning("broker refused a batch as too large; retrying one by one", shard=shard)

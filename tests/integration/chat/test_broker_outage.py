@@ -45,8 +45,8 @@ OUTBOX_SHARDS = 8
 CONVERSATIONS = 5
 SEND_INTERVAL_S = 0.05
 OUTAGE_S = 30.0
-#: Short, so that the publisher notices the outage and retries often.
-PUBLISHER = OutboxSettings(delivery_timeout_s=5, backoff_initial_s=0.1, backoff_max_s=2)
+#: The production delivery setting (no timeout: librdkafka keeps retrying through the outage).
+PUBLISHER = OutboxSettings(backoff_initial_s=0.1, backoff_max_s=2)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -39,10 +39,11 @@ async def test_chat_process_reports_serving_reflects_and_stops_cleanly(db_dsn: s
 
             reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
             request = reflection_pb2.ServerReflectionRequest(list_services="")
+            names: set[str] = set()
             async for response in reflection.ServerReflectionInfo(iter([request])):
                 names = {s.name for s in response.list_services_response.service}
-                assert SERVICE_NAME in names
                 break
+            assert SERVICE_NAME in names
 
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{base + 1}/readyz") as ready:

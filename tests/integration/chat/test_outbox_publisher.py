@@ -4,10 +4,12 @@ conversation, with several replicas; poison events are dead-lettered and can be 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
 import sys
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -23,7 +25,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from realchat.chat.outbox import OutboxPublisher, producer_factory
+from realchat.chat.outbox import CLOSE_FLUSH_S, OutboxPublisher, producer_factory
 from realchat.chat.service import ChatService
 from realchat.config import OutboxSettings
 from realchat.events.models import MessageCreated
@@ -35,13 +37,13 @@ from tests.support.waiting import eventually, eventually_async
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-FAST = OutboxSettings(batch_size=200, poll_interval_s=0.01, delivery_timeout_s=10, backoff_max_s=1)
+FAST = OutboxSettings(batch_size=200, poll_interval_s=0.01, backoff_max_s=1)
 
 
 @asynccontextmanager
 async def running_publishers(
     pool: asyncpg.Pool, bootstrap: str, replicas: int = 1, settings: OutboxSettings = FAST
-) -> AsyncIterator[None]:
+) -> AsyncIterator[list[OutboxPublisher]]:
     stop = asyncio.Event()
     publishers = [
         OutboxPublisher(
@@ -53,7 +55,7 @@ async def running_publishers(
     ]
     tasks = [asyncio.create_task(p.run(stop)) for p in publishers]
     try:
-        yield
+        yield publishers
     finally:
         stop.set()
         await asyncio.gather(*tasks)
@@ -124,34 +126,55 @@ async def send_many(
         str((await service.create_conversation(owner, [], "")).conversation_id)
         for _ in range(conversations)
     ]
+    await send_more(service, owner, dict.fromkeys(ids, 0), per_conversation, concurrency)
+    return dict.fromkeys(ids, per_conversation)
+
+
+async def send_more(
+    service: ChatService,
+    owner: uuid.UUID,
+    sent: dict[str, int],
+    per_conversation: int,
+    concurrency: int = 32,
+) -> None:
+    """Send per_conversation more messages into each conversation of `sent` (counts so far)."""
     gate = asyncio.Semaphore(concurrency)
 
     async def sender(cid: str) -> None:
-        for n in range(per_conversation):
+        for n in range(sent[cid], sent[cid] + per_conversation):
             async with gate:
                 await service.send_message(owner, cid, f"{cid}-{n}", f"message {n}")
 
-    await asyncio.gather(*(sender(cid) for cid in ids))
-    return dict.fromkeys(ids, per_conversation)
+    await asyncio.gather(*(sender(cid) for cid in sent))
 
 
 @pytest.mark.slow
 async def test_two_replicas_publish_10000_events_complete_and_in_order(
     service: ChatService, pool: asyncpg.Pool, stack: Stack
 ) -> None:
+    """Half the events wait in the outbox when the replicas start, half are written while they
+    run: shards change hands under live traffic and both replicas do part of the work."""
     bootstrap = stack.kafka.bootstrap_servers
     tail = TopicTail(bootstrap, MESSAGE_CREATED)
+    owner = uuid.uuid4()
+    conversations = [
+        str((await service.create_conversation(owner, [], "")).conversation_id) for _ in range(50)
+    ]
     try:
-        expected = await send_many(service, conversations=50, per_conversation=200)
-        async with running_publishers(pool, bootstrap, replicas=2):
+        await send_more(service, owner, dict.fromkeys(conversations, 0), 100)
+        async with running_publishers(pool, bootstrap, replicas=2) as publishers:
+            await send_more(service, owner, dict.fromkeys(conversations, 100), 100)
             remaining = await eventually_async(lambda: unpublished(pool), lambda n: n == 0, 120)
             assert remaining == 0
             tail.read(10_000, timeout_s=60)
-        events = created_events(tail.received, set(expected))
+        shares = [p.published_count for p in publishers]
+        events = created_events(tail.received, set(conversations))
     finally:
         tail.close()
+    assert sum(shares) == 10_000
+    assert all(share > 0 for share in shares), shares
     assert len(events) == 10_000
-    assert_complete_and_ordered(events, expected, allow_duplicates=False)
+    assert_complete_and_ordered(events, dict.fromkeys(conversations, 200), allow_duplicates=False)
 
 
 def set_topic_limit(bootstrap: str, max_message_bytes: int | None) -> None:
@@ -204,9 +227,16 @@ async def test_poison_event_is_dead_lettered_others_flow_and_replay_delivers_it(
         seen = {(str(e.conversation_id), e.seq) for e in delivered}
         assert seen == {(poisoned, 1), (poisoned, 3)} | {(healthy, s) for s in range(1, 21)}
 
-        listing = realchat_cli(db_dsn, "dead-letters", "list")
+        listing = realchat_cli(db_dsn, "dead-letters", "list", "--json")
         assert listing.returncode == 0, listing.stderr
-        assert "too large" in listing.stdout.lower()
+        [summary] = json.loads(listing.stdout)
+        assert "too large" in summary["error"].lower()
+        shown = realchat_cli(db_dsn, "dead-letters", "show", str(summary["id"]))
+        assert shown.returncode == 0, shown.stderr
+        letter = json.loads(shown.stdout)
+        assert letter["outbox_id"] == letters[0]["outbox_id"]
+        assert str(big.message.message_id) in letter["payload"]
+        assert realchat_cli(db_dsn, "dead-letters", "show", "999999").returncode == 1
         set_topic_limit(bootstrap, None)
         replay = realchat_cli(db_dsn, "dead-letters", "replay", "--all")
         assert replay.returncode == 0, replay.stdout + replay.stderr
@@ -224,3 +254,39 @@ async def test_poison_event_is_dead_lettered_others_flow_and_replay_delivers_it(
     finally:
         set_topic_limit(bootstrap, None)
         tail.close()
+
+
+async def test_a_publisher_stopped_while_the_broker_is_unreachable_exits_in_bounded_time(
+    service: ChatService, pool: asyncpg.Pool
+) -> None:
+    """With no delivery timeout a batch waits for the broker as long as it takes; shutting
+    down must still end, leaving the batch unmarked for a later publisher."""
+    owner = uuid.uuid4()
+    cid = str((await service.create_conversation(owner, [], "")).conversation_id)
+    await service.send_message(owner, cid, "k", "waits for a broker")
+    settings = FAST.model_copy(update={"stop_timeout_s": 2.0})
+    nowhere = producer_factory("127.0.0.1:1", settings.delivery_timeout_s, "test-unreachable")
+    stop = asyncio.Event()
+    task = asyncio.create_task(OutboxPublisher(pool, nowhere, settings).run(stop))
+    try:
+
+        async def leases() -> int:
+            held: int = await pool.fetchval(
+                """SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                    WHERE l.locktype = 'advisory' AND l.granted
+                      AND d.datname = current_database()"""
+            )
+            return held
+
+        # The batch is in flight: its open transaction holds the shard's lease.
+        assert await eventually_async(leases, lambda n: n > 0, 30) > 0
+        stop.set()
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.shield(task), timeout=60)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        await asyncio.wait({task}, timeout=60)
+    assert took < settings.stop_timeout_s + 2 * CLOSE_FLUSH_S + 5, took
+    assert await unpublished(pool) == 1
+    assert await leases() == 0

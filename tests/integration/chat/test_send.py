@@ -218,3 +218,40 @@ async def test_members_and_listing(service: ChatService) -> None:
     assert await service.list_conversations(uuid.uuid4()) == []
     with pytest.raises(InvalidArgument):
         await service.create_conversation(alice, ["nope"], "")
+
+
+async def test_a_locked_conversation_does_not_hold_up_sends_to_another(
+    service: ChatService, pool: asyncpg.Pool
+) -> None:
+    """Sends serialise per conversation only: the counter row is the one lock a send takes."""
+    busy, busy_users = await new_conversation(service, 2)
+    free, free_users = await new_conversation(service, 2)
+    await service.send_message(busy_users[0], busy, "before", "before the lock")
+    async with pool.acquire() as holder, holder.transaction():
+        # Another writer holds the busy conversation's counter row, as a long send would.
+        await holder.execute(
+            "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", uuid.UUID(busy)
+        )
+        waiting = asyncio.create_task(service.send_message(busy_users[1], busy, "w", "waits"))
+        sent = await asyncio.wait_for(service.send_message(free_users[0], free, "f", "free"), 10)
+        assert sent.message.seq == 1
+        done, _ = await asyncio.wait({waiting}, timeout=0.5)
+        assert not done, "a send went through a conversation whose counter row is locked"
+    assert (await asyncio.wait_for(waiting, 10)).message.seq == 2
+
+
+async def test_the_schema_refuses_a_second_message_at_the_same_seq(
+    service: ChatService, pool: asyncpg.Pool
+) -> None:
+    """The backstop under the counter: even a writer that bypassed it cannot reuse a seq."""
+    conversation, users = await new_conversation(service, 1)
+    await service.send_message(users[0], conversation, "first", "one")
+    with pytest.raises(asyncpg.UniqueViolationError) as refused:
+        await pool.execute(
+            """INSERT INTO messages (id, conversation_id, seq, sender_id, content,
+                                     idempotency_key, created_at)
+               VALUES (gen_random_uuid(), $1, 1, $2, 'again', 'other-key', now())""",
+            uuid.UUID(conversation),
+            users[0],
+        )
+    assert refused.value.constraint_name == "messages_conversation_seq_key"
