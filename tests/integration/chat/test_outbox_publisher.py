@@ -25,6 +25,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from realchat.chat import outbox_store
 from realchat.chat.outbox import CLOSE_FLUSH_S, OutboxPublisher, producer_factory
 from realchat.chat.service import ChatService
 from realchat.config import OutboxSettings
@@ -290,3 +291,27 @@ async def test_a_publisher_stopped_while_the_broker_is_unreachable_exits_in_boun
     assert took < settings.stop_timeout_s + 2 * CLOSE_FLUSH_S + 5, took
     assert await unpublished(pool) == 1
     assert await leases() == 0
+
+
+async def test_retention_deletes_only_rows_published_long_enough_ago(
+    service: ChatService, pool: asyncpg.Pool
+) -> None:
+    """The outbox stays small, and an event still waiting for the broker is never deleted."""
+    owner = uuid.uuid4()
+    cid = str((await service.create_conversation(owner, [], "")).conversation_id)
+    for n in range(3):
+        await service.send_message(owner, cid, f"r{n}", f"message {n}")
+    ids = [r["id"] for r in await pool.fetch("SELECT id FROM outbox ORDER BY id")]
+    old, recent, waiting = ids[-3:]
+    await pool.execute(
+        "UPDATE outbox SET published_at = clock_timestamp() - interval '1 hour' WHERE id = $1", old
+    )
+    await pool.execute("UPDATE outbox SET published_at = clock_timestamp() WHERE id = $1", recent)
+    await pool.execute(
+        "UPDATE outbox SET created_at = clock_timestamp() - interval '1 day' WHERE id = $1", waiting
+    )
+
+    assert await outbox_store.delete_published_before(pool, age_s=600) == 1
+    left = {r["id"] for r in await pool.fetch("SELECT id FROM outbox")}
+    assert old not in left
+    assert {recent, waiting} <= left
