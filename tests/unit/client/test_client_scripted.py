@@ -228,7 +228,10 @@ async def test_refused_sends_raise_typed_errors_and_other_errors_are_notices() -
         assert ack == {"type": "ack", "conversation_id": C, "seq": 9}
         await conn.send({"type": "error", "code": "invalid_seq", "message": "beyond the end"})
 
-    async with FakeServer([script]) as server, client_of(server) as client:
+    async with (
+        FakeServer([script]) as server,
+        client_of(server, rate_limited_retry_s=0) as client,  # RateLimited at once
+    ):
         with pytest.raises(IdempotencyConflict) as conflict:
             await client.send(C, "a", client_msg_id="k1")
         assert (conflict.value.code, conflict.value.client_msg_id) == ("idempotency_conflict", "k1")
@@ -371,3 +374,48 @@ async def test_a_send_ok_overtaking_lower_seqs_is_shown_after_them() -> None:
             (4, "mine"),
             (5, "m5"),
         ]
+
+
+async def test_a_rate_limited_send_is_retried_with_the_same_id_until_stored() -> None:
+    async def script(conn: FakeConnection) -> None:
+        await plain_sync(conn, {C: 0})
+        first = await conn.expect("send")
+        for _ in range(2):  # refused before anything was stored: the client writes it again
+            await conn.send(
+                {"type": "error", "code": "rate_limited", "message": "slow down",
+                 "client_msg_id": first["client_msg_id"]}
+            )  # fmt: skip
+            assert await conn.expect("send") == first
+        await conn.send(
+            {"type": "send_ok", "client_msg_id": first["client_msg_id"],
+             "message": message(C, 1, first["content"])}
+        )  # fmt: skip
+
+    async with FakeServer([script]) as server, client_of(server) as client:
+        sent = await client.send(C, "patient")
+        assert (sent.seq, sent.content) == (1, "patient")
+        assert await take_messages(client.messages(), 1) == in_c(1)
+        await server.script_done(0)
+        assert len(server.connections[0].of_type("send")) == 3
+
+
+async def test_a_send_rate_limited_longer_than_the_retry_budget_raises() -> None:
+    gave_up = asyncio.Event()
+
+    async def script(conn: FakeConnection) -> None:
+        await plain_sync(conn, {C: 0})
+        while (send := await conn.expect_unless("send", gave_up)) is not None:
+            await conn.send(
+                {"type": "error", "code": "rate_limited", "message": "slow down",
+                 "client_msg_id": send["client_msg_id"]}
+            )  # fmt: skip
+
+    async with (
+        FakeServer([script]) as server,
+        client_of(server, rate_limited_retry_s=0.5) as client,
+    ):
+        with pytest.raises(RateLimited):
+            await client.send(C, "never")
+        gave_up.set()
+        await server.script_done(0)
+        assert len(server.connections[0].of_type("send")) >= 2  # it did try again
