@@ -232,6 +232,17 @@ class RealChatClient:
         return self._ordering
 
     @property
+    def gap_syncs(self) -> int:
+        """Syncs sent because a gap outlived `gap_timeout_s` (a message was held back waiting
+        for a lower seq that did not come by itself)."""
+        return 0 if self._session is None else self._session.gap_syncs
+
+    @property
+    def rate_limited_retries(self) -> int:
+        """Sends written again because the server answered `rate_limited`."""
+        return 0 if self._session is None else self._session.rate_limited_retries
+
+    @property
     def events_dropped(self) -> int:
         """Events dropped because `events()` was not read fast enough (oldest first)."""
         return 0 if self._session is None else self._session.events_dropped
