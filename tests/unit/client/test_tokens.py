@@ -10,7 +10,14 @@ import pytest
 from realchat.client import Disconnected, RealChatClient, Token, Unauthorized
 from realchat.client.tokens import TokenSource
 from tests.unit.client.fake_server import DEADLINE_S, FakeConnection, FakeServer
-from tests.unit.client.test_client_scripted import OPTIONS, C, in_c, take, take_messages
+from tests.unit.client.test_client_scripted import (
+    OPTIONS,
+    C,
+    in_c,
+    plain_sync,
+    take,
+    take_messages,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -133,4 +140,30 @@ async def test_a_client_without_a_token_gets_one_from_its_provider_first() -> No
     async with FakeServer([script]) as server:
         async with RealChatClient(server.base_url, token_provider=issuer, options=OPTIONS) as c:
             await c.wait_ready(timeout_s=DEADLINE_S)
+        assert server.errors == []
+
+
+async def test_a_reconnect_after_the_token_expired_presents_a_renewed_one_at_once() -> None:
+    issuer = Issuer()
+
+    async def first(conn: FakeConnection) -> None:
+        assert conn.token == "t1"
+        await plain_sync(conn, {C: 0})
+        await asyncio.sleep(0.3)  # the clock must pass the token's renewal time (0.18 s)
+        await conn.close(1001, "restarting")
+
+    async def second(conn: FakeConnection) -> None:
+        assert conn.token == "t2"  # renewed before the attempt: no refusal needed
+        await conn.hello()
+        await conn.expect("sync")
+        await conn.sync_done({C: 0})
+
+    async with FakeServer([first, second], [C]) as server:
+        client = RealChatClient(
+            server.base_url, "t1", token_provider=issuer, token_expires_in=0.2, options=OPTIONS
+        )
+        async with client:
+            await server.script_done(1)
+            assert issuer.issued == ["t2"]
+            assert len(server.connections) == 2
         assert server.errors == []
