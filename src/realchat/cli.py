@@ -153,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="chat in a terminal (prompts for what is not given)")
     chat.add_argument("--url", help="the API's base URL (default: this stack's)")
     chat.add_argument("--username")
-    chat.add_argument("--password")
+    chat.add_argument(
+        "--password",
+        help="visible to other users in the process list: prefer $REALCHAT_PASSWORD or the prompt",
+    )
     chat.add_argument("--conversation", help="a conversation id (default: pick from a list)")
 
     commands.add_parser("migrate", help="apply pending database migrations (idempotent)")

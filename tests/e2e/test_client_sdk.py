@@ -1,12 +1,14 @@
 """The Python SDK (`realchat.client`) against the real stack: two clients chat, every message
 once and in order; a client whose connection is cut while the other sends reconnects, syncs and
-has every message once, in order; receipts reach the other member; a bad token stops a client."""
+has every message once, in order; a burst of sends beyond the per-user limit is stored whole (the
+SDK retries the refused ones); receipts reach the other member; a bad token stops a client."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -22,6 +24,7 @@ from realchat.client import (
 )
 from tests.e2e.conftest import RealChat
 from tests.support.client import PASSWORD
+from tests.support.gateways import extra_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -103,6 +106,27 @@ async def test_a_client_cut_off_while_the_other_sends_gets_all_of_it_once_in_ord
         assert back.connection >= 2
         last = await alice.send(conversation, "after")
         assert await take(bob_messages, 1) == [last]  # nothing extra came in between
+
+
+async def test_a_burst_beyond_the_send_limit_is_stored_whole_once_in_order(
+    realchat: RealChat, tmp_path: Path
+) -> None:
+    async with extra_gateway(realchat.services, tmp_path, sends_per_s=5) as gateway:
+        alice = await new_client(gateway.base_url, "alice")
+        bob = await new_client(gateway.base_url, "bob")
+        async with alice, bob:
+            await asyncio.gather(alice.wait_ready(DEADLINE_S), bob.wait_ready(DEADLINE_S))
+            assert bob.user_id is not None
+            conversation = (await alice.create_conversation([bob.user_id])).conversation_id
+            burst = (
+                alice.send(conversation, f"burst {n}", timeout_s=DEADLINE_S) for n in range(15)
+            )
+            sent = await asyncio.gather(*burst)  # no RateLimited reaches the application
+            assert sorted(seqs(sent)) == list(range(1, 16))
+            assert alice.rate_limited_retries > 0  # the limit was hit, and hidden
+            assert seqs(await take(bob.messages(), 15)) == list(range(1, 16))
+            last = await alice.send(conversation, "last")
+            assert await take(bob.messages(), 1) == [last]  # nothing stored twice
 
 
 async def test_acks_become_receipts_and_a_new_client_resumes_after_them(

@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from realchat.stack.process import is_alive
-from tests.support.client import connect, create_conversation, register
+from tests.support.client import Device, connect, create_conversation, register
 from tests.support.scale_out import TwoGateways, realchat, two_gateways_stack
 from tests.support.waiting import eventually
 
@@ -29,12 +29,24 @@ async def two_gateways(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         yield stack
 
 
-async def active_connections(http: aiohttp.ClientSession, port: int) -> float:
-    async with http.get(f"http://127.0.0.1:{port}/metrics") as reply:
-        for line in (await reply.text()).splitlines():
-            if line.startswith("realchat_gateway_active_connections "):
-                return float(line.split()[1])
-    return 0.0
+def received(device: Device, conversation_id: str) -> list[int]:
+    """Seqs of every message a device was given (`message` frames and its own `send_ok`s), in
+    arrival order, duplicates kept."""
+    return [
+        f["message"]["seq"]
+        for f in device.frames
+        if f["type"] in ("message", "send_ok")
+        and f["message"]["conversation_id"] == conversation_id
+    ]
+
+
+def send_frame(conversation_id: str, content: str) -> dict[str, str]:
+    return {
+        "type": "send",
+        "conversation_id": conversation_id,
+        "client_msg_id": uuid.uuid4().hex,
+        "content": content,
+    }
 
 
 async def test_clients_spread_over_instances_and_chat_across_them(
@@ -47,18 +59,21 @@ async def test_clients_spread_over_instances_and_chat_across_them(
     alice, bob = await register(http, base, "alice"), await register(http, base, "bob")
     conversation = await create_conversation(http, base, alice, bob)
     devices = [await connect(http, base, user) for user in (alice, bob, alice, bob)]
-    per_instance = [await active_connections(http, two_gateways.ops_port(n)) for n in (1, 2)]
+    per_instance = [await two_gateways.active_connections(n) for n in (1, 2)]
     assert per_instance == [2.0, 2.0], "round robin puts every other connection on each instance"
     for n in range(10):
-        sender = devices[n % 4]
-        await sender.send(
-            {"type": "send", "conversation_id": conversation,
-             "client_msg_id": uuid.uuid4().hex, "content": f"m{n}"}
-        )  # fmt: skip
+        await devices[n % 4].send(send_frame(conversation, f"m{n}"))
     for device in devices:
         await device.wait(lambda d: len(d.seen(conversation)) >= 10)
-        assert sorted(device.seen(conversation)) == list(range(1, 11))
-        assert device.seqs(conversation) == sorted(set(device.seqs(conversation)))
+    # A last message: a late duplicate of an earlier one would arrive before it.
+    await devices[0].send(send_frame(conversation, "last"))
+    for device in devices:
+        await device.wait(lambda d: 11 in d.seen(conversation))
+        # Each seq exactly once (no dedup here); live frames in seq order (a sender's own
+        # send_ok may come before lower seqs still on their way).
+        assert sorted(received(device, conversation)) == list(range(1, 12))
+        messages = device.seqs(conversation)
+        assert messages == sorted(messages)
     for device in devices:
         await device.close()
 

@@ -11,8 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
+
 from realchat.config import Settings
 from realchat.stack.process import is_alive
+from tests.support.gateways import scrape
 from tests.support.stacks import settings_env, throwaway_settings
 
 
@@ -35,6 +38,25 @@ class TwoGateways:
 
     def ops_port(self, instance: int) -> int:
         return self.settings.gateway.ops_port + instance - 1
+
+    def gateway_url(self, instance: int) -> str:
+        """Gateway `instance`'s own public port (REST + WebSocket), past the balancer."""
+        return f"http://{self.settings.http.host}:{self.settings.stack.gateway_port + instance}"
+
+    async def balanced_request(self) -> None:
+        """One request through the balancer (moves its round robin on by one)."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(self.base_url + "/v1/openapi.json") as r,
+        ):
+            assert r.status == 200, await r.text()
+
+    async def active_connections(self, instance: int) -> float:
+        """The WebSockets gateway `instance` has open now (its ops metrics)."""
+        ops_url = f"http://{self.settings.ops_host}:{self.ops_port(instance)}"
+        async with aiohttp.ClientSession() as http:
+            samples = await scrape(http, ops_url)
+        return samples.get("realchat_gateway_active_connections", 0.0)
 
     async def run(self, *args: str) -> None:
         """A `realchat` command in a thread, so the clients keep running meanwhile."""

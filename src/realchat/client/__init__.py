@@ -11,10 +11,13 @@ Guarantees, as the application sees them (limits in docs/client-sdk.md):
   `SendTimeout`. A send cut off by a disconnect is written again, with the same
   `client_msg_id`, on the next connection; the server stores it once.
 - The connection reconnects by itself with jittered exponential backoff and syncs after every
-  (re)connect; a refused token (close 4001) stops the client with `Unauthorized`.
+  (re)connect. A client from `login()` (or given a `token_provider`) renews its token before
+  it expires and once after a refusal; a refusal that renewal does not cure (close 4001)
+  stops the client with `Unauthorized`.
 
 Modules: `api` (the client), `session` (handshake, sends, acks), `connection` (WebSocket,
-reconnects), `ordering` (pure: dedup, hold-back, gaps), `rest`, `events`, `errors`, `options`.
+reconnects), `ordering` (pure: dedup, hold-back, gaps), `tokens` (renewal), `rest`, `events`,
+`errors`, `options`.
 """
 
 from realchat.client.api import RealChatClient
@@ -41,7 +44,8 @@ from realchat.client.events import (
     ServerNotice,
 )
 from realchat.client.options import ClientOptions
-from realchat.client.rest import Conversation, HistoryPage, User
+from realchat.client.rest import Conversation, HistoryPage, Token, User
+from realchat.client.tokens import TokenProvider
 from realchat.contract.frames import Message
 
 __all__ = [
@@ -67,6 +71,8 @@ __all__ = [
     "SendTimeout",
     "ServerError",
     "ServerNotice",
+    "Token",
+    "TokenProvider",
     "Unauthorized",
     "User",
 ]

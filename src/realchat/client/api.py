@@ -15,7 +15,9 @@ What the application can rely on (see docs/client-sdk.md for the limits):
   `(conversation_id, seq)`, in `seq` order per conversation, without gaps, across reconnects,
   including the client's own sends (their `send_ok` counts as having the message).
 - The client reconnects by itself (jittered exponential backoff) and syncs after every
-  (re)connect; only a refused token (close 4001) stops it, with `Unauthorized`.
+  (re)connect. Each attempt presents the current token: a client from `login()` (or given a
+  `token_provider`) renews it before it expires and once after a refusal; only a refusal that
+  a renewal does not cure (close 4001, HTTP 401) stops it, with `Unauthorized`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from typing import Self
 
 import aiohttp
 import structlog
-from yarl import URL
 
 from realchat.client.backoff import Backoff
 from realchat.client.connection import Connection
@@ -41,6 +42,7 @@ from realchat.client.options import ClientOptions
 from realchat.client.ordering import Ordering
 from realchat.client.rest import Conversation, HistoryPage, RestApi, User
 from realchat.client.session import Session
+from realchat.client.tokens import TokenProvider, TokenSource, credentials_provider
 from realchat.contract.frames import Message
 
 log = structlog.get_logger(__name__)
@@ -53,19 +55,26 @@ class RealChatClient:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | None = None,
         *,
+        token_provider: TokenProvider | None = None,
+        token_expires_in: float | None = None,
         options: ClientOptions | None = None,
         positions: Mapping[str, int] | None = None,
         http: aiohttp.ClientSession | None = None,
     ) -> None:
-        """`positions`: the highest contiguous seq the application already has per conversation
+        """`token`: the access token; `token_provider`: where to get a new one (called when
+        there is none yet, when `token_expires_in` seconds from now or the provider's own
+        `expires_in` run out, and once after a refusal). Without a provider the token is fixed
+        and its refusal is final.
+
+        `positions`: the highest contiguous seq the application already has per conversation
         (what `positions()` returned last time). None: it has nothing, and the first
         connection syncs from the server's acknowledged cursors. With positions, conversations
         missing from them are synced from their first message."""
         self.base_url = base_url.rstrip("/")
         self.options = options or ClientOptions()
-        self._token = token
+        self.tokens = TokenSource(token, token_provider, expires_in=token_expires_in)
         self._http = http
         self._owns_http = http is None
         self._ordering = Ordering(
@@ -92,17 +101,26 @@ class RealChatClient:
         positions: Mapping[str, int] | None = None,
         http: aiohttp.ClientSession | None = None,
     ) -> Self:
-        """`POST /v1/tokens`, then a client (not started yet) holding the access token."""
+        """`POST /v1/tokens`, then a client (not started yet) holding the access token. The
+        credentials stay in memory: the client logs in again when the token is about to expire
+        or is refused, so reconnects keep working however long it runs."""
         session = http or aiohttp.ClientSession()
         try:
             timeout = (options or ClientOptions()).request_timeout_s
-            token = await RestApi(session, base_url, timeout_s=timeout).token(username, password)
+            accounts = RestApi(session, base_url, timeout_s=timeout)
+            token = await accounts.token(username, password)
         except BaseException:
             if http is None:
                 await session.close()
             raise
         client = cls(
-            base_url, token.access_token, options=options, positions=positions, http=session
+            base_url,
+            token.access_token,
+            token_provider=credentials_provider(accounts, username, password),
+            token_expires_in=token.expires_in,
+            options=options,
+            positions=positions,
+            http=session,
         )
         client._owns_http = http is None
         return client
@@ -141,7 +159,8 @@ class RealChatClient:
         o = self.options
         self._connection = Connection(
             self._http_session(),
-            str(URL(self.base_url + "/v1/ws").with_query(token=self._token)),
+            self.base_url + "/v1/ws",
+            self.tokens,
             session,
             backoff=Backoff(o.reconnect_initial_s, o.reconnect_max_s),
             heartbeat_s=o.heartbeat_s,
@@ -204,12 +223,24 @@ class RealChatClient:
         """The logged-in user (from the token, or the server's `hello`)."""
         if self._session is not None and self._session.user_id is not None:
             return self._session.user_id
-        return _token_subject(self._token)
+        token = self.tokens.token
+        return None if token is None else _token_subject(token)
 
     @property
     def ordering(self) -> Ordering:
         """The per-conversation ordering state (positions, held messages, counters)."""
         return self._ordering
+
+    @property
+    def gap_syncs(self) -> int:
+        """Syncs sent because a gap outlived `gap_timeout_s` (a message was held back waiting
+        for a lower seq that did not come by itself)."""
+        return 0 if self._session is None else self._session.gap_syncs
+
+    @property
+    def rate_limited_retries(self) -> int:
+        """Sends written again because the server answered `rate_limited`."""
+        return 0 if self._session is None else self._session.rate_limited_retries
 
     @property
     def events_dropped(self) -> int:
@@ -300,8 +331,8 @@ class RealChatClient:
             self._rest = RestApi(
                 self._http_session(),
                 self.base_url,
-                self._token,
                 timeout_s=self.options.request_timeout_s,
+                tokens=self.tokens,
             )
         return self._rest
 

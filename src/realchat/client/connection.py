@@ -1,6 +1,7 @@
 """The WebSocket under the client: connect, hand frames over, reconnect with backoff.
 
-`Connection.run()` keeps one WebSocket open at a time to `/v1/ws?token=...` and drives a
+`Connection.run()` keeps one WebSocket open at a time to `/v1/ws?token=...` (the token taken
+from a `TokenSource` at each attempt, so a renewed one is used) and drives a
 `Handler` (the client's protocol logic) through each one: `opened` after the server's `hello`
 (the handler runs its handshake there, while frames keep flowing to `received`), `received` for
 every server frame in arrival order, `disconnected` when it ends.
@@ -8,7 +9,9 @@ every server frame in arrival order, `disconnected` when it ends.
 Reconnects. After any end other than the ones below, the next attempt comes after a jittered,
 exponentially growing delay (`Backoff`), reset once a connection completes its handshake:
 
-- close 4001 (token refused), or HTTP 401 on the upgrade: no retry, `run()` raises
+- close 4001 (token refused), or HTTP 401 on the upgrade: with a renewable token, it is renewed
+  and the next attempt follows (after the usual delay); a second refusal in a row (no handshake
+  completed in between), or a token that cannot be renewed, is final: `run()` raises
   `Unauthorized`;
 - `stop()`: no retry, `run()` returns.
 
@@ -35,6 +38,7 @@ from yarl import URL
 from realchat.client.backoff import Backoff
 from realchat.client.errors import Unauthorized
 from realchat.client.events import Disconnected
+from realchat.client.tokens import TokenSource
 from realchat.contract.close_codes import CloseCode
 from realchat.contract.frames import ClientFrame, HelloFrame, ServerFrame
 
@@ -112,6 +116,7 @@ class Connection:
         self,
         http: aiohttp.ClientSession,
         url: str,
+        tokens: TokenSource,
         handler: Handler,
         *,
         backoff: Backoff,
@@ -120,8 +125,12 @@ class Connection:
         max_frames_per_s: float = 40.0,
     ) -> None:
         self._http = http
-        self._url = url
-        self._secret = URL(url).query.get("token", "")
+        self._url = URL(url)
+        self._tokens = tokens
+        #: The token of the current attempt (kept out of logged reasons).
+        self._secret = ""
+        #: A refusal was answered with a renewed token and no handshake completed since.
+        self._renewed_after_refusal = False
         self._handler = handler
         self._backoff = backoff
         self._heartbeat_s = heartbeat_s
@@ -141,16 +150,18 @@ class Connection:
         return self._ws is not None and not self._ws.closed
 
     async def run(self) -> None:
-        """Connect and reconnect until `stop()` (returns) or the token is refused (raises
-        `Unauthorized`)."""
+        """Connect and reconnect until `stop()` (returns) or the token is refused for good
+        (raises `Unauthorized`)."""
         while not self._stopping.is_set():
             self.attempts += 1
             try:
                 code, reason = await self._attempt()
             except Unauthorized as exc:
                 code = CloseCode.UNAUTHORIZED if exc.status is None else None
-                self._handler.disconnected(Disconnected(code, str(exc), None))
-                raise
+                if not await self._renew_after(exc):
+                    self._handler.disconnected(Disconnected(code, str(exc), None))
+                    raise
+                reason = f"{exc}; token renewed"
             if self._secret:
                 reason = reason.replace(self._secret, "<token>")
             if self._stopping.is_set():
@@ -181,13 +192,34 @@ class Connection:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
+    async def _renew_after(self, refusal: Unauthorized) -> bool:
+        """Whether to try again after a refusal: once, with a renewed token. A provider that
+        refuses the credentials is final too; one that fails otherwise is retried later."""
+        if self._renewed_after_refusal or self._stopping.is_set() or not self._tokens.renewable:
+            return False
+        self._renewed_after_refusal = True
+        try:
+            return await self._tokens.renew_after_refusal(self._secret)
+        except Unauthorized:
+            return False
+        except Exception as exc:  # still due: the next attempt asks again
+            log.warning("realchat token renewal failed", error=repr(exc))
+            return True
+
     # -- one connection ------------------------------------------------------------------------
 
     async def _attempt(self) -> tuple[int | None, str]:
         try:
+            self._secret = await self._tokens.current()
+        except Unauthorized:
+            raise
+        except Exception as exc:  # a failed attempt: backoff, then again
+            return None, f"token renewal failed: {exc!r}"
+        url = self._url.with_query(token=self._secret)
+        try:
             async with asyncio.timeout(self._connect_timeout_s):
                 ws = await self._http.ws_connect(
-                    self._url, heartbeat=self._heartbeat_s, autoping=True, autoclose=True
+                    url, heartbeat=self._heartbeat_s, autoping=True, autoclose=True
                 )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 401:
@@ -258,6 +290,7 @@ class Connection:
             self._failure = f"handshake failed: {exc!r}"
         else:
             self._backoff.reset()
+            self._renewed_after_refusal = False
             return
         await ws.close(message=b"handshake failed")
 

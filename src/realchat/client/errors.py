@@ -7,8 +7,9 @@ contract error code are `ServerError`s and carry that `code`:
 - `SendError` and its subclasses: an `error` frame answered one of this client's `send`s
   (`IdempotencyConflict`, `RateLimited`, `NotAMember`, `InvalidContent`,
   `ConversationNotFound`; any other code is a plain `SendError`).
-- `Unauthorized`: the token was refused (REST 401, or WebSocket close 4001). On the WebSocket
-  this is final: the client stops and does not reconnect with the same token.
+- `Unauthorized`: the token was refused (REST 401, or WebSocket close 4001) and renewing it
+  (when the client has a token provider) did not help. On the WebSocket this is final: the
+  client stops.
 
 `SendTimeout` says only that no reply came in time: the message may or may not have been
 stored. Sending again with the same `client_msg_id` (and content) is safe and tells which.
@@ -43,7 +44,8 @@ class ApiError(ServerError):
 
 class Unauthorized(ServerError):  # noqa: N818 - named for what happened
     """The access token was refused: REST 401 (`status` 401) or WebSocket close 4001
-    (`status` None). The WebSocket side does not retry: log in again and make a new client."""
+    (`status` None), and a renewed one (if the client can renew) was refused too, or the
+    provider's login was. The WebSocket side stops: log in again and make a new client."""
 
     def __init__(self, message: str, status: int | None = None, code: str = "unauthorized") -> None:
         super().__init__(code, message)
@@ -63,9 +65,10 @@ class IdempotencyConflict(SendError):  # noqa: N818 - named for what happened
 
 
 class RateLimited(SendError):  # noqa: N818 - named for what happened
-    """Too many sends (or frames): this frame was refused before anything was stored. (If the
-    send had been written on an earlier connection that dropped before its reply, that attempt
-    may have been stored: sending again later with the same `client_msg_id` tells.)"""
+    """Too many sends: the server kept refusing this send for `rate_limited_retry_s` (the SDK
+    writes a rate-limited send again by itself until then). The last frame was refused before
+    anything was stored; an earlier attempt (on a connection that dropped before its reply) may
+    have been stored: sending again later with the same `client_msg_id` tells."""
 
 
 class NotAMember(SendError):  # noqa: N818 - named for what happened

@@ -36,6 +36,10 @@ class ClientOptions:
     auto_ack_interval_s: float = 0.5
     #: Outgoing frames per second (the server cuts off clients above 50/s).
     max_frames_per_s: float = 40.0
+    #: A send the server refuses with `rate_limited` (nothing stored by that frame) is written
+    #: again, same `client_msg_id`, after a jittered backoff (0.1 s doubling up to 2 s), for up
+    #: to this long after its first refusal; then `send()` raises `RateLimited`. 0: at once.
+    rate_limited_retry_s: float = 30.0
     #: Default timeout of `send()`; None waits as long as it takes (across reconnects).
     send_timeout_s: float | None = None
     #: Timeout of each REST request.

@@ -75,6 +75,8 @@ class Ordering:
         self.duplicates = 0
         #: Held messages dropped because a conversation's hold-back buffer was full.
         self.dropped = 0
+        #: Messages held back so far (arrived ahead of a gap, or before their baseline).
+        self.held_total = 0
 
     # -- what the client has -----------------------------------------------------------------------
 
@@ -203,6 +205,7 @@ class Ordering:
                 return
             del conv.held[highest]
         conv.held[message.seq] = message
+        self.held_total += 1
         self._gapped.add(cid)
 
     def _release(self, cid: str, conv: _Conversation) -> list[Message]:

@@ -1,8 +1,9 @@
 """The REST half of the public API (contract api-v1), typed.
 
 Each call is one HTTP request: no retries here (a REST send is the application's to retry, with
-the same `client_msg_id`). Errors: `Unauthorized` for 401, `ApiError` for any other error status
-(with the contract's `code`); network failures surface as aiohttp's `ClientError` or
+the same `client_msg_id`), except one: with a renewable token (`tokens`), a 401 renews the token
+and repeats the request once. Errors: `Unauthorized` for 401, `ApiError` for any other error
+status (with the contract's `code`); network failures surface as aiohttp's `ClientError` or
 `TimeoutError`.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -61,6 +62,15 @@ class _ErrorBody(msgspec.Struct, frozen=True):
 
 T = TypeVar("T")
 
+
+class Tokens(Protocol):
+    """Where the REST client gets its token (`tokens.TokenSource`)."""
+
+    async def current(self) -> str: ...
+
+    async def renew_after_refusal(self, refused: str) -> bool: ...
+
+
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
 
 
@@ -72,9 +82,12 @@ class RestApi:
         token: str | None = None,
         *,
         timeout_s: float = 30.0,
+        tokens: Tokens | None = None,
     ) -> None:
+        """`token`: a fixed access token; `tokens`: a renewable one (takes precedence)."""
         self.base_url = base_url.rstrip("/")
         self.access_token = token
+        self._tokens = tokens
         self._http = http
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
@@ -133,10 +146,36 @@ class RestApi:
         if body is not None:
             data = msgspec.json.encode(body)
             headers["Content-Type"] = "application/json"
-        if auth:
-            if self.access_token is None:
-                raise Unauthorized("no access token: log in first")
-            headers["Authorization"] = f"Bearer {self.access_token}"
+        for attempt in (1, 2):
+            if auth:
+                headers["Authorization"] = f"Bearer {await self._token()}"
+            try:
+                return await self._request(method, path, result, data, params, headers)
+            except Unauthorized:
+                token = headers.get("Authorization", "").removeprefix("Bearer ")
+                if not auth or attempt == 2 or not await self._renew(token):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _token(self) -> str:
+        if self._tokens is not None:
+            self.access_token = await self._tokens.current()
+        if self.access_token is None:
+            raise Unauthorized("no access token: log in first")
+        return self.access_token
+
+    async def _renew(self, refused: str) -> bool:
+        return self._tokens is not None and await self._tokens.renew_after_refusal(refused)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        result: type[T],
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+        headers: dict[str, str],
+    ) -> T:
         async with self._http.request(
             method,
             self.base_url + path,

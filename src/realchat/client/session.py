@@ -16,15 +16,20 @@ Per connection, after `hello`, the handshake:
 
 Frames: `message` and the message of every `send_ok` go through `Ordering` (dedup, hold-back)
 into the buffer that `messages()` reads; a `send_ok` or `error` with a pending `client_msg_id`
-completes that send (once: later replies for it only feed the ordering); `receipt`, `presence`,
-unmatched `error`s and connection changes go to `events()`. A gap that outlives
-`gap_timeout_s` makes the gap timer send a `sync` for that conversation from its position.
+completes that send (once: later replies for it only feed the ordering), except `rate_limited`:
+that frame was refused before anything was stored, so the same frame is written again after a
+backoff, for up to `rate_limited_retry_s` (a re-send after a reconnect may hit the per-user
+limit although an earlier attempt was stored: only a reply to the same id can tell);
+`receipt`, `presence`, unmatched `error`s and connection changes go to `events()`. A gap that
+outlives `gap_timeout_s` makes the gap timer send a `sync` for that conversation from its
+position.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -68,6 +73,9 @@ class _PendingSend:
     link: Link | None = None
     #: `send()` calls waiting for it (the same send may be awaited twice).
     waiters: int = 0
+    #: When the server first answered `rate_limited`, and how often since.
+    limited_since: float | None = None
+    limited: int = 0
 
 
 class Session:
@@ -89,6 +97,11 @@ class Session:
         self._progress = asyncio.Event()
         # sends and acks
         self._pending: dict[str, _PendingSend] = {}
+        self._resends: set[asyncio.Task[None]] = set()
+        #: Sends written again because the server answered `rate_limited`.
+        self.rate_limited_retries = 0
+        #: Gap syncs sent (a message held back longer than `gap_timeout_s`).
+        self.gap_syncs = 0
         self._ack_wanted: dict[str, int] = {}
         self._ack_sent: dict[str, int] = {}
         self._ack_wake = asyncio.Event()
@@ -128,6 +141,8 @@ class Session:
                 pending.reply.set_exception(failure or ClientClosed("the client was closed"))
                 pending.reply.exception()  # retrieved here: the sender may be gone already
         self._pending.clear()
+        for task in self._resends:
+            task.cancel()
         for event in (self._state_changed, self._inbox_changed, self._events_changed):
             event.set()
 
@@ -223,11 +238,12 @@ class Session:
                 else:
                     self._ordering.sync_done(positions, now)
             case ErrorFrame(code=code, message=text, client_msg_id=client_msg_id):
-                pending = self._pending.pop(client_msg_id, None) if client_msg_id else None
-                if pending is not None and client_msg_id and not pending.reply.done():
-                    pending.reply.set_exception(send_error(code, text, client_msg_id))
-                else:
+                pending = self._pending.get(client_msg_id) if client_msg_id else None
+                if pending is None or not client_msg_id or pending.reply.done():
                     self._emit(ServerNotice(code, text, client_msg_id))
+                elif not (code == "rate_limited" and self._retry_later(pending, now)):
+                    del self._pending[client_msg_id]
+                    pending.reply.set_exception(send_error(code, text, client_msg_id))
             case ReceiptFrame() | PresenceFrame():
                 self._emit(frame)
             case _:  # hello (only once), pong (never asked for)
@@ -291,6 +307,33 @@ class Session:
             if pending.waiters == 0 and self._pending.get(client_msg_id) is pending:
                 del self._pending[client_msg_id]  # given up (timeout, cancelled): not re-sent
 
+    def _retry_later(self, pending: _PendingSend, now: float) -> bool:
+        """Write a rate-limited send again after a backoff; False once its time is up."""
+        if pending.limited_since is None:
+            pending.limited_since = now
+        if now - pending.limited_since >= self._options.rate_limited_retry_s:
+            return False
+        delay = min(2.0, 0.1 * 2**pending.limited) * (0.5 + random.random() / 2)
+        pending.limited += 1
+        pending.link = None  # not written (successfully) on any link now
+        task = asyncio.create_task(self._resend(pending, delay))
+        self._resends.add(task)
+        task.add_done_callback(self._resends.discard)
+        return True
+
+    async def _resend(self, pending: _PendingSend, delay: float) -> None:
+        await asyncio.sleep(delay)
+        link = self._link
+        current = self._pending.get(pending.frame.client_msg_id) is pending
+        if not current or pending.reply.done() or not self._ready or link is None:
+            return  # answered, given up, or the next connection's handshake writes it
+        if pending.link is link:
+            return  # written by a reconnect's handshake meanwhile
+        pending.link = link
+        self.rate_limited_retries += 1
+        with contextlib.suppress(LinkClosed):
+            await link.send(pending.frame)
+
     async def ack(self, conversation_id: str, seq: int) -> None:
         self._raise_if_finished()
         self._want_ack(conversation_id, seq)
@@ -350,6 +393,7 @@ class Session:
                 try:
                     for chunk in _chunks(due):
                         log.info("realchat gap sync", positions=chunk)
+                        self.gap_syncs += 1
                         await link.send(SyncFrame(chunk))
                 except LinkClosed:
                     pass  # the next connection's handshake syncs everything

@@ -6,7 +6,9 @@ the client's frames (`expect` waits for the next frame of a type, with a generou
 send frames in any order, duplicates included, close with a code or drop the TCP stream.
 A connection beyond the scripts, or a failed script, is recorded in `errors`.
 
-`GET /v1/conversations` lists `conversation_ids` (the SDK's discovery on reconnect).
+`GET /v1/conversations` lists `conversation_ids` (the SDK's discovery on reconnect) and notes
+the bearer token of each listing in `listing_tokens`; `FakeConnection.token` is the token a
+WebSocket was opened with.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class FakeConnection:
         #: Every frame the client sent on this connection, in order.
         self.frames: list[dict[str, Any]] = []
         self._unread: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    @property
+    def token(self) -> str:
+        return self.request.query.get("token", "")
 
     async def send(self, frame: dict[str, Any]) -> None:
         await self.ws.send_str(json.dumps(frame))
@@ -116,6 +122,7 @@ class FakeServer:
         self.connections: list[FakeConnection] = []
         self.errors: list[str] = []
         self.listings = 0
+        self.listing_tokens: list[str] = []
         self.base_url = ""
         self._connected = asyncio.Event()
         self._scripts_done: list[asyncio.Future[None]] = [
@@ -156,6 +163,7 @@ class FakeServer:
 
     async def _conversations(self, request: web.Request) -> web.Response:
         self.listings += 1
+        self.listing_tokens.append(request.headers.get("Authorization", "").removeprefix("Bearer "))
         conversations: list[dict[str, Any]] = [
             {"conversation_id": cid, "title": None, "member_ids": [], "last_seq": 0}
             for cid in self.conversation_ids

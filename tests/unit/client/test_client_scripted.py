@@ -228,7 +228,10 @@ async def test_refused_sends_raise_typed_errors_and_other_errors_are_notices() -
         assert ack == {"type": "ack", "conversation_id": C, "seq": 9}
         await conn.send({"type": "error", "code": "invalid_seq", "message": "beyond the end"})
 
-    async with FakeServer([script]) as server, client_of(server) as client:
+    async with (
+        FakeServer([script]) as server,
+        client_of(server, rate_limited_retry_s=0) as client,  # RateLimited at once
+    ):
         with pytest.raises(IdempotencyConflict) as conflict:
             await client.send(C, "a", client_msg_id="k1")
         assert (conflict.value.code, conflict.value.client_msg_id) == ("idempotency_conflict", "k1")
@@ -371,3 +374,117 @@ async def test_a_send_ok_overtaking_lower_seqs_is_shown_after_them() -> None:
             (4, "mine"),
             (5, "m5"),
         ]
+
+
+async def test_a_rate_limited_send_is_retried_with_the_same_id_until_stored() -> None:
+    async def script(conn: FakeConnection) -> None:
+        await plain_sync(conn, {C: 0})
+        first = await conn.expect("send")
+        for _ in range(2):  # refused before anything was stored: the client writes it again
+            await conn.send(
+                {"type": "error", "code": "rate_limited", "message": "slow down",
+                 "client_msg_id": first["client_msg_id"]}
+            )  # fmt: skip
+            assert await conn.expect("send") == first
+        await conn.send(
+            {"type": "send_ok", "client_msg_id": first["client_msg_id"],
+             "message": message(C, 1, first["content"])}
+        )  # fmt: skip
+
+    async with FakeServer([script]) as server, client_of(server) as client:
+        sent = await client.send(C, "patient")
+        assert (sent.seq, sent.content) == (1, "patient")
+        assert await take_messages(client.messages(), 1) == in_c(1)
+        await server.script_done(0)
+        assert len(server.connections[0].of_type("send")) == 3
+
+
+async def test_a_send_rate_limited_longer_than_the_retry_budget_raises() -> None:
+    gave_up = asyncio.Event()
+
+    async def script(conn: FakeConnection) -> None:
+        await plain_sync(conn, {C: 0})
+        while (send := await conn.expect_unless("send", gave_up)) is not None:
+            await conn.send(
+                {"type": "error", "code": "rate_limited", "message": "slow down",
+                 "client_msg_id": send["client_msg_id"]}
+            )  # fmt: skip
+
+    async with (
+        FakeServer([script]) as server,
+        client_of(server, rate_limited_retry_s=0.5) as client,
+    ):
+        with pytest.raises(RateLimited):
+            await client.send(C, "never")
+        gave_up.set()
+        await server.script_done(0)
+        assert len(server.connections[0].of_type("send")) >= 2  # it did try again
+
+
+@pytest.mark.parametrize("acked", [0, 5])
+async def test_a_live_frame_ahead_of_the_baseline_backfill_waits_for_it(acked: int) -> None:
+    """First connection (plain sync from the acknowledged cursor): live message 9 overtakes the
+    backfill of 1..8 (or 6..8 after an acknowledged 5) and its sync_done."""
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.hello()
+        assert (await conn.expect("sync")).get("positions") is None
+        await conn.messages(C, 9)  # live, published while the backfill was being read
+        await conn.messages(C, *range(acked + 1, 9))
+        await conn.sync_done({C: 8})
+        await conn.messages(C, 9, 10)  # the live copy of 9 again, then the next one
+
+    async with FakeServer([script]) as server, client_of(server) as client:
+        assert await take_messages(client.messages(), 10 - acked) == in_c(*range(acked + 1, 11))
+        await server.script_done(0)
+        assert client.positions() == {C: 10}
+
+
+async def test_a_live_frame_ahead_of_the_reconnect_backfill_waits_for_it() -> None:
+    """Reconnect with position 5: live 9 arrives before the sync's backfill 6..8 and its
+    sync_done; the backfill repeats 9."""
+    app_has_five = asyncio.Event()
+
+    async def first(conn: FakeConnection) -> None:
+        await plain_sync(conn, {C: 0})
+        await conn.messages(C, 1, 2, 3, 4, 5)
+        await app_has_five.wait()
+        conn.drop()
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.hello()
+        assert (await conn.expect("sync"))["positions"] == {C: 5}
+        await conn.messages(C, 9)
+        await conn.messages(C, 6, 7, 8, 9)
+        await conn.sync_done({C: 9})
+        await conn.messages(C, 10)
+
+    async with FakeServer([first, second], [C]) as server, client_of(server) as client:
+        stream = client.messages()
+        assert await take_messages(stream, 5) == in_c(1, 2, 3, 4, 5)
+        app_has_five.set()
+        assert await take_messages(stream, 5) == in_c(6, 7, 8, 9, 10)
+        await server.script_done(1)
+        assert client.ordering.duplicates == 1  # the backfill's 9
+        assert client.gap_syncs == 0  # the handshake's sync filled the gap: no extra sync
+
+
+async def test_live_frames_during_a_gap_sync_are_taken_once_in_order() -> None:
+    """A gap (2 missing) makes the client sync from 1; live 4 and 5 arrive while that sync is
+    in flight, and its backfill (2..5) repeats them."""
+
+    async def script(conn: FakeConnection) -> None:
+        await plain_sync(conn, {C: 0})
+        await conn.messages(C, 1, 3)  # 2 is lost on the way
+        sync = await conn.expect("sync")
+        assert sync["positions"] == {C: 1}
+        await conn.messages(C, 4, 5)  # live, before the sync is answered
+        await conn.messages(C, 2, 3, 4, 5)  # the sync's backfill
+        await conn.sync_done({C: 5})
+        await conn.messages(C, 6)
+
+    async with FakeServer([script]) as server, client_of(server) as client:
+        assert await take_messages(client.messages(), 6) == in_c(1, 2, 3, 4, 5, 6)
+        await server.script_done(0)
+        assert client.gap_syncs == 1
+        assert client.ordering.duplicates == 3  # 3, 4 and 5 came twice

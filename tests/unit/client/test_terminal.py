@@ -1,18 +1,29 @@
-"""The terminal client's pure helpers: message and list formatting, choice and line parsing."""
+"""The terminal client: its pure helpers (message and list formatting, choice and line parsing),
+and its chat loop against the scripted fake server (refused sends print why and the chat goes
+on; a client that stops ends the chat with its reason instead of a silent display)."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
+from realchat.client import RealChatClient
 from realchat.client.rest import Conversation
 from realchat.client.terminal import (
     QUIT,
+    converse,
     format_conversations,
     format_message,
     parse_choice,
     parse_line,
 )
 from realchat.contract.frames import Message
+from tests.unit.client.fake_server import DEADLINE_S, FakeConnection, FakeServer
+from tests.unit.client.fake_server import message as frame_message
+from tests.unit.client.test_client_scripted import OPTIONS, C, plain_sync
 
 
 def message(sender: str, content: str = "hi") -> Message:
@@ -46,3 +57,65 @@ def test_lines_blank_quit_or_text() -> None:
     assert parse_line("  \n") is None
     assert parse_line("/quit\n") == QUIT
     assert parse_line("  indented\r\n") == "  indented"
+
+
+def typed(*lines: str) -> asyncio.Queue[str]:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for line in lines:
+        queue.put_nowait(line)
+    return queue
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_refused_sends_print_why_and_the_chat_goes_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        await plain_sync(conn, {C: 0})
+        for code in ("rate_limited", "not_a_member"):
+            send = await conn.expect("send")
+            await conn.send(
+                {"type": "error", "code": code, "message": "no",
+                 "client_msg_id": send["client_msg_id"]}
+            )  # fmt: skip
+        send = await conn.expect("send")
+        await conn.send(
+            {"type": "send_ok", "client_msg_id": send["client_msg_id"],
+             "message": frame_message(C, 1, send["content"])}
+        )  # fmt: skip
+
+    options = replace(OPTIONS, rate_limited_retry_s=0)
+    async with FakeServer([script]) as server:
+        async with RealChatClient(server.base_url, "t", options=options) as client:
+            lines = typed("too fast\n", "not mine\n", "x" * 4001 + "\n", "fine\n")
+            task = asyncio.create_task(converse(client, C, lines))
+            await server.script_done(0)
+            lines.put_nowait(QUIT + "\n")
+            assert await asyncio.wait_for(task, DEADLINE_S) == 0
+        assert server.errors == []
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "not sent: too many messages; wait a moment and send it again",
+        "not sent: no (not_a_member)",
+        "not sent: content must be 1-4000 characters",
+    ]
+    assert "Traceback" not in out + err
+    assert out.splitlines() == ["[00:00] someone: fine"]  # the stored one, shown once
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_client_that_stops_ends_the_chat_with_its_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def refuse(conn: FakeConnection) -> None:
+        await conn.close(4001, "token revoked")
+
+    async with (
+        FakeServer([refuse]) as server,
+        RealChatClient(server.base_url, "t", options=OPTIONS) as client,
+    ):
+        outcome = await asyncio.wait_for(converse(client, C, typed()), DEADLINE_S)
+    assert outcome == 1
+    err = capsys.readouterr().err
+    assert err.startswith("disconnected: "), err
+    assert "4001" in err, err
