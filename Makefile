@@ -21,7 +21,7 @@ status:
 
 ## Lint, type-check, then every test against the test stack's own PostgreSQL, Redis and Kafka.
 test: deps lint typecheck
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 lint:
 	$(BIN)/ruff check src tests
