@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from realchat.config import Settings
+from realchat.stack.postgres import Postgres
 from realchat.stack.process import is_alive
 from tests.support.leftovers import alive, listening_ports, process_tree, unbindable
 from tests.support.ports import free_port_block
@@ -108,6 +109,12 @@ def test_foreground_up_then_ctrl_c_leaves_nothing_running(tmp_path: Path) -> Non
             if "press Ctrl-C" in line:
                 break
         assert any("RealChat stack is up" in line for line in lines), "".join(lines)
+        # Where PostgreSQL keeps its data is printed when it is not in the state dir.
+        postgres = Postgres(settings.stack.state_dir, "127.0.0.1", 0, "realchat")
+        told = [line for line in lines if "PostgreSQL data in" in line]
+        assert len(told) == int(postgres.in_fallback), "".join(lines)
+        if postgres.in_fallback:
+            assert str(postgres.data_dir) in told[0]
         components = wait_healthy(env, timeout_s=30)
         assert {c["name"] for c in components} == {
             "postgres",
