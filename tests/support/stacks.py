@@ -56,8 +56,7 @@ def purge_throwaway_data(finished_only: bool = True) -> list[Path]:
             gone = postgres.remove_data()
         except RuntimeError:  # its server still runs: a later call gets it
             continue
-        _THROWAWAY_DIRS.discard(state_dir)
-        if gone is not None:
+        if gone is not None:  # the dir stays listed: its stack may be started again
             removed.append(gone)
     return removed
 
