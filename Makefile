@@ -21,7 +21,7 @@ status:
 
 ## Lint, type-check, then every test against the test stack's own PostgreSQL, Redis and Kafka.
 test: deps lint typecheck
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 lint:
 	$(BIN)/ruff check src tests
@@ -70,10 +70,13 @@ loadtest-idle: deps
 soak: deps
 	$(BIN)/realchat loadtest --scenario soak --direct $(LOADTEST_ARGS)
 
-## Stop the dev and test stacks and delete all their data (generated secrets included).
+## Stop every stack under var/ (dev, test, chaos, ...) and delete all their data: generated
+## secrets included, and PostgreSQL's data also where it lives outside var/ (README, "Where
+## things live").
 reset:
-	-$(BIN)/realchat stack down
-	-REALCHAT_STACK__STATE_DIR=var/test $(BIN)/realchat stack down
+	-@for dir in var/*/; do \
+		[ -d "$$dir" ] && REALCHAT_STACK__STATE_DIR="$$dir" $(BIN)/realchat stack reset; \
+	done
 	rm -rf var
 
 ## Failure injection under traffic (3 Kafka nodes, 2 gateways, 2 publishers), every fault in

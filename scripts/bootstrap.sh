@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what RealChat needs on a Debian 12 machine, and only what is missing:
 #   - Debian packages: PostgreSQL server, Redis, kcat, HAProxy, Java 17, Maven, Chromium (for the
-#     web client's browser test), Prometheus (scrapes the local stack; promtool checks its rules)
+#     web client's browser test), Prometheus (scrapes the local stack; promtool checks its rules),
+#     python3.11-venv when the machine's Python 3.11 cannot create a virtualenv
 #   - the Apache Kafka broker jars from Maven Central (cached under .cache/kafka)
 #   - a virtualenv (.venv) with the pinned Python dependencies (constraints.txt)
 # Quick the second time: each step is skipped when its stamp says it is up to date.
@@ -25,6 +26,8 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v pgbench >/dev/null || missing+=(postgresql-contrib)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v prometheus >/dev/null || missing+=(prometheus)
+# Debian's python3.11 ships without venv/ensurepip; `python3.11 -m venv` needs them.
+python3.11 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3.11-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -48,15 +51,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! ls "$libs"/kafka_2.13-*.jar
 fi
 
 # -- Python virtualenv --------------------------------------------------------------------------
+# The installer and the build backend are pinned like every dependency: never "the latest".
+installers=(pip==26.3 setuptools==84.2.1 wheel==0.48.0)
 venv=.venv
 stamp=$venv/.realchat-stamp
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+want=$( (cat pyproject.toml constraints.txt; echo "${installers[*]}") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python dependencies into $venv"
-  [ -x "$venv/bin/python" ] || python3.11 -m venv "$venv" 2>/dev/null || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  # Playwright drives the system Chromium (/usr/bin/chromium): never let it download a browser.
-  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$venv/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
+  [ -x "$venv/bin/python" ] || python3.11 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q "${installers[@]}"
+  # The pinned build backend builds the package (no isolated build env with whatever setuptools
+  # the index serves today). Playwright drives the system Chromium (/usr/bin/chromium): never
+  # let it download a browser.
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$venv/bin/python" -m pip install -q --no-build-isolation \
+    -c constraints.txt -e '.[dev]'
   echo "$want" > "$stamp"
 fi
 # -- generated gRPC code -----------------------------------------------------------------------

@@ -7,13 +7,29 @@ developer started them with `REALCHAT_STACK__STATE_DIR=var/test realchat stack u
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
+import pytest
 import pytest_asyncio
 
 from realchat.config import KafkaSettings, Settings
 from realchat.stack.supervisor import INFRASTRUCTURE, Stack
-from tests.support.stacks import TEST_STACK
+from tests.support.stacks import TEST_STACK, purge_throwaway_data
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _purge_throwaway_data_at_end() -> Iterator[None]:
+    """Throw-away stacks still holding data at the end of the session (any left running are
+    stopped by their own fixtures first: this one is torn down last)."""
+    yield
+    purge_throwaway_data(finished_only=False)
+
+
+@pytest.fixture(autouse=True)
+def _purge_throwaway_data() -> Iterator[None]:
+    """The data of the throw-away stacks a test brought down, deleted right after it."""
+    yield
+    purge_throwaway_data()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from realchat.config import Settings, load_settings
-from realchat.stack.supervisor import Stack, StackError
+from realchat.stack.supervisor import SHAPE_FIELDS, Stack, StackError, saved_shape
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
 SERVICE_COMMANDS = ("chat-service", "outbox-publisher", "auth-service", "gateway", "presence")
@@ -24,15 +24,32 @@ def _say(line: str) -> None:
 
 
 def _stack(settings: Settings, args: argparse.Namespace) -> Stack:
-    overrides = {
-        name: value
-        for name in ("kafka_nodes", "gateways", "publishers")
-        if (value := getattr(args, name, None)) is not None
+    """The stack the command acts on: its shape comes from the flags, else from what its last
+    `up` recorded (so `status`, `kill`, `start`, `down` see every component), else settings."""
+    flags = {
+        name: value for name in SHAPE_FIELDS if (value := getattr(args, name, None)) is not None
     }
+    recorded = saved_shape(settings.stack.state_dir)
+    if args.action == "up" and recorded:
+        _refuse_another_shape(settings, recorded, flags)
+    overrides = {**recorded, **flags}
     if overrides:
         stack_settings = settings.stack.model_copy(update=overrides)
         settings = settings.model_copy(update={"stack": stack_settings})
     return Stack(settings, report=_say)
+
+
+def _refuse_another_shape(
+    settings: Settings, recorded: dict[str, int], flags: dict[str, int]
+) -> None:
+    """`up` with flags that contradict a stack still running would mix two shapes."""
+    conflicts = {k: v for k, v in flags.items() if recorded.get(k, v) != v}
+    if conflicts and Stack(settings).any_running():
+        was = ", ".join(f"--{k.replace('_', '-')} {recorded[k]}" for k in conflicts)
+        raise StackError(
+            f"the stack in {settings.stack.state_dir} runs with {was}; "
+            "stop it with `realchat stack down` before changing its shape"
+        )
 
 
 async def _up(stack: Stack, detach: bool) -> int:
@@ -62,6 +79,11 @@ async def _up(stack: Stack, detach: bool) -> int:
     for status in await stack.status():
         _say(f"  {status.name:<17} {status.address:<22} pid {status.pid}")
     _say(f"  logs and data in {stack.state_dir}")
+    if "postgres" in stack.include and stack.postgres.in_fallback:
+        _say(
+            f"  PostgreSQL data in {stack.postgres.data_dir} (the postgres user cannot enter "
+            f"{stack.state_dir}); `realchat stack reset` deletes it"
+        )
     if "gateway" in stack.include:
         http = stack.app_settings.http
         _say(f"  chat in a browser: http://{http.host}:{http.port}/")
@@ -96,6 +118,12 @@ def _stack_command(settings: Settings, args: argparse.Namespace) -> int:
     if action == "down":
         asyncio.run(stack.down())
         return 0
+    if action == "reset":
+        try:
+            asyncio.run(stack.reset())
+        except RuntimeError as exc:
+            raise StackError(str(exc)) from exc
+        return 0
     if action == "status":
         return asyncio.run(_status(stack, args.json))
     if action == "env":
@@ -128,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--kafka-nodes", type=int, choices=(1, 3))
     down.add_argument("--gateways", type=int)
     down.add_argument("--publishers", type=int)
+    reset = actions.add_parser(
+        "reset", help="stop everything and delete all its data (PostgreSQL's included)"
+    )
+    reset.add_argument("--kafka-nodes", type=int, choices=(1, 3))
+    reset.add_argument("--gateways", type=int)
+    reset.add_argument("--publishers", type=int)
     status = actions.add_parser("status", help="each component: pid, address, health")
     status.add_argument("--json", action="store_true")
     status.add_argument("--kafka-nodes", type=int, choices=(1, 3))

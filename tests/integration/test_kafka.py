@@ -6,9 +6,9 @@ import subprocess
 import uuid
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
-from realchat.events.topics import MESSAGE_CREATED, realchat_topics
+from realchat.events.topics import realchat_topics
 from realchat.stack.supervisor import Stack
 from tests.support.kafka import QUIET, create_topic, durable_producer, produce_all
 
@@ -19,6 +19,24 @@ def test_project_topics_exist_with_configured_partitions(stack: Stack) -> None:
     for spec in realchat_topics(stack.kafka_settings.partitions, 1, 1):
         assert spec.name in topics
         assert len(topics[spec.name].partitions) == spec.partitions
+
+
+def test_topic_configs_on_the_broker_match_the_project_spec(stack: Stack) -> None:
+    """Read back from the broker itself, not from what we asked for."""
+    admin = AdminClient({"bootstrap.servers": stack.kafka.bootstrap_servers, **QUIET})
+    specs = realchat_topics(
+        stack.kafka_settings.partitions,
+        stack.kafka.replication_factor,
+        stack.kafka.min_insync_replicas,
+    )
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in specs]
+    described = admin.describe_configs(resources, request_timeout=10)
+    for spec, resource in zip(specs, resources, strict=True):
+        configs = described[resource].result(timeout=10)
+        assert set(spec.config) == {"cleanup.policy", "retention.ms", "min.insync.replicas"}
+        for name, value in spec.config.items():
+            assert configs[name].value == value, (spec.name, name)
+            assert not configs[name].is_default, (spec.name, name)  # set on the topic itself
 
 
 def test_broker_does_not_auto_create_topics(stack: Stack) -> None:
@@ -36,7 +54,8 @@ def test_kcat_lists_project_topics_and_reads_back_our_record(stack: Stack) -> No
     listing = subprocess.run(
         ["kcat", "-b", bootstrap, "-L"], capture_output=True, text=True, timeout=30, check=True
     ).stdout
-    assert f'topic "{MESSAGE_CREATED}"' in listing
+    for spec in realchat_topics(stack.kafka_settings.partitions, 1, 1):
+        assert f'topic "{spec.name}" with {spec.partitions} partitions' in listing
 
     topic = create_topic(bootstrap, partitions=1, replication=1)
     marker = uuid.uuid4().hex

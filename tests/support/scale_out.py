@@ -69,7 +69,8 @@ class TwoGateways:
 
 @contextmanager
 def two_gateways_stack(state_dir: Path) -> Iterator[TwoGateways]:
-    """`realchat stack up --detach` with two gateways; down at the end, nothing left running."""
+    """`realchat stack up --detach` with two gateways; reset at the end: nothing left running,
+    no data left (PostgreSQL's fallback dir included)."""
     stack = TwoGateways(throwaway_settings(state_dir, gateways=2))
     up = realchat(stack.env, "stack", "up", "--detach")
     try:
@@ -77,6 +78,6 @@ def two_gateways_stack(state_dir: Path) -> Iterator[TwoGateways]:
         yield stack
     finally:
         pids = [int(str(c["pid"])) for c in stack.status().values() if c["pid"]]
-        down = realchat(stack.env, "stack", "down")
-        assert down.returncode == 0, down.stderr
+        reset = realchat(stack.env, "stack", "reset")
+        assert reset.returncode == 0, reset.stdout + reset.stderr
         assert [p for p in pids if is_alive(p)] == []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from realchat.config import PresenceSettings, Settings, StackSettings
 from realchat.stack.layout import block_offsets, block_settings, block_stack
+from realchat.stack.postgres import Postgres
 from realchat.stack.supervisor import Stack
 from tests.support.ports import free_port_block
 
@@ -36,6 +37,30 @@ TEST_STACK = StackSettings(
 FAST_PRESENCE = PresenceSettings(heartbeat_s=1.0, key_ttl_s=3, sweep_interval_s=2.0)
 
 
+#: State dirs of this session's throw-away stacks. Their PostgreSQL data lives outside them when
+#: the `postgres` user cannot enter pytest's private tmp dirs (the fallback dir), where pytest's
+#: own tmp cleanup never reaches: `purge_throwaway_data` deletes it.
+_THROWAWAY_DIRS: set[Path] = set()
+
+
+def purge_throwaway_data(finished_only: bool = True) -> list[Path]:
+    """Delete the PostgreSQL data of the throw-away stacks whose server is stopped; with
+    `finished_only`, only of those brought `down` (no stack.json), so a stack that a test
+    stopped on purpose and a later test restarts keeps its data. Returns what was deleted."""
+    removed = []
+    for state_dir in sorted(_THROWAWAY_DIRS):
+        if finished_only and (state_dir / "stack.json").exists():
+            continue
+        postgres = Postgres(state_dir=state_dir, host="127.0.0.1", port=0, database="")
+        try:
+            gone = postgres.remove_data()
+        except RuntimeError:  # its server still runs: a later call gets it
+            continue
+        if gone is not None:  # the dir stays listed: its stack may be started again
+            removed.append(gone)
+    return removed
+
+
 def throwaway_stack(
     state_dir: Path,
     kafka_nodes: int = 1,
@@ -43,7 +68,9 @@ def throwaway_stack(
     gateways: int = 1,
     publishers: int = 1,
 ) -> StackSettings:
-    """A stack on free ports in `state_dir` (a tmp dir), for tests that kill or restart things."""
+    """A stack on free ports in `state_dir` (a tmp dir), for tests that kill or restart things.
+    Its data is deleted after the test that brought it down (`purge_throwaway_data`)."""
+    _THROWAWAY_DIRS.add(state_dir.resolve())
     return block_stack(
         state_dir,
         base or free_port_block(),

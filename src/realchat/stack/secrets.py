@@ -10,9 +10,14 @@ import secrets
 from pathlib import Path
 
 
+def secret_path(state_dir: Path, name: str) -> Path:
+    """Where the secret `name` of a stack is kept."""
+    return state_dir / "secrets" / name
+
+
 def local_secret(state_dir: Path, name: str) -> str:
     """Return the secret `name`, creating it (owner-only file) the first time."""
-    path = state_dir / "secrets" / name
+    path = secret_path(state_dir, name)
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -27,7 +28,7 @@ from realchat.stack import process
 from realchat.stack.component import Component, ComponentNotReadyError
 from realchat.stack.haproxy import Backend, Balancer
 from realchat.stack.kafka import KafkaCluster, KafkaNode
-from realchat.stack.postgres import Postgres
+from realchat.stack.postgres import FINGERPRINT_FILE, Postgres
 from realchat.stack.prometheus import Prometheus
 from realchat.stack.redis import Redis
 from realchat.stack.secrets import local_secret
@@ -41,6 +42,24 @@ SERVICES = frozenset({"auth-service", "chat", "outbox-publisher", "presence", "g
 #: Started last, when `StackSettings.prometheus` is on.
 OBSERVABILITY = frozenset({"prometheus"})
 EVERYTHING = INFRASTRUCTURE | SERVICES | OBSERVABILITY
+
+#: What the stack is made of, beyond the settings' defaults: recorded at `up` in stack.json so
+#: later commands (`status`, `start`, `kill`, `down`) see the same components without the flags.
+SHAPE_FIELDS = ("kafka_nodes", "gateways", "publishers")
+
+#: Everything a stack keeps in its state dir (what `reset` deletes; nothing else is touched).
+STATE_ENTRIES = (
+    "postgres",
+    FINGERPRINT_FILE,
+    "redis",
+    "kafka",
+    "prometheus",
+    "haproxy",
+    "logs",
+    "secrets",
+    "stack.json",
+    "stack.tmp",
+)
 
 #: Prometheus job of each service command: the compose service's name (dashboards use the jobs).
 _JOBS = {"auth-service": "auth", "chat-service": "chat"}
@@ -87,6 +106,17 @@ def _quiet(_: str) -> None:
     pass
 
 
+def saved_shape(state_dir: Path) -> dict[str, int]:
+    """The shape (Kafka nodes, gateways, publishers) the stack in `state_dir` was brought up
+    with, while its stack.json exists (`down` deletes it); empty if none is recorded."""
+    try:
+        raw = json.loads((state_dir / "stack.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    shape = raw.get("shape") or {}
+    return {name: int(shape[name]) for name in SHAPE_FIELDS if name in shape}
+
+
 class Stack:
     """The stack described by `settings`, limited to the `include`d kinds of component."""
 
@@ -111,6 +141,7 @@ class Stack:
             host=settings.host,
             port=settings.postgres_port,
             database=settings.database_name,
+            report=report,
         )
         self.redis = Redis(state_dir=self.state_dir, host=settings.host, port=settings.redis_port)
         self.kafka = KafkaCluster(
@@ -320,10 +351,17 @@ class Stack:
             return {}
         return {name: RunningComponent(**entry) for name, entry in raw["components"].items()}
 
+    @property
+    def shape(self) -> dict[str, int]:
+        return {name: int(getattr(self.settings, name)) for name in SHAPE_FIELDS}
+
     def _write_state(self, running: dict[str, RunningComponent]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
-        payload = {"components": {name: asdict(rc) for name, rc in running.items()}}
+        payload = {
+            "shape": self.shape,
+            "components": {name: asdict(rc) for name, rc in running.items()},
+        }
         tmp.write_text(json.dumps(payload, indent=2))
         os.replace(tmp, self.state_file)
 
@@ -343,11 +381,16 @@ class Stack:
             return entry.pid
         return None
 
+    def any_running(self) -> bool:
+        """Whether any process this stack recorded still runs."""
+        return any(process.is_alive(entry.pid) for entry in self._read_state().values())
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def up(self) -> None:
         """Bring every component to ready, then provision; reuse components already running."""
         started = time.monotonic()
+        self._write_state(self._read_state())  # remember the shape before anything starts
         services = self.services()
         balancer = self.balancer()
         prometheus = self.prometheus()
@@ -444,6 +487,23 @@ class Stack:
                 await asyncio.to_thread(process.stop, entry.pid)
             self.report(f"{name:<10} stopped")
         self.state_file.unlink(missing_ok=True)
+
+    async def reset(self) -> None:
+        """Stop everything, then delete all data of this stack: its state dir's contents and
+        PostgreSQL's data, also when that lives in the fallback dir outside the state dir."""
+        await self.down()
+        removed = self.postgres.remove_data()
+        if removed is not None:
+            self.report(f"postgres   data deleted ({removed})")
+        for name in STATE_ENTRIES:
+            path = self.state_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.state_dir.rmdir()  # only when nothing else was kept there
+        self.report(f"stack in {self.state_dir} reset: nothing running, no data left")
 
     async def stop_component(self, name: str) -> None:
         component = self.component(name)
