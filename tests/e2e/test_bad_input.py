@@ -127,11 +127,16 @@ async def test_a_frame_above_the_size_limit_closes_with_1009(
     limit = realchat.settings.gateway.max_frame_bytes
     alice = await register(http, base, "alice")
     device = await connect(http, base, alice)
-    just_below = json.dumps({"type": "ping", "padding": ""})
-    # aiohttp takes "above the limit" as "at least the limit": the largest frame is limit - 1.
-    await device.ws.send_str(just_below[:-2] + "x" * (limit - 1 - len(just_below)) + '"}')
+
+    def ping_of(size: int) -> str:
+        frame = json.dumps({"type": "ping", "padding": ""})
+        return frame[:-2] + "x" * (size - len(frame)) + '"}'
+
+    # A frame of exactly the limit is accepted; one byte more closes the connection.
+    assert len(ping_of(limit).encode()) == limit
+    await device.ws.send_str(ping_of(limit))
     await device.wait(lambda d: d.of_type("pong"))
-    await device.ws.send_str(json.dumps({"type": "ping", "padding": "x" * limit}))
+    await device.ws.send_str(ping_of(limit + 1))
     assert await wait_closed(device) == 1009
     await device.close()
 

@@ -110,7 +110,8 @@ class Session:
             )
         ws = web.WebSocketResponse(
             compress=False,  # deflate costs ~50 KiB per connection
-            max_msg_size=s.max_frame_bytes,
+            # aiohttp refuses a frame of exactly max_msg_size; the limit is "above max_frame_bytes".
+            max_msg_size=s.max_frame_bytes + 1,
             heartbeat=s.heartbeat_s,
             receive_timeout=s.idle_timeout_s,
             writer_limit=64 * 1024,
