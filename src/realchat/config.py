@@ -113,8 +113,10 @@ class GatewaySettings(BaseModel):
     send_queue_size: int = Field(default=256, ge=1)
     #: How long a cut-off client gets to take its close frame before the TCP connection drops.
     close_grace_s: float = Field(default=2.0, gt=0)
+    #: The gateway pings every connection this often (a WebSocket ping control frame).
     heartbeat_s: float = Field(default=20.0, gt=0)
-    #: A connection silent (no frame, no pong) this long is closed.
+    #: A connection from which nothing (no frame, no pong, no ping) arrived this long is closed
+    #: with 4002; longer than the heartbeat, so a live client's pongs keep it open.
     idle_timeout_s: float = Field(default=60.0, gt=0)
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     #: Frames a client may send per second (burst of the same size); beyond: error, then 1008.
@@ -123,6 +125,12 @@ class GatewaySettings(BaseModel):
     sends_per_s: int = Field(default=20, ge=1)
     #: GetHistory page size for sync backfills.
     sync_page_size: int = Field(default=500, ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _idle_longer_than_heartbeat(self) -> GatewaySettings:
+        if self.idle_timeout_s <= self.heartbeat_s:
+            raise ValueError("gateway.idle_timeout_s must be longer than gateway.heartbeat_s")
+        return self
 
 
 class PresenceSettings(BaseModel):

@@ -52,7 +52,7 @@ async def narrow(
         send_queue_size=QUEUE,
         close_grace_s=CLOSE_GRACE_S,
         heartbeat_s=300,
-        idle_timeout_s=300,
+        idle_timeout_s=600,
     ) as gateway:
         yield gateway
 
