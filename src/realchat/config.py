@@ -125,6 +125,9 @@ class GatewaySettings(BaseModel):
     sends_per_s: int = Field(default=20, ge=1)
     #: GetHistory page size for sync backfills.
     sync_page_size: int = Field(default=500, ge=1, le=500)
+    #: SIGTERM to exit at most this long: clients get half of it to take their 1001 close, the
+    #: Kafka consumer commits and leaves in what is left; whatever still runs then is cut.
+    drain_timeout_s: float = Field(default=15.0, gt=0)
 
     @model_validator(mode="after")
     def _idle_longer_than_heartbeat(self) -> GatewaySettings:

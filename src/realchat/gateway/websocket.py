@@ -8,6 +8,7 @@ held up by a long backfill. Bad frames get an error frame and the connection sta
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -110,6 +111,8 @@ class Session:
     send_limiter: SendLimiter
     presence: PresenceHeartbeat
     settings: GatewaySettings
+    #: Whether live delivery has its start positions; sessions are refused (503) until then.
+    delivering: Callable[[], bool]
     accepting: bool = True
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -119,6 +122,12 @@ class Session:
             return error_response(
                 400, "invalid_device", "device: 1-64 characters of A-Z a-z 0-9 _ . -"
             )
+        if not self.delivering():
+            refused = error_response(
+                503, "gateway_unavailable", "the gateway is starting; try again shortly"
+            )
+            refused.headers["Retry-After"] = "1"
+            return refused
         ws = web.WebSocketResponse(
             compress=False,  # deflate costs ~50 KiB per connection
             # aiohttp refuses a frame of exactly max_msg_size; the limit is "above max_frame_bytes".
