@@ -122,6 +122,11 @@ class Session:
             return error_response(
                 400, "invalid_device", "device: 1-64 characters of A-Z a-z 0-9 _ . -"
             )
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            # Else aiohttp answers a plain GET with a text/plain 400.
+            return error_response(
+                400, "websocket_upgrade_required", "GET /v1/ws takes a WebSocket upgrade only"
+            )
         if not self.delivering():
             refused = error_response(
                 503, "gateway_unavailable", "the gateway is starting; try again shortly"
