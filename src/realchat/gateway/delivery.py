@@ -128,9 +128,19 @@ def _headers(record: Message) -> dict[str, bytes]:
 class KafkaDelivery:
     """The consumer thread. `start()` on the loop; `stop()` commits what was handled and closes."""
 
-    def __init__(self, config: dict[str, str | int | bool], handle: BatchHandler) -> None:
+    def __init__(
+        self,
+        config: dict[str, str | int | bool],
+        handle: BatchHandler,
+        *,
+        fresh_start_at_end: bool = False,
+    ) -> None:
+        """`fresh_start_at_end`: the first assignment starts at the partitions' ends, not at the
+        committed offsets (see `_on_assign`); only for a consumer with no one to deliver a
+        backlog to (a gateway process, which refuses sessions until then)."""
         self._config = config
         self._handle = handle
+        self._fresh_start_at_end = fresh_start_at_end
         self._stopping = threading.Event()
         self._assigned = threading.Event()
         #: Set once, when the first assignment's start positions are resolved (never cleared).
@@ -160,15 +170,15 @@ class KafkaDelivery:
     async def wait_assigned(self, timeout_s: float) -> bool:
         return await asyncio.to_thread(self._assigned.wait, timeout_s)
 
-    async def stop(self, timeout_s: float) -> bool:
+    async def stop(self, timeout_s: float | None = None) -> bool:
         """Stop consuming, commit what was handled and leave; False if the thread was still at
         it after `timeout_s` (a commit the brokers never answered): it is a daemon, the process
         exits anyway. Polls instead of joining in a worker thread, which would hold up the
         event loop's own shutdown for as long as the join."""
         self._stopping.set()
-        deadline = time.monotonic() + timeout_s
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while self._thread is not None and self._thread.is_alive():
-            if time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 log.warning("kafka consumer did not stop in time", timeout_s=timeout_s)
                 return False
             await asyncio.sleep(0.02)
@@ -222,15 +232,15 @@ class KafkaDelivery:
             log.warning("offset commit failed", error=str(exc))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """The process's first assignment starts every partition at its end as of now; later
-        ones (rebalances while it runs) at the committed offsets.
+        """With `fresh_start_at_end`, the process's first assignment starts every partition at
+        its end as of now; other assignments (rebalances while it runs) at the committed offsets.
 
         A new process has no clients yet (sessions are refused until this is done), so the
         backlog since its last run concerns nobody: replaying it would only delay live events.
         Every client syncs from the database after it connects, and everything published after
         the ends looked up here is consumed. The ends are committed at once, so that a later
         rebalance does not go back to an older run's commits on a partition with no traffic."""
-        if not self._positioned.is_set():
+        if self._fresh_start_at_end and not self._positioned.is_set():
             starts = [
                 TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, 10)[1])
                 for tp in partitions
@@ -243,6 +253,7 @@ class KafkaDelivery:
             self._positioned.set()
         else:
             self._assign_committed(consumer, partitions)
+            self._positioned.set()
         log.info("partitions assigned", count=len(partitions))
         self._assigned.set()
 

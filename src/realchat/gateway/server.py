@@ -65,6 +65,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     delivery = KafkaDelivery(
         consumer_config(settings.kafka.bootstrap_servers, f"realchat-gateway-{g.instance_id}"),
         EventDispatcher(hub),
+        fresh_start_at_end=True,
     )
     session = Session(
         hub=hub,
