@@ -125,6 +125,16 @@ class GatewaySettings(BaseModel):
     sends_per_s: int = Field(default=20, ge=1)
     #: GetHistory page size for sync backfills.
     sync_page_size: int = Field(default=500, ge=1, le=500)
+    #: Sync and gap backfills holding a history page (reading it or queueing it) at once, per
+    #: gateway: a reconnect storm waits for a slot instead of holding a page per connection.
+    max_concurrent_backfills: int = Field(default=32, ge=1)
+    #: A backfill that finds no room in its client's queue for this long cuts the client off
+    #: (4008): a client that does not read its sync must not keep a slot.
+    backfill_stall_s: float = Field(default=30.0, gt=0)
+    #: Kafka consumer memory: prefetched records kept at most (librdkafka
+    #: `queued.max.messages.kbytes`, KiB) and bytes per fetch (`fetch.max.bytes`).
+    kafka_queued_max_kbytes: int = Field(default=8 * 1024, ge=1024)
+    kafka_fetch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
     #: SIGTERM to exit at most this long: clients get half of it to take their 1001 close, the
     #: Kafka consumer commits and leaves in what is left; whatever still runs then is cut.
     drain_timeout_s: float = Field(default=15.0, gt=0)

@@ -49,7 +49,15 @@ log = structlog.get_logger(__name__)
 BatchHandler = Callable[[Sequence[Message]], Coroutine[Any, Any, None]]
 
 
-def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, str | int | bool]:
+def consumer_config(
+    bootstrap_servers: str,
+    group_id: str,
+    *,
+    queued_max_kbytes: int = 8 * 1024,
+    fetch_max_bytes: int = 8 * 1024 * 1024,
+) -> dict[str, str | int | bool]:
+    """The gateway's consumer. Its memory is bounded on purpose: librdkafka's defaults let the
+    prefetch queue grow to 64 MiB and one fetch to 50 MB per gateway."""
     return {
         "bootstrap.servers": bootstrap_servers,
         "group.id": group_id,
@@ -62,6 +70,8 @@ def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, str | in
         "auto.offset.reset": "latest",
         "enable.partition.eof": False,
         "fetch.wait.max.ms": 10,
+        "queued.max.messages.kbytes": queued_max_kbytes,
+        "fetch.max.bytes": fetch_max_bytes,
         "log_level": 4,
     }
 

@@ -63,7 +63,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     metrics.REGISTRY_USERS.set_function(lambda: hub.users)
     metrics.PRESENCE_DEVICES.set_function(lambda: len(presence))
     delivery = KafkaDelivery(
-        consumer_config(settings.kafka.bootstrap_servers, f"realchat-gateway-{g.instance_id}"),
+        consumer_config(
+            settings.kafka.bootstrap_servers,
+            f"realchat-gateway-{g.instance_id}",
+            queued_max_kbytes=g.kafka_queued_max_kbytes,
+            fetch_max_bytes=g.kafka_fetch_max_bytes,
+        ),
         EventDispatcher(hub),
         fresh_start_at_end=True,
     )
@@ -71,7 +76,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         hub=hub,
         chat=chat,
         verifier=verifier,
-        backfiller=Backfiller(chat, g.sync_page_size),
+        backfiller=Backfiller(chat, g.sync_page_size, max_concurrent=g.max_concurrent_backfills),
         send_limiter=limiter,
         presence=presence,
         settings=g,

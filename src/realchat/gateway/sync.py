@@ -42,9 +42,12 @@ class Backfiller:
         *,
         retry_initial_s: float = 0.2,
         retry_max_s: float = 5.0,
+        max_concurrent: int = 32,
     ) -> None:
         self._history = history
         self._page_size = page_size
+        #: Pages held (being read or queued) at once, across this gateway's connections.
+        self._pages = asyncio.Semaphore(max_concurrent)
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
 
@@ -60,14 +63,20 @@ class Backfiller:
     async def _read(
         self, connection: Connection, conversation_id: str, after: int, retry: bool
     ) -> list[Message]:
+        """A page, returned holding a page slot (the caller releases it once the page is
+        queued); no slot is held while waiting to retry."""
         delay = self._retry_initial_s
         while True:
+            await self._pages.acquire()
             try:
                 page, _ = await self._history.history(
                     connection.user_id, conversation_id, after, self._page_size
                 )
                 return page
-            except ChatCallError as error:
+            except BaseException as error:
+                self._pages.release()
+                if not isinstance(error, ChatCallError):
+                    raise
                 if not retry or error.is_client_error or not connection.is_open:
                     raise
                 metrics.BACKFILL_RETRIES.inc()
@@ -87,13 +96,16 @@ class Backfiller:
             while connection.is_open:
                 after = cursor.delivered or 0
                 page = await self._read(connection, conversation_id, after, retry)
-                for message in page:
-                    if message.seq != (cursor.delivered or 0) + 1:
-                        continue  # already delivered meanwhile
-                    if not await connection.push_backfill(encode(MessageFrame(message))):
-                        return
-                    cursor.delivered = message.seq
-                    sent += 1
+                try:
+                    for message in page:
+                        if message.seq != (cursor.delivered or 0) + 1:
+                            continue  # already delivered meanwhile
+                        if not await connection.push_backfill(encode(MessageFrame(message))):
+                            return
+                        cursor.delivered = message.seq
+                        sent += 1
+                finally:
+                    self._pages.release()
                 caught_up = (cursor.delivered or 0) >= cursor.seen_while_syncing
                 if len(page) < self._page_size and caught_up:
                     cursor.syncing = False  # same loop tick as the check: no event slips in

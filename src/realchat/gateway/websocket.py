@@ -158,6 +158,7 @@ class Session:
             queue_size=s.send_queue_size,
             close_grace_s=s.close_grace_s,
             on_gap=self.backfiller.start,
+            backfill_stall_s=s.backfill_stall_s,
         )
         self.hub.register(connection)
         metrics.ACTIVE_CONNECTIONS.inc()

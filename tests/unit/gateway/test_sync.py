@@ -127,3 +127,53 @@ async def test_a_gap_backfill_does_not_retry_a_refusal_and_a_sync_does_not_retry
     assert history.reads == 2
     assert sink.seqs(CONV) == [1]
     await conn.finish()
+
+
+async def test_backfills_beyond_the_concurrency_cap_wait_for_a_page_slot() -> None:
+    sink, history = FakeSink(), FakeHistory()
+    backfiller = Backfiller(history, page_size=3, max_concurrent=1)
+    conns = [
+        Connection(uuid.uuid4(), sink, queue_size=16, close_grace_s=0.1, on_gap=backfiller.start)
+        for _ in range(2)
+    ]
+    for conn in conns:
+        conn.start_writer()
+    history.append(CONV)
+    history.gate = asyncio.Event()
+    syncs = [asyncio.create_task(backfiller.sync(conn, {CONV: 0})) for conn in conns]
+    await asyncio.wait_for(history.snapshot_taken.wait(), 2)
+    await asyncio.sleep(0.05)  # the second sync had every chance to read; it must not
+    assert history.reads == 1
+    history.gate.set()
+    await asyncio.wait_for(asyncio.gather(*syncs), 2)
+    assert history.reads == 2
+    for conn in conns:
+        await conn.finish()
+
+
+async def test_a_client_that_does_not_read_its_backfill_is_cut_off_and_frees_its_slot() -> None:
+    stalled, reading, history = FakeSink(), FakeSink(), FakeHistory()
+    backfiller = Backfiller(history, page_size=10, max_concurrent=1)
+
+    def connection(sink: FakeSink) -> Connection:
+        conn = Connection(
+            uuid.uuid4(), sink, queue_size=4, close_grace_s=0.1, on_gap=backfiller.start,
+            backfill_stall_s=0.1,
+        )  # fmt: skip
+        conn.start_writer()
+        return conn
+
+    for _ in range(10):
+        history.append(CONV)
+    stalled.reading.clear()  # takes no frame at all
+    first, second = connection(stalled), connection(reading)
+    cut = asyncio.create_task(backfiller.sync(first, {CONV: 0}))
+    await wait_for(lambda: stalled.closed is not None or first.close_code is not None)
+    assert first.close_code == 4008
+    # The slot it held is free: another client's sync goes through.
+    await asyncio.wait_for(backfiller.sync(second, {CONV: 0}), 2)
+    await wait_for(lambda: len(reading.seqs(CONV)) >= 10)
+    assert reading.seqs(CONV) == list(range(1, 11))
+    cut.cancel()
+    for conn in (first, second):
+        await conn.finish()
