@@ -117,8 +117,10 @@ class GatewaySettings(BaseModel):
     send_queue_size: int = Field(default=256, ge=1)
     #: How long a cut-off client gets to take its close frame before the TCP connection drops.
     close_grace_s: float = Field(default=2.0, gt=0)
+    #: The gateway pings every connection this often (a WebSocket ping control frame).
     heartbeat_s: float = Field(default=20.0, gt=0)
-    #: A connection silent (no frame, no pong) this long is closed.
+    #: A connection from which nothing (no frame, no pong, no ping) arrived this long is closed
+    #: with 4002; longer than the heartbeat, so a live client's pongs keep it open.
     idle_timeout_s: float = Field(default=60.0, gt=0)
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     #: Frames a client may send per second (burst of the same size); beyond: error, then 1008.
@@ -127,6 +129,25 @@ class GatewaySettings(BaseModel):
     sends_per_s: int = Field(default=20, ge=1)
     #: GetHistory page size for sync backfills.
     sync_page_size: int = Field(default=500, ge=1, le=500)
+    #: Sync and gap backfills holding a history page (reading it or queueing it) at once, per
+    #: gateway: a reconnect storm waits for a slot instead of holding a page per connection.
+    max_concurrent_backfills: int = Field(default=32, ge=1)
+    #: A backfill that finds no room in its client's queue for this long cuts the client off
+    #: (4008): a client that does not read its sync must not keep a slot.
+    backfill_stall_s: float = Field(default=30.0, gt=0)
+    #: Kafka consumer memory: prefetched records kept at most (librdkafka
+    #: `queued.max.messages.kbytes`, KiB) and bytes per fetch (`fetch.max.bytes`).
+    kafka_queued_max_kbytes: int = Field(default=8 * 1024, ge=1024)
+    kafka_fetch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
+    #: SIGTERM to exit at most this long: clients get half of it to take their 1001 close, the
+    #: Kafka consumer commits and leaves in what is left; whatever still runs then is cut.
+    drain_timeout_s: float = Field(default=15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _idle_longer_than_heartbeat(self) -> GatewaySettings:
+        if self.idle_timeout_s <= self.heartbeat_s:
+            raise ValueError("gateway.idle_timeout_s must be longer than gateway.heartbeat_s")
+        return self
 
 
 class PresenceSettings(BaseModel):

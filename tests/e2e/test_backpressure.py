@@ -30,6 +30,8 @@ CLOSE_GRACE_S = 5.0
 SLOW_CUTS = "realchat_gateway_slow_consumer_disconnects_total"
 ACTIVE = "realchat_gateway_active_connections"
 MiB = 1024 * 1024
+#: The reading client's p95 delivery latency while others stall: a generous liveness bound.
+P95_BOUND_S = 2.0
 
 
 def big(n: int) -> str:
@@ -52,7 +54,7 @@ async def narrow(
         send_queue_size=QUEUE,
         close_grace_s=CLOSE_GRACE_S,
         heartbeat_s=300,
-        idle_timeout_s=300,
+        idle_timeout_s=600,
     ) as gateway:
         yield gateway
 
@@ -114,6 +116,10 @@ async def test_a_client_that_stops_reading_is_dropped_and_costs_the_gateway_no_m
         f"latency p50 {cuts[50] * 1000:.0f} ms, p95 {cuts[95] * 1000:.0f} ms, "
         f"max {max(latencies) * 1000:.0f} ms"
     )
+    # Normal latency for the others while the stalled ones fill up and are cut off: about
+    # 0.2 s p95 measured on a loaded 2-core machine. Delivery that waited on a stalled
+    # client's socket would hold every later event up by seconds (the close grace is 5 s).
+    assert cuts[95] < P95_BOUND_S, f"p95 {cuts[95]:.3f} s"
 
     # (a) The stalled clients were cut off as slow consumers and their connections dropped.
     assert after[SLOW_CUTS] - before[SLOW_CUTS] == len(stalled)

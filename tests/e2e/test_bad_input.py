@@ -127,11 +127,16 @@ async def test_a_frame_above_the_size_limit_closes_with_1009(
     limit = realchat.settings.gateway.max_frame_bytes
     alice = await register(http, base, "alice")
     device = await connect(http, base, alice)
-    just_below = json.dumps({"type": "ping", "padding": ""})
-    # aiohttp takes "above the limit" as "at least the limit": the largest frame is limit - 1.
-    await device.ws.send_str(just_below[:-2] + "x" * (limit - 1 - len(just_below)) + '"}')
+
+    def ping_of(size: int) -> str:
+        frame = json.dumps({"type": "ping", "padding": ""})
+        return frame[:-2] + "x" * (size - len(frame)) + '"}'
+
+    # A frame of exactly the limit is accepted; one byte more closes the connection.
+    assert len(ping_of(limit).encode()) == limit
+    await device.ws.send_str(ping_of(limit))
     await device.wait(lambda d: d.of_type("pong"))
-    await device.ws.send_str(json.dumps({"type": "ping", "padding": "x" * limit}))
+    await device.ws.send_str(ping_of(limit + 1))
     assert await wait_closed(device) == 1009
     await device.close()
 
@@ -225,11 +230,14 @@ async def test_rest_refuses_bad_bodies_and_parameters_with_json_errors(
     for url, body, code in (
         (conversations, {"member_ids": "everyone"}, "invalid_member_ids"),
         (conversations, {"member_ids": ["not-a-uuid"]}, "invalid_member_ids"),
+        (conversations, {"member_ids": [1]}, "invalid_member_ids"),
+        (conversations, {"member_ids": ["x", None]}, "invalid_member_ids"),
         (conversations, {"member_ids": [], "title": 5}, "invalid_title"),
         (conversations, {"member_ids": [], "title": "t" * 201}, "invalid_title"),
         (members, {"user_ids": []}, "invalid_user_ids"),
         (members, {"user_ids": "x"}, "invalid_user_ids"),
         (members, {"user_ids": ["not-a-uuid"]}, "invalid_user_ids"),
+        (members, {"user_ids": [1]}, "invalid_user_ids"),
         (members, {}, "invalid_user_ids"),
     ):
         assert_error(await call(http, "POST", url, json=body, headers=alice.auth), 422, code)
@@ -256,6 +264,8 @@ async def test_rest_refuses_bad_bodies_and_parameters_with_json_errors(
         ("POST", "/v1/conversations/x/y/z", 404, "not_found"),
         ("GET", "/v1/ws/extra", 404, "not_found"),
         ("DELETE", "/v1/conversations", 405, "method_not_allowed"),
+        ("GET", "/v1/ws", 400, "websocket_upgrade_required"),
+        ("GET", f"/v1/ws?token={alice.token}", 400, "websocket_upgrade_required"),
     ):
         assert_error(await call(http, method, f"{base}{path}", headers=alice.auth), status, code)
     # A path id that is not a UUID names no conversation.
@@ -304,6 +314,47 @@ async def test_rest_send_is_idempotent_per_client_msg_id(
         (2, bobs["message_id"]),
     ]
     assert history["last_seq"] == 2
+
+
+async def test_websocket_send_is_idempotent_per_client_msg_id_and_shares_the_key_with_rest(
+    realchat: RealChat, http: aiohttp.ClientSession
+) -> None:
+    base = realchat.base_url
+    alice, bob = await register(http, base, "alice"), await register(http, base, "bob")
+    conversation = await create_conversation(http, base, alice, bob)
+    device = await connect(http, base, alice)
+    listener = await connect(http, base, bob)
+    send = {"type": "send", "conversation_id": conversation, "client_msg_id": "k-1"}
+
+    await device.send({**send, "content": "hello"})
+    await device.wait(lambda d: len(d.of_type("send_ok")) == 1)
+    await device.send({**send, "content": "hello"})  # a retry: same id, same content
+    await device.wait(lambda d: len(d.of_type("send_ok")) == 2)
+    first, again = device.of_type("send_ok")
+    assert first["client_msg_id"] == again["client_msg_id"] == "k-1"
+    assert again["message"] == first["message"]
+    assert first["message"]["seq"] == 1
+
+    await device.send({**send, "content": "changed"})
+    await device.wait(lambda d: d.of_type("error"))
+    [conflict] = device.of_type("error")
+    assert (conflict["code"], conflict["client_msg_id"]) == ("idempotency_conflict", "k-1")
+
+    # The key is the sender's whatever the transport: the REST replay is the same message, 200.
+    url = f"{base}/v1/conversations/{conversation}/messages"
+    replay = {"client_msg_id": "k-1", "content": "hello"}
+    status, message = await call(http, "POST", url, json=replay, headers=alice.auth)
+    assert (status, message) == (200, first["message"])
+
+    # One message was stored and delivered, once.
+    await device.send({**send, "client_msg_id": "k-2", "content": "next"})
+    await listener.wait(lambda d: d.seqs(conversation)[-1:] == [2])
+    assert listener.seqs(conversation) == [1, 2]
+    status, history = await call(http, "GET", url, headers=alice.auth)
+    assert [m["message_id"] for m in history["messages"]][:1] == [first["message"]["message_id"]]
+    assert history["last_seq"] == 2
+    await device.close()
+    await listener.close()
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------------

@@ -27,9 +27,9 @@ def realchat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 class TwoGateways:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
-        self.env = {**os.environ, **settings_env(settings)}
+        self.env = {**os.environ, **settings_env(settings), **(env or {})}
         self.base_url = f"http://127.0.0.1:{settings.http.port}"
 
     def status(self) -> dict[str, dict[str, object]]:
@@ -68,10 +68,11 @@ class TwoGateways:
 
 
 @contextmanager
-def two_gateways_stack(state_dir: Path) -> Iterator[TwoGateways]:
+def two_gateways_stack(state_dir: Path, env: dict[str, str] | None = None) -> Iterator[TwoGateways]:
     """`realchat stack up --detach` with two gateways; reset at the end: nothing left running,
-    no data left (PostgreSQL's fallback dir included)."""
-    stack = TwoGateways(throwaway_settings(state_dir, gateways=2))
+    no data left (PostgreSQL's fallback dir included). `env` (REALCHAT_* variables) reaches
+    every process of the stack, e.g. gateway settings."""
+    stack = TwoGateways(throwaway_settings(state_dir, gateways=2), env)
     up = realchat(stack.env, "stack", "up", "--detach")
     try:
         assert up.returncode == 0, up.stdout + up.stderr

@@ -10,4 +10,5 @@ class CloseCode(IntEnum):
     POLICY = 1008  # flood
     TOO_BIG = 1009  # frame above the size limit
     UNAUTHORIZED = 4001  # bad, expired or missing token: do not retry with it
+    IDLE_TIMEOUT = 4002  # nothing (no frame, no pong) received for the idle timeout: reconnect
     SLOW_CONSUMER = 4008  # send queue filled up: reconnect and sync

@@ -3,7 +3,8 @@ cursors that keep delivery contiguous and duplicate-free.
 
 Bounds: the queue holds at most `queue_size` frames. Live events are queued without waiting; a
 full queue cuts the client off (4008) instead of letting memory grow. Backfills (sync) wait for
-room and use at most half the queue, so a syncing client keeps headroom for live traffic.
+room and use at most half the queue, so a syncing client keeps headroom for live traffic; one
+that makes no room for `backfill_stall_s` is cut off too.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Connection:
         queue_size: int,
         close_grace_s: float,
         on_gap: GapHandler,
+        backfill_stall_s: float | None = None,
     ) -> None:
         self.user_id = user_id
         self.session_id = uuid.uuid4()
@@ -98,6 +100,7 @@ class Connection:
         self._room = asyncio.Event()
         self._room.set()
         self._close_grace_s = close_grace_s
+        self._backfill_stall_s = backfill_stall_s
         self._on_gap = on_gap
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writer: asyncio.Task[None] | None = None
@@ -128,10 +131,15 @@ class Connection:
         return True
 
     async def push_backfill(self, frame: bytes) -> bool:
-        """Queue a backfilled frame once the queue is at most half full (waits, never cuts)."""
+        """Queue a backfilled frame once the queue is at most half full; a client that makes
+        no room within `backfill_stall_s` is cut off as slow (it holds a backfill slot)."""
         while self.is_open and self._queue.qsize() >= self._backfill_room:
             self._room.clear()
-            await self._room.wait()
+            try:
+                await asyncio.wait_for(self._room.wait(), self._backfill_stall_s)
+            except TimeoutError:
+                self.cut_off_slow_consumer()
+                return False
         return self.push(frame)
 
     def cursor(self, conversation_id: str) -> Cursor:

@@ -49,7 +49,15 @@ log = structlog.get_logger(__name__)
 BatchHandler = Callable[[Sequence[Message]], Coroutine[Any, Any, None]]
 
 
-def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, str | int | bool]:
+def consumer_config(
+    bootstrap_servers: str,
+    group_id: str,
+    *,
+    queued_max_kbytes: int = 8 * 1024,
+    fetch_max_bytes: int = 8 * 1024 * 1024,
+) -> dict[str, str | int | bool]:
+    """The gateway's consumer. Its memory is bounded on purpose: librdkafka's defaults let the
+    prefetch queue grow to 64 MiB and one fetch to 50 MB per gateway."""
     return {
         "bootstrap.servers": bootstrap_servers,
         "group.id": group_id,
@@ -62,6 +70,8 @@ def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, str | in
         "auto.offset.reset": "latest",
         "enable.partition.eof": False,
         "fetch.wait.max.ms": 10,
+        "queued.max.messages.kbytes": queued_max_kbytes,
+        "fetch.max.bytes": fetch_max_bytes,
         "log_level": 4,
     }
 
@@ -128,11 +138,23 @@ def _headers(record: Message) -> dict[str, bytes]:
 class KafkaDelivery:
     """The consumer thread. `start()` on the loop; `stop()` commits what was handled and closes."""
 
-    def __init__(self, config: dict[str, str | int | bool], handle: BatchHandler) -> None:
+    def __init__(
+        self,
+        config: dict[str, str | int | bool],
+        handle: BatchHandler,
+        *,
+        fresh_start_at_end: bool = False,
+    ) -> None:
+        """`fresh_start_at_end`: the first assignment starts at the partitions' ends, not at the
+        committed offsets (see `_on_assign`); only for a consumer with no one to deliver a
+        backlog to (a gateway process, which refuses sessions until then)."""
         self._config = config
         self._handle = handle
+        self._fresh_start_at_end = fresh_start_at_end
         self._stopping = threading.Event()
         self._assigned = threading.Event()
+        #: Set once, when the first assignment's start positions are resolved (never cleared).
+        self._positioned = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Offsets handled (next to read) per partition, not yet committed.
@@ -144,6 +166,12 @@ class KafkaDelivery:
     def assigned(self) -> bool:
         return self._assigned.is_set()
 
+    @property
+    def positioned(self) -> bool:
+        """Whether live delivery has a defined start: before that, a session's sync could miss
+        events published between the sync's read and the consumer's start."""
+        return self._positioned.is_set()
+
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="kafka-delivery", daemon=True)
@@ -152,10 +180,19 @@ class KafkaDelivery:
     async def wait_assigned(self, timeout_s: float) -> bool:
         return await asyncio.to_thread(self._assigned.wait, timeout_s)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float | None = None) -> bool:
+        """Stop consuming, commit what was handled and leave; False if the thread was still at
+        it after `timeout_s` (a commit the brokers never answered): it is a daemon, the process
+        exits anyway. Polls instead of joining in a worker thread, which would hold up the
+        event loop's own shutdown for as long as the join."""
         self._stopping.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._thread is not None and self._thread.is_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                log.warning("kafka consumer did not stop in time", timeout_s=timeout_s)
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     def _run(self) -> None:
         consumer = Consumer(self._config)
@@ -205,6 +242,32 @@ class KafkaDelivery:
             log.warning("offset commit failed", error=str(exc))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """With `fresh_start_at_end`, the process's first assignment starts every partition at
+        its end as of now; other assignments (rebalances while it runs) at the committed offsets.
+
+        A new process has no clients yet (sessions are refused until this is done), so the
+        backlog since its last run concerns nobody: replaying it would only delay live events.
+        Every client syncs from the database after it connects, and everything published after
+        the ends looked up here is consumed. The ends are committed at once, so that a later
+        rebalance does not go back to an older run's commits on a partition with no traffic."""
+        if self._fresh_start_at_end and not self._positioned.is_set():
+            starts = [
+                TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, 10)[1])
+                for tp in partitions
+            ]  # a failure here kills the consumer: never ready, rather than ready and unsafe
+            consumer.assign(starts)
+            try:
+                consumer.commit(offsets=starts, asynchronous=False)
+            except KafkaException as exc:  # only costs a replay after a later rebalance
+                log.warning("start offsets not committed", error=str(exc))
+            self._positioned.set()
+        else:
+            self._assign_committed(consumer, partitions)
+            self._positioned.set()
+        log.info("partitions assigned", count=len(partitions))
+        self._assigned.set()
+
+    def _assign_committed(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start each partition at its committed offset, else at its end as of now.
 
         Left to `auto.offset.reset`, "the end" is looked up only when fetching starts, after the
@@ -219,8 +282,6 @@ class KafkaDelivery:
             consumer.assign(starts)
         except KafkaException as exc:
             log.warning("start offsets not pinned; starting at the latest", error=str(exc))
-        log.info("partitions assigned", count=len(partitions))
-        self._assigned.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit what was handled before the partitions go to someone else."""

@@ -50,6 +50,10 @@ SYNC_BACKFILL = Histogram(
     "Messages sent by one sync or gap backfill",
     buckets=(0, 1, 10, 100, 500, 1000, 5000, 20000),
 )
+BACKFILL_RETRIES = Counter(
+    "realchat_gateway_backfill_retries_total",
+    "Gap backfill history reads retried because the chat service was unavailable",
+)
 BAD_FRAMES = Counter("realchat_gateway_bad_frames_total", "Client frames refused", ["code"])
 PRESENCE_WRITE_FAILURES = Counter(
     "realchat_gateway_presence_write_failures_total", "Device key writes that failed (retried)"

@@ -119,8 +119,12 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ApiError(422, f"invalid_{field}", f"{field}: {first['msg']}") from None
+        # The code names the top-level field (`invalid_member_ids`, never `..._ids.0`); the
+        # message keeps the whole path (`member_ids.0: ...`).
+        loc = first["loc"]
+        field = str(loc[0]) if loc else "body"
+        path = ".".join(str(p) for p in loc) or "body"
+        raise ApiError(422, f"invalid_{field}", f"{path}: {first['msg']}") from None
 
 
 def conversation_id_of(request: web.Request) -> str:

@@ -29,8 +29,6 @@ from realchat.storage.redis import redis_client
 
 log = structlog.get_logger(__name__)
 
-#: How long a draining gateway waits for its clients to take their 1001 close frames.
-DRAIN_GRACE_S = 5.0
 #: The largest reply the gateway takes from the chat service.
 MAX_CHAT_REPLY_BYTES = 32 * 1024 * 1024
 
@@ -64,25 +62,33 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     )
     metrics.REGISTRY_USERS.set_function(lambda: hub.users)
     metrics.PRESENCE_DEVICES.set_function(lambda: len(presence))
+    delivery = KafkaDelivery(
+        consumer_config(
+            settings.kafka.bootstrap_servers,
+            f"realchat-gateway-{g.instance_id}",
+            queued_max_kbytes=g.kafka_queued_max_kbytes,
+            fetch_max_bytes=g.kafka_fetch_max_bytes,
+        ),
+        EventDispatcher(hub),
+        fresh_start_at_end=True,
+    )
     session = Session(
         hub=hub,
         chat=chat,
         verifier=verifier,
-        backfiller=Backfiller(chat, g.sync_page_size),
+        backfiller=Backfiller(chat, g.sync_page_size, max_concurrent=g.max_concurrent_backfills),
         send_limiter=limiter,
         presence=presence,
         settings=g,
-    )
-    delivery = KafkaDelivery(
-        consumer_config(settings.kafka.bootstrap_servers, f"realchat-gateway-{g.instance_id}"),
-        EventDispatcher(hub),
+        delivering=lambda: delivery.positioned,
     )
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     app = web.Application(middlewares=[observed, errors_as_json], client_max_size=64 * 1024)
     app.router.add_routes(RestApi(chat, verifier, limiter, settings.auth.url, http).routes())
     app.router.add_get("/v1/ws", session.handle)
     add_webapp_routes(app)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=DRAIN_GRACE_S)
+    # Sessions are closed before the runner stops; what is left then gets one close grace.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=g.close_grace_s)
     await runner.setup()
 
     delivery.start()
@@ -105,19 +111,33 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await stop.wait()
     finally:
-        log.info("gateway draining", connections=len(hub))
-        session.drain()
+        log.info("gateway draining", connections=len(hub), timeout_s=g.drain_timeout_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + g.drain_timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                session.drain()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_until_empty(hub), timeout=g.drain_timeout_s / 2)
+                await site.stop()
+                heartbeat_stop.set()
+                await heartbeat  # its last flush: the drained clients' disconnects reach Redis
+                # Commit what was handled, with what is left of the deadline (minus a moment
+                # for the rest): a broker that does not answer cannot hold the exit up.
+                await delivery.stop(timeout_s=max(0.1, deadline - loop.time() - 0.5))
+                await runner.cleanup()
+        except TimeoutError:
+            log.warning(
+                "drain deadline passed; exiting with work left", timeout_s=g.drain_timeout_s
+            )
+        # Local clients only, quick either way; closed even after the deadline, so the exit
+        # does not wait on their teardown at interpreter exit.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_until_empty(hub), timeout=DRAIN_GRACE_S)
-        await site.stop()
-        heartbeat_stop.set()
-        await heartbeat  # its last flush: the drained clients' disconnects reach Redis
-        await delivery.stop()
-        await runner.cleanup()
-        await ops.cleanup()
-        await http.close()
-        await redis.aclose()
-        await channel.close()
+            async with asyncio.timeout(1.0):
+                await ops.cleanup()
+                await http.close()
+                await redis.aclose()
+                await channel.close()
         log.info("gateway stopped")
 
 

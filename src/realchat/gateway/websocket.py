@@ -8,6 +8,7 @@ held up by a long backfill. Bad frames get an error frame and the connection sta
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -71,7 +72,20 @@ _REASONS: dict[int, str] = {
     CloseCode.POLICY: "policy",
     CloseCode.TOO_BIG: "too_big",
     CloseCode.GOING_AWAY: "going_away",
+    CloseCode.IDLE_TIMEOUT: "idle_timeout",
 }
+
+
+_ENDED = (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
+
+
+async def _ping_forever(ws: web.WebSocketResponse, interval_s: float) -> None:
+    """A WebSocket ping every `interval_s`: a live client's pong keeps it from idling out."""
+    while not ws.closed:
+        await asyncio.sleep(interval_s)
+        if ws.closed:
+            return
+        await ws.ping()
 
 
 def disconnect_reason(
@@ -81,8 +95,6 @@ def disconnect_reason(
     code = connection.close_code if connection.close_code is not None else ws.close_code
     if code is not None and code in _REASONS:
         return _REASONS[code]
-    if isinstance(ended_by, TimeoutError):
-        return "idle_timeout"
     if ended_by is not None and not isinstance(ended_by, asyncio.CancelledError):
         return "error"
     return "client_closed"
@@ -99,6 +111,8 @@ class Session:
     send_limiter: SendLimiter
     presence: PresenceHeartbeat
     settings: GatewaySettings
+    #: Whether live delivery has its start positions; sessions are refused (503) until then.
+    delivering: Callable[[], bool]
     accepting: bool = True
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -108,11 +122,23 @@ class Session:
             return error_response(
                 400, "invalid_device", "device: 1-64 characters of A-Z a-z 0-9 _ . -"
             )
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            # Else aiohttp answers a plain GET with a text/plain 400.
+            return error_response(
+                400, "websocket_upgrade_required", "GET /v1/ws takes a WebSocket upgrade only"
+            )
+        if not self.delivering():
+            refused = error_response(
+                503, "gateway_unavailable", "the gateway is starting; try again shortly"
+            )
+            refused.headers["Retry-After"] = "1"
+            return refused
         ws = web.WebSocketResponse(
             compress=False,  # deflate costs ~50 KiB per connection
-            max_msg_size=s.max_frame_bytes,
-            heartbeat=s.heartbeat_s,
-            receive_timeout=s.idle_timeout_s,
+            # aiohttp refuses a frame of exactly max_msg_size; the limit is "above max_frame_bytes".
+            max_msg_size=s.max_frame_bytes + 1,
+            # No aiohttp heartbeat: its missing pong drops the TCP connection with no close frame
+            # (1006). The session pings itself and closes an idle connection with 4002 instead.
             writer_limit=64 * 1024,
             decode_text=False,
         )
@@ -132,10 +158,12 @@ class Session:
             queue_size=s.send_queue_size,
             close_grace_s=s.close_grace_s,
             on_gap=self.backfiller.start,
+            backfill_stall_s=s.backfill_stall_s,
         )
         self.hub.register(connection)
         metrics.ACTIVE_CONNECTIONS.inc()
         connection.start_writer()
+        connection.spawn(_ping_forever(ws, s.heartbeat_s))
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
         # Without a device id every connection counts as a device of its own.
         self.presence.connected(
@@ -160,10 +188,16 @@ class Session:
             rate=self.settings.max_frames_per_s, burst=self.settings.max_frames_per_s
         )
         strikes = 0
-        async for msg in ws:
-            if not connection.is_open:
+        while connection.is_open:
+            try:
+                # Pongs and pings count as traffic: aiohttp takes them inside receive(), and
+                # each restarts the wait.
+                msg = await ws.receive(timeout=self.settings.idle_timeout_s)
+            except TimeoutError:
+                log.info("idle connection closed", user_id=str(connection.user_id))
+                connection.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
                 break
-            if msg.type is WSMsgType.ERROR:
+            if msg.type in _ENDED or not connection.is_open:
                 break
             if not flood.take():
                 strikes += 1

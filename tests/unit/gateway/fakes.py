@@ -8,7 +8,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
+
 from realchat.contract.frames import Message
+from realchat.gateway.chat_client import ChatCallError
 
 
 class FakeSink:
@@ -60,6 +63,11 @@ class FakeHistory:
         self.messages: dict[str, list[Message]] = {}
         self.gate: asyncio.Event | None = None
         self.reads = 0
+        #: Reads still to fail as if the chat service were down (then: `unavailable` error).
+        self.failures = 0
+        self.failure = ChatCallError(
+            grpc.StatusCode.UNAVAILABLE, "chat_unavailable", "the chat service is unavailable"
+        )
         #: Set once a read has taken its snapshot (and is waiting at the gate, if any).
         self.snapshot_taken = asyncio.Event()
 
@@ -73,6 +81,9 @@ class FakeHistory:
         self, user: uuid.UUID, conversation_id: str, after_seq: int, limit: int
     ) -> tuple[list[Message], int]:
         self.reads += 1
+        if self.failures:
+            self.failures -= 1
+            raise self.failure
         snapshot = list(self.messages.get(conversation_id, []))
         self.snapshot_taken.set()
         if self.gate is not None:

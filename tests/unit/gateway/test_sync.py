@@ -6,7 +6,11 @@ import asyncio
 import uuid
 from collections.abc import Callable
 
+import grpc
+import pytest
+
 from realchat.contract.frames import MessageFrame, encode
+from realchat.gateway.chat_client import ChatCallError
 from realchat.gateway.connection import Connection
 from realchat.gateway.sync import Backfiller
 from tests.support.waiting import eventually
@@ -22,7 +26,7 @@ async def wait_for(predicate: Callable[[], object], timeout_s: float = 2) -> Non
 
 def setup(page_size: int = 3) -> tuple[FakeSink, FakeHistory, Connection, Backfiller]:
     sink, history = FakeSink(), FakeHistory()
-    backfiller = Backfiller(history, page_size)
+    backfiller = Backfiller(history, page_size, retry_initial_s=0.01, retry_max_s=0.04)
     conn = Connection(uuid.uuid4(), sink, queue_size=16, close_grace_s=0.1, on_gap=backfiller.start)
     conn.start_writer()
     return sink, history, conn, backfiller
@@ -91,3 +95,85 @@ async def test_sync_resends_after_the_clients_position() -> None:
     assert sink.seqs(CONV) == [1, 2, 3, 4, 5, 4, 5]
     assert sink.frames[-1] == {"type": "sync_done", "positions": {CONV: 5}}
     await conn.finish()
+
+
+async def test_a_gap_backfill_retries_while_the_chat_service_is_down_then_fills_the_gap() -> None:
+    sink, history, conn, _ = setup()
+    publish(history, conn)  # 1 delivered live
+    history.append(CONV)  # 2 committed but its live event is lost
+    history.failures = 6  # the chat service is down for the next six reads
+    publish(history, conn)  # 3 arrives: gap; held back while the backfill fails
+    # No further event and no sync: the retries alone deliver 2 and the held-back 3.
+    await wait_for(lambda: len(sink.seqs(CONV)) >= 3)
+    assert sink.seqs(CONV) == [1, 2, 3]
+    assert history.reads == 7
+    assert not conn.cursor(CONV).syncing
+    await conn.finish()
+
+
+async def test_a_gap_backfill_does_not_retry_a_refusal_and_a_sync_does_not_retry_at_all() -> None:
+    sink, history, conn, backfiller = setup()
+    publish(history, conn)
+    history.append(CONV)
+    history.failures = 1
+    history.failure = ChatCallError(grpc.StatusCode.PERMISSION_DENIED, "not_a_member", "no")
+    publish(history, conn)  # gap: the backfill is refused and ends, not retried
+    await wait_for(lambda: not conn.cursor(CONV).syncing)
+    assert history.reads == 1
+    history.failures = 1
+    history.failure = ChatCallError(grpc.StatusCode.UNAVAILABLE, "chat_unavailable", "down")
+    with pytest.raises(ChatCallError):  # the client gets sync_failed and decides
+        await backfiller.sync(conn, {CONV: 0})
+    assert history.reads == 2
+    assert sink.seqs(CONV) == [1]
+    await conn.finish()
+
+
+async def test_backfills_beyond_the_concurrency_cap_wait_for_a_page_slot() -> None:
+    sink, history = FakeSink(), FakeHistory()
+    backfiller = Backfiller(history, page_size=3, max_concurrent=1)
+    conns = [
+        Connection(uuid.uuid4(), sink, queue_size=16, close_grace_s=0.1, on_gap=backfiller.start)
+        for _ in range(2)
+    ]
+    for conn in conns:
+        conn.start_writer()
+    history.append(CONV)
+    history.gate = asyncio.Event()
+    syncs = [asyncio.create_task(backfiller.sync(conn, {CONV: 0})) for conn in conns]
+    await asyncio.wait_for(history.snapshot_taken.wait(), 2)
+    await asyncio.sleep(0.05)  # the second sync had every chance to read; it must not
+    assert history.reads == 1
+    history.gate.set()
+    await asyncio.wait_for(asyncio.gather(*syncs), 2)
+    assert history.reads == 2
+    for conn in conns:
+        await conn.finish()
+
+
+async def test_a_client_that_does_not_read_its_backfill_is_cut_off_and_frees_its_slot() -> None:
+    stalled, reading, history = FakeSink(), FakeSink(), FakeHistory()
+    backfiller = Backfiller(history, page_size=10, max_concurrent=1)
+
+    def connection(sink: FakeSink) -> Connection:
+        conn = Connection(
+            uuid.uuid4(), sink, queue_size=4, close_grace_s=0.1, on_gap=backfiller.start,
+            backfill_stall_s=0.1,
+        )  # fmt: skip
+        conn.start_writer()
+        return conn
+
+    for _ in range(10):
+        history.append(CONV)
+    stalled.reading.clear()  # takes no frame at all
+    first, second = connection(stalled), connection(reading)
+    cut = asyncio.create_task(backfiller.sync(first, {CONV: 0}))
+    await wait_for(lambda: stalled.closed is not None or first.close_code is not None)
+    assert first.close_code == 4008
+    # The slot it held is free: another client's sync goes through.
+    await asyncio.wait_for(backfiller.sync(second, {CONV: 0}), 2)
+    await wait_for(lambda: len(reading.seqs(CONV)) >= 10)
+    assert reading.seqs(CONV) == list(range(1, 11))
+    cut.cancel()
+    for conn in (first, second):
+        await conn.finish()
