@@ -1,13 +1,11 @@
-"""Several gateways behind HAProxy: no stickiness, delivery across instances, drain on SIGTERM.
+"""Several gateways behind HAProxy: no stickiness, delivery across instances (drain on SIGTERM:
+tests/e2e/test_drain.py).
 
 Runs a throw-away stack of its own (`realchat stack up --gateways 2`) on free ports.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,10 +13,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from realchat.stack.process import is_alive
 from tests.support.client import Device, connect, create_conversation, register
-from tests.support.scale_out import TwoGateways, realchat, two_gateways_stack
-from tests.support.waiting import eventually
+from tests.support.scale_out import TwoGateways, two_gateways_stack
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -76,40 +72,3 @@ async def test_clients_spread_over_instances_and_chat_across_them(
         assert messages == sorted(messages)
     for device in devices:
         await device.close()
-
-
-async def test_sigterm_drains_a_gateway_its_clients_get_1001_and_reconnect_elsewhere(
-    two_gateways: TwoGateways, http: aiohttp.ClientSession
-) -> None:
-    base = two_gateways.base_url
-    alice, bob = await register(http, base, "alice"), await register(http, base, "bob")
-    conversation = await create_conversation(http, base, alice, bob)
-    devices = {
-        alice.user_id: await connect(http, base, alice),
-        bob.user_id: await connect(http, base, bob),
-    }
-    readers = {d.reader: user for user, d in devices.items() if d.reader is not None}
-    pid = int(str(two_gateways.status()["gateway-1"]["pid"]))
-
-    os.kill(pid, signal.SIGTERM)
-    done, _ = await asyncio.wait(readers, timeout=15, return_when=asyncio.FIRST_COMPLETED)
-    assert len(done) == 1, "exactly the client on the draining instance is closed"
-    drained_user = readers[done.pop()]
-    drained = devices[drained_user]
-    assert drained.ws.close_code == 1001
-    survivor = next(d for user, d in devices.items() if user != drained_user)
-    assert not survivor.ws.closed
-    assert await eventually(lambda: not is_alive(pid), timeout_s=15), "no exit within the bound"
-
-    # The balancer sends the reconnecting client to the remaining instance; nothing is lost.
-    user = alice if drained_user == alice.user_id else bob
-    again = await connect(http, base, user)
-    await survivor.send(
-        {"type": "send", "conversation_id": conversation, "client_msg_id": "after", "content": "x"}
-    )
-    await again.send({"type": "sync", "positions": {conversation: 0}})
-    await again.wait(lambda d: 1 in d.seqs(conversation))
-    for device in (again, survivor, drained):
-        await device.close()
-    restart = realchat(two_gateways.env, "stack", "start", "gateway-1")
-    assert restart.returncode == 0, restart.stdout + restart.stderr

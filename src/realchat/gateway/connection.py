@@ -34,6 +34,10 @@ class FrameSink(Protocol):
 
     async def send(self, frame: bytes) -> None: ...
 
+    async def ping(self) -> None:
+        """A transport-level keepalive (a WebSocket ping)."""
+        ...
+
     async def close(self, code: int, reason: str) -> None: ...
 
     def abort(self) -> None:
@@ -71,6 +75,9 @@ class Outgoing(NamedTuple):
     #: The trace of the event that produced it: the socket write becomes a span of that trace.
     trace: Context | None = None
 
+
+#: Queued like a frame, so that the writer task sends the keepalive in order with the rest.
+PING = Outgoing(b"")
 
 GapHandler = Callable[["Connection", str], None]
 
@@ -129,6 +136,12 @@ class Connection:
         if self._queue.qsize() >= self._backfill_room:
             self._room.clear()
         return True
+
+    def ping(self) -> None:
+        """Queue a keepalive. A full queue needs none: the client is about to be cut off."""
+        if self.is_open:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(PING)
 
     async def push_backfill(self, frame: bytes) -> bool:
         """Queue a backfilled frame once the queue is at most half full; a client that makes
@@ -203,6 +216,9 @@ class Connection:
             item = await self._queue.get()
             if self._queue.qsize() < self._backfill_room:
                 self._room.set()
+            if item is PING:
+                await self._sink.ping()
+                continue
             if item.trace is None:
                 await self._sink.send(item.frame)
             else:

@@ -135,6 +135,10 @@ def _headers(record: Message) -> dict[str, bytes]:
     return found
 
 
+#: Pause between attempts to look up the partitions' ends on the first assignment.
+END_OFFSETS_RETRY_S = 1.0
+
+
 class KafkaDelivery:
     """The consumer thread. `start()` on the loop; `stop()` commits what was handled and closes."""
 
@@ -251,10 +255,9 @@ class KafkaDelivery:
         the ends looked up here is consumed. The ends are committed at once, so that a later
         rebalance does not go back to an older run's commits on a partition with no traffic."""
         if self._fresh_start_at_end and not self._positioned.is_set():
-            starts = [
-                TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, 10)[1])
-                for tp in partitions
-            ]  # a failure here kills the consumer: never ready, rather than ready and unsafe
+            starts = self._ends(consumer, partitions)
+            if starts is None:
+                return  # stopping
             consumer.assign(starts)
             try:
                 consumer.commit(offsets=starts, asynchronous=False)
@@ -266,6 +269,22 @@ class KafkaDelivery:
             self._positioned.set()
         log.info("partitions assigned", count=len(partitions))
         self._assigned.set()
+
+    def _ends(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> list[TopicPartition] | None:
+        """Each partition at its end as of now, asked until the brokers answer (not ready
+        meanwhile, rather than ready and unsafe); None if the consumer is stopping."""
+        while not self._stopping.is_set():
+            try:
+                return [
+                    TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, 5)[1])
+                    for tp in partitions
+                ]
+            except KafkaException as exc:
+                log.warning("partition ends not known yet; asking again", error=str(exc))
+                self._stopping.wait(END_OFFSETS_RETRY_S)
+        return None
 
     def _assign_committed(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start each partition at its committed offset, else at its end as of now.

@@ -8,6 +8,7 @@ the call returns, which is what lets the consumer commit its offset right after.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 import zlib
@@ -113,6 +114,14 @@ class Hub:
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._shards)
+
+    async def ping_forever(self, interval_s: float) -> None:
+        """Keep every connection alive with one timer for all of them (a task per connection
+        would cost memory on each): each connection's writer sends its own ping."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for connection in list(self.all_connections()):
+                connection.ping()
 
     @property
     def users(self) -> int:

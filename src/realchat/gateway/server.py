@@ -94,6 +94,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     delivery.start()
     heartbeat_stop = asyncio.Event()
     heartbeat = asyncio.create_task(presence.run(heartbeat_stop), name="presence-heartbeat")
+    pings = asyncio.create_task(hub.ping_forever(g.heartbeat_s), name="websocket-pings")
 
     async def ready() -> bool:
         return session.accepting and delivery.assigned and delivery.failure is None
@@ -120,6 +121,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_until_empty(hub), timeout=g.drain_timeout_s / 2)
                 await site.stop()
+                pings.cancel()
                 heartbeat_stop.set()
                 await heartbeat  # its last flush: the drained clients' disconnects reach Redis
                 # Commit what was handled, with what is left of the deadline (minus a moment

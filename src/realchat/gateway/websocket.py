@@ -58,6 +58,9 @@ class WebSocketSink:
     async def send(self, frame: bytes) -> None:
         await self._ws.send_frame(frame, WSMsgType.TEXT)
 
+    async def ping(self) -> None:
+        await self._ws.ping()
+
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code=code, message=reason.encode())
 
@@ -77,15 +80,6 @@ _REASONS: dict[int, str] = {
 
 
 _ENDED = (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
-
-
-async def _ping_forever(ws: web.WebSocketResponse, interval_s: float) -> None:
-    """A WebSocket ping every `interval_s`: a live client's pong keeps it from idling out."""
-    while not ws.closed:
-        await asyncio.sleep(interval_s)
-        if ws.closed:
-            return
-        await ws.ping()
 
 
 def disconnect_reason(
@@ -138,7 +132,7 @@ class Session:
             # aiohttp refuses a frame of exactly max_msg_size; the limit is "above max_frame_bytes".
             max_msg_size=s.max_frame_bytes + 1,
             # No aiohttp heartbeat: its missing pong drops the TCP connection with no close frame
-            # (1006). The session pings itself and closes an idle connection with 4002 instead.
+            # (1006). The hub pings every connection; an idle one is closed with 4002 instead.
             writer_limit=64 * 1024,
             decode_text=False,
         )
@@ -163,7 +157,6 @@ class Session:
         self.hub.register(connection)
         metrics.ACTIVE_CONNECTIONS.inc()
         connection.start_writer()
-        connection.spawn(_ping_forever(ws, s.heartbeat_s))
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
         # Without a device id every connection counts as a device of its own.
         self.presence.connected(

@@ -45,6 +45,9 @@ class _NullSink:
     async def send(self, frame: bytes) -> None:
         return None
 
+    async def ping(self) -> None:
+        return None
+
     async def close(self, code: int, reason: str) -> None:
         return None
 

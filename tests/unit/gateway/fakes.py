@@ -24,10 +24,15 @@ class FakeSink:
         self.reading = asyncio.Event()
         self.reading.set()
         self.take_close = True
+        self.pings = 0
 
     async def send(self, frame: bytes) -> None:
         await self.reading.wait()
         self.frames.append(json.loads(frame))
+
+    async def ping(self) -> None:
+        await self.reading.wait()
+        self.pings += 1
 
     async def close(self, code: int, reason: str) -> None:
         if not self.take_close:

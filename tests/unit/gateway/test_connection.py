@@ -10,6 +10,7 @@ import pytest
 from realchat.contract.close_codes import CloseCode
 from realchat.contract.frames import MessageFrame, encode
 from realchat.gateway.connection import Connection
+from realchat.gateway.hub import Hub
 from tests.unit.gateway.fakes import FakeSink, message
 
 CONV = str(uuid.uuid4())
@@ -132,4 +133,40 @@ async def test_close_sends_the_code_and_stops_queueing(code: CloseCode) -> None:
     assert not conn.push(b"{}")
     await settle()
     assert sink.closed == (code, "server going away")
+    await conn.finish()
+
+
+async def test_the_hub_pings_every_connection_through_its_writer_with_one_timer() -> None:
+    hub = Hub(4)
+    sinks = [FakeSink() for _ in range(5)]
+    conns = [connection(sink) for sink in sinks]
+    for conn in conns:
+        hub.register(conn)
+    pinging = asyncio.create_task(hub.ping_forever(0.01))
+    try:
+        await asyncio.sleep(0.05)
+    finally:
+        pinging.cancel()
+    assert all(sink.pings >= 2 for sink in sinks), [s.pings for s in sinks]
+    assert all(conn.is_open for conn in conns)
+    for conn in conns:
+        await conn.finish()
+
+
+async def test_a_ping_waits_its_turn_and_never_cuts_off_a_full_queue() -> None:
+    sink = FakeSink()
+    sink.reading.clear()  # the client reads nothing for now
+    conn = connection(sink, queue_size=2)
+    conn.offer_live(CONV, 1, live(1))
+    await settle()  # the writer holds seq 1, blocked on the socket
+    conn.offer_live(CONV, 2, live(2))
+    conn.offer_live(CONV, 3, live(3))
+    conn.ping()  # the queue is full: the keepalive is skipped, the client not cut off for it
+    assert conn.is_open
+    sink.reading.set()
+    await settle()
+    conn.ping()
+    await settle()
+    assert sink.seqs(CONV) == [1, 2, 3]
+    assert sink.pings == 1
     await conn.finish()
