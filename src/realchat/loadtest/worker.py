@@ -44,6 +44,12 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(1, HIST_MAX_US, HIST_DIGITS)
 
 
+def sends_due(elapsed_s: float, rate: float, total: int) -> int:
+    """How many sends of an open-loop schedule are due: send k (from 0) is scheduled at
+    k / rate, so at time t the sends 0..floor(t * rate) are due (the first one at once)."""
+    return min(total, int(elapsed_s * rate) + 1)
+
+
 def _emit(record: dict[str, Any]) -> None:
     sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
     sys.stdout.flush()
@@ -158,7 +164,7 @@ class Worker:
         total = int(rate * seconds)
         try:
             while sent < total:
-                due = min(total, int((time.time() - started) * rate))
+                due = sends_due(time.time() - started, rate, total)
                 while sent < due:
                     scheduled = started + sent / rate
                     sent += 1
