@@ -3,15 +3,24 @@ to serve, per the process's own readiness check)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
+ASYNCIO_TASKS = Gauge(
+    "realchat_asyncio_tasks",
+    "Tasks alive on the process's event loop: a count that only grows is a leak",
+)
+
 
 async def start_ops_server(host: str, port: int, ready: ReadinessCheck) -> web.AppRunner:
+    loop = asyncio.get_running_loop()
+    ASYNCIO_TASKS.set_function(lambda: len(asyncio.all_tasks(loop)))
+
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
