@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 
 import structlog
 
+from realchat.client.backoff import Backoff
 from realchat.client.connection import Link, LinkClosed
 from realchat.client.errors import ClientClosed, SendTimeout, send_error
 from realchat.client.events import Connected, Disconnected, Event, ServerNotice
@@ -62,6 +62,9 @@ log = structlog.get_logger(__name__)
 #: Conversations per `sync` frame (the server refuses frames above 64 KiB).
 SYNC_CHUNK = 500
 MAX_CONTENT_CHARS = 4000
+#: Re-send delays of a rate-limited send: from 0.1 s doubling to 2 s, jittered.
+RATE_LIMITED_RETRY_INITIAL_S = 0.1
+RATE_LIMITED_RETRY_MAX_S = 2.0
 MAX_CLIENT_MSG_ID_CHARS = 64
 
 
@@ -73,9 +76,9 @@ class _PendingSend:
     link: Link | None = None
     #: `send()` calls waiting for it (the same send may be awaited twice).
     waiters: int = 0
-    #: When the server first answered `rate_limited`, and how often since.
+    #: When the server first answered `rate_limited`, and the delays of the re-sends since.
     limited_since: float | None = None
-    limited: int = 0
+    limited_backoff: Backoff | None = None
 
 
 class Session:
@@ -309,12 +312,14 @@ class Session:
 
     def _retry_later(self, pending: _PendingSend, now: float) -> bool:
         """Write a rate-limited send again after a backoff; False once its time is up."""
-        if pending.limited_since is None:
+        if pending.limited_since is None or pending.limited_backoff is None:
             pending.limited_since = now
+            pending.limited_backoff = Backoff(
+                RATE_LIMITED_RETRY_INITIAL_S, RATE_LIMITED_RETRY_MAX_S
+            )
         if now - pending.limited_since >= self._options.rate_limited_retry_s:
             return False
-        delay = min(2.0, 0.1 * 2**pending.limited) * (0.5 + random.random() / 2)
-        pending.limited += 1
+        delay = pending.limited_backoff.next_delay()
         pending.link = None  # not written (successfully) on any link now
         task = asyncio.create_task(self._resend(pending, delay))
         self._resends.add(task)

@@ -280,10 +280,9 @@ class KafkaDelivery:
                 consumer.commit(offsets=starts, asynchronous=False)
             except KafkaException as exc:  # only costs a replay after a later rebalance
                 log.warning("start offsets not committed", error=str(exc))
-            self._positioned.set()
         else:
             self._assign_committed(consumer, partitions)
-            self._positioned.set()
+        self._positioned.set()
         log.info("partitions assigned", count=len(partitions))
         self._assigned.set()
 

@@ -116,7 +116,16 @@ class Session:
             return error_response(
                 400, "invalid_device", "device: 1-64 characters of A-Z a-z 0-9 _ . -"
             )
-        if not web.WebSocketResponse().can_prepare(request).ok:
+        ws = web.WebSocketResponse(
+            compress=False,  # deflate costs ~50 KiB per connection
+            # aiohttp refuses a frame of exactly max_msg_size; the limit is "above max_frame_bytes".
+            max_msg_size=s.max_frame_bytes + 1,
+            # No aiohttp heartbeat: its missing pong drops the TCP connection with no close frame
+            # (1006). The hub pings every connection; an idle one is closed with 4002 instead.
+            writer_limit=64 * 1024,
+            decode_text=False,
+        )
+        if not ws.can_prepare(request).ok:
             # Else aiohttp answers a plain GET with a text/plain 400.
             return error_response(
                 400, "websocket_upgrade_required", "GET /v1/ws takes a WebSocket upgrade only"
@@ -127,15 +136,6 @@ class Session:
             )
             refused.headers["Retry-After"] = "1"
             return refused
-        ws = web.WebSocketResponse(
-            compress=False,  # deflate costs ~50 KiB per connection
-            # aiohttp refuses a frame of exactly max_msg_size; the limit is "above max_frame_bytes".
-            max_msg_size=s.max_frame_bytes + 1,
-            # No aiohttp heartbeat: its missing pong drops the TCP connection with no close frame
-            # (1006). The hub pings every connection; an idle one is closed with 4002 instead.
-            writer_limit=64 * 1024,
-            decode_text=False,
-        )
         await ws.prepare(request)
         try:
             user_id = self.verifier.verify(request.query.get("token", ""))
