@@ -3,11 +3,15 @@ SHELL := /bin/bash
 VENV  := .venv
 BIN   := $(VENV)/bin
 
-.PHONY: deps run test lint typecheck unit integration e2e down status reset format bench-write \
+.PHONY: deps deps-test run test lint typecheck unit integration e2e down status reset format bench-write \
 	bench-dispatch loadtest loadtest-ramp loadtest-idle soak chaos
 
+## What running needs; `deps-test` adds the test runners, linters and checkers.
 deps:
 	@scripts/bootstrap.sh
+
+deps-test:
+	@scripts/bootstrap.sh --test
 
 ## Start the whole stack in the foreground; Ctrl-C stops everything.
 run: deps
@@ -20,7 +24,7 @@ status:
 	$(BIN)/realchat stack status
 
 ## Lint, type-check, then every test against the test stack's own PostgreSQL, Redis and Kafka.
-test: deps lint typecheck
+test: deps-test lint typecheck
 	$(BIN)/pytest -q -ra --durations=25
 
 lint:
