@@ -147,6 +147,54 @@ def test_foreground_up_then_ctrl_c_leaves_nothing_running(tmp_path: Path) -> Non
     assert not (tmp_path / "stack" / "stack.json").exists()
 
 
+def test_a_service_that_dies_is_named_with_its_signal_and_reaped(tmp_path: Path) -> None:
+    """A crash (SIGSEGV) and a SIGKILL, as `make run` (the foreground `stack up`) sees them: its
+    output and `stack status` name the signal, the SIGSEGV leaves the faulthandler's traceback in
+    the service's log, and neither stays a zombie under the supervisor."""
+    env = cli_env(tmp_path / "stack")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "realchat", "stack", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        for line in up.stdout:
+            if "press Ctrl-C" in line:
+                break
+        components = by_name(wait_healthy(env, timeout_s=30))
+        crashed = {"gateway": signal.SIGSEGV, "presence": signal.SIGKILL}
+        pids = {name: int(str(components[name]["pid"])) for name in crashed}
+        for name, sig in crashed.items():
+            os.kill(pids[name], sig)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = by_name(status(env))
+            if all(
+                now[name]["detail"] != "not running" and not now[name]["running"]
+                for name in crashed
+            ):
+                break
+            time.sleep(0.5)
+        for name, sig in crashed.items():
+            assert now[name]["detail"] == f"not running: killed by {sig.name}", now[name]
+            assert not Path(f"/proc/{pids[name]}").exists(), f"{name} was not reaped"
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=90)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        realchat(env, "stack", "down")
+    assert "gateway    exited unexpectedly (killed by SIGSEGV)" in output, output
+    assert "presence   exited unexpectedly (killed by SIGKILL)" in output, output
+    gateway_log = Path(str(components["gateway"]["log"])).read_text(errors="replace")
+    assert "Fatal Python error: Segmentation fault" in gateway_log
+    assert "Current thread" in gateway_log or "Thread 0x" in gateway_log
+
+
 @pytest.mark.timeout(900)
 def test_the_shape_given_at_up_is_remembered_by_status_kill_start_and_down(
     tmp_path: Path,

@@ -1,10 +1,13 @@
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from realchat.stack import process
-from realchat.stack.process import ProcessSpec
+from realchat.stack.process import ProcessSpec, describe_exit
 
 
 def test_spawned_process_logs_to_its_file_and_stops_cleanly(tmp_path: Path) -> None:
@@ -40,3 +43,35 @@ def test_stop_escalates_to_sigkill_when_the_process_ignores_the_signal(tmp_path:
 
 def test_tail_of_missing_log_says_so(tmp_path: Path) -> None:
     assert process.tail(tmp_path / "nope.log") == "(no log yet)"
+
+
+@pytest.mark.parametrize(
+    ("returncode", "said"),
+    [
+        (-signal.SIGSEGV, "killed by SIGSEGV"),
+        (-signal.SIGKILL, "killed by SIGKILL"),
+        (0, "exited with status 0"),
+        (3, "exited with status 3"),
+        (-200, "killed by signal 200"),
+    ],
+)
+def test_an_exit_is_described_by_its_signal_or_status(returncode: int, said: str) -> None:
+    assert describe_exit(returncode) == said
+
+
+def test_a_crash_in_a_service_leaves_a_traceback_in_its_output() -> None:
+    """What every service does at start (`enable_crash_tracebacks`), then a real SIGSEGV."""
+    code = (
+        "import os, signal\n"
+        "from realchat.runner import enable_crash_tracebacks\n"
+        "enable_crash_tracebacks()\n"
+        "def deep_in_the_service():\n"
+        "    os.kill(os.getpid(), signal.SIGSEGV)\n"
+        "deep_in_the_service()\n"
+    )
+    crashed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert crashed.returncode == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in crashed.stderr
+    assert "deep_in_the_service" in crashed.stderr

@@ -58,6 +58,17 @@ def as_user(user: str | None) -> dict[str, Any]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
+def describe_exit(returncode: int) -> str:
+    """How a child ended, from its `Popen.returncode` (negative: the signal that ended it)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exited with status {returncode}"
+
+
 def is_alive(pid: int) -> bool:
     """True while `pid` runs; an exited process not yet reaped (a zombie) counts as gone.
 

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -89,6 +89,8 @@ class RunningComponent:
     pid: int
     address: str
     log: str
+    #: How the process ended (`describe_exit`), once the supervisor that started it reaped it.
+    exit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -429,8 +431,9 @@ class Stack:
         last = "not probed yet"
         while time.monotonic() < deadline:
             if not process.is_alive(pid):
+                ended = self._reap(component.name) or "exit status unknown"
                 raise StackError(
-                    f"{component.name} exited while starting; "
+                    f"{component.name} exited while starting ({ended}); "
                     f"{process.failure_report(component.log_path)}"
                 )
             try:
@@ -515,6 +518,21 @@ class Stack:
             self.report(f"{name:<10} stopped" + ("" if clean else " (killed after grace)"))
         self._forget(component)
 
+    def _reap(self, name: str) -> str | None:
+        """If the child this supervisor started for `name` has ended: reap it (no zombie is
+        left behind), record how it ended in the state file and return that; else None."""
+        child = self._children.get(name)
+        if child is None or child.poll() is None:
+            return None
+        del self._children[name]
+        ended = process.describe_exit(child.returncode)
+        running = self._read_state()
+        entry = running.get(name)
+        if entry is not None and entry.pid == child.pid:
+            running[name] = replace(entry, exit=ended)
+            self._write_state(running)
+        return ended
+
     def _forget(self, component: Component) -> None:
         child = self._children.pop(component.name, None)
         if child is not None:
@@ -549,7 +567,8 @@ class Stack:
     ) -> ComponentStatus:
         pid = entry.pid if entry else None
         alive = pid is not None and process.is_alive(pid)
-        healthy, detail = False, "not running"
+        healthy = False
+        detail = f"not running: {entry.exit}" if entry and entry.exit else "not running"
         if alive:
             try:
                 await asyncio.wait_for(component.probe(), timeout=5)
@@ -568,19 +587,20 @@ class Stack:
         )
 
     async def watch(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
-        """Until `stop` is set, report components that exit on their own (they are not restarted:
-        a failure test may have killed them on purpose; `realchat stack start NAME` brings one
-        back)."""
-        reported: set[str] = set()
+        """Until `stop` is set, report components that exit on their own, with their exit
+        status or signal (they are not restarted: a failure test may have killed them on
+        purpose; `realchat stack start NAME` brings one back)."""
+        reported: set[tuple[str, int]] = set()
         while not stop.is_set():
+            ended = {name: how for name in list(self._children) if (how := self._reap(name))}
             for name, entry in self._read_state().items():
-                if process.is_alive(entry.pid):
-                    reported.discard(name)
-                elif name not in reported:
-                    reported.add(name)
-                    self.report(
-                        f"{name:<10} exited unexpectedly; "
-                        f"{process.failure_report(Path(entry.log), 10)}"
-                    )
+                if (name, entry.pid) in reported or process.is_alive(entry.pid):
+                    continue
+                reported.add((name, entry.pid))
+                how = ended.get(name) or entry.exit or "exit status unknown: started elsewhere"
+                self.report(
+                    f"{name:<10} exited unexpectedly ({how}); "
+                    f"{process.failure_report(Path(entry.log), 10)}"
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
