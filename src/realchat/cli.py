@@ -209,6 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("ids", type=int, nargs="*")
     replay.add_argument("--all", action="store_true", help="every dead letter not yet replayed")
 
+    users = commands.add_parser("users", help="operator tools for accounts")
+    users_actions = users.add_subparsers(dest="action", required=True)
+    create = users_actions.add_parser(
+        "create",
+        help="accounts <prefix>_0 .. <prefix>_<count-1> in bulk, one password hash for all "
+        "(password from $REALCHAT_PROVISION_PASSWORD); prints JSON lines",
+    )
+    create.add_argument("--prefix", required=True)
+    create.add_argument("--count", type=int, required=True)
+    tokens = commands.add_parser("tokens", help="operator tools for access tokens")
+    tokens_actions = tokens.add_subparsers(dest="action", required=True)
+    tokens_actions.add_parser(
+        "mint",
+        help="access tokens signed with REALCHAT_AUTH__PRIVATE_KEY_FILE for the user ids on "
+        "stdin (bare or `users create` output); prints JSON lines",
+    )
+
     bench = commands.add_parser("bench", help="benchmarks against the running dev stack")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
     write = benchmarks.add_parser("write", help="SendMessage throughput/latency vs pgbench")
@@ -241,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--churn", type=float, dest="churn_per_min", help="reconnects/connection/min")
     load.add_argument("--workers", type=int, help="load generator processes")
     load.add_argument("--register-concurrency", type=int)
+    load.add_argument(
+        "--register-over-rest",
+        action="store_true",
+        default=None,
+        help="sign every user up and in through the API, even beside the stack (default: "
+        "provision in bulk with the stack's database and signing key, reuse across runs)",
+    )
     load.add_argument("--ramp-start", type=float)
     load.add_argument("--ramp-step", type=float)
     load.add_argument("--ramp-step-s", type=float)
@@ -322,6 +346,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from realchat.chat.dead_letters import dead_letters_command
 
         return asyncio.run(dead_letters_command(settings, args, _say))
+    if args.command == "users":
+        from realchat.auth.admin import users_create_command
+
+        return asyncio.run(users_create_command(settings, args.prefix, args.count, _say))
+    if args.command == "tokens":
+        from realchat.auth.admin import tokens_mint_command
+
+        return asyncio.run(tokens_mint_command(settings, sys.stdin, _say))
     if args.command == "bench" and args.benchmark == "dispatch":
         from realchat.loadtest.bench_dispatch import bench_dispatch_command
 
@@ -346,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "churn_per_min",
             "workers",
             "register_concurrency",
+            "register_over_rest",
             "ramp_start",
             "ramp_step",
             "ramp_step_s",

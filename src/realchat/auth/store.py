@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,6 +44,38 @@ class AuthStore:
             password_hash,
         )
         return _user(row) if row is not None else None
+
+    async def create_users(self, usernames: Sequence[str], password_hash: str) -> list[UserRecord]:
+        """Accounts for all of `usernames` in one statement, existing ones left as they are
+        (their password too): returns every one of them, new or not, in the order given."""
+        rows = await self._pool.fetch(
+            f"""
+            WITH wanted AS (
+                SELECT name, ord FROM unnest($1::text[]) WITH ORDINALITY AS w (name, ord)
+            ), created AS (
+                INSERT INTO users (id, username, password_hash)
+                SELECT gen_random_uuid(), name, $2 FROM wanted
+                ON CONFLICT (username) DO NOTHING
+                RETURNING {_COLUMNS}
+            )
+            SELECT {_COLUMNS}, ord FROM (
+                SELECT {_COLUMNS} FROM created
+                UNION ALL
+                SELECT {_COLUMNS} FROM users WHERE username = ANY($1::text[])
+            ) AS found JOIN wanted ON wanted.name = found.username
+            ORDER BY ord
+            """,
+            list(usernames),
+            password_hash,
+        )
+        return [_user(row) for row in rows]
+
+    async def existing_ids(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of `user_ids` name an account."""
+        rows = await self._pool.fetch(
+            "SELECT id FROM users WHERE id = ANY($1::uuid[])", list(user_ids)
+        )
+        return {row["id"] for row in rows}
 
     async def find_by_username(self, username: str) -> UserRecord | None:
         row = await self._pool.fetchrow(

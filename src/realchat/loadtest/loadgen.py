@@ -19,12 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import random
 import resource
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,7 +35,16 @@ import msgspec
 from hdrh.histogram import HdrHistogram
 from yarl import URL
 
+from realchat.auth.tokens import load_issuer
 from realchat.config import Settings
+from realchat.loadtest.population import (
+    Operator,
+    Population,
+    ProvisioningError,
+    Shape,
+    population_for,
+    users_for,
+)
 from realchat.loadtest.report import write_reports
 from realchat.loadtest.sampler import ServerSampler
 from realchat.loadtest.worker import HISTOGRAMS, new_histogram
@@ -45,10 +52,9 @@ from realchat.stack.supervisor import Stack
 
 Reporter = Callable[[str], None]
 DEFAULT_OUTPUT_DIR = Path("bench/results")
-PASSWORD = "load test password"
 
 
-class LoadTestError(RuntimeError):
+class LoadTestError(ProvisioningError):
     """The load test could not run; the message says why."""
 
 
@@ -80,6 +86,9 @@ class LoadConfig:
     churn_per_min: float = 0.1
     workers: int = 2
     register_concurrency: int = 8
+    #: Sign up and log in every user through the API even when the stack's database and
+    #: signing key are at hand (then users are provisioned in bulk and reused across runs).
+    register_over_rest: bool = False
     max_pending_per_connection: int = 20
     #: Ramp: first rate, step, seconds per step, highest rate tried.
     ramp_start: float = 100.0
@@ -135,115 +144,6 @@ def raise_fd_limit(wanted: int = 65536) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-# -- setup over REST -------------------------------------------------------------------------
-
-
-@dataclass
-class Population:
-    users: list[dict[str, Any]]
-    conversations: list[list[int]]
-    register_s: float
-    conversations_s: float
-
-
-def plan_conversations(
-    users: int, per_user: int, group_share: float, group_size: int, rng: random.Random
-) -> list[list[int]]:
-    """Member lists (user indices): about `per_user` conversations each, everyone in at least
-    one."""
-    group_size = max(3, min(group_size, users))
-    average = 2 * (1 - group_share) + group_size * group_share
-    count = max(1, round(users * per_user / average))
-    found: list[list[int]] = []
-    for _ in range(count):
-        size = group_size if rng.random() < group_share and users >= 3 else 2
-        found.append(rng.sample(range(users), min(size, users)))
-    covered = {u for members in found for u in members}
-    for user in range(users):
-        if user not in covered and users > 1:
-            partner = rng.choice([u for u in (user - 1, user + 1) if 0 <= u < users])
-            found.append([user, partner])
-    return found
-
-
-async def _post(
-    http: aiohttp.ClientSession,
-    url: str,
-    body: dict[str, Any],
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    for attempt in range(5):
-        try:
-            async with http.post(url, json=body, headers=headers) as reply:
-                if reply.status in (200, 201):
-                    return dict(await reply.json())
-                text = await reply.text()
-                if reply.status < 500 and reply.status != 429:
-                    raise LoadTestError(f"POST {url}: {reply.status} {text}")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            text = str(exc)
-        await asyncio.sleep(0.5 * (attempt + 1))
-    raise LoadTestError(f"POST {url} failed 5 times: {text}")
-
-
-async def create_population(
-    http: aiohttp.ClientSession, config: LoadConfig, report: Reporter
-) -> Population:
-    base = config.base_url.rstrip("/")
-    count = max(2, math.ceil(config.connections / config.devices_per_user))
-    run = uuid.uuid4().hex[:8]
-    gate = asyncio.Semaphore(config.register_concurrency)
-    users: list[dict[str, Any]] = [{} for _ in range(count)]
-    done = 0
-    started = time.monotonic()
-
-    async def register(n: int) -> None:
-        nonlocal done
-        credentials = {"username": f"lt{run}_{n}", "password": PASSWORD}
-        async with gate:
-            created = await _post(http, f"{base}/v1/users", credentials)
-            token = await _post(http, f"{base}/v1/tokens", credentials)
-        users[n] = {
-            **credentials,
-            "user_id": created["user_id"],
-            "token": token["access_token"],
-            "conversations": [],
-        }
-        done += 1
-        if done % 250 == 0:
-            report(f"  users: {done}/{count} ({time.monotonic() - started:.0f} s)")
-
-    report(
-        f"creating {count} users ({config.devices_per_user} devices each, "
-        f"{config.register_concurrency} at a time: argon2id is CPU-bound) ..."
-    )
-    await asyncio.gather(*(register(n) for n in range(count)))
-    register_s = time.monotonic() - started
-    rng = random.Random(config.seed)
-    plans = plan_conversations(
-        count, config.conversations_per_user, config.group_share, config.group_size, rng
-    )
-    report(f"creating {len(plans)} conversations ...")
-    started = time.monotonic()
-    conv_gate = asyncio.Semaphore(32)
-
-    async def create(members: list[int]) -> None:
-        owner = users[members[0]]
-        body = {"member_ids": [users[m]["user_id"] for m in members[1:]], "title": "load"}
-        async with conv_gate:
-            created = await _post(
-                http,
-                f"{base}/v1/conversations",
-                body,
-                {"Authorization": f"Bearer {owner['token']}"},
-            )
-        for m in members:
-            users[m]["conversations"].append(created["conversation_id"])
-
-    await asyncio.gather(*(create(m) for m in plans))
-    return Population(users, plans, round(register_s, 1), round(time.monotonic() - started, 1))
 
 
 # -- workers ---------------------------------------------------------------------------------
@@ -435,6 +335,8 @@ class StackView:
     dsn: str | None = None
     gateways: list[str] = field(default_factory=list)
     gateway_urls: list[str] = field(default_factory=list)
+    #: The local stack's database and signing key: users provisioned in bulk and reused.
+    operator: Operator | None = None
 
 
 async def stack_view(stack: Stack) -> StackView:
@@ -450,6 +352,11 @@ async def stack_view(stack: Stack) -> StackView:
     if "postgres" in stack.include:
         with contextlib.suppress(OSError, ValueError):
             view.dsn = stack.postgres.dsn()
+    if view.dsn is not None:
+        auth = stack.app_settings.auth.model_copy(
+            update={"private_key_file": stack.signing_keys[0]}
+        )
+        view.operator = Operator(view.dsn, load_issuer(auth), stack.state_dir / "loadtest")
     return view
 
 
@@ -480,9 +387,20 @@ async def run_loadtest(config: LoadConfig, view: StackView, report: Reporter) ->
     aggregate = Aggregate()
     phases = _phases(config)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        population = await create_population(http, config, report)
+        shape = Shape(
+            users_for(config.connections, config.devices_per_user),
+            config.conversations_per_user,
+            config.group_share,
+            config.group_size,
+            config.seed,
+        )
+        operator = None if config.register_over_rest else view.operator
+        population = await population_for(
+            http, config.base_url, shape, operator, report, config.register_concurrency
+        )
         report(
-            f"setup: {len(population.users)} users in {population.register_s} s, "
+            f"setup ({population.how}): {len(population.users)} users in "
+            f"{population.register_s} s, "
             f"{len(population.conversations)} conversations in {population.conversations_s} s"
         )
         sampler = ServerSampler(dict(view.pids), dict(view.metrics_urls), view.dsn)
@@ -549,6 +467,7 @@ async def run_loadtest(config: LoadConfig, view: StackView, report: Reporter) ->
             "conversations": len(population.conversations),
             "group_conversations": sum(1 for c in population.conversations if len(c) > 2),
             "register_s": population.register_s,
+            "population": population.how,
             "conversations_s": population.conversations_s,
             "connect_s": connect_s,
             "connected": connected,
