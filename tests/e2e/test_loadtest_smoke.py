@@ -44,4 +44,8 @@ async def test_loadtest_smoke_loses_nothing_and_keeps_order(tmp_path: Path) -> N
     assert correctness["duplicates_to_application"] == 0
     assert correctness["seq_conflicts"] == 0
     assert document["correctness"]["ok"]
+    # Every report names the CPU each component spent per message.
+    cost = phase["cpu_cost"]
+    assert {"chat", "postgres", "kafka", "gateway", "loadgen-0", "total"} <= set(cost)
+    assert all(cost[name]["us_per_message"] > 0 for name in ("chat", "gateway", "loadgen-0"))
     assert (tmp_path / "report" / "loadtest-smoke.html").read_text().count("<svg") == 6

@@ -37,6 +37,7 @@ from yarl import URL
 
 from realchat.auth.tokens import load_issuer
 from realchat.config import Settings
+from realchat.loadtest.cost import cpu_cost, idle_rates
 from realchat.loadtest.population import (
     Operator,
     Population,
@@ -97,6 +98,9 @@ class LoadConfig:
     ramp_max: float = 2000.0
     ramp_p95_ms: float = 100.0
     idle_settle_s: float = 15.0
+    #: Seconds of no traffic before the first phase: each component's idle CPU rate, taken out
+    #: of the CPU per message (0: not measured, per-message figures then include idle work).
+    idle_cpu_s: float = 5.0
     seed: int = 1
     #: WebSocket entrypoints: worker n connects to ws_urls[n % len] (default: base_url). Direct
     #: gateway addresses spread clients as HAProxy would, without its file-descriptor ceiling.
@@ -109,7 +113,7 @@ class LoadConfig:
 SCENARIOS: dict[str, dict[str, Any]] = {
     "plan": {},
     "ramp": {"connections": 2000},
-    "idle": {"rate": 0.0, "slow_share": 0.0, "churn_per_min": 0.0},
+    "idle": {"rate": 0.0, "slow_share": 0.0, "churn_per_min": 0.0, "idle_cpu_s": 0.0},
     "soak": {"duration_s": 3600.0, "rate": 300.0},
     "smoke": {
         "connections": 300,
@@ -415,6 +419,7 @@ async def run_loadtest(config: LoadConfig, view: StackView, report: Reporter) ->
         )
         results: list[dict[str, Any]] = []
         idle: dict[str, Any] | None = None
+        idle_cpu: dict[str, float] = {}
         try:
             connect_started = time.monotonic()
             ready = [await h.reply("ready", timeout_s=600) for h in handles]
@@ -423,6 +428,7 @@ async def run_loadtest(config: LoadConfig, view: StackView, report: Reporter) ->
             report(f"connected {connected}/{config.connections} in {connect_s} s")
             if config.scenario == "idle":
                 idle = await _idle(config, sampler, http, baseline, connected, report)
+            idle_cpu = await _idle_cpu(sampler, config.idle_cpu_s, report)
             conversations = [c for u in population.users for c in u["conversations"]]
             for number, phase in enumerate(phases, 1):
                 result = await _run_phase(
@@ -432,6 +438,8 @@ async def run_loadtest(config: LoadConfig, view: StackView, report: Reporter) ->
                     handles,
                     aggregate,
                     view,
+                    sampler,
+                    idle_cpu,
                     sorted(set(conversations)),
                     report,
                 )
@@ -479,6 +487,7 @@ async def run_loadtest(config: LoadConfig, view: StackView, report: Reporter) ->
         "correctness": _correctness(results, final),
         "idle": idle,
         "server_baseline": baseline,
+        "idle_cpu_cores": {name: round(rate, 4) for name, rate in idle_cpu.items()},
         "asyncio_tasks": "sampled"
         if sampler.tasks_exposed
         else "not exposed: no RealChat process exports an asyncio task count",
@@ -491,6 +500,17 @@ async def run_loadtest(config: LoadConfig, view: StackView, report: Reporter) ->
     for path in paths:
         report(f"saved {path}")
     return document
+
+
+async def _idle_cpu(sampler: ServerSampler, seconds: float, report: Reporter) -> dict[str, float]:
+    """Each component's CPU rate with every client connected and nothing sent."""
+    if seconds <= 0:
+        return {}
+    report(f"measuring the idle CPU of every component for {seconds:g} s ...")
+    before = sampler.cpu_seconds()
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    return idle_rates(before, sampler.cpu_seconds(), time.monotonic() - started)
 
 
 def _phases(config: LoadConfig) -> list[Phase]:
@@ -547,6 +567,8 @@ async def _run_phase(
     handles: list[WorkerHandle],
     aggregate: Aggregate,
     view: StackView,
+    sampler: ServerSampler,
+    idle_cpu: dict[str, float],
     conversations: list[str],
     report: Reporter,
 ) -> dict[str, Any]:
@@ -560,6 +582,7 @@ async def _run_phase(
         f"churn {phase.churn_per_min:.0%}/min"
     )
     share = phase.rate / len(handles)
+    cpu_before = sampler.cpu_seconds()
     started = time.monotonic()
     for h in handles:
         await h.command(
@@ -571,6 +594,9 @@ async def _run_phase(
             }
         )
     done = [await h.reply("phase_done", timeout_s=phase.seconds * 3 + 300) for h in handles]
+    cpu_after = sampler.cpu_seconds()
+    cpu_window_s = time.monotonic() - started
+    sent_totals = aggregate.totals()["counts"]
     send_window_s = phase.seconds
     drained_s = round(time.monotonic() - started - phase.seconds, 1)
     expected: dict[str, int] = {}
@@ -642,6 +668,16 @@ async def _run_phase(
         "latency_ms": latency,
         "correctness": correctness,
         "passed": passed,
+        # Over the send window and its drain (not the verification that follows), less what
+        # the same seconds cost with the clients connected and quiet.
+        "cpu_cost": cpu_cost(
+            cpu_before,
+            cpu_after,
+            sent_totals.get("send_ok", 0) - before["counts"].get("send_ok", 0),
+            sent_totals.get("delivered", 0) - before["counts"].get("delivered", 0),
+            idle_cpu,
+            cpu_window_s,
+        ),
     }
     report(
         f"phase {name}: {result['send_ok_per_s']} msg/s acknowledged, "

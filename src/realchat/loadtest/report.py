@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from realchat.loadtest.cost import cost_lines
+
 Series = tuple[str, list[tuple[float, float]]]
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
@@ -203,6 +205,12 @@ def summary(document: dict[str, Any]) -> str:
             f"  passed (p95 < 100 ms, no loss, >= 95 % of the rate acknowledged): "
             f"{phase['passed']}",
         ]
+        if cost := phase.get("cpu_cost"):
+            lines.append(
+                "  CPU per component (send window and drain, less the idle rate measured "
+                "before the first phase):"
+            )
+            lines += cost_lines(cost)
     if (idle := document.get("idle")) is not None:
         lines.append(
             f"idle: {idle['connections']} connections, gateways "

@@ -39,7 +39,9 @@ TASK_METRICS = ("asyncio_tasks", "realchat_asyncio_tasks")
 
 
 def _proc_table() -> dict[int, tuple[int, int, int]]:
-    """pid -> (ppid, cpu ticks, rss bytes) of every process."""
+    """pid -> (ppid, cpu ticks, rss bytes) of every process; the ticks include its reaped
+    children's (a process tree's sum then counts short-lived children such as PostgreSQL's
+    backends once, whether they still run or not)."""
     table: dict[int, tuple[int, int, int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -49,10 +51,11 @@ def _proc_table() -> dict[int, tuple[int, int, int]]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        # after comm: state(0) ppid(1) ... utime(11) stime(12) ... rss(21) pages
+        # after comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14) ...
+        # rss(21) pages
         table[int(entry.name)] = (
             int(fields[1]),
-            int(fields[11]) + int(fields[12]),
+            sum(int(v) for v in fields[11:15]),
             int(fields[21]) * PAGE,
         )
     return table
@@ -114,6 +117,16 @@ class ServerSampler:
     async def close(self) -> None:
         if self._db is not None:
             await self._db.close()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """Component -> CPU seconds its process tree has used so far (for `cost.cpu_cost`)."""
+        table = _proc_table()
+        found = {}
+        for name, pid in self.pids.items():
+            tree = _tree(table, pid)
+            if tree:
+                found[name] = sum(table[p][1] for p in tree) / TICKS
+        return found
 
     def sample_processes(self) -> dict[str, Any]:
         now = time.monotonic()
