@@ -98,11 +98,22 @@ class AuthSettings(BaseModel):
     issuer: str = "realchat"
     audience: str = "realchat"
     token_ttl_s: int = Field(default=3600, ge=60)
-    #: Failed logins allowed per username (and per client address) within the window.
+    #: Login attempts allowed within the window (auth/limits.py): per username from one client
+    #: address, per client address over all usernames, and per username from addresses that
+    #: never logged in to it (those that did are exempt, so no one can lock an owner out).
     login_attempts: int = Field(default=10, ge=1)
+    login_address_attempts: int = Field(default=30, ge=1)
+    login_username_attempts: int = Field(default=50, ge=1)
     login_window_s: int = Field(default=60, ge=1)
-    #: Peers whose `X-Forwarded-For` the auth service believes (the gateway in front of it), so
-    #: per-address login limits count the client's address, not the gateway's.
+    #: How long an address that logged in to an account stays exempt from its username budget.
+    known_address_ttl_s: int = Field(default=30 * 86400, ge=60)
+    #: Accounts created per client address within the window.
+    signups_per_address: int = Field(default=10, ge=1)
+    signup_window_s: int = Field(default=3600, ge=1)
+    #: Password hashes queued or running before a login gets 503 (sign-ups: half of it).
+    hashing_queue: int = Field(default=64, ge=2)
+    #: Peers (addresses or CIDR networks) whose `X-Forwarded-For` the auth service believes:
+    #: the gateways and the balancer in front of them, so limits count the client's address.
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
 
 
@@ -111,6 +122,9 @@ class GatewaySettings(BaseModel):
 
     #: Names this instance: its Kafka consumer group is `realchat-gateway-<instance_id>`.
     instance_id: str = "1"
+    #: Peers (addresses or CIDR networks) whose `X-Forwarded-For` the gateway passes on to the
+    #: auth service: the balancer in front of it. From any other peer only its address goes on.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     ops_port: int = 17091
     shards: int = Field(default=64, ge=1)
     #: Frames queued per connection; a full queue cuts the client off (close 4008).

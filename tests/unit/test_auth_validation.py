@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from realchat.auth.api import client_address
 from realchat.auth.errors import InvalidInput
 from realchat.auth.service import check_password, normalize_username
+from realchat.forwarded import client_address, forwarded_for_upstream, trusted_networks
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_password_length_counts_characters_not_bytes() -> None:
         check_password("ü" * 7)
 
 
-TRUSTED = {"127.0.0.1", "10.0.0.2"}
+TRUSTED = trusted_networks(["127.0.0.1", "10.0.0.2", "172.18.0.0/16"])
 
 
 @pytest.mark.parametrize(
@@ -83,9 +83,27 @@ TRUSTED = {"127.0.0.1", "10.0.0.2"}
         ("127.0.0.1", "not-an-address", "127.0.0.1"),
         ("127.0.0.1", "2001:db8::1", "2001:db8::1"),
         (None, "198.51.100.1", None),
+        ("172.18.0.5", "198.51.100.1", "198.51.100.1"),  # a trusted network (compose's)
+        ("172.19.0.5", "198.51.100.1", "172.19.0.5"),  # outside it
+        ("127.0.0.1", "198.51.100.1, 172.18.3.4, 10.0.0.2", "198.51.100.1"),
     ],
 )
 def test_client_address_believes_forwarded_for_only_from_trusted_proxies(
     peer: str | None, forwarded_for: str, expected: str | None
 ) -> None:
     assert client_address(peer, forwarded_for, TRUSTED) == expected
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "expected"),
+    [
+        ("203.0.113.9", None, "203.0.113.9"),
+        ("203.0.113.9", "6.6.6.6", "203.0.113.9"),  # an untrusted peer's claim is dropped
+        ("127.0.0.1", "198.51.100.1", "198.51.100.1, 127.0.0.1"),  # the balancer's is kept
+        ("127.0.0.1", None, "127.0.0.1"),
+    ],
+)
+def test_a_gateway_passes_on_only_what_trusted_peers_reported(
+    peer: str, forwarded_for: str | None, expected: str
+) -> None:
+    assert forwarded_for_upstream(peer, forwarded_for, TRUSTED) == expected

@@ -615,7 +615,12 @@ async def test_the_healthcheck_probes_the_ops_port_of_its_service() -> None:
     async def ready() -> bool:
         return True
 
-    env = {"REALCHAT_GATEWAY__OPS_PORT": str(port), "REALCHAT_OPS_HOST": ANY_INTERFACE}
+    env = {
+        "REALCHAT_GATEWAY__OPS_PORT": str(port),
+        # Not the default port: a dev stack running on this machine would answer there.
+        "REALCHAT_CHAT__OPS_PORT": str(free_port()),
+        "REALCHAT_OPS_HOST": ANY_INTERFACE,
+    }
     runner = await start_ops_server("127.0.0.1", port, ready)
     try:
         assert await run_healthcheck("gateway", env=env) == 0

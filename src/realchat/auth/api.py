@@ -7,7 +7,6 @@ unknown routes and methods get JSON 404/405 bodies too.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from realchat.auth.errors import AuthError, BadRequest, InvalidInput, Unauthorized
 from realchat.auth.service import AuthService
 from realchat.auth.tokens import InvalidToken, TokenVerifier
+from realchat.forwarded import client_address, trusted_networks
 from realchat.observability.http import route_of
 
 log = structlog.get_logger(__name__)
@@ -90,23 +90,6 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(500, "internal", "internal error")
 
 
-def client_address(peer: str | None, forwarded_for: str, trusted: Collection[str]) -> str | None:
-    """The address a request came from, for per-address rate limiting.
-
-    Behind the gateway every request's peer is the gateway, so `X-Forwarded-For` is believed -
-    but only hop by hop from the right, and only while the hop that reported it is a trusted
-    proxy: a client cannot pick its own address by sending the header itself.
-    """
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-    address = peer
-    while address is not None and address in trusted and hops:
-        try:
-            address = str(ipaddress.ip_address(hops.pop()))
-        except ValueError:
-            break
-    return address
-
-
 async def _credentials(request: web.Request) -> Credentials:
     body = await request.read()
     try:
@@ -141,20 +124,23 @@ class AuthApi:
         self._service = service
         self._verifier = verifier
         self._jwks = dict(jwks)
-        self._trusted = frozenset(trusted_proxies)
+        self._trusted = trusted_networks(trusted_proxies)
+
+    def _client_address(self, request: web.Request) -> str | None:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        return client_address(request.remote, forwarded, self._trusted)
 
     async def register(self, request: web.Request) -> web.Response:
         body = await _credentials(request)
-        user = await self._service.register(body.username, body.password)
+        address = self._client_address(request)
+        user = await self._service.register(body.username, body.password, address)
         return web.json_response(
             {"user_id": str(user.user_id), "username": user.username}, status=201
         )
 
     async def issue_token(self, request: web.Request) -> web.Response:
         body = await _credentials(request)
-        address = client_address(
-            request.remote, request.headers.get("X-Forwarded-For", ""), self._trusted
-        )
+        address = self._client_address(request)
         issued = await self._service.login(body.username, body.password, address)
         return web.json_response(
             {"access_token": issued.token, "token_type": "bearer", "expires_in": issued.expires_in},

@@ -72,5 +72,31 @@ class TooManyAttempts(AuthError):  # noqa: N818
         return {"Retry-After": str(self.retry_after_s)}
 
 
+class TooManySignups(AuthError):  # noqa: N818
+    status = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            "too_many_signups",
+            f"too many accounts created from this address; try again in {retry_after_s} s",
+        )
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class Busy(AuthError):  # noqa: N818
+    """Every password-hashing place is taken (a burst of logins or sign-ups)."""
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("auth_busy", "the auth service is busy; try again shortly")
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class NotFound(AuthError):  # noqa: N818
     status = 404

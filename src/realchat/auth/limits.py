@@ -1,13 +1,21 @@
-"""Login rate limiting: failed attempts per username and per client address, counted in Redis
-so every auth service replica sees the same counts.
+"""Attempt budgets in Redis: failed logins and sign-ups, counted so that every auth service
+replica sees the same counts.
 
-Fixed windows: the first failure creates `<prefix>:user:<name>` (or `:addr:<address>`) with a
-TTL of the window, later failures increment it; once a key reaches the limit, logins for that
-name (or from that address) are refused until the key expires - even with the right password,
-or guessing could simply continue until it hits.
+An attempt is counted *before* the password hash is computed, atomically against all of its
+budgets (one Lua script): sixty concurrent guesses cannot all slip past a limit of ten while the
+first ones are still being hashed. A spent budget refuses the attempt without counting it; a
+budget refills when its fixed window (set by the first attempt) expires. A login that proves the
+password gives its attempt back.
+
+Which budgets a login spends (`login_budgets`):
+- per (username, address): the guesses one client may make at one account;
+- per address: the guesses one client may make at any accounts (password spraying);
+- per username, from addresses that never logged in to it: distributed guessing at one account.
+  Addresses that logged in successfully within `known_ttl_s` are exempt, so nobody can lock an
+  owner out of their own account by failing on purpose from elsewhere.
 
 Redis is a guard here, not the system of record: if it is unreachable the limiter fails OPEN
-(logins keep working) and logs a warning, rather than locking every user out. After a failure it
+(attempts go on) and logs a warning, rather than locking every user out. After a failure it
 leaves Redis alone for `cooldown_s`, so an outage costs one timeout, not one per login.
 """
 
@@ -15,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
@@ -28,80 +38,126 @@ LIMITER_ERRORS = Counter(
     "Login rate limiter calls that failed open because Redis was unavailable",
 )
 
-DEFAULT_PREFIX = "realchat:login-fail"
+DEFAULT_PREFIX = "realchat:attempts"
+
+#: KEYS: the budgets' counters, then the username's set of known addresses (or a dummy).
+#: ARGV: the client address ('' if unknown), then per budget: limit, exempt flag, window seconds.
+#: Returns 0 when the attempt was counted, else the seconds until the spent budget refills.
+_RESERVE = """
+local address = ARGV[1]
+local budgets = #KEYS - 1
+local known = KEYS[#KEYS]
+local wait = 0
+for i = 1, budgets do
+  local count = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if count >= tonumber(ARGV[3 * i - 1]) then
+    local exempt = ARGV[3 * i] == '1' and address ~= ''
+      and redis.call('SISMEMBER', known, address) == 1
+    if not exempt then
+      wait = math.max(wait, redis.call('TTL', KEYS[i]), 1)
+    end
+  end
+end
+if wait > 0 then
+  return wait
+end
+for i = 1, budgets do
+  redis.call('SET', KEYS[i], 0, 'EX', tonumber(ARGV[3 * i + 1]), 'NX')
+  redis.call('INCR', KEYS[i])
+end
+return 0
+"""
 
 
-class LoginLimiter:
+@dataclass(frozen=True)
+class Budget:
+    """One counter an attempt spends: at most `limit` attempts per window."""
+
+    key: str
+    limit: int
+    window_s: int
+    #: A username's budget: addresses that logged in to it recently may go on once it is spent.
+    exempt_known: bool = False
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """Failed attempts allowed per window (`AuthSettings`)."""
+
+    per_name_and_address: int
+    per_address: int
+    per_name: int
+    window_s: int
+
+
+class AttemptLimiter:
     def __init__(
         self,
         redis: aioredis.Redis,
-        attempts: int,
-        window_s: int,
         *,
         prefix: str = DEFAULT_PREFIX,
+        known_ttl_s: int = 30 * 86400,
         timeout_s: float = 0.5,
         cooldown_s: float = 5.0,
     ) -> None:
         self._redis = redis
-        self._attempts = attempts
-        self._window_s = window_s
         self._prefix = prefix
+        self._known_ttl_s = known_ttl_s
         self._timeout_s = timeout_s
         self._cooldown_s = cooldown_s
         self._skip_until = 0.0
+        self._reserve = redis.register_script(_RESERVE)
 
-    def user_key(self, username: str) -> str:
-        return f"{self._prefix}:user:{username}"
+    def key(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))
 
-    def address_key(self, address: str) -> str:
-        return f"{self._prefix}:addr:{address}"
+    def known_key(self, username: str) -> str:
+        return self.key("known", username)
 
-    async def blocked_for(self, keys: list[str]) -> int | None:
-        """Seconds until the first of `keys` that reached the limit expires; None if none did
-        (or Redis cannot say)."""
-        if self._cooling_down():
+    async def reserve(
+        self, budgets: Sequence[Budget], address: str | None, known_key: str | None = None
+    ) -> int | None:
+        """Count one attempt against every budget; if one is spent, count nothing and return
+        the seconds until it refills. None also when Redis cannot say (fail open)."""
+        if not budgets or self._cooling_down():
             return None
+        args: list[str | int] = [address or ""]
+        for budget in budgets:
+            args += [budget.limit, int(budget.exempt_known), budget.window_s]
+        keys = [b.key for b in budgets] + [known_key or self.key("none")]
         try:
             async with asyncio.timeout(self._timeout_s):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.get(key)
-                        pipe.ttl(key)
-                    replies = await pipe.execute()
+                wait = int(await self._reserve(keys=keys, args=args))
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed_open("check", exc)
+            self._failed_open("reserve", exc)
             return None
-        waits = [
-            max(int(ttl), 1)
-            for count, ttl in zip(replies[::2], replies[1::2], strict=True)
-            if count is not None and int(count) >= self._attempts
-        ]
-        return max(waits) if waits else None
+        return wait or None
 
-    async def record_failure(self, keys: list[str]) -> None:
-        """Count one failed login against each key, in one transaction."""
+    async def give_back(
+        self,
+        budgets: Sequence[Budget],
+        *,
+        clear: Sequence[Budget] = (),
+        known_key: str | None = None,
+        address: str | None = None,
+    ) -> None:
+        """After a successful attempt: return its count to `budgets`, empty `clear`, and
+        remember `address` as one the user logs in from."""
         if self._cooling_down():
             return
         try:
             async with asyncio.timeout(self._timeout_s):
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    for key in keys:
-                        # NX: only the first failure of a window sets the TTL; INCR keeps it.
-                        pipe.set(key, 0, ex=self._window_s, nx=True)
-                        pipe.incr(key)
+                    for budget in budgets:
+                        pipe.decr(budget.key)
+                    for budget in clear:
+                        pipe.delete(budget.key)
+                    if known_key is not None and address:
+                        pipe.sadd(known_key, address)
+                        pipe.expire(known_key, self._known_ttl_s)
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed_open("record", exc)
-
-    async def forget(self, key: str) -> None:
-        """Clear a counter (the user's, after they proved their password)."""
-        if self._cooling_down():
-            return
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._redis.delete(key)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._failed_open("forget", exc)
+            self._failed_open("give back", exc)
 
     def _cooling_down(self) -> bool:
         if time.monotonic() < self._skip_until:
@@ -113,8 +169,38 @@ class LoginLimiter:
         LIMITER_ERRORS.inc()
         self._skip_until = time.monotonic() + self._cooldown_s
         log.warning(
-            "login rate limiter unavailable; allowing logins unlimited for a while",
+            "login rate limiter unavailable; allowing attempts unlimited for a while",
             step=step,
             error=repr(exc),
             retry_in_s=self._cooldown_s,
         )
+
+
+def login_budgets(
+    limiter: AttemptLimiter, limits: LoginLimits, name: str | None, address: str | None
+) -> tuple[list[Budget], Budget | None]:
+    """The budgets a login spends, and which of them a success empties (the one of this name
+    from this address). Without an address only the username's budget applies; without a
+    possible username (it breaks the rules) only the address's."""
+    budgets: list[Budget] = []
+    pair = None
+    if name is not None and address:
+        pair_key = limiter.key("login", "pair", name, address)
+        pair = Budget(pair_key, limits.per_name_and_address, limits.window_s)
+        budgets.append(pair)
+    if address:
+        address_key = limiter.key("login", "addr", address)
+        budgets.append(Budget(address_key, limits.per_address, limits.window_s))
+    if name is not None:
+        name_key = limiter.key("login", "name", name)
+        budgets.append(Budget(name_key, limits.per_name, limits.window_s, exempt_known=True))
+    return budgets, pair
+
+
+def signup_budgets(
+    limiter: AttemptLimiter, per_address: int, window_s: int, address: str | None
+) -> list[Budget]:
+    """Sign-ups per client address per window (each costs an argon2id hash and an account)."""
+    if not address:
+        return []
+    return [Budget(limiter.key("signup", "addr", address), per_address, window_s)]

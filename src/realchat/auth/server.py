@@ -11,9 +11,9 @@ import structlog
 from aiohttp import web
 
 from realchat.auth.api import AuthApi, create_app
-from realchat.auth.limits import LoginLimiter
+from realchat.auth.limits import AttemptLimiter, LoginLimits
 from realchat.auth.passwords import Passwords
-from realchat.auth.service import AuthService
+from realchat.auth.service import AuthService, SignupLimits
 from realchat.auth.store import AuthStore
 from realchat.auth.tokens import (
     KeyConfigError,
@@ -39,8 +39,17 @@ def build_api(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, issuer: TokenIssuer
 ) -> AuthApi:
     """Wire rules, storage, hashing, limits and tokens together."""
-    limiter = LoginLimiter(redis, settings.auth.login_attempts, settings.auth.login_window_s)
-    service = AuthService(AuthStore(pool), Passwords(), issuer, limiter)
+    auth = settings.auth
+    limiter = AttemptLimiter(redis, known_ttl_s=auth.known_address_ttl_s, timeout_s=REDIS_TIMEOUT_S)
+    login_limits = LoginLimits(
+        per_name_and_address=auth.login_attempts,
+        per_address=auth.login_address_attempts,
+        per_name=auth.login_username_attempts,
+        window_s=auth.login_window_s,
+    )
+    signup_limits = SignupLimits(auth.signups_per_address, auth.signup_window_s)
+    passwords = Passwords(max_waiting=auth.hashing_queue)
+    service = AuthService(AuthStore(pool), passwords, issuer, limiter, login_limits, signup_limits)
     return AuthApi(
         service,
         issuer.verifier(),

@@ -12,14 +12,16 @@ import structlog
 from prometheus_client import Counter
 
 from realchat.auth.errors import (
+    Busy,
     InvalidCredentials,
     InvalidInput,
     NotFound,
     TooManyAttempts,
+    TooManySignups,
     UsernameTaken,
 )
-from realchat.auth.limits import LoginLimiter
-from realchat.auth.passwords import Passwords
+from realchat.auth.limits import AttemptLimiter, LoginLimits, login_budgets, signup_budgets
+from realchat.auth.passwords import HashingBusy, Passwords
 from realchat.auth.store import AuthStore, UserRecord
 from realchat.auth.tokens import TokenIssuer
 
@@ -27,6 +29,18 @@ log = structlog.get_logger(__name__)
 
 LOGINS = Counter("realchat_auth_logins_total", "Login attempts by outcome", ["outcome"])
 REGISTRATIONS = Counter("realchat_auth_registrations_total", "Accounts created")
+REFUSED_SIGNUPS = Counter(
+    "realchat_auth_signups_refused_total", "Sign-ups refused before hashing, by reason", ["reason"]
+)
+
+
+@dataclass(frozen=True)
+class SignupLimits:
+    """Sign-ups allowed per client address per window (`AuthSettings`)."""
+
+    per_address: int
+    window_s: int
+
 
 #: The contract's username rule, applied after folding ASCII upper-case to lower-case.
 USERNAME_PATTERN = re.compile(r"[a-z0-9_.-]{3,32}")
@@ -90,17 +104,35 @@ class AuthService:
         store: AuthStore,
         passwords: Passwords,
         issuer: TokenIssuer,
-        limiter: LoginLimiter,
+        limiter: AttemptLimiter,
+        login_limits: LoginLimits,
+        signup_limits: SignupLimits,
     ) -> None:
         self._store = store
         self._passwords = passwords
         self._issuer = issuer
         self._limiter = limiter
+        self._login_limits = login_limits
+        self._signup_limits = signup_limits
 
-    async def register(self, username: str, password: str) -> User:
+    async def register(
+        self, username: str, password: str, client_address: str | None = None
+    ) -> User:
         name = normalize_username(username)
         check_password(password)
-        record = await self._store.create_user(name, await self._passwords.hash(password))
+        limits = self._signup_limits
+        budgets = signup_budgets(self._limiter, limits.per_address, limits.window_s, client_address)
+        retry_after = await self._limiter.reserve(budgets, client_address)
+        if retry_after is not None:
+            REFUSED_SIGNUPS.labels("limited").inc()
+            raise TooManySignups(retry_after)
+        try:
+            password_hash = await self._passwords.hash(password, background=True)
+        except HashingBusy:
+            REFUSED_SIGNUPS.labels("busy").inc()
+            await self._limiter.give_back(budgets)
+            raise Busy() from None
+        record = await self._store.create_user(name, password_hash)
         if record is None:
             raise UsernameTaken()
         REGISTRATIONS.inc()
@@ -108,21 +140,30 @@ class AuthService:
         return User(record.user_id, record.username)
 
     async def login(self, username: str, password: str, client_address: str | None) -> AccessToken:
-        """A token for the right password; one generic error for anything else. Too many
-        failures for this name or from this address refuse even the right password."""
+        """A token for the right password; one generic error for anything else. The attempt is
+        counted before the password is checked; once a budget is spent (`limits.py`), even the
+        right password is refused, or guessing could simply go on until it hits."""
         name = _login_name(username)
-        keys = self._limit_keys(name, client_address)
-        retry_after = await self._limiter.blocked_for(keys)
+        budgets, pair = login_budgets(self._limiter, self._login_limits, name, client_address)
+        known = self._limiter.known_key(name) if name is not None else None
+        retry_after = await self._limiter.reserve(budgets, client_address, known)
         if retry_after is not None:
             LOGINS.labels("limited").inc()
             raise TooManyAttempts(retry_after)
         user = await self._store.find_by_username(name) if name is not None else None
-        if not await self._password_matches(user, password):
-            await self._limiter.record_failure(keys)
+        try:
+            matches = await self._password_matches(user, password)
+        except HashingBusy:
+            LOGINS.labels("busy").inc()
+            await self._limiter.give_back(budgets)
+            raise Busy() from None
+        if not matches:
             LOGINS.labels("failed").inc()
             raise InvalidCredentials()
         assert user is not None, "a password only matches a real account"
-        await self._limiter.forget(self._limiter.user_key(user.username))
+        await self._limiter.give_back(
+            budgets, clear=[pair] if pair else [], known_key=known, address=client_address
+        )
         await self._upgrade_hash(user, password)
         LOGINS.labels("succeeded").inc()
         token, expires_in = self._issuer.issue(user.user_id)
@@ -134,12 +175,6 @@ class AuthService:
         if record is None:
             raise NotFound("user_not_found", "no user with this username")
         return User(record.user_id, record.username)
-
-    def _limit_keys(self, name: str | None, client_address: str | None) -> list[str]:
-        keys = [self._limiter.user_key(name)] if name is not None else []
-        if client_address:
-            keys.append(self._limiter.address_key(client_address))
-        return keys
 
     async def _password_matches(self, user: UserRecord | None, password: str) -> bool:
         """Always pays for one argon2 verification, whether or not the user exists or the
@@ -158,7 +193,7 @@ class AuthService:
         try:
             new_hash = await self._passwords.hash(password)
             await self._store.replace_password_hash(user.user_id, user.password_hash, new_hash)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, OSError, HashingBusy) as exc:
             log.warning("password re-hash failed", user_id=str(user.user_id), error=repr(exc))
 
 

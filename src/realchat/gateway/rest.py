@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 import aiohttp
@@ -24,6 +24,7 @@ from realchat.auth.tokens import InvalidToken, TokenVerifier
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.contract import rest
 from realchat.contract.frames import Message
+from realchat.forwarded import Network, forwarded_for_upstream
 from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.gateway.openapi import openapi_document
@@ -166,12 +167,14 @@ class RestApi:
         send_limiter: SendLimiter,
         auth_url: str,
         http: aiohttp.ClientSession,
+        trusted_proxies: Collection[Network] = (),
     ) -> None:
         self._chat = chat
         self._verifier = verifier
         self._limiter = send_limiter
         self._auth_url = auth_url.rstrip("/")
         self._http = http
+        self._trusted_proxies = tuple(trusted_proxies)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -200,10 +203,11 @@ class RestApi:
         headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
-        # Append the peer we saw: the auth service trusts only the hops its proxies added.
-        forwarded = request.headers.get("X-Forwarded-For")
-        peer = request.remote or ""
-        headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
+        # The auth service limits logins and sign-ups per client address: pass on the hops
+        # a trusted balancer reported, plus the peer we saw.
+        headers["X-Forwarded-For"] = forwarded_for_upstream(
+            request.remote, request.headers.get("X-Forwarded-For"), self._trusted_proxies
+        )
         try:
             async with self._http.request(
                 request.method,

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from realchat.auth.tokens import load_verifier
 from realchat.config import Settings
+from realchat.forwarded import trusted_networks
 from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatClient
 from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config
@@ -84,7 +85,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     )
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     app = web.Application(middlewares=[observed, errors_as_json], client_max_size=64 * 1024)
-    app.router.add_routes(RestApi(chat, verifier, limiter, settings.auth.url, http).routes())
+    trusted = trusted_networks(settings.gateway.trusted_proxies)
+    rest_api = RestApi(chat, verifier, limiter, settings.auth.url, http, trusted)
+    app.router.add_routes(rest_api.routes())
     app.router.add_get("/v1/ws", session.handle)
     add_webapp_routes(app)
     # Sessions are closed before the runner stops; what is left then gets one close grace.

@@ -7,6 +7,7 @@ starts draining, so new connections stop going to it within a check interval.
 
 from __future__ import annotations
 
+import resource
 import shutil
 import signal
 from dataclasses import dataclass
@@ -14,6 +15,19 @@ from pathlib import Path
 
 from realchat.stack.component import expect_http_ok
 from realchat.stack.process import ProcessSpec
+
+#: Connections the balancer holds at most, where the machine's file limit allows it.
+MAX_CONNECTIONS = 50_000
+
+
+def connection_limit() -> int:
+    """HAProxy's `maxconn`: each connection takes two descriptors (client and gateway side),
+    and HAProxy refuses to start when it cannot raise its limit that far, so stay within the
+    hard limit this process (and so HAProxy, its child) has."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(256, min(MAX_CONNECTIONS, (hard - 256) // 2))
 
 
 @dataclass(frozen=True)
@@ -52,15 +66,21 @@ class Balancer:
         servers = "\n".join(
             f"    server {b.name} {b.host}:{b.port} check port {b.ops_port}" for b in self.backends
         )
+        maxconn = connection_limit()
         return f"""\
 global
     log stdout format raw local0 notice
+    # Connections held at once (each takes two file descriptors: client and gateway side).
+    maxconn {maxconn}
 
 defaults
     mode http
     log global
     option httplog
     timeout connect 5s
+    # A request's headers must be complete within this: slow headers cannot hold a socket.
+    timeout http-request 10s
+    timeout http-keep-alive 10s
     # Longer than the gateway's 60 s idle timeout: the gateway decides when a client is idle.
     timeout client 90s
     timeout server 90s
@@ -73,6 +93,10 @@ defaults
 
 frontend public
     bind {self.host}:{self.port}
+    maxconn {maxconn}
+    # The balancer is the edge: the client's address replaces whatever X-Forwarded-For the
+    # client sent, so rate limits behind it count real addresses (auth trusts only its proxies).
+    http-request set-header X-Forwarded-For %[src]
     default_backend gateways
 
 backend gateways

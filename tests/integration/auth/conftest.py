@@ -17,9 +17,9 @@ from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from realchat.auth.api import AuthApi, create_app
-from realchat.auth.limits import LoginLimiter
+from realchat.auth.limits import AttemptLimiter, LoginLimits
 from realchat.auth.passwords import Passwords
-from realchat.auth.service import AuthService
+from realchat.auth.service import AuthService, SignupLimits
 from realchat.auth.store import AuthStore
 from realchat.auth.tokens import TokenIssuer, jwks
 from realchat.stack.supervisor import Stack
@@ -28,8 +28,13 @@ from tests.support.databases import fresh_database, utc_pool
 KEY_ID = "test-key"
 TTL_S = 900
 #: Failed logins allowed per name / address in the tests.
+#: Login attempts per (username, address), per address, per username from unknown addresses.
 ATTEMPTS = 3
+ADDRESS_ATTEMPTS = 6
+NAME_ATTEMPTS = 5
 WINDOW_S = 60
+#: Sign-ups per address per window.
+SIGNUPS = 20
 #: Cheap argon2id parameters: the tests exercise behaviour, not hashing cost.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
@@ -77,8 +82,16 @@ async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
 def auth_api(
     pool: asyncpg.Pool, redis: aioredis.Redis, issuer: TokenIssuer, limiter_prefix: str
 ) -> AuthApi:
-    limiter = LoginLimiter(redis, ATTEMPTS, WINDOW_S, prefix=limiter_prefix)
-    service = AuthService(AuthStore(pool), Passwords(FAST_HASHER), issuer, limiter)
+    limiter = AttemptLimiter(redis, prefix=limiter_prefix)
+    limits = LoginLimits(ATTEMPTS, ADDRESS_ATTEMPTS, NAME_ATTEMPTS, WINDOW_S)
+    service = AuthService(
+        AuthStore(pool),
+        Passwords(FAST_HASHER),
+        issuer,
+        limiter,
+        limits,
+        SignupLimits(SIGNUPS, WINDOW_S),
+    )
     return AuthApi(
         service,
         issuer.verifier(),

@@ -22,8 +22,11 @@ from structlog.testing import capture_logs
 from realchat.auth.api import create_app
 from realchat.auth.tokens import InvalidToken, TokenIssuer, TokenVerifier
 from tests.integration.auth.conftest import (
+    ADDRESS_ATTEMPTS,
     ATTEMPTS,
     KEY_ID,
+    NAME_ATTEMPTS,
+    SIGNUPS,
     TTL_S,
     WINDOW_S,
     AuthUnderTest,
@@ -201,13 +204,12 @@ async def test_wrong_password_and_unknown_user_get_the_same_401(
     assert error(answers[0][1]) == "invalid_credentials"
 
 
-async def test_failed_logins_are_limited_per_username_and_per_address(
+async def test_guessing_one_account_from_one_address_is_limited_without_locking_its_owner_out(
     http: aiohttp.ClientSession, auth: AuthUnderTest
 ) -> None:
-    alice, bob = name(), name()
+    alice = name()
     await register(http, auth, alice)
-    await register(http, auth, bob)
-    attacker, elsewhere = "203.0.113.7", "203.0.113.8"
+    attacker, owner = "203.0.113.7", "203.0.113.8"
     for _ in range(ATTEMPTS):
         status, _, _ = await login(http, auth, alice, "wrong password", address=attacker)
         assert status == 401
@@ -217,12 +219,69 @@ async def test_failed_logins_are_limited_per_username_and_per_address(
     assert 1 <= int(headers["Retry-After"]) <= WINDOW_S
     # While limited, even the right password is refused: guessing cannot just continue.
     assert (await login(http, auth, alice, PASSWORD, address=attacker))[0] == 429
-    # Per name: from another address too.
-    assert (await login(http, auth, alice, PASSWORD, address=elsewhere))[0] == 429
-    # Per address: another name from the attacker's address is refused as well ...
-    assert (await login(http, auth, bob, PASSWORD, address=attacker))[0] == 429
-    # ... but that name from elsewhere is fine.
-    assert (await login(http, auth, bob, PASSWORD, address=elsewhere))[0] == 200
+    # The owner, elsewhere, is not locked out by someone else's failures.
+    assert (await login(http, auth, alice, PASSWORD, address=owner))[0] == 200
+
+
+async def test_spraying_many_accounts_from_one_address_is_limited(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    victims = [name() for _ in range(ADDRESS_ATTEMPTS + 1)]
+    for victim in victims:
+        await register(http, auth, victim)
+    sprayer, elsewhere = "203.0.113.20", "203.0.113.21"
+    answers = [
+        (await login(http, auth, victim, "wrong password", address=sprayer))[0]
+        for victim in victims
+    ]
+    assert answers == [401] * ADDRESS_ATTEMPTS + [429]
+    assert (await login(http, auth, victims[0], PASSWORD, address=sprayer))[0] == 429
+    assert (await login(http, auth, victims[0], PASSWORD, address=elsewhere))[0] == 200
+
+
+async def test_distributed_guessing_at_one_account_spares_the_owners_known_address(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    alice = name()
+    await register(http, auth, alice)
+    home = "198.51.100.200"
+    assert (await login(http, auth, alice, address=home))[0] == 200  # her known address
+    for i in range(NAME_ATTEMPTS):
+        status, _, _ = await login(http, auth, alice, "wrong", address=f"192.0.2.{i + 1}")
+        assert status == 401
+    # Every address that never logged in to alice is now refused, the right password too ...
+    assert (await login(http, auth, alice, address="192.0.2.99"))[0] == 429
+    # ... but alice at home logs in.
+    assert (await login(http, auth, alice, address=home))[0] == 200
+
+
+async def test_concurrent_guesses_are_counted_before_the_hash(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    alice = name()
+    await register(http, auth, alice)
+    guesses = [
+        login(http, auth, alice, f"guess number {n}", address="203.0.113.30") for n in range(30)
+    ]
+    statuses = sorted(status for status, _, _ in await asyncio.gather(*guesses))
+    assert statuses == [401] * ATTEMPTS + [429] * (30 - ATTEMPTS)
+
+
+async def test_sign_ups_are_limited_per_address(
+    http: aiohttp.ClientSession, auth: AuthUnderTest
+) -> None:
+    async def sign_up(address: str) -> tuple[int, Any, Mapping[str, str]]:
+        body = {"username": name(), "password": PASSWORD}
+        headers = {"X-Forwarded-For": address}
+        return await call(http, "POST", f"{auth.url}/v1/users", body=body, headers=headers)
+
+    flood = "203.0.113.40"
+    statuses = [(await sign_up(flood))[0] for _ in range(SIGNUPS)]
+    assert statuses == [201] * SIGNUPS
+    status, body, headers = await sign_up(flood)
+    assert (status, error(body)) == (429, "too_many_signups")
+    assert 1 <= int(headers["Retry-After"]) <= WINDOW_S
+    assert (await sign_up("203.0.113.41"))[0] == 201
 
 
 async def test_the_limit_window_expires(
@@ -230,27 +289,26 @@ async def test_the_limit_window_expires(
 ) -> None:
     username = name()
     await register(http, auth, username)
-    for i in range(ATTEMPTS):
-        await login(http, auth, username, "wrong password", address=f"198.51.100.{i + 1}")
+    for _ in range(ATTEMPTS):
+        await login(http, auth, username, "wrong password", address="198.51.100.9")
     assert (await login(http, auth, username, address="198.51.100.9"))[0] == 429
-    key = f"{auth.limiter_prefix}:user:{username}"
+    key = f"{auth.limiter_prefix}:login:pair:{username}:198.51.100.9"
     assert 0 < await redis_client.ttl(key) <= WINDOW_S
     await redis_client.expire(key, 1)
     await asyncio.sleep(1.2)
     assert (await login(http, auth, username, address="198.51.100.9"))[0] == 200
 
 
-async def test_a_successful_login_clears_the_name_counter(
+async def test_a_successful_login_clears_the_count_of_its_address(
     http: aiohttp.ClientSession, auth: AuthUnderTest
 ) -> None:
     username = name()
     await register(http, auth, username)
-    addresses = iter(f"198.51.100.{i}" for i in range(1, 50))
     for _ in range(2):
         for _ in range(ATTEMPTS - 1):
-            status, _, _ = await login(http, auth, username, "wrong", address=next(addresses))
+            status, _, _ = await login(http, auth, username, "wrong", address="198.51.100.10")
             assert status == 401
-        assert (await login(http, auth, username, address=next(addresses)))[0] == 200
+        assert (await login(http, auth, username, address="198.51.100.10"))[0] == 200
 
 
 async def test_login_limits_fail_open_when_redis_is_unreachable(
@@ -266,8 +324,8 @@ async def test_login_limits_fail_open_when_redis_is_unreachable(
     auth = AuthUnderTest(url, issuer, Ed25519PrivateKey.generate(), "unused")
     try:
         username = name()
-        await register(http, auth, username)
         with capture_logs() as logs:
+            await register(http, auth, username)  # sign-ups are limited too: fails open
             for _ in range(ATTEMPTS + 1):
                 assert (await login(http, auth, username, "wrong password"))[0] == 401
             assert (await login(http, auth, username))[0] == 200
