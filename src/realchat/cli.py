@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from realchat.config import Settings, load_settings
+from realchat.config import PLACEHOLDER_SECRET, Settings, load_settings, placeholder_secrets
 from realchat.stack.supervisor import SHAPE_FIELDS, Stack, StackError, saved_shape
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
@@ -318,9 +318,21 @@ def _run_service(settings: Settings, name: str) -> int:
     return run_until_signalled(lambda stop: serve(settings, stop))
 
 
+#: Commands that run against a deployment's real secrets (services and provisioning jobs).
+_DEPLOYED_COMMANDS = (*SERVICE_COMMANDS, "migrate", "topics")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings()
+    if args.command in _DEPLOYED_COMMANDS and (placeholders := placeholder_secrets(settings)):
+        print(
+            f"error: refusing to start: {', '.join(placeholders)} still "
+            f"contain{'s' if len(placeholders) == 1 else ''} the example's placeholder "
+            f"'{PLACEHOLDER_SECRET}'; set real secrets (deployments/.env.example says how)",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "stack":
         try:
             return _stack_command(settings, args)

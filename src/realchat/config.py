@@ -286,6 +286,26 @@ def to_environment(settings: Settings, sections: tuple[str, ...]) -> dict[str, s
     return env
 
 
+#: The value every secret has in `deployments/.env.example`: a deployment that still uses it is
+#: open to anyone who read the example.
+PLACEHOLDER_SECRET = "change-me"
+
+
+def placeholder_secrets(settings: Settings) -> list[str]:
+    """The settings whose secret is still the example's placeholder (the services refuse to
+    start with any)."""
+    found = []
+    database = settings.database.url.get_secret_value() if settings.database.url else ""
+    if PLACEHOLDER_SECRET in database:
+        found.append("REALCHAT_DATABASE__URL (POSTGRES_PASSWORD)")
+    if PLACEHOLDER_SECRET in settings.redis.url:
+        found.append("REALCHAT_REDIS__URL (REDIS_PASSWORD)")
+    token = settings.chat.internal_token
+    if token is not None and PLACEHOLDER_SECRET in token.get_secret_value():
+        found.append("REALCHAT_CHAT__INTERNAL_TOKEN")
+    return found
+
+
 def load_settings() -> Settings:
     """Read the environment once; the caller passes the result to whatever needs it."""
     return Settings()

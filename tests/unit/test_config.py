@@ -1,8 +1,11 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from realchat.config import load_settings
+from realchat.config import load_settings, placeholder_secrets
 
 
 def test_defaults_describe_the_local_dev_stack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,3 +34,34 @@ def test_invalid_values_are_rejected_at_startup(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("REALCHAT_KAFKA__PARTITIONS", "0")
     with pytest.raises(ValueError, match="partitions"):
         load_settings()
+
+
+def test_the_examples_placeholder_secrets_are_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REALCHAT_DATABASE__URL", "postgresql://realchat:change-me@postgres/rc")
+    monkeypatch.setenv("REALCHAT_REDIS__URL", "redis://:change-me@redis:6379/0")
+    monkeypatch.setenv("REALCHAT_CHAT__INTERNAL_TOKEN", "change-me")
+    assert len(placeholder_secrets(load_settings())) == 3
+    monkeypatch.setenv("REALCHAT_DATABASE__URL", "postgresql://realchat:5f0c9a@postgres/rc")
+    monkeypatch.setenv("REALCHAT_REDIS__URL", "redis://:77aa01@redis:6379/0")
+    monkeypatch.setenv("REALCHAT_CHAT__INTERNAL_TOKEN", "0c4e1d")
+    assert placeholder_secrets(load_settings()) == []
+
+
+@pytest.mark.parametrize("command", ["chat-service", "migrate"])
+def test_a_service_refuses_to_start_with_placeholder_secrets(command: str) -> None:
+    env = {
+        **os.environ,
+        "REALCHAT_DATABASE__URL": "postgresql://realchat:change-me@127.0.0.1:1/realchat",
+        "REALCHAT_CHAT__INTERNAL_TOKEN": "change-me",
+    }
+    refused = subprocess.run(
+        [sys.executable, "-m", "realchat", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "refusing to start" in refused.stderr
+    assert "REALCHAT_CHAT__INTERNAL_TOKEN" in refused.stderr
