@@ -28,15 +28,15 @@ test: deps-test lint typecheck
 	$(BIN)/pytest -q -ra --durations=25
 
 lint:
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck:
 	$(BIN)/mypy
 
 format:
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
 
 unit:
 	$(BIN)/pytest -q tests/unit
