@@ -21,18 +21,18 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 
 from realchat.cli import build_parser
 from realchat.config import Settings
 from realchat.observability.ops import start_ops_server
 from realchat.stack.kafka import KafkaCluster
 from realchat.stack.redis import Redis
+from tests.support.deployment import load_script, settings_field_exists
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deployments"
@@ -141,32 +141,6 @@ def read_env_file(path: Path) -> dict[str, str]:
 def write_env_file(path: Path, values: dict[str, str]) -> Path:
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     return path
-
-
-def settings_field_exists(name: str) -> bool:
-    """Whether the variable `name` sets a field of `Settings` (REALCHAT_<FIELD> or
-    REALCHAT_<SECTION>__<FIELD>): `Settings` ignores unknown variables, so a typo would be
-    silently dropped."""
-    if not name.startswith("REALCHAT_") or name != name.upper():
-        return False
-    section, nested, field = name.removeprefix("REALCHAT_").lower().partition("__")
-    info = Settings.model_fields.get(section)
-    if info is None:
-        return False
-    annotation = info.annotation
-    is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-    if not nested:
-        return not is_section
-    return is_section and field in annotation.model_fields  # type: ignore[union-attr]
-
-
-def load_script(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:

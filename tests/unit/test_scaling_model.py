@@ -3,7 +3,6 @@ cases worked out by hand."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,18 +10,14 @@ from types import ModuleType
 
 import pytest
 
+from tests.support.deployment import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "scaling.py"
 
 
 @pytest.fixture(scope="module")
 def scaling() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("scaling", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["scaling"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_gateways_reached_by_one_event(scaling: ModuleType) -> None:
