@@ -64,6 +64,8 @@ async def run_chaos(
     started = time.time()
     await stack.up()
     traffic = Traffic(f"http://127.0.0.1:{settings.http.port}", history)
+    #: Processes that ended without being killed by a fault: each one fails the run.
+    unexplained: dict[str, str] = {}
     try:
         await traffic.start()
         report(
@@ -76,6 +78,7 @@ async def run_chaos(
             await fault.run(stack)
             history.write(FaultMark(fault.name, injected, time.time()))
             await asyncio.sleep(timings.settle_s)
+            unexplained.update(_exits(stack, fault.name, report))
         await traffic.stop_sending()
         dsn = stack.postgres.dsn()
         quiet = await _quiesce(traffic, dsn, timings.quiesce_timeout_s)
@@ -88,6 +91,7 @@ async def run_chaos(
             bus_facts, stack.kafka.bootstrap_servers, traffic.conversations
         )
         verdict = judge(records, db, bus)
+        unexplained.update(_exits(stack, "the end", report))
     except BaseException:
         await traffic.close()
         raise
@@ -107,7 +111,12 @@ async def run_chaos(
             "sends_retried": traffic.send_retries,
         },
         "faults": [_fault_figures(records, mark) for mark in _marks(records)],
-        "verdict": verdict.as_dict(),
+        # A process that ended with no fault killing it fails the run like a lost message.
+        "verdict": {
+            **verdict.as_dict(),
+            "unexplained_exits": unexplained,
+            "ok": verdict.ok and not unexplained,
+        },
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -115,6 +124,14 @@ async def run_chaos(
     output.with_suffix(".txt").write_text(summary)
     report(summary)
     return result
+
+
+def _exits(stack: Stack, after: str, report: Reporter) -> dict[str, str]:
+    """Components that ended on their own (not killed by a fault): reported, with how."""
+    ended = stack.reap_ended()
+    for name, how in ended.items():
+        report(f"UNEXPLAINED EXIT after {after}: {name} {how}")
+    return {f"{name} (after {after})": how for name, how in ended.items()}
 
 
 async def _quiesce(traffic: Traffic, dsn: str, timeout_s: float) -> bool:
@@ -206,6 +223,8 @@ def _summary(result: dict[str, Any]) -> str:
         f"unpublished events: {v['unpublished_events']}",
         f"wire duplicates (dropped by clients, allowed): {v['wire_duplicates']}   "
         f"duplicate records on Kafka: {v['bus_duplicate_records']}",
+        "processes that ended without a fault killing them: "
+        + (", ".join(f"{n}: {how}" for n, how in v["unexplained_exits"].items()) or "none"),
         f"verdict: {'PASS' if v['ok'] else 'FAIL'}",
     ]
     if v["examples"]:

@@ -518,6 +518,11 @@ class Stack:
             self.report(f"{name:<10} stopped" + ("" if clean else " (killed after grace)"))
         self._forget(component)
 
+    def reap_ended(self) -> dict[str, str]:
+        """The children this supervisor started that ended since the last call, with how (a
+        component stopped or killed through this `Stack` is not among them)."""
+        return {name: how for name in list(self._children) if (how := self._reap(name))}
+
     def _reap(self, name: str) -> str | None:
         """If the child this supervisor started for `name` has ended: reap it (no zombie is
         left behind), record how it ended in the state file and return that; else None."""
@@ -592,7 +597,7 @@ class Stack:
         purpose; `realchat stack start NAME` brings one back)."""
         reported: set[tuple[str, int]] = set()
         while not stop.is_set():
-            ended = {name: how for name in list(self._children) if (how := self._reap(name))}
+            ended = self.reap_ended()
             for name, entry in self._read_state().items():
                 if (name, entry.pid) in reported or process.is_alive(entry.pid):
                     continue
