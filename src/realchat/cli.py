@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dispatch.add_argument("--events", type=int, default=100_000)
     dispatch.add_argument("--connections", type=int, default=10_000)
+    dispatch.add_argument(
+        "--fanout", type=int, default=1000, help="subscribers of the fan-out scenario"
+    )
     dispatch.add_argument("--output", type=Path, default=Path("reports/bench-dispatch.json"))
 
     load = commands.add_parser("loadtest", help="WebSocket load test against a running stack")
@@ -325,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bench" and args.benchmark == "dispatch":
         from realchat.loadtest.bench_dispatch import bench_dispatch_command
 
-        return bench_dispatch_command(args.events, args.connections, args.output)
+        return bench_dispatch_command(args.events, args.connections, args.output, args.fanout)
     if args.command == "chaos":
         from realchat.chaos.run import chaos_command
 
