@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import WSMsgType, web
+from aiohttp.base_protocol import BaseProtocol
 from opentelemetry.trace import SpanKind
 
 from realchat.auth.tokens import InvalidToken, TokenVerifier
@@ -49,25 +50,40 @@ _PONG = encode(PongFrame())
 
 
 class WebSocketSink:
-    """aiohttp's WebSocket as a connection's frame sink (text frames of ready-encoded JSON)."""
+    """An aiohttp WebSocket's socket as a connection's frame sink.
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
+    aiohttp keeps the handshake, the reading and the control frames it sends itself (pongs,
+    the close); the data frames the gateway sends are whole, ready frames written straight to
+    the transport, between aiohttp's writes and never inside one. Writability is the
+    transport's flow control: uvloop pauses the protocol above its high-water mark (64 KiB)
+    and resumes it below the low one."""
+
+    __slots__ = ("_protocol", "_transport", "_ws")
+
+    def __init__(
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport, protocol: BaseProtocol
+    ) -> None:
         self._ws = ws
         self._transport = transport
+        self._protocol = protocol
 
-    async def send(self, frame: bytes) -> None:
-        await self._ws.send_frame(frame, WSMsgType.TEXT)
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
 
-    async def ping(self) -> None:
-        await self._ws.ping()
+    def writable(self) -> bool:
+        return not self._protocol.writing_paused and not self._transport.is_closing()
+
+    async def drained(self) -> None:
+        if self._transport.is_closing():
+            raise ConnectionResetError("the connection is closing")
+        # aiohttp's own wait for the transport's resume_writing (one waiter per socket).
+        await self._protocol._drain_helper()
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code=code, message=reason.encode())
 
     def abort(self) -> None:
-        # No isinstance check: uvloop's transports are not asyncio.Transport subclasses.
-        if self._transport is not None:
-            self._transport.abort()
+        self._transport.abort()
 
 
 _REASONS: dict[int, str] = {
@@ -137,6 +153,9 @@ class Session:
             refused.headers["Retry-After"] = "1"
             return refused
         await ws.prepare(request)
+        transport = request.transport
+        if transport is None:  # the client is gone already
+            return ws
         try:
             user_id = self.verifier.verify(request.query.get("token", ""))
         except InvalidToken:
@@ -148,15 +167,17 @@ class Session:
             return ws
         connection = Connection(
             user_id,
-            WebSocketSink(ws, request.transport),
+            WebSocketSink(ws, transport, request.protocol),
             queue_size=s.send_queue_size,
+            queue_bytes=s.send_queue_bytes,
             close_grace_s=s.close_grace_s,
             on_gap=self.backfiller.start,
             backfill_stall_s=s.backfill_stall_s,
+            sync_grace_s=s.sync_grace_s,
+            flusher=self.hub.flusher,
         )
         self.hub.register(connection)
         metrics.ACTIVE_CONNECTIONS.inc()
-        connection.start_writer()
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
         # Without a device id every connection counts as a device of its own.
         self.presence.connected(
@@ -274,28 +295,36 @@ class Session:
     async def _sync(self, connection: Connection, frame: SyncFrame) -> None:
         async with connection.sync_lock:
             try:
-                mine = {
-                    c.conversation_id: c.acked_seq
-                    for c in await self.chat.conversations(connection.user_id)
-                }
-            except ChatCallError as error:
-                self._refuse(connection, BadFrame(error.code, error.message))
-                return
-            positions = mine if not frame.positions else {}
-            for conversation_id, seq in (frame.positions or {}).items():
-                if conversation_id not in mine:
-                    self._refuse(
-                        connection,
-                        BadFrame("not_a_member", f"not a member of conversation {conversation_id}"),
-                    )
-                elif seq < 0:
-                    self._refuse(connection, BadFrame("invalid_seq", "positions must be >= 0"))
-                else:
-                    positions[conversation_id] = seq
-            try:
-                await self.backfiller.sync(connection, positions)
-            except ChatCallError as error:
-                self._refuse(connection, BadFrame("sync_failed", error.message))
+                await self._sync_positions(connection, frame)
+            finally:
+                # Handled, even if it failed: live delivery starts (the backfiller starts it
+                # as soon as every backfill has begun; this covers the ways out before that).
+                connection.start_live()
+
+    async def _sync_positions(self, connection: Connection, frame: SyncFrame) -> None:
+        try:
+            mine = {
+                c.conversation_id: c.acked_seq
+                for c in await self.chat.conversations(connection.user_id)
+            }
+        except ChatCallError as error:
+            self._refuse(connection, BadFrame(error.code, error.message))
+            return
+        positions = mine if not frame.positions else {}
+        for conversation_id, seq in (frame.positions or {}).items():
+            if conversation_id not in mine:
+                self._refuse(
+                    connection,
+                    BadFrame("not_a_member", f"not a member of conversation {conversation_id}"),
+                )
+            elif seq < 0:
+                self._refuse(connection, BadFrame("invalid_seq", "positions must be >= 0"))
+            else:
+                positions[conversation_id] = seq
+        try:
+            await self.backfiller.sync(connection, positions)
+        except ChatCallError as error:
+            self._refuse(connection, BadFrame("sync_failed", error.message))
 
     def drain(self) -> None:
         """Stop accepting sessions and tell every client to reconnect elsewhere (1001)."""

@@ -11,13 +11,19 @@ from realchat.contract.close_codes import CloseCode
 from realchat.contract.frames import MessageFrame, encode
 from realchat.gateway.connection import Connection
 from realchat.gateway.hub import Hub
+from realchat.gateway.wsframe import text_frame
 from tests.unit.gateway.fakes import FakeSink, message
 
 CONV = str(uuid.uuid4())
 
 
-def live(seq: int, conversation_id: str = CONV) -> bytes:
+def payload(seq: int, conversation_id: str = CONV) -> bytes:
     return encode(MessageFrame(message(conversation_id, seq)))
+
+
+def live(seq: int, conversation_id: str = CONV) -> bytes:
+    """A live event's ready frame, as the hub encodes it once for every recipient."""
+    return text_frame(payload(seq, conversation_id))
 
 
 def connection(sink: FakeSink, queue_size: int = 8, gaps: list[str] | None = None) -> Connection:
@@ -25,9 +31,7 @@ def connection(sink: FakeSink, queue_size: int = 8, gaps: list[str] | None = Non
         if gaps is not None:
             gaps.append(conversation_id)
 
-    conn = Connection(uuid.uuid4(), sink, queue_size=queue_size, close_grace_s=0.2, on_gap=on_gap)
-    conn.start_writer()
-    return conn
+    return Connection(uuid.uuid4(), sink, queue_size=queue_size, close_grace_s=0.2, on_gap=on_gap)
 
 
 async def settle() -> None:
@@ -53,7 +57,7 @@ async def test_a_gap_is_not_delivered_but_handed_to_a_backfill() -> None:
     await settle()
     assert sink.seqs(CONV) == [1]
     assert gaps == [CONV]
-    assert conn.cursor(CONV).seen_while_syncing == 3
+    assert conn.cursor(CONV).seen == 3
     await conn.finish()
 
 
@@ -64,7 +68,7 @@ async def test_a_client_that_stops_reading_is_cut_off_with_4008_and_memory_stays
     for seq in range(1, 50):
         conn.offer_live(CONV, seq, live(seq))
     assert not conn.is_open
-    assert conn._queue.qsize() == 0  # what was queued is dropped, nothing keeps growing
+    assert conn.pending_frames == 0  # what waited is dropped, nothing keeps growing
     await asyncio.sleep(0.05)
     assert sink.closed == (CloseCode.SLOW_CONSUMER, "send queue full; reconnect and sync")
     await conn.finish()
@@ -75,7 +79,7 @@ async def test_a_client_that_never_takes_the_close_frame_is_dropped_after_the_gr
     sink.reading.clear()
     sink.take_close = False
     conn = connection(sink, queue_size=2)
-    for seq in range(1, 5):
+    for seq in range(1, 8):  # the socket takes two, two wait, the next one cuts the client off
         conn.offer_live(CONV, seq, live(seq))
     await asyncio.sleep(0.4)
     assert sink.aborted
@@ -91,13 +95,13 @@ async def test_backfill_waits_for_room_and_leaves_half_the_queue_to_live_traffic
     async def backfill() -> None:
         nonlocal pushed
         for seq in range(1, 20):
-            await conn.push_backfill(live(seq))
+            await conn.push_backfill(payload(seq))
             pushed += 1
 
     task = asyncio.create_task(backfill())
     await settle()
     assert conn.is_open
-    assert pushed <= 5  # half the queue (+ the frame the blocked writer holds)
+    assert pushed <= 8  # half the queue waits (+ the frames the socket took before it stopped)
     other = str(uuid.uuid4())
     conn.offer_live(other, 1, live(1, other))  # live traffic still fits
     assert conn.is_open
