@@ -76,8 +76,9 @@ def consumer_config(
     }
 
 
-#: Deliveries handed over between two yields to the event loop (a few ms of work).
-YIELD_EVERY = 1024
+#: Deliveries handed over between two yields to the event loop (~5 ms of work at ~2.5 us each):
+#: fewer yields, more frames per write for a client that gets several events of one batch.
+YIELD_EVERY = 2048
 
 
 class EventDispatcher:

@@ -15,6 +15,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 
 from opentelemetry.context import Context
 
@@ -96,10 +97,16 @@ class PresenceVersions:
         self._next_prune = now + self._keep_s / 10
 
 
+#: The answer for a user with no connection here.
+_NONE: frozenset[Connection] = frozenset()
+
+
 class Hub:
     def __init__(self, shards: int) -> None:
         self._shards = [Shard() for _ in range(shards)]
         self._presence_versions = PresenceVersions()
+        #: The shards' sets of connections by user, the same set objects, in one dict.
+        self._index: dict[uuid.UUID, set[Connection]] = {}
         #: Writes every connection's waiting frames once per loop iteration.
         self.flusher = Flusher()
 
@@ -107,13 +114,19 @@ class Hub:
         return self._shards[zlib.crc32(user_id.bytes) % len(self._shards)]
 
     def register(self, connection: Connection) -> None:
-        self.shard_of(connection.user_id).add(connection)
+        shard = self.shard_of(connection.user_id)
+        shard.add(connection)
+        self._index[connection.user_id] = shard.of(connection.user_id)
 
     def unregister(self, connection: Connection) -> None:
-        self.shard_of(connection.user_id).remove(connection)
+        shard = self.shard_of(connection.user_id)
+        shard.remove(connection)
+        if not shard.of(connection.user_id):
+            self._index.pop(connection.user_id, None)
 
-    def connections_of(self, user_id: uuid.UUID) -> set[Connection]:
-        return self.shard_of(user_id).of(user_id)
+    def connections_of(self, user_id: uuid.UUID) -> AbstractSet[Connection]:
+        """The user's connections here (one dict lookup: this runs per recipient per event)."""
+        return self._index.get(user_id, _NONE)
 
     def all_connections(self) -> Iterator[Connection]:
         for shard in self._shards:
