@@ -174,3 +174,47 @@ async def test_a_ping_waits_its_turn_and_never_cuts_off_a_full_queue() -> None:
     assert sink.seqs(CONV) == [1, 2, 3]
     assert sink.pings == 1
     await conn.finish()
+
+
+async def test_frames_for_one_client_in_one_loop_iteration_go_out_in_one_write() -> None:
+    sink = FakeSink()
+    conn = connection(sink, queue_size=256)
+    for seq in range(1, 6):
+        conn.offer_live(CONV, seq, live(seq))
+    assert sink.writes == 0  # nothing written per delivery: at the end of the iteration
+    await settle()
+    assert sink.writes == 1
+    assert sink.seqs(CONV) == [1, 2, 3, 4, 5]
+    await conn.finish()
+
+
+async def test_a_burst_is_written_in_chunks_instead_of_piling_up() -> None:
+    sink = FakeSink()
+    conn = connection(sink, queue_size=256)
+    for seq in range(1, 201):  # more than the bound would hold, to a client that keeps up
+        conn.offer_live(CONV, seq, live(seq))
+    assert conn.is_open
+    assert conn.pending_frames < 64  # written in chunks while the socket takes them
+    await settle()
+    assert sink.seqs(CONV) == list(range(1, 201))
+    await conn.finish()
+
+
+async def test_the_backlog_is_bounded_in_bytes_too() -> None:
+    sink = FakeSink()
+    sink.reading.clear()
+    conn = Connection(
+        uuid.uuid4(), sink, queue_size=1000, queue_bytes=64 * 1024, close_grace_s=0.2,
+        on_gap=lambda c, x: None,
+    )  # fmt: skip
+    big = text_frame(b'{"type":"pong","pad":"' + b"x" * 16_000 + b'"}')
+    for _ in range(3):
+        assert conn.push_frame(big)  # the socket takes what it can; then frames wait
+    await settle()
+    sent = 3
+    while conn.is_open and sent < 20:
+        conn.push_frame(big)
+        sent += 1
+    assert not conn.is_open  # cut off long before 1000 frames: ~64 KiB waited
+    assert conn.close_code == CloseCode.SLOW_CONSUMER
+    await conn.finish()
