@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -105,6 +106,7 @@ class Connection:
         "_sync_lock",
         "_tasks",
         "close_code",
+        "last_heard",
         "session_id",
         "state",
         "user_id",
@@ -131,6 +133,8 @@ class Connection:
         self.state = State.OPEN
         #: The close code this side sent, if it closed the connection (why the session ended).
         self.close_code: int | None = None
+        #: When anything (a frame, a ping, a pong) last came from the client (time.monotonic).
+        self.last_heard = time.monotonic()
         self._sink = sink
         self._cursors = Cursors(live=sync_grace_s is None)
         self._sync_grace_s = sync_grace_s

@@ -17,8 +17,10 @@ import zlib
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 
+import structlog
 from opentelemetry.context import Context
 
+from realchat.contract.close_codes import CloseCode
 from realchat.contract.frames import Message, MessageFrame, PresenceFrame, ReceiptFrame, encode
 from realchat.events.models import MessageAcknowledged, MessageCreated, PresenceChanged
 from realchat.gateway import metrics
@@ -97,6 +99,8 @@ class PresenceVersions:
         self._next_prune = now + self._keep_s / 10
 
 
+log = structlog.get_logger(__name__)
+
 #: The answer for a user with no connection here.
 _NONE: frozenset[Connection] = frozenset()
 
@@ -144,6 +148,19 @@ class Hub:
             for connection in list(self.all_connections()):
                 metrics.QUEUE_DEPTH.observe(connection.pending_frames)
                 connection.ping()
+
+    async def close_idle_forever(self, idle_timeout_s: float) -> None:
+        """Close (4002) every connection nothing has come from for `idle_timeout_s`, checked
+        every `idle_timeout_s / 60` (at most 1 s): one sweep for all, instead of a timer per
+        connection and per receive."""
+        interval_s = min(1.0, idle_timeout_s / 60)
+        while True:
+            await asyncio.sleep(interval_s)
+            horizon = time.monotonic() - idle_timeout_s
+            for connection in list(self.all_connections()):
+                if connection.last_heard < horizon and connection.is_open:
+                    log.info("idle connection closed", user_id=str(connection.user_id))
+                    connection.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
 
     @property
     def users(self) -> int:

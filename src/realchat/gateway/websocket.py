@@ -8,6 +8,7 @@ held up by a long backfill. Bad frames get an error frame and the connection sta
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -140,6 +141,7 @@ class Session:
             # (1006). The hub pings every connection; an idle one is closed with 4002 instead.
             writer_limit=64 * 1024,
             decode_text=False,
+            autoping=False,  # pings and pongs come to the read loop: they count as traffic
         )
         if not ws.can_prepare(request).ok:
             # Else aiohttp answers a plain GET with a text/plain 400.
@@ -203,16 +205,17 @@ class Session:
         )
         strikes = 0
         while connection.is_open:
-            try:
-                # Pongs and pings count as traffic: aiohttp takes them inside receive(), and
-                # each restarts the wait.
-                msg = await ws.receive(timeout=self.settings.idle_timeout_s)
-            except TimeoutError:
-                log.info("idle connection closed", user_id=str(connection.user_id))
-                connection.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
-                break
+            # No timeout per receive (a timer per connection): the hub's idle sweep closes a
+            # connection nothing arrived from; pings and pongs count as traffic.
+            msg = await ws.receive()
+            connection.last_heard = time.monotonic()
             if msg.type in _ENDED or not connection.is_open:
                 break
+            if msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+                continue
+            if msg.type is WSMsgType.PONG:
+                continue
             if not flood.take():
                 strikes += 1
                 if strikes > self.settings.max_frames_per_s:

@@ -218,3 +218,23 @@ async def test_the_backlog_is_bounded_in_bytes_too() -> None:
     assert not conn.is_open  # cut off long before 1000 frames: ~64 KiB waited
     assert conn.close_code == CloseCode.SLOW_CONSUMER
     await conn.finish()
+
+
+async def test_the_hub_closes_connections_nothing_came_from_with_one_sweep() -> None:
+    hub = Hub(4)
+    quiet, lively = FakeSink(), FakeSink()
+    conns = [connection(quiet), connection(lively)]
+    for conn in conns:
+        hub.register(conn)
+    conns[0].last_heard -= 10  # nothing from it for 10 s
+    sweeping = asyncio.create_task(hub.close_idle_forever(idle_timeout_s=1.0))
+    try:
+        await asyncio.sleep(0.1)
+    finally:
+        sweeping.cancel()
+    assert conns[0].close_code == CloseCode.IDLE_TIMEOUT
+    assert conns[1].is_open
+    await settle()
+    assert quiet.closed == (CloseCode.IDLE_TIMEOUT, "idle timeout")
+    for conn in conns:
+        await conn.finish()
