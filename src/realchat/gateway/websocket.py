@@ -41,6 +41,7 @@ from realchat.gateway.hub import Hub
 from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter, TokenBucket
 from realchat.gateway.rest import error_response
+from realchat.gateway.socket_sink import SocketSink
 from realchat.gateway.sync import Backfiller
 from realchat.observability.tracing import tracer
 from realchat.presence.registry import DEVICE_PATTERN
@@ -50,41 +51,23 @@ log = structlog.get_logger(__name__)
 _PONG = encode(PongFrame())
 
 
-class WebSocketSink:
+class WebSocketSink(SocketSink):
     """An aiohttp WebSocket's socket as a connection's frame sink.
 
     aiohttp keeps the handshake, the reading and the control frames it sends itself (pongs,
-    the close); the data frames the gateway sends are whole, ready frames written straight to
-    the transport, between aiohttp's writes and never inside one. Writability is the
-    transport's flow control: uvloop pauses the protocol above its high-water mark (64 KiB)
-    and resumes it below the low one."""
+    the close); the data frames and pings the gateway sends are whole, ready frames written
+    straight to the transport, between aiohttp's writes and never inside one."""
 
-    __slots__ = ("_protocol", "_transport", "_ws")
+    __slots__ = ("_ws",)
 
     def __init__(
         self, ws: web.WebSocketResponse, transport: asyncio.Transport, protocol: BaseProtocol
     ) -> None:
+        super().__init__(transport, protocol)
         self._ws = ws
-        self._transport = transport
-        self._protocol = protocol
-
-    def write(self, data: bytes) -> None:
-        self._transport.write(data)
-
-    def writable(self) -> bool:
-        return not self._protocol.writing_paused and not self._transport.is_closing()
-
-    async def drained(self) -> None:
-        if self._transport.is_closing():
-            raise ConnectionResetError("the connection is closing")
-        # aiohttp's own wait for the transport's resume_writing (one waiter per socket).
-        await self._protocol._drain_helper()
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code=code, message=reason.encode())
-
-    def abort(self) -> None:
-        self._transport.abort()
 
 
 _REASONS: dict[int, str] = {

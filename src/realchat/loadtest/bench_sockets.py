@@ -22,35 +22,7 @@ from aiohttp.base_protocol import BaseProtocol
 from realchat.gateway.connection import Connection
 from realchat.gateway.delivery import EventDispatcher
 from realchat.gateway.hub import Hub
-
-
-class SocketSink:
-    """A connection's socket as the gateway's `WebSocketSink` drives it (aiohttp's protocol
-    flow control), without the WebSocket session around it."""
-
-    __slots__ = ("_protocol", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, protocol: BaseProtocol) -> None:
-        self._transport = transport
-        self._protocol = protocol
-
-    def write(self, data: bytes) -> None:
-        self._transport.write(data)
-
-    def writable(self) -> bool:
-        return not self._protocol.writing_paused and not self._transport.is_closing()
-
-    async def drained(self) -> None:
-        await self._protocol._drain_helper()
-
-    async def close(self, code: int, reason: str) -> None:
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._transport.abort()
-
-    def buffered(self) -> int:
-        return self._transport.get_write_buffer_size()
+from realchat.gateway.socket_sink import SocketSink
 
 
 class _Readers:
