@@ -272,7 +272,7 @@ class Connection:
         if verdict is Verdict.DELIVER:
             if trace is None:
                 self.push_frame(frame)
-            else:
+            else:  # traced: the span covers the hand-off (the write follows in this iteration)
                 with tracer().start_as_current_span(
                     "ws write",
                     context=trace,
