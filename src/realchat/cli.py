@@ -237,7 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dispatch.add_argument("--events", type=int, default=100_000)
     dispatch.add_argument("--connections", type=int, default=10_000)
+    dispatch.add_argument(
+        "--fanout", type=int, default=1000, help="subscribers of the fan-out scenario"
+    )
     dispatch.add_argument("--output", type=Path, default=Path("reports/bench-dispatch.json"))
+    idle = benchmarks.add_parser("idle", help="gateway memory per idle WebSocket connection")
+    idle.add_argument("--connections", type=int, default=10_000)
+    idle.add_argument("--step", type=int, default=2_500)
+    idle.add_argument("--settle-s", type=float, default=5.0)
+    idle.add_argument("--port", type=int, default=18999, help="the measured gateway's port")
+    idle.add_argument("--output", type=Path, default=Path("reports/bench-idle.json"))
 
     load = commands.add_parser("loadtest", help="WebSocket load test against a running stack")
     load.add_argument(
@@ -366,10 +375,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from realchat.auth.admin import tokens_mint_command
 
         return asyncio.run(tokens_mint_command(settings, sys.stdin, _say))
+    if args.command == "bench" and args.benchmark == "idle":
+        from realchat.loadtest.bench_idle import bench_idle_command
+
+        return bench_idle_command(
+            args.connections, args.step, args.settle_s, args.port, args.output
+        )
     if args.command == "bench" and args.benchmark == "dispatch":
         from realchat.loadtest.bench_dispatch import bench_dispatch_command
 
-        return bench_dispatch_command(args.events, args.connections, args.output)
+        return bench_dispatch_command(args.events, args.connections, args.output, args.fanout)
     if args.command == "chaos":
         from realchat.chaos.run import chaos_command
 

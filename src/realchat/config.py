@@ -127,8 +127,14 @@ class GatewaySettings(BaseModel):
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     ops_port: int = 17091
     shards: int = Field(default=64, ge=1)
-    #: Frames queued per connection; a full queue cuts the client off (close 4008).
+    #: Frames waiting per connection whose socket is congested; past it the client is cut off
+    #: (close 4008).
     send_queue_size: int = Field(default=256, ge=1)
+    #: The same bound in bytes.
+    send_queue_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
+    #: Live messages reach a new connection once its first `sync` is handled (so they never
+    #: overtake its backfill), or this long after the first one if the client sends no sync.
+    sync_grace_s: float = Field(default=1.0, gt=0)
     #: How long a cut-off client gets to take its close frame before the TCP connection drops.
     close_grace_s: float = Field(default=2.0, gt=0)
     #: The gateway pings every connection this often (a WebSocket ping control frame).

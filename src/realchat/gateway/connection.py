@@ -1,10 +1,17 @@
-"""One client connection: a bounded send queue drained by a writer task, and per-conversation
-cursors that keep delivery contiguous and duplicate-free.
+"""One client connection: ready frames written straight to its socket, a bounded backlog when
+the socket does not take them, and the conversation cursors (`cursor.py`) that keep delivery
+contiguous and duplicate-free.
 
-Bounds: the queue holds at most `queue_size` frames. Live events are queued without waiting; a
-full queue cuts the client off (4008) instead of letting memory grow. Backfills (sync) wait for
-room and use at most half the queue, so a syncing client keeps headroom for live traffic; one
-that makes no room for `backfill_stall_s` is cut off too.
+The fast path of a delivery: ask the cursor, append the frame (already encoded for everyone)
+to the pending list; the gateway's `Flusher` writes each connection's pending frames once per
+loop iteration, and a connection with `flush_frames` waiting writes them at once. No task, no
+queue, no metric per delivery.
+
+Bounds: a socket whose buffer is above its high-water mark is congested; frames then wait in
+the pending list, at most `queue_size` frames and `queue_bytes` bytes. Past either bound the
+client is cut off (4008) instead of letting memory grow. Backfills (sync) wait for room and use
+at most half the frames, so a syncing client keeps headroom for live traffic; one that makes no
+room for `backfill_stall_s` is cut off too.
 """
 
 from __future__ import annotations
@@ -15,8 +22,7 @@ import enum
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import structlog
 from opentelemetry.context import Context
@@ -24,18 +30,36 @@ from opentelemetry.trace import SpanKind
 
 from realchat.contract.close_codes import CloseCode
 from realchat.gateway import metrics
+from realchat.gateway.cursor import ConversationCursor, Cursors, Verdict
+from realchat.gateway.flush import Flusher
+from realchat.gateway.wsframe import PING, text_frame
 from realchat.observability.tracing import tracer
 
 log = structlog.get_logger(__name__)
 
+#: Pending frames written at once, without waiting for the end of the iteration: a burst for one
+#: client goes out in chunks of this many instead of piling up.
+FLUSH_FRAMES = 64
+#: The same in bytes.
+FLUSH_BYTES = 64 * 1024
+#: Default bound on bytes waiting for a congested socket.
+DEFAULT_QUEUE_BYTES = 2 * 1024 * 1024
+
 
 class FrameSink(Protocol):
-    """The transport under a connection (a WebSocket; a fake in unit tests)."""
+    """The transport under a connection (a WebSocket's socket; a fake in unit tests)."""
 
-    async def send(self, frame: bytes) -> None: ...
+    def write(self, data: bytes) -> None:
+        """Hand whole WebSocket frames to the socket (never blocks; the transport buffers)."""
+        ...
 
-    async def ping(self) -> None:
-        """A transport-level keepalive (a WebSocket ping)."""
+    def writable(self) -> bool:
+        """The socket's buffer is below its high-water mark: a write goes out without queueing
+        behind a backlog."""
+        ...
+
+    async def drained(self) -> None:
+        """Until the buffer is below its low-water mark; ConnectionError if the socket is gone."""
         ...
 
     async def close(self, code: int, reason: str) -> None: ...
@@ -51,41 +75,43 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass
-class Cursor:
-    """Delivery state of one conversation on one connection."""
-
-    #: Highest seq delivered contiguously; None until the first live event or a sync sets it.
-    delivered: int | None = None
-    #: A backfill owns this conversation: live events are not queued, only remembered.
-    syncing: bool = False
-    #: Highest live seq seen (and not queued) while syncing: the backfill must reach it.
-    seen_while_syncing: int = 0
-    backfill: asyncio.Task[None] | None = None
-    #: Seqs this client sent itself and already got in a send_ok: their live echo is not queued.
-    echoes: set[int] = field(default_factory=set)
-
-
-class Outgoing(NamedTuple):
-    """A queued frame, with what the writer needs to measure and trace its delivery."""
-
-    frame: bytes
-    #: When the message was committed (epoch seconds): delivery latency is measured at the write.
-    created_at: float | None = None
-    #: The trace of the event that produced it: the socket write becomes a span of that trace.
-    trace: Context | None = None
-
-
-#: Queued like a frame, so that the writer task sends the keepalive in order with the rest.
-PING = Outgoing(b"")
-
 GapHandler = Callable[["Connection", str], None]
 
-#: Bound on remembered own sends per conversation (a client sending faster than Kafka echoes).
-MAX_PENDING_ECHOES = 64
+#: A live event waiting for live delivery to start: conversation, seq, frame, trace.
+Held = tuple[str, int, bytes, Context | None]
 
 
 class Connection:
+    __slots__ = (
+        "__weakref__",
+        "_backfill_room",
+        "_backfill_stall_s",
+        "_backfills",
+        "_close_grace_s",
+        "_closing",
+        "_cursors",
+        "_drain",
+        "_flush_at",
+        "_flusher",
+        "_grace",
+        "_held",
+        "_max_bytes",
+        "_max_frames",
+        "_on_gap",
+        "_pending",
+        "_pending_bytes",
+        "_room",
+        "_sink",
+        "_sync_grace_s",
+        "_sync_lock",
+        "_tasks",
+        "close_code",
+        "last_heard",
+        "session_id",
+        "state",
+        "user_id",
+    )
+
     def __init__(
         self,
         user_id: uuid.UUID,
@@ -95,143 +121,226 @@ class Connection:
         close_grace_s: float,
         on_gap: GapHandler,
         backfill_stall_s: float | None = None,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        sync_grace_s: float | None = None,
+        flusher: Flusher | None = None,
     ) -> None:
+        """`sync_grace_s`: live delivery starts once the client's first sync is handled, or this
+        long after the first live event if none comes; None: at once (a client that never
+        syncs)."""
         self.user_id = user_id
         self.session_id = uuid.uuid4()
         self.state = State.OPEN
-        self.cursors: dict[str, Cursor] = {}
-        self.sync_lock = asyncio.Lock()
+        #: The close code this side sent, if it closed the connection (why the session ended).
+        self.close_code: int | None = None
+        #: When anything (a frame, a ping, a pong) last came from the client (time.monotonic).
+        self.last_heard = time.monotonic()
         self._sink = sink
-        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_size)
+        self._cursors = Cursors(live=sync_grace_s is None)
+        self._sync_grace_s = sync_grace_s
+        self._flusher = flusher if flusher is not None else Flusher()
+        self._max_frames = queue_size
+        self._max_bytes = queue_bytes
+        self._flush_at = min(FLUSH_FRAMES, queue_size)
         self._backfill_room = max(1, queue_size // 2)
-        self._room = asyncio.Event()
-        self._room.set()
         self._close_grace_s = close_grace_s
         self._backfill_stall_s = backfill_stall_s
         self._on_gap = on_gap
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._writer: asyncio.Task[None] | None = None
+        # Allocated on first use: most connections never need most of these.
+        self._pending: list[bytes] | None = None
+        self._pending_bytes = 0
+        self._held: list[Held] | None = None
+        self._grace: asyncio.TimerHandle | None = None
+        self._drain: asyncio.Task[None] | None = None
+        self._room: asyncio.Event | None = None
+        self._sync_lock: asyncio.Lock | None = None
+        self._tasks: set[asyncio.Task[Any]] | None = None
+        self._backfills: dict[str, asyncio.Task[None]] | None = None
         self._closing: asyncio.Task[None] | None = None
-        #: The close code this side sent, if it closed the connection (why the session ended).
-        self.close_code: int | None = None
 
     @property
     def is_open(self) -> bool:
         return self.state is State.OPEN
 
-    # -- queueing ------------------------------------------------------------------------------
+    @property
+    def pending_frames(self) -> int:
+        """Frames waiting for the socket (not yet written)."""
+        return len(self._pending) if self._pending else 0
 
-    def push(
-        self, frame: bytes, created_at: float | None = None, trace: Context | None = None
-    ) -> bool:
-        """Queue a frame without waiting; a full queue cuts the client off. False if dropped."""
-        if not self.is_open:
+    @property
+    def sync_lock(self) -> asyncio.Lock:
+        """Serialises this connection's syncs."""
+        if self._sync_lock is None:
+            self._sync_lock = asyncio.Lock()
+        return self._sync_lock
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def push(self, payload: bytes) -> bool:
+        """Send one JSON frame without waiting; a congested client past the bounds is cut off.
+        False if dropped."""
+        return self.push_frame(text_frame(payload))
+
+    def push_frame(self, frame: bytes) -> bool:
+        """Send a ready WebSocket frame (shared by every recipient of an event)."""
+        if self.state is not State.OPEN:
             return False
-        try:
-            self._queue.put_nowait(Outgoing(frame, created_at, trace))
-        except asyncio.QueueFull:
-            self.cut_off_slow_consumer()
-            return False
-        metrics.QUEUE_DEPTH.observe(self._queue.qsize())
-        if self._queue.qsize() >= self._backfill_room:
-            self._room.clear()
+        pending = self._pending
+        if pending is None:  # the list is kept once allocated: no allocation per delivery
+            pending = self._pending = []
+        if not pending and self._drain is None:
+            self._flusher.mark(self)
+        pending.append(frame)
+        self._pending_bytes += len(frame)
+        if len(pending) >= self._flush_at or self._pending_bytes >= FLUSH_BYTES:
+            if self._drain is None and self._sink.writable():
+                self._write_pending()
+            elif len(pending) > self._max_frames or self._pending_bytes > self._max_bytes:
+                self.cut_off_slow_consumer()
+                return False
         return True
 
-    def ping(self) -> None:
-        """Queue a keepalive. A full queue needs none: the client is about to be cut off."""
-        if self.is_open:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(PING)
+    def flush(self) -> None:
+        """Write the pending frames if the socket takes them; else wait for it to drain."""
+        if not self._pending or self._drain is not None or self.state is not State.OPEN:
+            return
+        if self._sink.writable():
+            self._write_pending()
+        else:
+            self._drain = self.spawn(self._drain_and_write())
 
-    async def push_backfill(self, frame: bytes) -> bool:
-        """Queue a backfilled frame once the queue is at most half full; a client that makes
-        no room within `backfill_stall_s` is cut off as slow (it holds a backfill slot)."""
-        while self.is_open and self._queue.qsize() >= self._backfill_room:
+    def _write_pending(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._sink.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        self._flusher.written += len(pending)
+        pending.clear()
+        self._pending_bytes = 0
+        if self._room is not None:
+            self._room.set()
+
+    async def _drain_and_write(self) -> None:
+        """Congested: wait for the socket, write what piled up meanwhile, until it keeps up.
+
+        Never cancelled by `close`: aiohttp shares one drain waiter per socket, and cancelling
+        it would fail the close frame's own wait (no close frame, no abort)."""
+        try:
+            while self.state is State.OPEN:
+                await self._sink.drained()
+                if self.state is not State.OPEN or not self._pending:
+                    return
+                self._write_pending()
+                if self._sink.writable():
+                    return
+        finally:
+            self._drain = None
+
+    async def push_backfill(self, payload: bytes) -> bool:
+        """Send a backfilled frame once at most half the bound waits; a client that makes no
+        room within `backfill_stall_s` is cut off as slow (it holds a backfill slot)."""
+        while self.is_open and self.pending_frames >= self._backfill_room:
+            if self._room is None:
+                self._room = asyncio.Event()
             self._room.clear()
+            self.flush()
+            if self.pending_frames < self._backfill_room:
+                break
             try:
                 await asyncio.wait_for(self._room.wait(), self._backfill_stall_s)
             except TimeoutError:
                 self.cut_off_slow_consumer()
                 return False
-        return self.push(frame)
+        return self.push(payload)
 
-    def cursor(self, conversation_id: str) -> Cursor:
-        cursor = self.cursors.get(conversation_id)
-        if cursor is None:
-            cursor = self.cursors[conversation_id] = Cursor()
-        return cursor
+    def ping(self) -> None:
+        """Send a keepalive in order with the rest. A full backlog needs none: the client is
+        about to be cut off."""
+        if self.is_open and self.pending_frames < self._max_frames:
+            self.push_frame(PING)
+
+    # -- conversation cursors ------------------------------------------------------------------
+
+    def cursor(self, conversation_id: str) -> ConversationCursor:
+        return self._cursors.of(conversation_id)
 
     def offer_live(
-        self,
-        conversation_id: str,
-        seq: int,
-        frame: bytes,
-        created_at: float | None = None,
-        trace: Context | None = None,
+        self, conversation_id: str, seq: int, frame: bytes, trace: Context | None = None
     ) -> None:
-        """A live message event for this connection: queue it, suppress it, or start a backfill."""
-        cursor = self.cursor(conversation_id)
-        if cursor.syncing:
-            cursor.seen_while_syncing = max(cursor.seen_while_syncing, seq)
-        elif cursor.delivered is None or seq == cursor.delivered + 1:
-            if seq in cursor.echoes:  # Kafka keeps order: everything before it was delivered
-                cursor.echoes.discard(seq)
-                cursor.delivered = seq
-            elif self.push(frame, created_at, trace):
-                cursor.delivered = seq
-        elif seq <= cursor.delivered:
-            metrics.DUPLICATES_SUPPRESSED.inc()
-        else:
+        """A live message event (its ready frame) for this connection: the cursor decides."""
+        verdict = self._cursors.on_live(conversation_id, seq)
+        if verdict is Verdict.DELIVER:
+            if trace is None:
+                self.push_frame(frame)
+            else:  # traced: the span covers the hand-off (the write follows in this iteration)
+                with tracer().start_as_current_span(
+                    "ws write",
+                    context=trace,
+                    kind=SpanKind.PRODUCER,
+                    attributes={"realchat.user_id": str(self.user_id)},
+                ):
+                    self.push_frame(frame)
+        elif verdict is Verdict.HOLD:
+            self._hold((conversation_id, seq, frame, trace))
+        elif verdict is Verdict.BACKFILL:
             metrics.GAPS.inc()
-            cursor.seen_while_syncing = seq
             self._on_gap(self, conversation_id)
+        elif verdict is Verdict.DUPLICATE:
+            metrics.DUPLICATES_SUPPRESSED.inc()
 
     def note_own_send(self, conversation_id: str, seq: int) -> None:
-        """The client got this message in its send_ok, so its live echo need not be queued.
+        """The client got this message in its send_ok: its live echo is not sent."""
+        self._cursors.of(conversation_id).on_own_send(seq)
 
-        The cursor does not move yet: messages before it may still be on their way through Kafka,
-        which delivers them before the echo."""
-        cursor = self.cursor(conversation_id)
-        if cursor.delivered is not None and seq <= cursor.delivered:
+    def _hold(self, held: Held) -> None:
+        if self._held is None:
+            self._held = []
+            grace = self._sync_grace_s if self._sync_grace_s is not None else 0.0
+            self._grace = asyncio.get_running_loop().call_later(grace, self.start_live)
+        self._held.append(held)
+        if len(self._held) > self._max_frames:
+            self.start_live()  # holding is bounded like the backlog: deliver rather than grow
+
+    def start_live(self) -> None:
+        """Live delivery starts (the first sync is handled, or no sync came in time): the
+        events held so far go through their cursors, in the order they came."""
+        if not self._cursors.start_live():
             return
-        if len(cursor.echoes) >= MAX_PENDING_ECHOES:
-            cursor.echoes.discard(min(cursor.echoes))
-        cursor.echoes.add(seq)
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        held, self._held = self._held, None
+        for conversation_id, seq, frame, trace in held or ():
+            self.offer_live(conversation_id, seq, frame, trace)
+
+    def running_backfill(self, conversation_id: str) -> asyncio.Task[None] | None:
+        task = None if self._backfills is None else self._backfills.get(conversation_id)
+        return task if task is not None and not task.done() else None
+
+    def run_backfill(
+        self, conversation_id: str, coro: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
+        if self._backfills is None:
+            self._backfills = {}
+        task = self._backfills[conversation_id] = self.spawn(coro)
+        task.add_done_callback(lambda _: self._forget_backfill(conversation_id, task))
+        return task
+
+    def _forget_backfill(self, conversation_id: str, task: asyncio.Task[None]) -> None:
+        if self._backfills is not None and self._backfills.get(conversation_id) is task:
+            del self._backfills[conversation_id]
 
     # -- tasks and lifecycle -------------------------------------------------------------------
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run work for this connection; it is cancelled when the connection ends."""
         task = asyncio.create_task(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
         return task
-
-    def start_writer(self) -> None:
-        self._writer = self.spawn(self._write_forever())
-
-    async def _write_forever(self) -> None:
-        while True:
-            item = await self._queue.get()
-            if self._queue.qsize() < self._backfill_room:
-                self._room.set()
-            if item is PING:
-                await self._sink.ping()
-                continue
-            if item.trace is None:
-                await self._sink.send(item.frame)
-            else:
-                with tracer().start_as_current_span(
-                    "ws write",
-                    context=item.trace,
-                    kind=SpanKind.PRODUCER,
-                    attributes={"realchat.user_id": str(self.user_id)},
-                ):
-                    await self._sink.send(item.frame)
-            if item.created_at is not None:
-                metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - item.created_at))
-            metrics.FRAMES_SENT.inc()
 
     def cut_off_slow_consumer(self) -> None:
         if not self.is_open:
@@ -243,20 +352,24 @@ class Connection:
         self.close(CloseCode.SLOW_CONSUMER, "send queue full; reconnect and sync")
 
     def close(self, code: int, reason: str) -> None:
-        """Stop queueing, drop what is queued, send the close frame; if the client does not
-        take it within the grace period, drop the TCP connection."""
+        """Stop sending, drop what waits, send the close frame; if the client does not take
+        it within the grace period, drop the TCP connection."""
         if not self.is_open:
             return
         self.state = State.CLOSING
         self.close_code = code
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._room.set()
-        # The writer is not cancelled: it may be waiting for the transport to drain, and aiohttp
-        # shares that wait between writers, so cancelling it made the close frame's own wait fail
-        # at once: no close frame, no abort, a stalled client never dropped. With the queue empty
-        # it sends at most the frame it holds, before the close frame.
+        self._drop_waiting()
         self._closing = self.spawn(self._close_with_grace(code, reason))
+
+    def _drop_waiting(self) -> None:
+        self._pending = None
+        self._pending_bytes = 0
+        self._held = None
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        if self._room is not None:
+            self._room.set()
 
     async def _close_with_grace(self, code: int, reason: str) -> None:
         try:
@@ -268,15 +381,16 @@ class Connection:
         """The session is over: let a close handshake end (within its grace), then cancel
         everything this connection still runs."""
         self.state = State.CLOSED
-        self._room.set()
+        self._drop_waiting()
         if self._closing is not None:
             # Cancelled early, the close would drop the TCP connection with the client's frames
             # still unread: that is a reset, which can lose the close frame (a flooding client
             # saw 1006 instead of 1008).
             await asyncio.wait([self._closing])
-        for task in list(self._tasks):
+        tasks = list(self._tasks or ())
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 

@@ -76,6 +76,11 @@ def consumer_config(
     }
 
 
+#: Deliveries handed over between two yields to the event loop (~5 ms of work at ~2.5 us each):
+#: fewer yields, more frames per write for a client that gets several events of one batch.
+YIELD_EVERY = 2048
+
+
 class EventDispatcher:
     """Decodes records and dispatches them to the hub (runs on the event loop)."""
 
@@ -83,6 +88,7 @@ class EventDispatcher:
         self._hub = hub
 
     async def __call__(self, records: Sequence[Message]) -> None:
+        handed = 0
         for record in records:
             topic = record.topic() or ""
             headers = _headers(record)
@@ -109,10 +115,11 @@ class EventDispatcher:
                 # delivery would start a no-op span on the writer's hot path.
                 trace = trace_context.set_span_in_context(span) if span.is_recording() else None
                 offered = self._dispatch(event, trace)
-            if offered:
-                # Let the writers take the frame before the next event is queued: one batch can
-                # hold more events of a conversation than a queue has room for, and a client
-                # that keeps up must not be cut off as slow because of a burst.
+            handed += offered
+            if handed >= YIELD_EVERY:
+                # Let the loop write and read between slices of a big batch. Not after every
+                # event: frames for one client within a slice go out in one write.
+                handed = 0
                 await asyncio.sleep(0)
 
     def _dispatch(self, event: Event, trace: Context | None) -> int:

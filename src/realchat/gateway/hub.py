@@ -2,8 +2,10 @@
 
 One asyncio loop per gateway process owns the hub, so no locks: a shard is an independent
 registry with its own counters, the unit a future multi-loop gateway would hand to one loop.
-Dispatch is synchronous: an event is queued to every local recipient (or found absent) before
-the call returns, which is what lets the consumer commit its offset right after.
+Dispatch is synchronous: an event is handed to every local recipient (or found absent) before
+the call returns, which is what lets the consumer commit its offset right after. Each event's
+WebSocket frame is encoded once, on the first local recipient, and the same bytes go to all.
+Metrics are per event or sampled, never per delivery.
 """
 
 from __future__ import annotations
@@ -13,12 +15,18 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 
+import structlog
 from opentelemetry.context import Context
 
+from realchat.contract.close_codes import CloseCode
 from realchat.contract.frames import Message, MessageFrame, PresenceFrame, ReceiptFrame, encode
 from realchat.events.models import MessageAcknowledged, MessageCreated, PresenceChanged
+from realchat.gateway import metrics
 from realchat.gateway.connection import Connection
+from realchat.gateway.flush import Flusher
+from realchat.gateway.wsframe import text_frame
 
 
 class Shard:
@@ -91,22 +99,38 @@ class PresenceVersions:
         self._next_prune = now + self._keep_s / 10
 
 
+log = structlog.get_logger(__name__)
+
+#: The answer for a user with no connection here.
+_NONE: frozenset[Connection] = frozenset()
+
+
 class Hub:
     def __init__(self, shards: int) -> None:
         self._shards = [Shard() for _ in range(shards)]
         self._presence_versions = PresenceVersions()
+        #: The shards' sets of connections by user, the same set objects, in one dict.
+        self._index: dict[uuid.UUID, set[Connection]] = {}
+        #: Writes every connection's waiting frames once per loop iteration.
+        self.flusher = Flusher()
 
     def shard_of(self, user_id: uuid.UUID) -> Shard:
         return self._shards[zlib.crc32(user_id.bytes) % len(self._shards)]
 
     def register(self, connection: Connection) -> None:
-        self.shard_of(connection.user_id).add(connection)
+        shard = self.shard_of(connection.user_id)
+        shard.add(connection)
+        self._index[connection.user_id] = shard.of(connection.user_id)
 
     def unregister(self, connection: Connection) -> None:
-        self.shard_of(connection.user_id).remove(connection)
+        shard = self.shard_of(connection.user_id)
+        shard.remove(connection)
+        if not shard.of(connection.user_id):
+            self._index.pop(connection.user_id, None)
 
-    def connections_of(self, user_id: uuid.UUID) -> set[Connection]:
-        return self.shard_of(user_id).of(user_id)
+    def connections_of(self, user_id: uuid.UUID) -> AbstractSet[Connection]:
+        """The user's connections here (one dict lookup: this runs per recipient per event)."""
+        return self._index.get(user_id, _NONE)
 
     def all_connections(self) -> Iterator[Connection]:
         for shard in self._shards:
@@ -117,11 +141,26 @@ class Hub:
 
     async def ping_forever(self, interval_s: float) -> None:
         """Keep every connection alive with one timer for all of them (a task per connection
-        would cost memory on each): each connection's writer sends its own ping."""
+        would cost memory on each); the pings go out in order with each one's frames. The same
+        round samples each connection's backlog (a sample, not an observation per frame)."""
         while True:
             await asyncio.sleep(interval_s)
             for connection in list(self.all_connections()):
+                metrics.QUEUE_DEPTH.observe(connection.pending_frames)
                 connection.ping()
+
+    async def close_idle_forever(self, idle_timeout_s: float) -> None:
+        """Close (4002) every connection nothing has come from for `idle_timeout_s`, checked
+        every `idle_timeout_s / 60` (at most 1 s): one sweep for all, instead of a timer per
+        connection and per receive."""
+        interval_s = min(1.0, idle_timeout_s / 60)
+        while True:
+            await asyncio.sleep(interval_s)
+            horizon = time.monotonic() - idle_timeout_s
+            for connection in list(self.all_connections()):
+                if connection.last_heard < horizon and connection.is_open:
+                    log.info("idle connection closed", user_id=str(connection.user_id))
+                    connection.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
 
     @property
     def users(self) -> int:
@@ -129,17 +168,25 @@ class Hub:
         return sum(s.users for s in self._shards)
 
     def dispatch_message(self, event: MessageCreated, trace: Context | None = None) -> int:
-        """Offer the message to every local connection of its recipients; return how many."""
+        """Offer the message to every local connection of its recipients; return how many.
+
+        Delivery latency is observed once per event (commit to hand-off), not per recipient."""
         frame: bytes | None = None
         conversation_id = str(event.conversation_id)
-        created_at = event.created_at.timestamp()
+        seq = event.seq
         offered = 0
         for user_id in event.recipients:
-            for connection in list(self.connections_of(user_id)):
-                if frame is None:  # encoded once, only if someone here receives it
-                    frame = encode(MessageFrame(message_of(event)))
-                connection.offer_live(conversation_id, event.seq, frame, created_at, trace)
+            connections = self.connections_of(user_id)
+            if not connections:
+                continue
+            if frame is None:  # encoded once, only if someone here receives it
+                frame = text_frame(encode(MessageFrame(message_of(event))))
+            # No copy of the set: nothing in offer_live unregisters a connection.
+            for connection in connections:
+                connection.offer_live(conversation_id, seq, frame, trace)
                 offered += 1
+        if offered:
+            metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.created_at.timestamp()))
         return offered
 
     def dispatch_receipt(self, event: MessageAcknowledged) -> int:
@@ -151,10 +198,12 @@ class Hub:
                 continue
             for connection in list(self.connections_of(user_id)):
                 if frame is None:
-                    frame = encode(
-                        ReceiptFrame(str(event.conversation_id), str(event.user_id), event.seq)
+                    frame = text_frame(
+                        encode(
+                            ReceiptFrame(str(event.conversation_id), str(event.user_id), event.seq)
+                        )
                     )
-                connection.push(frame)
+                connection.push_frame(frame)
                 offered += 1
         return offered
 
@@ -168,7 +217,7 @@ class Hub:
         for user_id in event.recipients:
             for connection in list(self.connections_of(user_id)):
                 if frame is None:
-                    frame = encode(PresenceFrame(str(event.user_id), event.status))
-                connection.push(frame)
+                    frame = text_frame(encode(PresenceFrame(str(event.user_id), event.status)))
+                connection.push_frame(frame)
                 offered += 1
         return offered

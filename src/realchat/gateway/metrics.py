@@ -7,13 +7,15 @@ from prometheus_client import Counter, Gauge, Histogram
 ACTIVE_CONNECTIONS = Gauge("realchat_gateway_active_connections", "Open WebSocket connections")
 QUEUE_DEPTH = Histogram(
     "realchat_gateway_send_queue_depth",
-    "Depth of a connection's send queue when a frame is queued",
+    "Frames waiting for a connection's socket, sampled for every connection each heartbeat",
     buckets=(0, 1, 4, 16, 64, 128, 192, 256, 1024),
 )
 SLOW_CONSUMERS = Counter(
     "realchat_gateway_slow_consumer_disconnects_total", "Clients cut off because their queue filled"
 )
-FRAMES_SENT = Counter("realchat_gateway_frames_sent_total", "Frames written to clients")
+FRAMES_SENT = Counter(
+    "realchat_gateway_frames_sent_total", "Frames written to clients (pings included)"
+)
 DUPLICATES_SUPPRESSED = Counter(
     "realchat_gateway_duplicates_suppressed_total", "Live events dropped as already delivered"
 )
@@ -23,7 +25,8 @@ EVENTS_CONSUMED = Counter(
 )
 DELIVERY_LATENCY = Histogram(
     "realchat_gateway_delivery_latency_seconds",
-    "From message commit (created_at) to the frame written to a recipient's socket",
+    "From message commit (created_at) to its frame handed to the recipients' sockets (once per "
+    "event, not per recipient)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 KAFKA_LAG = Gauge(

@@ -98,6 +98,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     heartbeat_stop = asyncio.Event()
     heartbeat = asyncio.create_task(presence.run(heartbeat_stop), name="presence-heartbeat")
     pings = asyncio.create_task(hub.ping_forever(g.heartbeat_s), name="websocket-pings")
+    idle = asyncio.create_task(hub.close_idle_forever(g.idle_timeout_s), name="idle-sweep")
 
     async def ready() -> bool:
         return session.accepting and delivery.assigned and delivery.failure is None
@@ -125,6 +126,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                     await asyncio.wait_for(_until_empty(hub), timeout=g.drain_timeout_s / 2)
                 await site.stop()
                 pings.cancel()
+                idle.cancel()
                 heartbeat_stop.set()
                 await heartbeat  # its last flush: the drained clients' disconnects reach Redis
                 # Commit what was handled, with what is left of the deadline (minus a moment

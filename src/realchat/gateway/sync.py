@@ -1,10 +1,11 @@
 """Backfills: what a connection missed, read from the chat service (PostgreSQL), racing live
 events without losing or reordering any.
 
-While a conversation is being backfilled its live events are not queued, only their highest seq
-is remembered; the backfill pages through history until it has delivered at least that far and a
-page comes back short. The final check and the switch back to live happen with no await between
-them, on the one event loop that also dispatches live events, so no event can slip through.
+The conversation's cursor (`cursor.py`) owns the state: while a backfill owns a conversation its
+live events are only remembered (their highest seq); this module pages through history, hands
+each message to the cursor and sends what it says to, until the cursor says it is caught up.
+That final check and the switch back to live happen in one call, on the one event loop that
+also dispatches live events, so no event can slip through.
 
 A gap backfill whose history read fails because the chat service is unavailable retries, with
 a doubling delay up to a cap, for as long as the connection is open: the live event it holds
@@ -24,6 +25,7 @@ from realchat.contract.frames import Message, MessageFrame, SyncDoneFrame, encod
 from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatCallError
 from realchat.gateway.connection import Connection
+from realchat.gateway.cursor import Verdict
 
 log = structlog.get_logger(__name__)
 
@@ -52,13 +54,11 @@ class Backfiller:
         self._retry_max_s = retry_max_s
 
     def start(self, connection: Connection, conversation_id: str, *, retry: bool = True) -> None:
-        """Backfill a conversation (after a gap, or for a sync) unless one already runs;
-        `retry`: retry history reads while the chat service is unavailable."""
-        cursor = connection.cursor(conversation_id)
-        if cursor.backfill is not None and not cursor.backfill.done():
-            return
-        cursor.syncing = True
-        cursor.backfill = connection.spawn(self._run(connection, conversation_id, retry))
+        """Run the backfill the conversation's cursor has begun (after a gap, or for a sync)
+        unless one already runs; `retry`: retry history reads while the chat service is
+        unavailable."""
+        if connection.running_backfill(conversation_id) is None:
+            connection.run_backfill(conversation_id, self._run(connection, conversation_id, retry))
 
     async def _read(
         self, connection: Connection, conversation_id: str, after: int, retry: bool
@@ -94,25 +94,21 @@ class Backfiller:
         sent = 0
         try:
             while connection.is_open:
-                after = cursor.delivered or 0
-                page = await self._read(connection, conversation_id, after, retry)
+                page = await self._read(connection, conversation_id, cursor.backfill_after(), retry)
                 try:
                     for message in page:
-                        if message.seq != (cursor.delivered or 0) + 1:
-                            continue  # already delivered meanwhile
+                        if cursor.on_backfilled(message.seq) is not Verdict.DELIVER:
+                            continue  # delivered meanwhile, or the client's own send
                         if not await connection.push_backfill(encode(MessageFrame(message))):
                             return
-                        cursor.delivered = message.seq
                         sent += 1
                 finally:
                     self._pages.release()
-                caught_up = (cursor.delivered or 0) >= cursor.seen_while_syncing
-                if len(page) < self._page_size and caught_up:
-                    cursor.syncing = False  # same loop tick as the check: no event slips in
-                    return
+                if cursor.on_page_end(short=len(page) < self._page_size):
+                    return  # live again, in the same loop tick as the check: no event slips in
         except BaseException:
             # Back to live: the next live event finds the gap and starts a new backfill.
-            cursor.syncing = False
+            cursor.on_backfill_ended()
             raise
         finally:
             metrics.SYNC_BACKFILL.observe(sent)
@@ -120,17 +116,19 @@ class Backfiller:
     async def sync(self, connection: Connection, positions: dict[str, int]) -> dict[str, int]:
         """Deliver everything after `positions` in each conversation; return where each ended.
 
+        Live delivery starts on the connection (if it had not) once every conversation's
+        backfill has begun: the live events held until then come after the backfilled ones.
         The caller checked membership (an outsider's conversation fails its first history read,
         which raises and aborts the sync before anything is sent)."""
+        tasks = []
         for conversation_id, position in positions.items():
-            cursor = connection.cursor(conversation_id)
-            if cursor.backfill is not None and not cursor.backfill.done():
-                await cursor.backfill
-            cursor.delivered = position
-            cursor.seen_while_syncing = 0
+            while (running := connection.running_backfill(conversation_id)) is not None:
+                await asyncio.wait([running])
+            connection.cursor(conversation_id).on_sync(position)
             self.start(connection, conversation_id, retry=False)
-        for conversation_id in positions:
-            task = connection.cursor(conversation_id).backfill
+            tasks.append(connection.running_backfill(conversation_id))
+        connection.start_live()
+        for task in tasks:
             if task is not None:
                 await task
         done = {c: connection.cursor(c).delivered or 0 for c in positions}

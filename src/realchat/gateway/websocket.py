@@ -8,11 +8,13 @@ held up by a long backfill. Bad frames get an error frame and the connection sta
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import WSMsgType, web
+from aiohttp.base_protocol import BaseProtocol
 from opentelemetry.trace import SpanKind
 
 from realchat.auth.tokens import InvalidToken, TokenVerifier
@@ -39,6 +41,7 @@ from realchat.gateway.hub import Hub
 from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter, TokenBucket
 from realchat.gateway.rest import error_response
+from realchat.gateway.socket_sink import SocketSink
 from realchat.gateway.sync import Backfiller
 from realchat.observability.tracing import tracer
 from realchat.presence.registry import DEVICE_PATTERN
@@ -48,26 +51,23 @@ log = structlog.get_logger(__name__)
 _PONG = encode(PongFrame())
 
 
-class WebSocketSink:
-    """aiohttp's WebSocket as a connection's frame sink (text frames of ready-encoded JSON)."""
+class WebSocketSink(SocketSink):
+    """An aiohttp WebSocket's socket as a connection's frame sink.
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
+    aiohttp keeps the handshake, the reading and the control frames it sends itself (pongs,
+    the close); the data frames and pings the gateway sends are whole, ready frames written
+    straight to the transport, between aiohttp's writes and never inside one."""
+
+    __slots__ = ("_ws",)
+
+    def __init__(
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport, protocol: BaseProtocol
+    ) -> None:
+        super().__init__(transport, protocol)
         self._ws = ws
-        self._transport = transport
-
-    async def send(self, frame: bytes) -> None:
-        await self._ws.send_frame(frame, WSMsgType.TEXT)
-
-    async def ping(self) -> None:
-        await self._ws.ping()
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code=code, message=reason.encode())
-
-    def abort(self) -> None:
-        # No isinstance check: uvloop's transports are not asyncio.Transport subclasses.
-        if self._transport is not None:
-            self._transport.abort()
 
 
 _REASONS: dict[int, str] = {
@@ -124,6 +124,7 @@ class Session:
             # (1006). The hub pings every connection; an idle one is closed with 4002 instead.
             writer_limit=64 * 1024,
             decode_text=False,
+            autoping=False,  # pings and pongs come to the read loop: they count as traffic
         )
         if not ws.can_prepare(request).ok:
             # Else aiohttp answers a plain GET with a text/plain 400.
@@ -137,6 +138,9 @@ class Session:
             refused.headers["Retry-After"] = "1"
             return refused
         await ws.prepare(request)
+        transport = request.transport
+        if transport is None:  # the client is gone already
+            return ws
         try:
             user_id = self.verifier.verify(request.query.get("token", ""))
         except InvalidToken:
@@ -148,15 +152,17 @@ class Session:
             return ws
         connection = Connection(
             user_id,
-            WebSocketSink(ws, request.transport),
+            WebSocketSink(ws, transport, request.protocol),
             queue_size=s.send_queue_size,
+            queue_bytes=s.send_queue_bytes,
             close_grace_s=s.close_grace_s,
             on_gap=self.backfiller.start,
             backfill_stall_s=s.backfill_stall_s,
+            sync_grace_s=s.sync_grace_s,
+            flusher=self.hub.flusher,
         )
         self.hub.register(connection)
         metrics.ACTIVE_CONNECTIONS.inc()
-        connection.start_writer()
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
         # Without a device id every connection counts as a device of its own.
         self.presence.connected(
@@ -182,16 +188,17 @@ class Session:
         )
         strikes = 0
         while connection.is_open:
-            try:
-                # Pongs and pings count as traffic: aiohttp takes them inside receive(), and
-                # each restarts the wait.
-                msg = await ws.receive(timeout=self.settings.idle_timeout_s)
-            except TimeoutError:
-                log.info("idle connection closed", user_id=str(connection.user_id))
-                connection.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
-                break
+            # No timeout per receive (a timer per connection): the hub's idle sweep closes a
+            # connection nothing arrived from; pings and pongs count as traffic.
+            msg = await ws.receive()
+            connection.last_heard = time.monotonic()
             if msg.type in _ENDED or not connection.is_open:
                 break
+            if msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+                continue
+            if msg.type is WSMsgType.PONG:
+                continue
             if not flood.take():
                 strikes += 1
                 if strikes > self.settings.max_frames_per_s:
@@ -274,28 +281,36 @@ class Session:
     async def _sync(self, connection: Connection, frame: SyncFrame) -> None:
         async with connection.sync_lock:
             try:
-                mine = {
-                    c.conversation_id: c.acked_seq
-                    for c in await self.chat.conversations(connection.user_id)
-                }
-            except ChatCallError as error:
-                self._refuse(connection, BadFrame(error.code, error.message))
-                return
-            positions = mine if not frame.positions else {}
-            for conversation_id, seq in (frame.positions or {}).items():
-                if conversation_id not in mine:
-                    self._refuse(
-                        connection,
-                        BadFrame("not_a_member", f"not a member of conversation {conversation_id}"),
-                    )
-                elif seq < 0:
-                    self._refuse(connection, BadFrame("invalid_seq", "positions must be >= 0"))
-                else:
-                    positions[conversation_id] = seq
-            try:
-                await self.backfiller.sync(connection, positions)
-            except ChatCallError as error:
-                self._refuse(connection, BadFrame("sync_failed", error.message))
+                await self._sync_positions(connection, frame)
+            finally:
+                # Handled, even if it failed: live delivery starts (the backfiller starts it
+                # as soon as every backfill has begun; this covers the ways out before that).
+                connection.start_live()
+
+    async def _sync_positions(self, connection: Connection, frame: SyncFrame) -> None:
+        try:
+            mine = {
+                c.conversation_id: c.acked_seq
+                for c in await self.chat.conversations(connection.user_id)
+            }
+        except ChatCallError as error:
+            self._refuse(connection, BadFrame(error.code, error.message))
+            return
+        positions = mine if not frame.positions else {}
+        for conversation_id, seq in (frame.positions or {}).items():
+            if conversation_id not in mine:
+                self._refuse(
+                    connection,
+                    BadFrame("not_a_member", f"not a member of conversation {conversation_id}"),
+                )
+            elif seq < 0:
+                self._refuse(connection, BadFrame("invalid_seq", "positions must be >= 0"))
+            else:
+                positions[conversation_id] = seq
+        try:
+            await self.backfiller.sync(connection, positions)
+        except ChatCallError as error:
+            self._refuse(connection, BadFrame("sync_failed", error.message))
 
     def drain(self) -> None:
         """Stop accepting sessions and tell every client to reconnect elsewhere (1001)."""

@@ -3,8 +3,10 @@
 Measures, in-process and without a broker, the gateway's per-event work on the consumer path:
 decoding a `chat.message.created.v1` record and dispatching it through the hub, (a) when none of
 its recipients is connected to this instance (the cost every *other* instance pays for it) and
-(b) when its recipients are (encode once, queue to each connection). From (a), the number of
-instances that can share a message rate before the filtering alone fills a core.
+(b) when its recipients are (encode once, queue to each connection) and (c) when one conversation
+has many local subscribers (fan-out: the per-delivery cost of the edge's fast path). From (a),
+the number of instances that can share a message rate before the filtering alone fills a core;
+(d) is (c) written to real loopback sockets (`bench_sockets.py`), CPU time of the loop's thread.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import uvloop
 
 from realchat.gateway.connection import Connection
 from realchat.gateway.delivery import EventDispatcher
 from realchat.gateway.hub import Hub
+from realchat.loadtest.bench_sockets import fan_out_over_sockets
 
 
 class _Record:
@@ -42,10 +46,15 @@ class _Record:
 
 
 class _NullSink:
-    async def send(self, frame: bytes) -> None:
+    """A socket that takes everything at once: what is left is the gateway's own work."""
+
+    def write(self, data: bytes) -> None:
         return None
 
-    async def ping(self) -> None:
+    def writable(self) -> bool:
+        return True
+
+    async def drained(self) -> None:
         return None
 
     async def close(self, code: int, reason: str) -> None:
@@ -60,9 +69,13 @@ class DispatchResult:
     scenario: str
     events: int
     local_deliveries: int
+    #: Wall time (events_per_s comes from it: it varies with the machine's load).
     seconds: float
     events_per_s: float
+    #: CPU time of the event loop's thread per event (steadier than wall time on a busy machine).
     us_per_event: float
+    #: CPU per delivery to one connection: the figure the edge is judged by at fan-out.
+    us_per_delivery: float | None
 
 
 def _payload(conversation: uuid.UUID, seq: int, recipients: list[uuid.UUID]) -> bytes:
@@ -82,21 +95,34 @@ def _payload(conversation: uuid.UUID, seq: int, recipients: list[uuid.UUID]) -> 
 
 async def _run(scenario: str, hub: Hub, records: list[_Record], local: int) -> DispatchResult:
     dispatcher = EventDispatcher(hub)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     for start in range(0, len(records), 500):  # the consumer hands over batches of 500
         await dispatcher(records[start : start + 500])  # type: ignore[arg-type]
-    seconds = time.perf_counter() - started
+    await asyncio.sleep(0)  # the round that writes what the last batch left waiting
+    seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu
     return DispatchResult(
         scenario=scenario,
         events=len(records),
         local_deliveries=local,
         seconds=round(seconds, 3),
         events_per_s=round(len(records) / seconds),
-        us_per_event=round(seconds / len(records) * 1e6, 2),
+        us_per_event=round(cpu / len(records) * 1e6, 2),
+        us_per_delivery=round(cpu / local * 1e6, 2) if local else None,
     )
 
 
-async def bench_dispatch(events: int, connections: int) -> list[DispatchResult]:
+def _connect(hub: Hub, users: list[uuid.UUID]) -> list[Connection]:
+    conns = []
+    for user in users:
+        conn = Connection(
+            user, _NullSink(), queue_size=1_000_000, close_grace_s=1, on_gap=lambda c, x: None
+        )
+        hub.register(conn)
+        conns.append(conn)
+    return conns
+
+
+async def bench_dispatch(events: int, connections: int, fanout: int) -> list[DispatchResult]:
     users = [uuid.uuid4() for _ in range(connections)]
     # (a) nobody here: every event is decoded and filtered out.
     remote = [
@@ -105,29 +131,51 @@ async def bench_dispatch(events: int, connections: int) -> list[DispatchResult]:
     results = [await _run("no local recipient", Hub(64), remote, 0)]
     # (b) both recipients of every event are connected here.
     hub = Hub(64)
-    conns = []
-    for user in users:
-        conn = Connection(
-            user, _NullSink(), queue_size=1_000_000, close_grace_s=1, on_gap=lambda c, x: None
-        )
-        hub.register(conn)
-        conns.append(conn)
+    conns = _connect(hub, users)
     local = []
     for n in range(events):
         pair = [users[(2 * n) % connections], users[(2 * n + 1) % connections]]
         local.append(_Record(_payload(uuid.uuid4(), 1, pair)))
     results.append(await _run("2 local recipients", hub, local, 2 * events))
+    # (c) one conversation, `fanout` subscribers here, seqs in order: every event reaches all.
+    subscribers = users[:fanout]
+    conversation = uuid.uuid4()
+    fanned = [
+        _Record(_payload(conversation, seq, subscribers))
+        for seq in range(1, max(1, events // fanout * 2) + 1)
+    ]
+    name = f"{len(subscribers)} subscribers"
+    results.append(await _run(name, hub, fanned, len(fanned) * len(subscribers)))
     for conn in conns:
         await conn.finish()
+    # (d) the same over loopback TCP sockets: CPU of the loop's thread per delivery.
+    cpu, wall, _ = await fan_out_over_sockets(fanned, subscribers)
+    deliveries = len(fanned) * len(subscribers)
+    results.append(
+        DispatchResult(
+            scenario=f"{len(subscribers)} on sockets",
+            events=len(fanned),
+            local_deliveries=deliveries,
+            seconds=round(wall, 3),
+            events_per_s=round(len(fanned) / wall),
+            us_per_event=round(cpu / len(fanned) * 1e6, 2),
+            us_per_delivery=round(cpu / deliveries * 1e6, 2),
+        )
+    )
     return results
 
 
-def bench_dispatch_command(events: int, connections: int, output: Path) -> int:
-    results = asyncio.run(bench_dispatch(events, connections))
-    print(f"{'scenario':<22} {'events':>8} {'events/s':>10} {'us/event':>9}")
+def bench_dispatch_command(events: int, connections: int, output: Path, fanout: int = 1000) -> int:
+    # uvloop, as the gateway runs.
+    results = uvloop.run(bench_dispatch(events, connections, min(fanout, connections)))
+    print(f"{'scenario':<22} {'events':>8} {'events/s':>10} {'us/event':>9} {'us/delivery':>12}")
     for r in results:
-        print(f"{r.scenario:<22} {r.events:>8} {r.events_per_s:>10} {r.us_per_event:>9}")
-    filter_rate = results[0].events_per_s
+        per_delivery = "-" if r.us_per_delivery is None else f"{r.us_per_delivery}"
+        print(
+            f"{r.scenario:<22} {r.events:>8} {r.events_per_s:>10} {r.us_per_event:>9}"
+            f" {per_delivery:>12}"
+        )
+    filter_rate = round(1e6 / results[0].us_per_event)  # CPU time: steady on a busy machine
     print(
         f"one core filters {filter_rate} foreign events/s: at 3,000 msg/s the broadcast costs "
         f"each instance {3000 / filter_rate:.1%} of a core"
@@ -138,6 +186,8 @@ def bench_dispatch_command(events: int, connections: int, output: Path) -> int:
         "at": datetime.now(UTC).isoformat(),
         "cores": os.cpu_count(),
         "connections": connections,
+        "fanout": fanout,
+        "load_average": os.getloadavg(),
         "results": [asdict(r) for r in results],
     }
     output.write_text(json.dumps(report, indent=2) + "\n")

@@ -250,7 +250,6 @@ async def test_a_burst_larger_than_a_queue_reaches_a_client_that_keeps_up(
     sink = FakeSink()  # takes every frame at once: a client that keeps up
     connection = Connection(user, sink, queue_size=8, close_grace_s=1, on_gap=lambda c, i: None)
     hub.register(connection)
-    connection.start_writer()
     delivery = await started(stack, group, EventDispatcher(hub))
     conversation = uuid.uuid4()
     count = 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,10 +16,14 @@ from realchat.gateway.chat_client import ChatCallError
 
 
 class FakeSink:
-    """A client transport: records frames; can be told to stop reading (block)."""
+    """A client socket: parses the WebSocket frames written to it (text frames into `frames`,
+    pings counted); can be told to stop reading (`reading` cleared), and then takes no more
+    until it reads again: what was written stays unread and the socket is not writable."""
 
     def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
+        self._frames: list[dict[str, Any]] = []
+        self._unread = bytearray()
+        self.writes = 0
         self.closed: tuple[int, str] | None = None
         self.aborted = False
         self.reading = asyncio.Event()
@@ -26,13 +31,41 @@ class FakeSink:
         self.take_close = True
         self.pings = 0
 
-    async def send(self, frame: bytes) -> None:
-        await self.reading.wait()
-        self.frames.append(json.loads(frame))
+    @property
+    def frames(self) -> list[dict[str, Any]]:
+        if self.reading.is_set():
+            self._consume()
+        return self._frames
 
-    async def ping(self) -> None:
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self._unread += data
+        if self.reading.is_set():
+            self._consume()
+
+    def writable(self) -> bool:
+        if self.reading.is_set():
+            self._consume()
+        return not self._unread
+
+    async def drained(self) -> None:
         await self.reading.wait()
-        self.pings += 1
+        self._consume()
+
+    def _consume(self) -> None:
+        data = self._unread
+        while len(data) >= 2:
+            opcode, size, start = data[0] & 0x0F, data[1] & 0x7F, 2
+            if size == 126:
+                size, start = struct.unpack("!H", data[2:4])[0], 4
+            elif size == 127:
+                size, start = struct.unpack("!Q", data[2:10])[0], 10
+            payload = bytes(data[start : start + size])
+            del data[: start + size]
+            if opcode == 0x1:
+                self._frames.append(json.loads(payload))
+            elif opcode == 0x9:
+                self.pings += 1
 
     async def close(self, code: int, reason: str) -> None:
         if not self.take_close:

@@ -11,13 +11,19 @@ from realchat.contract.close_codes import CloseCode
 from realchat.contract.frames import MessageFrame, encode
 from realchat.gateway.connection import Connection
 from realchat.gateway.hub import Hub
+from realchat.gateway.wsframe import text_frame
 from tests.unit.gateway.fakes import FakeSink, message
 
 CONV = str(uuid.uuid4())
 
 
-def live(seq: int, conversation_id: str = CONV) -> bytes:
+def payload(seq: int, conversation_id: str = CONV) -> bytes:
     return encode(MessageFrame(message(conversation_id, seq)))
+
+
+def live(seq: int, conversation_id: str = CONV) -> bytes:
+    """A live event's ready frame, as the hub encodes it once for every recipient."""
+    return text_frame(payload(seq, conversation_id))
 
 
 def connection(sink: FakeSink, queue_size: int = 8, gaps: list[str] | None = None) -> Connection:
@@ -25,9 +31,7 @@ def connection(sink: FakeSink, queue_size: int = 8, gaps: list[str] | None = Non
         if gaps is not None:
             gaps.append(conversation_id)
 
-    conn = Connection(uuid.uuid4(), sink, queue_size=queue_size, close_grace_s=0.2, on_gap=on_gap)
-    conn.start_writer()
-    return conn
+    return Connection(uuid.uuid4(), sink, queue_size=queue_size, close_grace_s=0.2, on_gap=on_gap)
 
 
 async def settle() -> None:
@@ -53,7 +57,7 @@ async def test_a_gap_is_not_delivered_but_handed_to_a_backfill() -> None:
     await settle()
     assert sink.seqs(CONV) == [1]
     assert gaps == [CONV]
-    assert conn.cursor(CONV).seen_while_syncing == 3
+    assert conn.cursor(CONV).seen == 3
     await conn.finish()
 
 
@@ -64,7 +68,7 @@ async def test_a_client_that_stops_reading_is_cut_off_with_4008_and_memory_stays
     for seq in range(1, 50):
         conn.offer_live(CONV, seq, live(seq))
     assert not conn.is_open
-    assert conn._queue.qsize() == 0  # what was queued is dropped, nothing keeps growing
+    assert conn.pending_frames == 0  # what waited is dropped, nothing keeps growing
     await asyncio.sleep(0.05)
     assert sink.closed == (CloseCode.SLOW_CONSUMER, "send queue full; reconnect and sync")
     await conn.finish()
@@ -75,7 +79,7 @@ async def test_a_client_that_never_takes_the_close_frame_is_dropped_after_the_gr
     sink.reading.clear()
     sink.take_close = False
     conn = connection(sink, queue_size=2)
-    for seq in range(1, 5):
+    for seq in range(1, 8):  # the socket takes two, two wait, the next one cuts the client off
         conn.offer_live(CONV, seq, live(seq))
     await asyncio.sleep(0.4)
     assert sink.aborted
@@ -91,13 +95,13 @@ async def test_backfill_waits_for_room_and_leaves_half_the_queue_to_live_traffic
     async def backfill() -> None:
         nonlocal pushed
         for seq in range(1, 20):
-            await conn.push_backfill(live(seq))
+            await conn.push_backfill(payload(seq))
             pushed += 1
 
     task = asyncio.create_task(backfill())
     await settle()
     assert conn.is_open
-    assert pushed <= 5  # half the queue (+ the frame the blocked writer holds)
+    assert pushed <= 8  # half the queue waits (+ the frames the socket took before it stopped)
     other = str(uuid.uuid4())
     conn.offer_live(other, 1, live(1, other))  # live traffic still fits
     assert conn.is_open
@@ -170,3 +174,67 @@ async def test_a_ping_waits_its_turn_and_never_cuts_off_a_full_queue() -> None:
     assert sink.seqs(CONV) == [1, 2, 3]
     assert sink.pings == 1
     await conn.finish()
+
+
+async def test_frames_for_one_client_in_one_loop_iteration_go_out_in_one_write() -> None:
+    sink = FakeSink()
+    conn = connection(sink, queue_size=256)
+    for seq in range(1, 6):
+        conn.offer_live(CONV, seq, live(seq))
+    assert sink.writes == 0  # nothing written per delivery: at the end of the iteration
+    await settle()
+    assert sink.writes == 1
+    assert sink.seqs(CONV) == [1, 2, 3, 4, 5]
+    await conn.finish()
+
+
+async def test_a_burst_is_written_in_chunks_instead_of_piling_up() -> None:
+    sink = FakeSink()
+    conn = connection(sink, queue_size=256)
+    for seq in range(1, 201):  # more than the bound would hold, to a client that keeps up
+        conn.offer_live(CONV, seq, live(seq))
+    assert conn.is_open
+    assert conn.pending_frames < 64  # written in chunks while the socket takes them
+    await settle()
+    assert sink.seqs(CONV) == list(range(1, 201))
+    await conn.finish()
+
+
+async def test_the_backlog_is_bounded_in_bytes_too() -> None:
+    sink = FakeSink()
+    sink.reading.clear()
+    conn = Connection(
+        uuid.uuid4(), sink, queue_size=1000, queue_bytes=64 * 1024, close_grace_s=0.2,
+        on_gap=lambda c, x: None,
+    )  # fmt: skip
+    big = text_frame(b'{"type":"pong","pad":"' + b"x" * 16_000 + b'"}')
+    for _ in range(3):
+        assert conn.push_frame(big)  # the socket takes what it can; then frames wait
+    await settle()
+    sent = 3
+    while conn.is_open and sent < 20:
+        conn.push_frame(big)
+        sent += 1
+    assert not conn.is_open  # cut off long before 1000 frames: ~64 KiB waited
+    assert conn.close_code == CloseCode.SLOW_CONSUMER
+    await conn.finish()
+
+
+async def test_the_hub_closes_connections_nothing_came_from_with_one_sweep() -> None:
+    hub = Hub(4)
+    quiet, lively = FakeSink(), FakeSink()
+    conns = [connection(quiet), connection(lively)]
+    for conn in conns:
+        hub.register(conn)
+    conns[0].last_heard -= 10  # nothing from it for 10 s
+    sweeping = asyncio.create_task(hub.close_idle_forever(idle_timeout_s=1.0))
+    try:
+        await asyncio.sleep(0.1)
+    finally:
+        sweeping.cancel()
+    assert conns[0].close_code == CloseCode.IDLE_TIMEOUT
+    assert conns[1].is_open
+    await settle()
+    assert quiet.closed == (CloseCode.IDLE_TIMEOUT, "idle timeout")
+    for conn in conns:
+        await conn.finish()

@@ -17,7 +17,6 @@ from tests.unit.gateway.fakes import FakeSink
 def connect(hub: Hub, user: uuid.UUID) -> tuple[Connection, FakeSink]:
     sink = FakeSink()
     conn = Connection(user, sink, queue_size=8, close_grace_s=0.1, on_gap=lambda c, x: None)
-    conn.start_writer()
     hub.register(conn)
     return conn, sink
 

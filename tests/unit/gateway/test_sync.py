@@ -13,6 +13,7 @@ from realchat.contract.frames import MessageFrame, encode
 from realchat.gateway.chat_client import ChatCallError
 from realchat.gateway.connection import Connection
 from realchat.gateway.sync import Backfiller
+from realchat.gateway.wsframe import text_frame
 from tests.support.waiting import eventually
 from tests.unit.gateway.fakes import FakeHistory, FakeSink
 
@@ -28,14 +29,13 @@ def setup(page_size: int = 3) -> tuple[FakeSink, FakeHistory, Connection, Backfi
     sink, history = FakeSink(), FakeHistory()
     backfiller = Backfiller(history, page_size, retry_initial_s=0.01, retry_max_s=0.04)
     conn = Connection(uuid.uuid4(), sink, queue_size=16, close_grace_s=0.1, on_gap=backfiller.start)
-    conn.start_writer()
     return sink, history, conn, backfiller
 
 
 def publish(history: FakeHistory, conn: Connection) -> None:
     """Commit a message, then deliver its live event (as the Kafka path would)."""
     m = history.append(CONV)
-    conn.offer_live(CONV, m.seq, encode(MessageFrame(m)))
+    conn.offer_live(CONV, m.seq, text_frame(encode(MessageFrame(m))))
 
 
 async def test_sync_from_zero_while_live_events_flow_is_contiguous() -> None:
@@ -136,8 +136,6 @@ async def test_backfills_beyond_the_concurrency_cap_wait_for_a_page_slot() -> No
         Connection(uuid.uuid4(), sink, queue_size=16, close_grace_s=0.1, on_gap=backfiller.start)
         for _ in range(2)
     ]
-    for conn in conns:
-        conn.start_writer()
     history.append(CONV)
     history.gate = asyncio.Event()
     syncs = [asyncio.create_task(backfiller.sync(conn, {CONV: 0})) for conn in conns]
@@ -156,12 +154,10 @@ async def test_a_client_that_does_not_read_its_backfill_is_cut_off_and_frees_its
     backfiller = Backfiller(history, page_size=10, max_concurrent=1)
 
     def connection(sink: FakeSink) -> Connection:
-        conn = Connection(
+        return Connection(
             uuid.uuid4(), sink, queue_size=4, close_grace_s=0.1, on_gap=backfiller.start,
             backfill_stall_s=0.1,
         )  # fmt: skip
-        conn.start_writer()
-        return conn
 
     for _ in range(10):
         history.append(CONV)
@@ -177,3 +173,70 @@ async def test_a_client_that_does_not_read_its_backfill_is_cut_off_and_frees_its
     cut.cancel()
     for conn in (first, second):
         await conn.finish()
+
+
+def fresh(
+    grace_s: float, queue_size: int = 16
+) -> tuple[FakeSink, FakeHistory, Connection, Backfiller]:
+    """A connection as a session opens it: live delivery waits for the first sync."""
+    sink, history = FakeSink(), FakeHistory()
+    backfiller = Backfiller(history, 50)
+    conn = Connection(
+        uuid.uuid4(), sink, queue_size=queue_size, close_grace_s=0.1, on_gap=backfiller.start,
+        sync_grace_s=grace_s,
+    )  # fmt: skip
+    return sink, history, conn, backfiller
+
+
+async def test_live_events_before_the_first_sync_come_after_its_backfill() -> None:
+    """Seen in the field: 104, 105, 6, 7, ... when live events beat the client's first sync."""
+    sink, history, conn, backfiller = fresh(grace_s=10)
+    for _ in range(103):
+        history.append(CONV)
+    publish(history, conn)  # 104, live, before the sync is handled
+    publish(history, conn)  # 105
+    await asyncio.sleep(0.01)
+    assert sink.frames == []  # held
+    await backfiller.sync(conn, {CONV: 5})
+    publish(history, conn)  # 106, after the sync: live
+    await wait_for(lambda: len(sink.seqs(CONV)) >= 101)
+    assert sink.seqs(CONV) == list(range(6, 107))
+    assert [f["type"] for f in sink.frames].index("sync_done") == 100
+    await conn.finish()
+
+
+async def test_without_a_sync_held_events_go_out_after_the_grace() -> None:
+    sink, history, conn, _ = fresh(grace_s=0.05)
+    publish(history, conn)
+    publish(history, conn)
+    await asyncio.sleep(0.01)
+    assert sink.seqs(CONV) == []
+    await wait_for(lambda: len(sink.seqs(CONV)) >= 2)
+    assert sink.seqs(CONV) == [1, 2]
+    publish(history, conn)
+    await wait_for(lambda: len(sink.seqs(CONV)) >= 3)
+    assert sink.seqs(CONV) == [1, 2, 3]
+    assert history.reads == 0  # held frames were sent as they were, not read again
+    await conn.finish()
+
+
+async def test_holding_is_bounded_like_the_send_queue() -> None:
+    sink, history, conn, _ = fresh(grace_s=10, queue_size=4)
+    for _ in range(5):
+        publish(history, conn)
+    await wait_for(lambda: len(sink.seqs(CONV)) >= 5)  # the fifth started live delivery
+    assert sink.seqs(CONV) == [1, 2, 3, 4, 5]
+    await conn.finish()
+
+
+async def test_a_conversation_the_first_sync_leaves_out_gets_its_held_events_live() -> None:
+    sink, history, conn, backfiller = fresh(grace_s=10)
+    other = str(uuid.uuid4())
+    m = history.append(other)
+    conn.offer_live(other, m.seq, text_frame(encode(MessageFrame(m))))
+    history.append(CONV)
+    await backfiller.sync(conn, {CONV: 0})
+    await wait_for(lambda: sink.seqs(other) and sink.seqs(CONV))
+    assert sink.seqs(other) == [1]
+    assert sink.seqs(CONV) == [1]
+    await conn.finish()

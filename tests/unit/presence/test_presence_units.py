@@ -68,7 +68,6 @@ async def test_presence_frames_go_to_recipients_only_and_stale_ones_nowhere() ->
         for u, sink in sinks.items()
     ]
     for connection in connections:
-        connection.start_writer()
         hub.register(connection)
     assert hub.dispatch_presence(presence(alice, "offline", 2, bob)) == 1
     assert hub.dispatch_presence(presence(alice, "online", 1, bob)) is None
