@@ -115,6 +115,13 @@ class PongFrame(msgspec.Struct, tag="pong", tag_field="type", frozen=True):
     pass
 
 
+class LiveFrame(msgspec.Struct, tag="live", tag_field="type", frozen=True):
+    """Whether live delivery is current. `paused`: the gateway lost the event bus; sends, history
+    and `sync` still work, so a client syncs now and then until `paused` is false again."""
+
+    paused: bool
+
+
 class ErrorFrame(msgspec.Struct, tag="error", tag_field="type", frozen=True, omit_defaults=True):
     code: str
     message: str
@@ -130,6 +137,7 @@ ServerFrame = (
     | PresenceFrame
     | PongFrame
     | ErrorFrame
+    | LiveFrame
 )
 
 _encoder = msgspec.json.Encoder()

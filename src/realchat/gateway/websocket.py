@@ -38,6 +38,7 @@ from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.gateway.connection import Connection
 from realchat.gateway.hub import Hub
+from realchat.gateway.live import LiveStatus
 from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter, TokenBucket
 from realchat.gateway.rest import error_response
@@ -125,11 +126,13 @@ class Session:
     #: Whether live delivery has its start positions; sessions are refused (503) until then.
     delivering: Callable[[], bool]
     accepting: bool = True
+    #: Tells a connection opened while live delivery is paused (the bus is away).
+    live: LiveStatus | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
         device = request.query.get("device")
-        if device is not None and not DEVICE_PATTERN.match(device):
+        if device is not None and not DEVICE_PATTERN.fullmatch(device):
             return error_response(
                 400, "invalid_device", "device: 1-64 characters of A-Z a-z 0-9 _ . -"
             )
@@ -181,6 +184,8 @@ class Session:
         self.hub.register(connection)
         metrics.ACTIVE_CONNECTIONS.inc()
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
+        if self.live is not None and (paused := self.live.greeting()) is not None:
+            connection.push_frame(paused)
         # Without a device id every connection counts as a device of its own.
         self.presence.connected(
             connection.session_id, user_id, device or str(connection.session_id)
