@@ -59,12 +59,30 @@ async def becomes(http: aiohttp.ClientSession, url: str, wanted: int, timeout_s:
 async def test_readiness_follows_postgres(stack: Stack) -> None:
     app = stack.app_settings
     chat = f"http://127.0.0.1:{app.chat.ops_port}"
+    base = f"http://127.0.0.1:{app.http.port}"
+    username = await new_user(base, "carol")
     async with aiohttp.ClientSession() as http:
         assert await status(http, f"{chat}/readyz") == 200
+        credentials = {"username": username, "password": PASSWORD}
+        async with http.post(f"{base}/v1/tokens", json=credentials) as reply:
+            bearer = {"Authorization": f"Bearer {(await reply.json())['access_token']}"}
+        async with http.post(
+            f"{base}/v1/conversations", json={"member_ids": []}, headers=bearer
+        ) as reply:
+            conversation = (await reply.json())["conversation_id"]
 
         await stack.kill_component("postgres")
         down = await becomes(http, f"{chat}/readyz", 503, timeout_s=30)
         assert await status(http, f"{chat}/healthz") == 200
+        # A send fails at once, saying when to try again, and nothing else breaks.
+        async with http.post(
+            f"{base}/v1/conversations/{conversation}/messages",
+            json={"client_msg_id": "while-postgres-is-down", "content": "hello?"},
+            headers=bearer,
+        ) as refused:
+            assert refused.status == 503
+            assert refused.headers["Retry-After"] == "1"
+            assert (await refused.json())["error"]["code"] == "chat_unavailable"
         await stack.start_component("postgres")
         up = await becomes(http, f"{chat}/readyz", 200, timeout_s=60)
         print(
@@ -131,7 +149,11 @@ async def metric(http: aiohttp.ClientSession, ops: str, name: str) -> float | No
         return parse_metrics(await reply.text()).get(name)
 
 
-async def new_client(base: str, name: str, options: ClientOptions) -> RealChatClient:
+async def new_user(base: str, name: str) -> str:
     username = f"{name}_{uuid.uuid4().hex[:10]}"
     await RealChatClient.register(base, username, PASSWORD)
-    return await RealChatClient.login(base, username, PASSWORD, options=options)
+    return username
+
+
+async def new_client(base: str, name: str, options: ClientOptions) -> RealChatClient:
+    return await RealChatClient.login(base, await new_user(base, name), PASSWORD, options=options)

@@ -152,11 +152,9 @@ class Session:
                 400, "websocket_upgrade_required", "GET /v1/ws takes a WebSocket upgrade only"
             )
         if not self.delivering():
-            refused = error_response(
+            return error_response(
                 503, "gateway_unavailable", "the gateway is starting; try again shortly"
             )
-            refused.headers["Retry-After"] = "1"
-            return refused
         await ws.prepare(request)
         transport = request.transport
         if transport is None:  # the client is gone already
