@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -128,6 +128,9 @@ class Session:
     accepting: bool = True
     #: Tells a connection opened while live delivery is paused (the bus is away).
     live: LiveStatus | None = None
+    #: Refused sends logged per second, for the whole gateway (each is counted in
+    #: realchat_gateway_bad_frames_total): clients cannot flood the log.
+    refusal_logs: TokenBucket = field(default_factory=lambda: TokenBucket(rate=20, burst=100))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
@@ -270,13 +273,14 @@ class Session:
             refusal = await self._try_send(connection, frame)
             if refusal is not None:
                 span.set_attribute("realchat.error_code", refusal.code)
-                log.info(
-                    "send refused",
-                    user_id=str(connection.user_id),
-                    conversation_id=frame.conversation_id,
-                    client_msg_id=frame.client_msg_id,
-                    error_code=refusal.code,
-                )
+                if self.refusal_logs.take():  # every refusal is counted; some are logged
+                    log.info(
+                        "send refused",
+                        user_id=str(connection.user_id),
+                        conversation_id=frame.conversation_id,
+                        client_msg_id=frame.client_msg_id,
+                        error_code=refusal.code,
+                    )
                 self._refuse(connection, refusal, frame.client_msg_id)
 
     async def _try_send(self, connection: Connection, frame: SendFrame) -> BadFrame | None:
