@@ -86,6 +86,9 @@ async def test_bad_frames_get_error_frames_and_the_connection_stays_open(
         (send(c, "", "no id"), "invalid_client_msg_id", ""),
         (send(c, "i" * 65, "id too long"), "invalid_client_msg_id", "i" * 65),
         (send("not-a-uuid", "elsewhere", "hi"), "invalid_conversation_id", "elsewhere"),
+        # Ids far beyond any valid one are refused by the frame's bounds and never echoed.
+        (send(c, "i" * 30_000, "huge id"), "invalid_frame", None),
+        (send("c" * 30_000, "huge conversation id", "hi"), "invalid_frame", None),
     ]
     for text, _, _ in bad:
         await device.ws.send_str(text)
@@ -101,6 +104,7 @@ async def test_bad_frames_get_error_frames_and_the_connection_stays_open(
         assert isinstance(frame["message"], str)
         assert frame["message"]
         assert frame.get("client_msg_id") == client_msg_id
+        assert len(json.dumps(frame)) < 1024  # what a client sends is not echoed unbounded
 
     # A sync with a bad position: an error for it, the rest of the sync goes on.
     await device.send({"type": "sync", "positions": {conversation: -1}})

@@ -150,6 +150,7 @@ async def test_presence_requests_are_validated(
         await call(http, "GET", f"{url}?user_ids={many}", headers=auth), 422, "invalid_user_ids"
     )
     assert_error(await call(http, "GET", f"{url}?user_ids={alice.user_id}"), 401, "unauthorized")
-    async with http.get(f"{base}/v1/ws?token={alice.token}&device=a%20b") as reply:
-        assert reply.status == 400
-        assert (await reply.json())["error"]["code"] == "invalid_device"
+    for device in ("a%20b", "phone%0A", ""):  # a trailing newline is not a device id either
+        async with http.get(f"{base}/v1/ws?token={alice.token}&device={device}") as reply:
+            assert reply.status == 400, device
+            assert (await reply.json())["error"]["code"] == "invalid_device"

@@ -173,6 +173,7 @@ class RealChatClient:
             runner,
             asyncio.create_task(session.run_gap_timer(), name="realchat-gap-timer"),
             asyncio.create_task(session.run_acks(), name="realchat-acks"),
+            asyncio.create_task(session.run_paused_syncs(), name="realchat-paused-syncs"),
         ]
 
     def _connection_ended(self, task: asyncio.Task[None]) -> None:
@@ -236,6 +237,11 @@ class RealChatClient:
         """Syncs sent because a gap outlived `gap_timeout_s` (a message was held back waiting
         for a lower seq that did not come by itself)."""
         return 0 if self._session is None else self._session.gap_syncs
+
+    @property
+    def paused_syncs(self) -> int:
+        """Syncs sent because the server paused live delivery (its event bus was away)."""
+        return 0 if self._session is None else self._session.paused_syncs
 
     @property
     def rate_limited_retries(self) -> int:

@@ -5,6 +5,7 @@ the connection's ups and downs. All immutable; match on the type:
         match event:
             case Receipt(conversation_id=c, user_id=u, seq=s): ...
             case Presence(user_id=u, status=s): ...
+            case LiveDelivery(paused=p): ...
             case Connected() | Disconnected() | ServerNotice(): ...
 """
 
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from realchat.contract.frames import PresenceFrame, ReceiptFrame
+from realchat.contract.frames import LiveFrame, PresenceFrame, ReceiptFrame
 
 #: Another member acknowledged a conversation up to `seq` (the contract's `receipt` frame).
 Receipt = ReceiptFrame
 #: A user who shares a conversation went `online` or `offline` (the contract's `presence` frame).
 Presence = PresenceFrame
+#: Live delivery paused (the gateway lost its event bus) or resumed. While paused the client
+#: syncs every `ClientOptions.paused_sync_s` by itself: messages keep coming, only later.
+LiveDelivery = LiveFrame
 
 
 @dataclass(frozen=True)
@@ -52,4 +56,4 @@ class Disconnected:
     reconnect_in: float | None
 
 
-Event = Receipt | Presence | ServerNotice | Connected | Disconnected
+Event = Receipt | Presence | LiveDelivery | ServerNotice | Connected | Disconnected

@@ -21,6 +21,9 @@ class ClientOptions:
     #: A gap (a message held back because a lower seq is missing) that lasts this long makes
     #: the client ask the server for the conversation again (`sync` from its position).
     gap_timeout_s: float = 2.0
+    #: While the server says live delivery is paused (its bus is away), every conversation is
+    #: synced from its position this often, so messages keep arriving (later than live).
+    paused_sync_s: float = 2.0
     #: Messages held back per conversation at most; beyond it the highest are dropped and a
     #: sync brings them again.
     hold_back_cap: int = 1000

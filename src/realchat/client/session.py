@@ -33,11 +33,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 
+import aiohttp
 import structlog
 
 from realchat.client.backoff import Backoff
 from realchat.client.connection import Link, LinkClosed
-from realchat.client.errors import ClientClosed, SendTimeout, send_error
+from realchat.client.errors import ClientClosed, RealChatError, SendTimeout, send_error
 from realchat.client.events import Connected, Disconnected, Event, ServerNotice
 from realchat.client.options import ClientOptions
 from realchat.client.ordering import Ordering
@@ -46,6 +47,7 @@ from realchat.contract.frames import (
     AckFrame,
     ErrorFrame,
     HelloFrame,
+    LiveFrame,
     Message,
     MessageFrame,
     PresenceFrame,
@@ -109,6 +111,11 @@ class Session:
         self._ack_sent: dict[str, int] = {}
         self._ack_wake = asyncio.Event()
         self._gap_wake = asyncio.Event()
+        #: The server paused live delivery (`live` frame): sync by polling until it resumes.
+        self._live_paused = False
+        self._live_changed = asyncio.Event()
+        #: Syncs sent while live delivery was paused.
+        self.paused_syncs = 0
         # what the application reads
         self._inbox: deque[Message] = deque()
         self._inbox_changed = asyncio.Event()
@@ -247,6 +254,10 @@ class Session:
                 elif not (code == "rate_limited" and self._retry_later(pending, now)):
                     del self._pending[client_msg_id]
                     pending.reply.set_exception(send_error(code, text, client_msg_id))
+            case LiveFrame(paused=paused):
+                self._live_paused = paused
+                self._live_changed.set()
+                self._emit(frame)
             case ReceiptFrame() | PresenceFrame():
                 self._emit(frame)
             case _:  # hello (only once), pong (never asked for)
@@ -268,6 +279,7 @@ class Session:
         self._deliver(self._ordering.accept(message, now))
 
     def disconnected(self, event: Disconnected) -> None:
+        self._live_paused = False  # the next connection says so again if it still is
         self._link = None
         self._handshake_link = None
         self._ready = False
@@ -408,6 +420,33 @@ class Session:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):  # (3.11's wait_for can lose a cancel)
                     await self._gap_wake.wait()
+
+    async def run_paused_syncs(self) -> None:
+        """While live delivery is paused, sync every conversation every `paused_sync_s`; once
+        it resumes, one more sync covers what was committed just before."""
+        while True:
+            await self._live_changed.wait()
+            self._live_changed.clear()
+            while self._live_paused:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._options.paused_sync_s):
+                        await self._live_changed.wait()
+                self._live_changed.clear()
+                await self._sync_all()
+
+    async def _sync_all(self) -> None:
+        """Every conversation from its position, those started meanwhile included (their
+        first message may be among those the paused bus did not bring)."""
+        link = self._link
+        if not self._ready or link is None:
+            return  # the next connection's handshake syncs everything
+        with contextlib.suppress(RealChatError, aiohttp.ClientError, TimeoutError):
+            for conversation in await self._rest.conversations():
+                self._deliver(self._ordering.start_at(conversation.conversation_id, 0, self._now()))
+        with contextlib.suppress(LinkClosed):
+            for chunk in _chunks(self._ordering.positions()):
+                self.paused_syncs += 1
+                await link.send(SyncFrame(chunk))
 
     # -- what the application reads --------------------------------------------------------------
 

@@ -24,9 +24,18 @@ class Message(msgspec.Struct, frozen=True):
 # -- client -> server ---------------------------------------------------------------------------
 
 
+#: Bounds on what a frame may carry, far above what is valid (the chat service checks the real
+#: rules: a UUID, a client_msg_id of 1-64 characters) and far below what would make an error
+#: frame or a log line expensive: longer ids are refused as `invalid_frame` and never echoed.
+ConversationId = Annotated[str, msgspec.Meta(max_length=64)]
+ClientMsgId = Annotated[str, msgspec.Meta(max_length=256)]
+#: Conversations one `sync` may name (the SDK sends them in chunks of 500).
+MAX_SYNC_POSITIONS = 1000
+
+
 class SendFrame(msgspec.Struct, tag="send", tag_field="type", frozen=True):
-    conversation_id: str
-    client_msg_id: str
+    conversation_id: ConversationId
+    client_msg_id: ClientMsgId
     content: str
 
 
@@ -35,11 +44,13 @@ Seq = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class SyncFrame(msgspec.Struct, tag="sync", tag_field="type", frozen=True):
-    positions: dict[str, Seq] | None = None
+    positions: (
+        Annotated[dict[ConversationId, Seq], msgspec.Meta(max_length=MAX_SYNC_POSITIONS)] | None
+    ) = None
 
 
 class AckFrame(msgspec.Struct, tag="ack", tag_field="type", frozen=True):
-    conversation_id: str
+    conversation_id: ConversationId
     seq: Seq
 
 
@@ -115,6 +126,13 @@ class PongFrame(msgspec.Struct, tag="pong", tag_field="type", frozen=True):
     pass
 
 
+class LiveFrame(msgspec.Struct, tag="live", tag_field="type", frozen=True):
+    """Whether live delivery is current. `paused`: the gateway lost the event bus; sends, history
+    and `sync` still work, so a client syncs now and then until `paused` is false again."""
+
+    paused: bool
+
+
 class ErrorFrame(msgspec.Struct, tag="error", tag_field="type", frozen=True, omit_defaults=True):
     code: str
     message: str
@@ -130,6 +148,7 @@ ServerFrame = (
     | PresenceFrame
     | PongFrame
     | ErrorFrame
+    | LiveFrame
 )
 
 _encoder = msgspec.json.Encoder()

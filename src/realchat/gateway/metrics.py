@@ -5,6 +5,10 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 ACTIVE_CONNECTIONS = Gauge("realchat_gateway_active_connections", "Open WebSocket connections")
+LIVE_PAUSED = Gauge(
+    "realchat_gateway_live_delivery_paused",
+    "1 while this gateway's consumer holds no partitions: no live delivery, sync still works",
+)
 QUEUE_DEPTH = Histogram(
     "realchat_gateway_send_queue_depth",
     "Frames waiting for a connection's socket, sampled for every connection each heartbeat",

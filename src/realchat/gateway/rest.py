@@ -49,7 +49,10 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    response = web.json_response({"error": {"code": code, "message": message}}, status=status)
+    if status == 503:  # a dependency is down: worth trying again shortly, not at once
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

@@ -18,6 +18,7 @@ from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatClient
 from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config
 from realchat.gateway.hub import Hub
+from realchat.gateway.live import LiveStatus
 from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter
 from realchat.gateway.rest import RestApi, errors_as_json, observed
@@ -73,6 +74,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         EventDispatcher(hub),
         fresh_start_at_end=True,
     )
+    live = LiveStatus(hub, lambda: delivery.assigned)
     session = Session(
         hub=hub,
         chat=chat,
@@ -82,6 +84,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         presence=presence,
         settings=g,
         delivering=lambda: delivery.positioned,
+        live=live,
     )
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     app = web.Application(middlewares=[observed, errors_as_json], client_max_size=64 * 1024)
@@ -100,8 +103,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     pings = asyncio.create_task(hub.ping_forever(g.heartbeat_s), name="websocket-pings")
     idle = asyncio.create_task(hub.close_idle_forever(g.idle_timeout_s), name="idle-sweep")
 
+    live_task = asyncio.create_task(live.run(), name="live-status")
+
     async def ready() -> bool:
-        return session.accepting and delivery.assigned and delivery.failure is None
+        # Not `delivery.assigned`: a gateway whose consumer lost the bus still serves sends,
+        # history and syncs (live.py); only before its first positions, or with a dead
+        # consumer thread, is it no use to a client.
+        return session.accepting and delivery.positioned and delivery.failure is None
 
     ops = await start_ops_server(settings.ops_host, g.ops_port, ready)
     await delivery.wait_assigned(timeout_s=30)
@@ -126,6 +134,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                     await asyncio.wait_for(_until_empty(hub), timeout=g.drain_timeout_s / 2)
                 await site.stop()
                 pings.cancel()
+                live_task.cancel()
                 idle.cancel()
                 heartbeat_stop.set()
                 await heartbeat  # its last flush: the drained clients' disconnects reach Redis

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -38,6 +38,7 @@ from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.gateway.connection import Connection
 from realchat.gateway.hub import Hub
+from realchat.gateway.live import LiveStatus
 from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter, TokenBucket
 from realchat.gateway.rest import error_response
@@ -108,11 +109,16 @@ class Session:
     #: Whether live delivery has its start positions; sessions are refused (503) until then.
     delivering: Callable[[], bool]
     accepting: bool = True
+    #: Tells a connection opened while live delivery is paused (the bus is away).
+    live: LiveStatus | None = None
+    #: Refused sends logged per second, for the whole gateway (each is counted in
+    #: realchat_gateway_bad_frames_total): clients cannot flood the log.
+    refusal_logs: TokenBucket = field(default_factory=lambda: TokenBucket(rate=20, burst=100))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
         device = request.query.get("device")
-        if device is not None and not DEVICE_PATTERN.match(device):
+        if device is not None and not DEVICE_PATTERN.fullmatch(device):
             return error_response(
                 400, "invalid_device", "device: 1-64 characters of A-Z a-z 0-9 _ . -"
             )
@@ -132,11 +138,9 @@ class Session:
                 400, "websocket_upgrade_required", "GET /v1/ws takes a WebSocket upgrade only"
             )
         if not self.delivering():
-            refused = error_response(
+            return error_response(
                 503, "gateway_unavailable", "the gateway is starting; try again shortly"
             )
-            refused.headers["Retry-After"] = "1"
-            return refused
         await ws.prepare(request)
         transport = request.transport
         if transport is None:  # the client is gone already
@@ -164,6 +168,8 @@ class Session:
         self.hub.register(connection)
         metrics.ACTIVE_CONNECTIONS.inc()
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
+        if self.live is not None and (paused := self.live.greeting()) is not None:
+            connection.push_frame(paused)
         # Without a device id every connection counts as a device of its own.
         self.presence.connected(
             connection.session_id, user_id, device or str(connection.session_id)
@@ -250,13 +256,14 @@ class Session:
             refusal = await self._try_send(connection, frame)
             if refusal is not None:
                 span.set_attribute("realchat.error_code", refusal.code)
-                log.info(
-                    "send refused",
-                    user_id=str(connection.user_id),
-                    conversation_id=frame.conversation_id,
-                    client_msg_id=frame.client_msg_id,
-                    error_code=refusal.code,
-                )
+                if self.refusal_logs.take():  # every refusal is counted; some are logged
+                    log.info(
+                        "send refused",
+                        user_id=str(connection.user_id),
+                        conversation_id=frame.conversation_id,
+                        client_msg_id=frame.client_msg_id,
+                        error_code=refusal.code,
+                    )
                 self._refuse(connection, refusal, frame.client_msg_id)
 
     async def _try_send(self, connection: Connection, frame: SendFrame) -> BadFrame | None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-DEVICE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: A device id; matched whole (`fullmatch`: `$` alone would let a trailing newline through).
+DEVICE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 EPOCH_KEY = "presence:epoch"
 _DEVICE_KEY = re.compile(r"^user:([0-9a-f-]{36}):([A-Za-z0-9_.-]{1,64})$")
 
