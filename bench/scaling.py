@@ -42,14 +42,15 @@ class Workload:
 class GatewayCosts:
     """One gateway process (one core): measured figures, overridable on the command line."""
 
-    #: CPU to decode and drop an event with no local recipient.
-    filter_us: float = 17.0
-    #: CPU to decode an event that has local recipients (before its deliveries).
-    event_us: float = 25.0
-    #: CPU per delivery (frame to one connection's socket).
-    delivery_us: float = 10.0
-    #: Memory per idle connection.
-    connection_kib: float = 12.0
+    #: CPU to decode and drop an event with no local recipient (bench dispatch: 13.5 us).
+    filter_us: float = 13.5
+    #: CPU to decode an event that has local recipients, before its deliveries (bench dispatch,
+    #: 2 local recipients: 29.2 us per event less 2 deliveries).
+    event_us: float = 23.0
+    #: CPU per delivery, frame to one connection's socket (bench dispatch, 1,000 on sockets).
+    delivery_us: float = 3.0
+    #: Memory per idle connection (bench idle at 10,000).
+    connection_kib: float = 15.8
     #: A gateway is sized to run at this share of its core (headroom for bursts and reconnects).
     target_utilisation: float = 0.6
     #: Connections one gateway holds at most (file descriptors, memory per process).
