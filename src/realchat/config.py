@@ -110,6 +110,10 @@ class AuthSettings(BaseModel):
     #: Accounts created per client address within the window.
     signups_per_address: int = Field(default=10, ge=1)
     signup_window_s: int = Field(default=3600, ge=1)
+    #: Client addresses with no per-address login or sign-up budgets (addresses or networks):
+    #: every tool of a local stack (load test, chaos traffic, the test suite) shares 127.0.0.1.
+    #: Behind the balancer a client's address is never loopback; set [] where one can be.
+    unlimited_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     #: Password hashes queued or running before a login gets 503 (sign-ups: half of it).
     hashing_queue: int = Field(default=64, ge=2)
     #: Peers (addresses or CIDR networks) whose `X-Forwarded-For` the auth service believes:

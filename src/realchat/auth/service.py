@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import asyncpg
@@ -24,6 +25,7 @@ from realchat.auth.limits import AttemptLimiter, LoginLimits, login_budgets, sig
 from realchat.auth.passwords import HashingBusy, Passwords
 from realchat.auth.store import AuthStore, UserRecord
 from realchat.auth.tokens import TokenIssuer
+from realchat.forwarded import is_trusted, trusted_networks
 
 log = structlog.get_logger(__name__)
 
@@ -107,6 +109,7 @@ class AuthService:
         limiter: AttemptLimiter,
         login_limits: LoginLimits,
         signup_limits: SignupLimits,
+        unlimited_addresses: Collection[str] = (),
     ) -> None:
         self._store = store
         self._passwords = passwords
@@ -114,12 +117,20 @@ class AuthService:
         self._limiter = limiter
         self._login_limits = login_limits
         self._signup_limits = signup_limits
+        self._unlimited = trusted_networks(unlimited_addresses)
+
+    def _counted(self, client_address: str | None) -> str | None:
+        """The address that per-address budgets count, None for an unlimited one."""
+        if client_address is None or is_trusted(client_address, self._unlimited):
+            return None
+        return client_address
 
     async def register(
         self, username: str, password: str, client_address: str | None = None
     ) -> User:
         name = normalize_username(username)
         check_password(password)
+        client_address = self._counted(client_address)
         limits = self._signup_limits
         budgets = signup_budgets(self._limiter, limits.per_address, limits.window_s, client_address)
         retry_after = await self._limiter.reserve(budgets, client_address)
@@ -144,6 +155,7 @@ class AuthService:
         counted before the password is checked; once a budget is spent (`limits.py`), even the
         right password is refused, or guessing could simply go on until it hits."""
         name = _login_name(username)
+        client_address = self._counted(client_address)
         budgets, pair = login_budgets(self._limiter, self._login_limits, name, client_address)
         known = self._limiter.known_key(name) if name is not None else None
         retry_after = await self._limiter.reserve(budgets, client_address, known)

@@ -226,8 +226,8 @@ class RestApi:
                     content_type=reply.content_type,
                     headers=passed,
                 )
-        except aiohttp.ClientError as exc:
-            log.warning("auth service unreachable", error=str(exc))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("auth service unreachable", error=repr(exc))
             raise ApiError(503, "auth_unavailable", "the auth service is unavailable") from None
 
     async def _openapi(self, request: web.Request) -> web.Response:

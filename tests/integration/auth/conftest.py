@@ -80,7 +80,11 @@ async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 def auth_api(
-    pool: asyncpg.Pool, redis: aioredis.Redis, issuer: TokenIssuer, limiter_prefix: str
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    issuer: TokenIssuer,
+    limiter_prefix: str,
+    unlimited_addresses: tuple[str, ...] = (),
 ) -> AuthApi:
     limiter = AttemptLimiter(redis, prefix=limiter_prefix)
     limits = LoginLimits(ATTEMPTS, ADDRESS_ATTEMPTS, NAME_ATTEMPTS, WINDOW_S)
@@ -91,6 +95,7 @@ def auth_api(
         limiter,
         limits,
         SignupLimits(SIGNUPS, WINDOW_S),
+        unlimited_addresses,
     )
     return AuthApi(
         service,

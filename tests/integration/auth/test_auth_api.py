@@ -284,6 +284,35 @@ async def test_sign_ups_are_limited_per_address(
     assert (await sign_up("203.0.113.41"))[0] == 201
 
 
+async def test_unlimited_addresses_have_no_per_address_budgets(
+    http: aiohttp.ClientSession, pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """The local stack's tools all sign up from 127.0.0.1; behind a balancer nobody does."""
+    issuer = TokenIssuer(Ed25519PrivateKey.generate(), KEY_ID, "realchat", "realchat", TTL_S)
+    prefix = f"test:{uuid.uuid4().hex[:12]}"
+    api = auth_api(pool, redis_client, issuer, prefix, unlimited_addresses=("198.51.100.77",))
+    runner, url = await serve_app(create_app(api))
+    auth = AuthUnderTest(url, issuer, Ed25519PrivateKey.generate(), prefix)
+    try:
+        for address, allowed in (("198.51.100.77", SIGNUPS + 5), ("198.51.100.78", SIGNUPS)):
+            for _ in range(SIGNUPS + 5):
+                status, _, _ = await call(
+                    http,
+                    "POST",
+                    f"{url}/v1/users",
+                    body={"username": name(), "password": PASSWORD},
+                    headers={"X-Forwarded-For": address},
+                )
+                allowed -= status == 201
+            assert allowed == 0, address
+        victim = name()
+        await register(http, auth, victim)
+        for _ in range(ATTEMPTS + 2):  # no (name, address) budget either
+            assert (await login(http, auth, victim, "wrong", address="198.51.100.77"))[0] == 401
+    finally:
+        await runner.cleanup()
+
+
 async def test_the_limit_window_expires(
     http: aiohttp.ClientSession, auth: AuthUnderTest, redis_client: aioredis.Redis
 ) -> None:
