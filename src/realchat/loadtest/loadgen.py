@@ -168,7 +168,7 @@ def plan_conversations(
     return found
 
 
-async def _post(
+async def post_json(
     http: aiohttp.ClientSession,
     url: str,
     body: dict[str, Any],
@@ -203,8 +203,8 @@ async def create_population(
         nonlocal done
         credentials = {"username": f"lt{run}_{n}", "password": PASSWORD}
         async with gate:
-            created = await _post(http, f"{base}/v1/users", credentials)
-            token = await _post(http, f"{base}/v1/tokens", credentials)
+            created = await post_json(http, f"{base}/v1/users", credentials)
+            token = await post_json(http, f"{base}/v1/tokens", credentials)
         users[n] = {
             **credentials,
             "user_id": created["user_id"],
@@ -233,7 +233,7 @@ async def create_population(
         owner = users[members[0]]
         body = {"member_ids": [users[m]["user_id"] for m in members[1:]], "title": "load"}
         async with conv_gate:
-            created = await _post(
+            created = await post_json(
                 http,
                 f"{base}/v1/conversations",
                 body,
