@@ -66,6 +66,7 @@ class GroupCpu:
     us_per_delivery: float | None
     us_per_delivery_busy: float | None
     us_per_message: float | None
+    us_per_message_busy: float | None
     cores: float
 
 
@@ -93,6 +94,7 @@ def group_cpu(
             us_per_delivery=_per(used, deliveries),
             us_per_delivery_busy=_per(busy, deliveries),
             us_per_message=_per(used, messages),
+            us_per_message_busy=_per(busy, messages),
             cores=round(used / window, 3) if window > 0 else 0.0,
         )
     return found

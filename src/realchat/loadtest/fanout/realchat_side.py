@@ -61,6 +61,15 @@ def groups(pids: Mapping[str, int]) -> dict[str, Group]:
     return {name: group for name, group in found.items() if group.pids}
 
 
+def edge_groups(pids: Mapping[str, int]) -> dict[str, Group]:
+    """What an idle connection can cost memory in: the gateways and the balancer."""
+    return {
+        name: group
+        for name, group in groups(pids).items()
+        if name.startswith("gateway") or name == "haproxy"
+    }
+
+
 @dataclass(frozen=True)
 class Audience:
     subscriber_tokens: list[str]
@@ -103,13 +112,13 @@ async def provision(
 
 
 def rest_publisher(http: aiohttp.ClientSession, entrypoint: str, audience: Audience) -> Publish:
-    """A REST send per message, senders taking turns; each `client_msg_id` is new."""
+    """A REST send per message, senders taking turns; each `client_msg_id` is new (a reused one
+    would be an idempotent replay, or a conflict)."""
     url = f"{entrypoint}/v1/conversations/{audience.conversation_id}/messages"
     headers = [{"Authorization": f"Bearer {t}"} for t in audience.sender_tokens]
-    prefix = uuid.uuid4().hex[:12]
 
     async def publish(seq: int, payload: str) -> None:
-        body = {"client_msg_id": f"{prefix}-{seq}", "content": payload}
+        body = {"client_msg_id": uuid.uuid4().hex, "content": payload}
         async with http.post(url, json=body, headers=headers[seq % len(headers)]) as reply:
             if reply.status not in (200, 201):
                 raise RuntimeError(f"send: {reply.status} {await reply.text()}")

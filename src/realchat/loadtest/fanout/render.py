@@ -36,13 +36,14 @@ def fanout_table(results: Sequence[FanoutResult]) -> list[str]:
 
 
 def components_table(results: Sequence[FanoutResult]) -> list[str]:
-    """RealChat's other processes: CPU per published message (us), and the load client's."""
+    """RealChat's other processes: CPU per published message (us, idle rate subtracted), and
+    the load client's."""
     lines = []
     for r in results:
         if r.server != "realchat":
             continue
         parts = [
-            f"{name} {_num(cpu.us_per_message, 0)}"
+            f"{name} {_num(cpu.us_per_message_busy, 0)}"
             for name, cpu in r.cpu.items()
             if name not in ("gateways",) and not name.startswith("gateway-")
         ]
@@ -56,7 +57,7 @@ def idle_table(results: Sequence[IdleResult]) -> list[str]:
         per = ", ".join(
             f"{name} {_num(kib)} KiB (marginal {_num(r.marginal_kib_per_connection.get(name))})"
             for name, kib in r.kib_per_connection.items()
-            if name != "client"
+            if name not in ("client", "bench")
         )
         lines.append(
             f"{r.server:<11}{r.entry:<8}{r.connections:>7} connections: {per}; "
@@ -79,7 +80,7 @@ def render(
         "! = not every delivery arrived"
     )
     if others := components_table(fanout):
-        lines.append("RealChat, other processes, CPU us per published message:")
+        lines.append("RealChat, other processes: CPU us per published message, idle subtracted:")
         lines += others
     if idle:
         lines.append("")

@@ -353,7 +353,7 @@ async def run_realchat(run: Run, settings: Settings) -> None:
                 "realchat",
                 audience.conversation_id,
                 specs(entry, options.idle_connections),
-                realchat_side.groups(view.pids),
+                realchat_side.edge_groups(view.pids),
             )
         )
     if not options.skip_fanout:
