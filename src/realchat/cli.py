@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     fanout.add_argument("--idle-entry", choices=("direct", "haproxy"), default="direct")
     fanout.add_argument("--workers", type=int, default=2, help="client worker processes")
     fanout.add_argument(
+        "--no-restart", action="store_true", help="measure idle memory on the running gateways"
+    )
+    fanout.add_argument(
         "--servers", default="centrifugo,realchat", help="which servers, comma-separated"
     )
     fanout.add_argument("--skip-idle", action="store_true")
@@ -365,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_settle_s=args.idle_settle,
             idle_entry=args.idle_entry,
             workers=args.workers,
+            fresh_gateways=not args.no_restart,
             servers=tuple(args.servers.split(",")),
             skip_idle=args.skip_idle,
             skip_fanout=args.skip_fanout,

@@ -30,8 +30,8 @@ async def test_every_message_is_published_once_on_schedule_and_failures_are_coun
 
 
 def test_senders_stay_under_the_per_user_send_limit() -> None:
-    assert senders_for(50) == 5
-    assert senders_for(10) == 1
+    assert senders_for(50) == 10
+    assert senders_for(10) == 2
     assert senders_for(0.5) == 1
 
 

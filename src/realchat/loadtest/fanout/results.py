@@ -121,7 +121,7 @@ def ratios(fanout: Sequence[FanoutResult], idle: Sequence[IdleResult]) -> dict[s
             continue
         key = f"{ours.entry}@{ours.rate_msgs_per_s:g}"
         found[f"edge_cpu_per_delivery {key}"] = ratio(ours.edge(), theirs.edge())
-        if ours.balancer() is not None:
+        if ours.entry == "haproxy":
             edge, balancer = ours.edge(), ours.balancer()
             with_balancer = None if edge is None or balancer is None else edge + balancer
             found[f"edge_plus_haproxy_cpu_per_delivery {key}"] = ratio(with_balancer, theirs.edge())

@@ -72,6 +72,9 @@ class FanoutOptions:
     #: Idle CPU measured before each rate, subtracted where stated.
     idle_cpu_s: float = 5.0
     workers: int = 2
+    #: Restart the gateways before the idle block (warm-up memory is not per-connection memory);
+    #: off where the stack is shared with others (tests).
+    fresh_gateways: bool = True
     servers: tuple[str, ...] = SERVERS
     skip_idle: bool = False
     skip_fanout: bool = False
@@ -340,9 +343,10 @@ async def run_realchat(run: Run, settings: Settings) -> None:
         )
 
     if not options.skip_idle:
-        run.report(f"realchat: restarting {', '.join(view.gateways)} for the idle measurement")
-        await realchat_side.restart_gateways(stack, view.gateways)
-        stack, view = await _realchat_view(settings)
+        if options.fresh_gateways:
+            run.report(f"realchat: restarting {', '.join(view.gateways)} for the idle measurement")
+            await realchat_side.restart_gateways(stack, view.gateways)
+            stack, view = await _realchat_view(settings)
         entry = options.idle_entry if balanced else "direct"
         run.report(f"realchat: idle, {options.idle_connections} connections via {entry}")
         run.idle.append(
