@@ -56,24 +56,18 @@ def ws_url(entrypoint: str, token: str) -> str:
 
 
 def groups(pids: Mapping[str, int]) -> dict[str, Group]:
-    """Each group's components' pids (whole process trees); gateways also one by one."""
+    """Each group's components' pids (whole process trees). The gateways count as one: each
+    holds a share of the connections, so only their sum divides by all of them."""
     found = {
         group: Group(tuple(pid for name, pid in pids.items() if name.startswith(prefix)))
         for group, prefix in COMPONENT_GROUPS.items()
     }
-    for name, pid in pids.items():
-        if name.startswith("gateway") and name != "gateway":
-            found[name] = Group((pid,))
     return {name: group for name, group in found.items() if group.pids}
 
 
 def edge_groups(pids: Mapping[str, int]) -> dict[str, Group]:
     """What an idle connection can cost memory in: the gateways and the balancer."""
-    return {
-        name: group
-        for name, group in groups(pids).items()
-        if name.startswith("gateway") or name == "haproxy"
-    }
+    return {name: group for name, group in groups(pids).items() if name in ("gateways", "haproxy")}
 
 
 @dataclass(frozen=True)

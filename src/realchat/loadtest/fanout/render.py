@@ -45,7 +45,7 @@ def components_table(results: Sequence[FanoutResult]) -> list[str]:
         parts = [
             f"{name} {_num(cpu.us_per_message_busy, 0)}"
             for name, cpu in r.cpu.items()
-            if name not in ("gateways",) and not name.startswith("gateway-")
+            if name != "gateways"
         ]
         lines.append(f"  {r.entry}@{r.rate_msgs_per_s:g}: " + ", ".join(parts))
     return lines
