@@ -30,6 +30,10 @@ from realchat.loadtest.worker import HIST_MAX_US, emit, new_histogram, read_comm
 
 #: How long one connection may take from TCP connect to subscribed.
 HANDSHAKE_TIMEOUT_S = 60.0
+#: A handshake the server refused (e.g. RealChat's `chat_unavailable` for a sync while the chat
+#: service is busy, which the protocol says to retry) is tried again this many times.
+HANDSHAKE_RETRIES = 3
+HANDSHAKE_BACKOFF_S = 1.0
 
 
 class Spec(msgspec.Struct, array_like=True, frozen=True):
@@ -125,6 +129,13 @@ class ClientWorker:
         }
 
     async def _connection(self, spec: Spec, ready: asyncio.Future[None]) -> None:
+        for attempt in range(HANDSHAKE_RETRIES + 1):
+            if await self._session(spec, ready, last=attempt == HANDSHAKE_RETRIES):
+                return
+            await asyncio.sleep(HANDSHAKE_BACKOFF_S * (attempt + 1))
+
+    async def _session(self, spec: Spec, ready: asyncio.Future[None], *, last: bool) -> bool:
+        """One connection attempt; False when it ended before subscribing (worth retrying)."""
         session = new_session(self.config.kind, spec.token, self.config.channel)
         subscribed = False
         try:
@@ -152,11 +163,12 @@ class ClientWorker:
             if subscribed:
                 self.open -= 1
                 self.dropped += 1
-            else:
+            elif last:
                 self.failed += 1
                 if not ready.done():
                     ready.set_exception(ConnectionError("handshake did not complete"))
                     ready.exception()  # retrieved: a timed-out waiter must not warn about it
+        return subscribed
 
     async def close(self) -> None:
         for task in list(self.tasks):
