@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 
 .PHONY: deps deps-test run test lint typecheck unit integration e2e down status reset format bench-write \
-	bench-dispatch loadtest loadtest-ramp loadtest-idle soak chaos
+	bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos
 
 ## What running needs; `deps-test` adds the test runners, linters and checkers.
 deps:
@@ -57,6 +57,15 @@ bench-write: deps
 ## A gateway's cost per consumed event (decision 11: every instance reads every event).
 bench-dispatch: deps
 	$(BIN)/realchat bench dispatch
+
+## One channel's fan-out (1,000 subscribers at 10 and 50 msg/s) and idle connections, RealChat
+## beside Centrifugo (built once, pinned, into .cache/centrifugo; needs Go that once); the dev
+## stack is started detached if needed and left running. Report: reports/bench-fanout.{json,txt}.
+BENCH_FANOUT_ARGS ?=
+bench-fanout: deps
+	$(BIN)/realchat stack up --detach
+	$(BIN)/realchat bench fanout $(BENCH_FANOUT_ARGS)
+	@echo "the dev stack is still running; stop it with: make down"
 
 ## Load tests against the running dev stack (`make run` or `realchat stack up --detach`); reports
 ## go to bench/results/loadtest-<scenario>.{json,html,txt}. Not part of CI (the smoke test is).

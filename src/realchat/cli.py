@@ -248,6 +248,34 @@ def build_parser() -> argparse.ArgumentParser:
     idle.add_argument("--port", type=int, default=18999, help="the measured gateway's port")
     idle.add_argument("--output", type=Path, default=Path("reports/bench-idle.json"))
 
+    fanout = benchmarks.add_parser(
+        "fanout", help="one channel's fan-out and idle connections, RealChat beside Centrifugo"
+    )
+    fanout.add_argument("--seconds", type=float, default=30.0, help="publishing seconds per rate")
+    fanout.add_argument(
+        "--rates", default="10,50", help="messages/s to publish, comma-separated (default 10,50)"
+    )
+    fanout.add_argument("--subscribers", type=int, default=1000)
+    fanout.add_argument(
+        "--users", type=int, default=10, help="accounts the connections are spread over"
+    )
+    fanout.add_argument(
+        "--entries", default="direct,haproxy", help="RealChat: clients to gateways and/or HAProxy"
+    )
+    fanout.add_argument("--idle-connections", type=int, default=10_000)
+    fanout.add_argument("--idle-steps", type=int, default=4)
+    fanout.add_argument("--idle-settle", type=float, default=30.0, help="seconds after each step")
+    fanout.add_argument("--idle-entry", choices=("direct", "haproxy"), default="direct")
+    fanout.add_argument("--workers", type=int, default=2, help="client worker processes")
+    fanout.add_argument(
+        "--no-restart", action="store_true", help="measure idle memory on the running gateways"
+    )
+    fanout.add_argument(
+        "--servers", default="centrifugo,realchat", help="which servers, comma-separated"
+    )
+    fanout.add_argument("--skip-idle", action="store_true")
+    fanout.add_argument("--skip-fanout", action="store_true")
+    fanout.add_argument("--output", type=Path, default=Path("reports/bench-fanout.json"))
     load = commands.add_parser("loadtest", help="WebSocket load test against a running stack")
     load.add_argument(
         "--scenario", default="plan", choices=("plan", "ramp", "idle", "soak", "smoke")
@@ -385,6 +413,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from realchat.loadtest.bench_dispatch import bench_dispatch_command
 
         return bench_dispatch_command(args.events, args.connections, args.output, args.fanout)
+    if args.command == "bench" and args.benchmark == "fanout":
+        from realchat.loadtest.fanout.run import FanoutOptions, bench_fanout_command
+
+        fanout_options = FanoutOptions(
+            seconds=args.seconds,
+            rates=tuple(float(r) for r in args.rates.split(",")),
+            subscribers=args.subscribers,
+            users=args.users,
+            entries=tuple(args.entries.split(",")),
+            idle_connections=args.idle_connections,
+            idle_steps=args.idle_steps,
+            idle_settle_s=args.idle_settle,
+            idle_entry=args.idle_entry,
+            workers=args.workers,
+            fresh_gateways=not args.no_restart,
+            servers=tuple(args.servers.split(",")),
+            skip_idle=args.skip_idle,
+            skip_fanout=args.skip_fanout,
+            output=args.output,
+        )
+        return bench_fanout_command(settings, fanout_options, _say)
     if args.command == "chaos":
         from realchat.chaos.run import chaos_command
 

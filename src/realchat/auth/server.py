@@ -49,7 +49,15 @@ def build_api(
     )
     signup_limits = SignupLimits(auth.signups_per_address, auth.signup_window_s)
     passwords = Passwords(max_waiting=auth.hashing_queue)
-    service = AuthService(AuthStore(pool), passwords, issuer, limiter, login_limits, signup_limits)
+    service = AuthService(
+        AuthStore(pool),
+        passwords,
+        issuer,
+        limiter,
+        login_limits,
+        signup_limits,
+        auth.unlimited_addresses,
+    )
     return AuthApi(
         service,
         issuer.verifier(),

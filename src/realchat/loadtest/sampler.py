@@ -38,7 +38,7 @@ METRICS = {
 TASK_METRICS = ("asyncio_tasks", "realchat_asyncio_tasks")
 
 
-def _proc_table() -> dict[int, tuple[int, int, int]]:
+def proc_table() -> dict[int, tuple[int, int, int]]:
     """pid -> (ppid, cpu ticks, rss bytes) of every process; the ticks include its reaped
     children's (a process tree's sum then counts short-lived children such as PostgreSQL's
     backends once, whether they still run or not)."""
@@ -61,7 +61,7 @@ def _proc_table() -> dict[int, tuple[int, int, int]]:
     return table
 
 
-def _tree(table: dict[int, tuple[int, int, int]], root: int) -> list[int]:
+def process_tree(table: dict[int, tuple[int, int, int]], root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
@@ -74,7 +74,7 @@ def _tree(table: dict[int, tuple[int, int, int]], root: int) -> list[int]:
     return found
 
 
-def _machine_ticks() -> tuple[int, int]:
+def machine_ticks() -> tuple[int, int]:
     """(busy, total) jiffies of all cores."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]
@@ -120,20 +120,20 @@ class ServerSampler:
 
     def cpu_seconds(self) -> dict[str, float]:
         """Component -> CPU seconds its process tree has used so far (for `cost.cpu_cost`)."""
-        table = _proc_table()
+        table = proc_table()
         found = {}
         for name, pid in self.pids.items():
-            tree = _tree(table, pid)
+            tree = process_tree(table, pid)
             if tree:
                 found[name] = sum(table[p][1] for p in tree) / TICKS
         return found
 
     def sample_processes(self) -> dict[str, Any]:
         now = time.monotonic()
-        table = _proc_table()
+        table = proc_table()
         processes: dict[str, Any] = {}
         for name, pid in self.pids.items():
-            tree = _tree(table, pid)
+            tree = process_tree(table, pid)
             if not tree:
                 continue
             ticks = sum(table[p][1] for p in tree)
@@ -143,7 +143,7 @@ class ServerSampler:
                 entry["cpu_pct"] = round((ticks - last[1]) / TICKS / (now - last[0]) * 100, 1)
             self._last[name] = (now, ticks)
             processes[name] = entry
-        busy, total = _machine_ticks()
+        busy, total = machine_ticks()
         machine = None
         if self._machine is not None and total > self._machine[1]:
             machine = round((busy - self._machine[0]) / (total - self._machine[1]) * 100, 1)

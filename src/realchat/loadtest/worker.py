@@ -50,7 +50,7 @@ def sends_due(elapsed_s: float, rate: float, total: int) -> int:
     return min(total, int(elapsed_s * rate) + 1)
 
 
-def _emit(record: dict[str, Any]) -> None:
+def emit(record: dict[str, Any]) -> None:
     sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
     sys.stdout.flush()
 
@@ -128,7 +128,7 @@ class Worker:
             before = time.monotonic()
             await asyncio.sleep(1.0)
             self.loop_lag_ms = max(0.0, (time.monotonic() - before - 1.0) * 1000)
-            _emit(self.tick())
+            emit(self.tick())
 
     async def refresh_token(self, user: UserInfo, stale: str) -> None:
         """Log in again (tokens expire after an hour: the soak outlives them)."""
@@ -475,7 +475,7 @@ class Client:
             worker.record("send_ok", time.time() - pending[2])
 
 
-async def _commands() -> asyncio.StreamReader:
+async def read_commands() -> asyncio.StreamReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 30)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -483,7 +483,7 @@ async def _commands() -> asyncio.StreamReader:
 
 
 async def main() -> None:
-    commands = await _commands()
+    commands = await read_commands()
     config = msgspec.json.decode(await commands.readline())
     worker = Worker(config)
     local = (worker.source_ip, 0) if worker.source_ip else None
@@ -493,7 +493,7 @@ async def main() -> None:
         ticker = asyncio.create_task(worker._ticker())
         started = time.monotonic()
         await worker.connect_all()
-        _emit(
+        emit(
             {
                 "type": "ready",
                 "worker": worker.index,
@@ -505,7 +505,7 @@ async def main() -> None:
             command = msgspec.json.decode(line)
             match command["cmd"]:
                 case "phase":
-                    _emit(
+                    emit(
                         await worker.phase(
                             float(command["rate"]),
                             float(command["seconds"]),
@@ -513,13 +513,13 @@ async def main() -> None:
                         )
                     )
                 case "verify":
-                    _emit(await worker.verify(command["expected"]))
+                    emit(await worker.verify(command["expected"]))
                 case "exit":
                     break
         ticker.cancel()
-        _emit(worker.tick())
+        emit(worker.tick())
         await worker.close()
-    _emit({"type": "done", "worker": worker.index})
+    emit({"type": "done", "worker": worker.index})
 
 
 if __name__ == "__main__":
