@@ -93,7 +93,7 @@ async def test_concurrent_guesses_are_not_all_tried(balanced: TwoGateways) -> No
         )
     statuses = sorted(status for status, _ in replies)
     assert statuses.count(401) <= LOGIN_ATTEMPTS
-    assert set(statuses) <= {401, 429}
+    assert set(statuses) <= {401, 429, 503}  # 503: refused, "try again shortly", not tried
 
 
 async def test_a_sign_up_flood_leaves_logins_answering(balanced: TwoGateways) -> None:

@@ -86,7 +86,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         delivering=lambda: delivery.positioned,
         live=live,
     )
-    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    # Requests to the auth service: no pool limit, or a flood of sign-ups would hold every
+    # pooled connection and a login would wait behind them here; the auth service sheds load
+    # itself (its hashing queue answers 503 when full), and the balancer bounds connections.
+    http = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=10), connector=aiohttp.TCPConnector(limit=0)
+    )
     app = web.Application(middlewares=[observed, errors_as_json], client_max_size=64 * 1024)
     trusted = trusted_networks(settings.gateway.trusted_proxies)
     rest_api = RestApi(chat, verifier, limiter, settings.auth.url, http, trusted)
