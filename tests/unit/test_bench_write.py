@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from realchat.chat.store import _INSERT_MESSAGE
 from realchat.loadtest.bench_write import (
     CONVERSATION_PREFIX,
+    SINGLE_MESSAGE_SQL,
     USER_PREFIX,
     BenchError,
     PathResult,
@@ -145,7 +145,7 @@ def test_pgbench_script_runs_the_store_statement_with_every_parameter_bound() ->
     assert first == r"\set conv random(0, 999)"
     assert not re.search(r"\$\d", statement), "every $n is replaced by a pgbench expression"
     # Apart from its parameters, the statement is the store's, character for character.
-    pieces = re.split(r"\$\d+", _INSERT_MESSAGE.strip())
+    pieces = re.split(r"\$\d+", SINGLE_MESSAGE_SQL.strip())
     pattern = r"\(.+?\)".join(re.escape(piece) for piece in pieces) + r";\n"
     assert re.fullmatch(pattern, statement, flags=re.DOTALL)
     assert ":client_id" in statement

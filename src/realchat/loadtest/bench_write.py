@@ -42,7 +42,7 @@ from pydantic import SecretStr
 
 from realchat.chat.identity import internal_metadata
 from realchat.chat.service import ChatService
-from realchat.chat.store import _INSERT_MESSAGE, ChatStore
+from realchat.chat.store import ChatStore
 from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from realchat.config import Settings
 from realchat.events.topics import MESSAGE_CREATED
@@ -73,6 +73,45 @@ _UUID_MIDDLE = "-0000-4000-8000-"
 CALL_TIMEOUT_S = 30.0
 #: Backends publish their WAL statistics when they exit or go idle; give them this long.
 STATS_SETTLE_S = 1.5
+
+
+#: The ceiling: one message, one statement, one transaction, as the chat service wrote it before
+#: group commit (issue 17). pgbench runs it with nothing in front of it.
+SINGLE_MESSAGE_SQL = """
+WITH bump AS (
+    UPDATE conversations
+       SET last_seq = last_seq + 1
+     WHERE id = $1::uuid
+       AND EXISTS (SELECT 1 FROM conversation_members
+                    WHERE conversation_id = $1::uuid AND user_id = $2::uuid)
+ RETURNING last_seq
+), message AS (
+    -- clock_timestamp(), not now(): taken under the row lock, so created_at follows seq.
+    INSERT INTO messages (id, conversation_id, seq, sender_id, content, idempotency_key, created_at)
+    SELECT gen_random_uuid(), $1::uuid, bump.last_seq, $2::uuid, $3::text, $4::text,
+           clock_timestamp()
+      FROM bump
+ RETURNING id, conversation_id, seq, sender_id, content, created_at
+), event AS (
+    INSERT INTO outbox (shard, topic, event_type, partition_key, payload, trace_context)
+    SELECT $5::int, $6::text, $6::text, $1::text,
+           convert_to(jsonb_build_object(
+               'event_id', gen_random_uuid(),
+               'conversation_id', message.conversation_id,
+               'seq', message.seq,
+               'message_id', message.id,
+               'sender_id', message.sender_id,
+               'content', message.content,
+               'created_at', message.created_at,
+               'recipients', (SELECT coalesce(jsonb_agg(user_id ORDER BY user_id), '[]'::jsonb)
+                                FROM conversation_members WHERE conversation_id = $1::uuid)
+           )::text, 'UTF8'),
+           $7::jsonb
+      FROM message
+ RETURNING id
+)
+SELECT message.* FROM message, event
+"""
 
 
 class BenchError(RuntimeError):
@@ -280,7 +319,7 @@ def cpu_busy_pct(samples: Sequence[CpuSample], window: Window) -> float | None:
 
 
 def pgbench_script(conversations: int, outbox_shards: int) -> str:
-    """`_INSERT_MESSAGE` as a pgbench script: the same statement, its parameters computed in SQL
+    """`SINGLE_MESSAGE_SQL` as a pgbench script: the same statement, its parameters computed in SQL
     from pgbench variables (a random conversation; the sender is the client's own user)."""
     conversation = ":conv"
     values = {
@@ -293,7 +332,7 @@ def pgbench_script(conversations: int, outbox_shards: int) -> str:
         6: sql_literal(MESSAGE_CREATED),
         7: sql_literal("{}"),
     }
-    statement = re.sub(r"\$(\d+)", lambda m: f"({values[int(m[1])]})", _INSERT_MESSAGE.strip())
+    statement = re.sub(r"\$(\d+)", lambda m: f"({values[int(m[1])]})", SINGLE_MESSAGE_SQL.strip())
     return f"\\set conv random(0, {conversations - 1})\n{statement};\n"
 
 
