@@ -569,7 +569,7 @@ async def postmaster_pid(dsn: str) -> int:
     """The PostgreSQL server's main process: the parent of our own backend."""
     async with _connection(dsn) as conn:
         backend: int = await conn.fetchval("SELECT pg_backend_pid()")
-    return _parent_of(backend)
+        return _parent_of(backend)  # while the backend lives
 
 
 def _parent_of(pid: int) -> int:
