@@ -250,7 +250,7 @@ class PathResult:
 #: What the service's sends are compared with: pgbench with as many clients as we have callers,
 #: and with as many as the chat process has database connections (its pool).
 CEILINGS = ("pgbench", "pgbench-pool")
-OURS = ("grpc", "service")
+OURS = ("grpc", "grpc-stream", "service")
 
 
 def throughput_ratio(path: PathResult, ceiling: PathResult) -> float:
@@ -741,6 +741,38 @@ async def run_grpc(ctx: BenchContext, scenario: Scenario) -> PathResult:
         return await _drive(ctx, "grpc", scenario, send)
 
 
+async def run_grpc_stream(ctx: BenchContext, scenario: Scenario) -> PathResult:
+    """SendMessages: each caller keeps one stream open and sends over it, one send in flight
+    at a time (the same closed loop), so gRPC's per-call cost is paid once per caller."""
+    conversation_ids = ctx.conversation_ids(scenario)
+    token = ctx.stack.internal_token
+    ctx.pids["generator"] = os.getpid()
+    async with bench_chat_server(ctx) as target, grpc.aio.insecure_channel(target) as channel:
+        stub = chat_pb2_grpc.ChatServiceStub(channel)
+        streams = [stub.SendMessages(metadata=internal_metadata(token, user)) for user in ctx.users]
+
+        async def send(worker: int, conversation: int) -> None:
+            request = chat_pb2.SendMessagesRequest(
+                send=chat_pb2.SendMessageRequest(
+                    conversation_id=conversation_ids[conversation],
+                    client_msg_id=str(uuid.uuid4()),
+                    content=CONTENT,
+                )
+            )
+            await streams[worker].write(request)
+            response = await streams[worker].read()
+            if not isinstance(response, chat_pb2.SendMessagesResponse):
+                raise BenchError(f"stream {worker} ended: {await streams[worker].code()}")
+            if response.HasField("error"):
+                raise BenchError(f"send failed: {response.error.code}")
+
+        try:
+            return await _drive(ctx, "grpc-stream", scenario, send)
+        finally:
+            for stream in streams:
+                stream.cancel()
+
+
 async def run_service(ctx: BenchContext, scenario: Scenario) -> PathResult:
     """`ChatService.send_message` in this process, on a pool like the chat process's."""
     conversation_ids = ctx.conversation_ids(scenario)
@@ -911,6 +943,7 @@ async def run_scenario(ctx: BenchContext, scenario: Scenario) -> ScenarioResult:
     pool_size = ctx.settings.database.pool_max_size
     paths = [
         await measure(ctx, run_grpc(ctx, scenario)),
+        await measure(ctx, run_grpc_stream(ctx, scenario)),
         await measure(ctx, run_service(ctx, scenario)),
         await measure(ctx, run_pgbench(ctx, scenario, path="pgbench", clients=ctx.concurrency)),
         await measure(ctx, run_pgbench(ctx, scenario, path="pgbench-pool", clients=pool_size)),
