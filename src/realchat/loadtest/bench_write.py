@@ -994,7 +994,9 @@ async def run_bench_write(
     await _check_ready(stack, concurrency)
     report(f"preparing database {BENCH_DATABASE} ...")
     dsn = await recreate_database(stack.postgres, BENCH_DATABASE)
-    await seed(dsn, max(s.conversations for s in SCENARIOS), concurrency)
+    # Every pgbench-pool client's user is a member too, even with fewer callers than that.
+    members = max(concurrency, settings.database.pool_max_size)
+    await seed(dsn, max(s.conversations for s in SCENARIOS), members)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-write-") as workdir:
         postmaster = await postmaster_pid(dsn)
@@ -1017,7 +1019,7 @@ async def run_bench_write(
             "seconds_per_path": seconds,
             "warmup_s": WARMUP_S,
             "concurrency": concurrency,
-            "members_per_conversation": concurrency,
+            "members_per_conversation": members,
             "content_chars": len(CONTENT),
             "pool_max_size": settings.database.pool_max_size,
             "outbox_shards": settings.chat.outbox_shards,
