@@ -15,7 +15,7 @@ from realchat.chat.group_commit import GroupCommitLimits
 from realchat.chat.identity import Authenticator, FirstOf, InternalCredential, TokenAuthenticator
 from realchat.chat.outbox_wakeup import CommitNotifier
 from realchat.chat.service import ChatService
-from realchat.chat.store import ChatStore
+from realchat.chat.store import SESSION_SETTINGS, ChatStore
 from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from realchat.config import Settings
 from realchat.observability.ops import start_ops_server
@@ -41,7 +41,7 @@ def authenticator(settings: Settings) -> Authenticator:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     auth = authenticator(settings)
-    pool = await create_pool(settings.database, "realchat-chat")
+    pool = await create_pool(settings.database, "realchat-chat", SESSION_SETTINGS)
     chat = settings.chat
     store = ChatStore(pool, chat.outbox_shards)
     notifier = CommitNotifier(pool)

@@ -42,7 +42,7 @@ from pydantic import SecretStr
 
 from realchat.chat.identity import internal_metadata
 from realchat.chat.service import ChatService
-from realchat.chat.store import ChatStore
+from realchat.chat.store import SESSION_SETTINGS, ChatStore
 from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from realchat.config import Settings
 from realchat.events.topics import MESSAGE_CREATED
@@ -779,7 +779,7 @@ async def run_service(ctx: BenchContext, scenario: Scenario) -> PathResult:
     users = ctx.users
     database = ctx.settings.database.model_copy(update={"url": SecretStr(ctx.dsn)})
     ctx.pids["chat+generator"] = os.getpid()
-    pool = await create_pool(database, "realchat-bench")
+    pool = await create_pool(database, "realchat-bench", SESSION_SETTINGS)
     try:
         chat = ctx.settings.chat
         service = ChatService(ChatStore(pool, chat.outbox_shards), chat.max_members)
