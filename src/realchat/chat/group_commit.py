@@ -6,7 +6,8 @@ conversation (its row lock is held through the flush) and spends the CPU on per-
 elsewhere. A batch costs one statement and one flush for all its sends.
 
 When a batch starts (the linger never delays an idle service):
-- nothing in flight: at once, with whatever is queued (an idle service's send goes alone);
+- nothing in flight: at once, with whatever is queued; an idle service's send goes alone, written
+  in its caller's task;
 - otherwise, when `max_batch` sends wait, or the oldest waiting send has waited `linger_s`, as
   long as fewer than `max_inflight` batches are in flight. Sends that arrive while a commit is in
   flight so form the next batch. Several batches in flight keep one batch that waits on a row
@@ -62,31 +63,54 @@ class GroupCommitter(Generic[T, R]):
         self._limits = limits
         self._queue: deque[_Waiting[T, R]] = deque()
         self._inflight: set[asyncio.Task[None]] = set()
+        #: Batches of one written in their sender's own task (see `submit`).
+        self._alone = 0
+        #: Set whenever a batch ends (what `drain` waits for).
+        self._ended = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
 
     @property
     def inflight(self) -> int:
-        return len(self._inflight)
+        return len(self._inflight) + self._alone
 
     async def submit(self, item: T) -> R:
         """Queue `item` for the next batch and wait for its outcome."""
+        if self.inflight == 0 and not self._queue:
+            return await self._write_alone(item)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(item, future, time.monotonic()))
         self._dispatch()
         return await future
 
-    async def drain(self) -> None:
-        """Wait until every queued send is written (on shutdown, after the RPCs stopped)."""
-        while self._queue or self._inflight:
+    async def _write_alone(self, item: T) -> R:
+        """An idle batcher's send: written at once, in the caller's task (no hand-over to a
+        batch task and back); sends that arrive meanwhile queue for the next batch."""
+        self._alone += 1
+        try:
+            GROUP_COMMIT_BATCH_SIZE.observe(1)
+            outcomes = await self._write([item])
+            if len(outcomes) != 1:
+                raise RuntimeError(f"{len(outcomes)} outcomes for a batch of 1")
+            return outcomes[0]
+        finally:
+            self._alone -= 1
+            self._ended.set()
             self._dispatch()
-            if self._inflight:
-                await asyncio.wait(set(self._inflight))
+
+    async def drain(self) -> None:
+        """Wait until every queued send is written (on shutdown, after the RPCs stopped: a send
+        written in its caller's task is awaited by that RPC)."""
+        while self._queue or self.inflight:
+            self._ended.clear()
+            self._dispatch()
+            if self.inflight:
+                await self._ended.wait()
 
     def _dispatch(self) -> None:
         """Start what may start now; else arm the linger timer for when it may."""
         limits = self._limits
-        while self._queue and len(self._inflight) < limits.max_inflight:
-            if self._inflight and len(self._queue) < limits.max_batch:
+        while self._queue and self.inflight < limits.max_inflight:
+            if self.inflight and len(self._queue) < limits.max_batch:
                 due = self._queue[0].queued_at + limits.linger_s
                 wait = due - time.monotonic()
                 if wait > 0:
@@ -119,6 +143,7 @@ class GroupCommitter(Generic[T, R]):
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self._ended.set()
         self._dispatch()
 
     async def _commit(self, batch: list[_Waiting[T, R]]) -> None:
