@@ -58,6 +58,12 @@ class ChatSettings(BaseModel):
     #: publisher. Change it only with an empty outbox (docs/operations.md).
     outbox_shards: int = Field(default=16, ge=1, le=1024)
     max_members: int = Field(default=1000, ge=2)
+    #: Group commit (chat/group_commit.py): most sends per batch (one statement, one commit).
+    group_commit_max_batch: int = Field(default=256, ge=1, le=10_000)
+    #: Longest a send waits for company while a batch is in flight; an idle service never waits.
+    group_commit_linger_s: float = Field(default=0.002, ge=0, le=1)
+    #: Batches in flight at once (each holds one pooled connection while it runs).
+    group_commit_max_inflight: int = Field(default=4, ge=1)
 
 
 class OutboxSettings(BaseModel):

@@ -7,26 +7,31 @@ import re
 
 import pytest
 
-from realchat.chat.store import _INSERT_MESSAGE
 from realchat.loadtest.bench_write import (
     CONVERSATION_PREFIX,
+    SINGLE_MESSAGE_SQL,
     USER_PREFIX,
     BenchError,
+    CpuSample,
     PathResult,
+    ProcStat,
     Sample,
     Scenario,
     Window,
     cpu_busy_pct,
+    cpu_us_per_message,
     indexed_uuid,
     indexed_uuid_sql,
     parse_pgbench_log,
     parse_pgbench_summary,
+    parse_pid_stat,
     parse_proc_stat,
     percentile,
     pgbench_script,
     render_table,
     scenario_result,
     summarize_latencies,
+    wal_usage,
     window_result,
 )
 
@@ -145,7 +150,7 @@ def test_pgbench_script_runs_the_store_statement_with_every_parameter_bound() ->
     assert first == r"\set conv random(0, 999)"
     assert not re.search(r"\$\d", statement), "every $n is replaced by a pgbench expression"
     # Apart from its parameters, the statement is the store's, character for character.
-    pieces = re.split(r"\$\d+", _INSERT_MESSAGE.strip())
+    pieces = re.split(r"\$\d+", SINGLE_MESSAGE_SQL.strip())
     pattern = r"\(.+?\)".join(re.escape(piece) for piece in pieces) + r";\n"
     assert re.fullmatch(pattern, statement, flags=re.DOTALL)
     assert ":client_id" in statement
@@ -174,6 +179,7 @@ def _path(name: str, msgs_per_s: float) -> PathResult:
 def test_ours_is_compared_with_both_pgbench_ceilings() -> None:
     paths = [
         _path("grpc", 300.0),
+        _path("grpc-stream", 900.0),
         _path("service", 450.0),
         _path("pgbench", 600.0),
         _path("pgbench-pool", 1200.0),
@@ -182,13 +188,43 @@ def test_ours_is_compared_with_both_pgbench_ceilings() -> None:
     assert result.ratios == {
         "grpc/pgbench": 0.5,
         "grpc/pgbench-pool": 0.25,
+        "grpc-stream/pgbench": 1.5,
+        "grpc-stream/pgbench-pool": 0.75,
         "service/pgbench": 0.75,
         "service/pgbench-pool": 0.375,
     }
     table = render_table([result], cores=2)
-    assert [line.split()[:3] for line in table.splitlines()[2:6]] == [
+    assert [line.split()[:3] for line in table.splitlines()[2:7]] == [
         ["hot-1", "grpc", "300.0"],
+        ["hot-1", "grpc-stream", "900.0"],
         ["hot-1", "service", "450.0"],
         ["hot-1", "pgbench", "600.0"],
         ["hot-1", "pgbench-pool", "1200.0"],
     ]
+
+
+def test_pid_stat_fields_are_counted_after_the_command_name() -> None:
+    # 52 fields; the name holds a space and a parenthesis. utime 7, stime 3, cutime 20, cstime 5.
+    rest = ["S", "42"] + ["0"] * 9 + ["7", "3", "20", "5"] + ["0"] * 35
+    stat = parse_pid_stat("1234 (post gres: x) " + " ".join(rest) + "\n")
+    assert stat == ProcStat(ppid=42, own=10, reaped=25)
+
+
+def test_cpu_per_message_is_each_roles_time_over_the_messages_in_between() -> None:
+    samples = [
+        CpuSample(at=1.0, busy=0, total=0, roles={"chat": 0, "postgres": 0}),
+        CpuSample(at=2.0, busy=0, total=0, roles={"chat": 10, "postgres": 50}),
+        CpuSample(at=4.0, busy=0, total=0, roles={"chat": 110, "postgres": 250, "generator": 9}),
+        CpuSample(at=9.0, busy=0, total=0, roles={"chat": 999, "postgres": 999}),
+    ]
+    # Inside [2, 5): 2 s at 1,000 msgs/s; 100 ticks (1 s at 100 ticks/s) for 2,000 messages.
+    per_msg = cpu_us_per_message(samples, Window(2.0, 5.0), 1000.0, ticks_per_s=100)
+    assert per_msg == {"chat": 500.0, "postgres": 1000.0}
+    assert cpu_us_per_message(samples[:2], Window(2.0, 5.0), 1000.0, 100) is None
+
+
+def test_wal_usage_separates_messages_commits_and_fsyncs() -> None:
+    usage = wal_usage(messages=1000, commits=100, wal_syncs=50)
+    assert (usage.commits_per_wal_sync, usage.messages_per_wal_sync) == (2.0, 20.0)
+    assert usage.messages_per_commit == 10.0
+    assert wal_usage(messages=0, commits=0, wal_syncs=0).messages_per_commit is None

@@ -3,11 +3,12 @@ status codes. No rules here; they live in `service.py`."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import structlog
@@ -30,6 +31,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChatService"].full_name
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
+
+#: Sends of one SendMessages stream in progress at once; past it the stream is not read (the
+#: caller's writes wait: gRPC flow control), so one stream's memory stays bounded.
+STREAM_WINDOW = 256
 
 
 def _timestamp(value: datetime) -> Timestamp:
@@ -58,6 +63,24 @@ def conversation_to_proto(c: ConversationRecord) -> pb.Conversation:
         last_seq=c.last_seq,
         acked_seq=c.acked_seq,
     )
+
+
+async def _abort(context: Context, exc: ChatError) -> NoReturn:
+    """End the call with the error's status and wire code (the only way a ChatError leaves)."""
+    context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code),))
+    await context.abort(exc.status, exc.message)
+    raise AssertionError("abort returns by raising") from exc
+
+
+def send_error(exc: ChatError) -> pb.SendError:
+    """A ChatError as a streamed send's result: what SendMessage would abort with."""
+    return pb.SendError(status=exc.status.value[0], code=exc.code, message=exc.message)
+
+
+#: A send that failed for a reason of ours (a bug, the database down): nothing internal leaks.
+INTERNAL_SEND_ERROR = pb.SendError(
+    status=grpc.StatusCode.INTERNAL.value[0], code="internal", message="internal error"
+)
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
@@ -89,9 +112,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             except ChatError as exc:
                 code = exc.status.name
                 span.set_attribute("realchat.error_code", exc.code)
-                context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code),))
-                await context.abort(exc.status, exc.message)
-                raise AssertionError("abort returns by raising") from exc
+                await _abort(context, exc)
             except Exception:
                 code = "INTERNAL"
                 raise
@@ -154,6 +175,75 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             )
 
         return await self._call("SendMessage", context, handle)
+
+    async def SendMessages(
+        self, request_iterator: AsyncIterator[pb.SendMessagesRequest], context: Context
+    ) -> AsyncIterator[pb.SendMessagesResponse]:
+        metadata = {k: str(v) for k, v in (context.invocation_metadata() or ())}
+        try:
+            caller = self._auth.authenticate(metadata)
+        except ChatError as exc:
+            GRPC_REQUESTS.labels(method="SendMessages", code=exc.status.name).inc()
+            await _abort(context, exc)
+        GRPC_REQUESTS.labels(method="SendMessages", code="OK").inc()
+        async for result in self._stream_sends(caller, request_iterator):
+            yield result
+
+    async def _stream_sends(
+        self, caller: uuid.UUID, requests: AsyncIterator[pb.SendMessagesRequest]
+    ) -> AsyncIterator[pb.SendMessagesResponse]:
+        """Read sends, run each concurrently (so they share group-commit batches), and hand
+        back each result as soon as it is ready."""
+        results: asyncio.Queue[pb.SendMessagesResponse | None] = asyncio.Queue()
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        running: set[asyncio.Task[None]] = set()
+
+        async def send(item: pb.SendMessagesRequest) -> None:
+            try:
+                results.put_nowait(await self._streamed_send(caller, item))
+            finally:
+                window.release()
+
+        async def read() -> None:
+            async for item in requests:
+                await window.acquire()
+                task = asyncio.create_task(send(item))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if running:
+                await asyncio.wait(set(running))
+            results.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (result := await results.get()) is not None:
+                yield result
+            await reader  # raises what ended the reading, if anything did
+        finally:
+            for task in (reader, *running):
+                task.cancel()
+
+    async def _streamed_send(
+        self, caller: uuid.UUID, item: pb.SendMessagesRequest
+    ) -> pb.SendMessagesResponse:
+        code = "OK"
+        try:
+            result = await self._service.send_message(
+                caller, item.send.conversation_id, item.send.client_msg_id, item.send.content
+            )
+            sent = pb.SendMessageResponse(
+                message=message_to_proto(result.message), created=result.created
+            )
+            return pb.SendMessagesResponse(request_id=item.request_id, sent=sent)
+        except ChatError as exc:
+            code = exc.status.name
+            return pb.SendMessagesResponse(request_id=item.request_id, error=send_error(exc))
+        except Exception:
+            code = "INTERNAL"
+            log.exception("streamed send failed", request_id=item.request_id)
+            return pb.SendMessagesResponse(request_id=item.request_id, error=INTERNAL_SEND_ERROR)
+        finally:
+            GRPC_REQUESTS.labels(method="SendMessages/send", code=code).inc()
 
     async def GetHistory(
         self, request: pb.GetHistoryRequest, context: Context

@@ -26,6 +26,11 @@ DB_LATENCY = Histogram(
     ["operation"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+GROUP_COMMIT_BATCH_SIZE = Histogram(
+    "realchat_chat_group_commit_batch_size",
+    "Sends written per group-commit batch (one statement, one transaction)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")

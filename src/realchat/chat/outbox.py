@@ -33,6 +33,7 @@ from realchat.bus.kafka import AsyncProducer, Delivered, DeliveryError, producer
 from realchat.chat import outbox_store
 from realchat.chat.backoff import Backoff
 from realchat.chat.outbox_store import OutboxEvent
+from realchat.chat.outbox_wakeup import WakeupListener
 from realchat.config import FaultSettings, OutboxSettings, Settings
 from realchat.events.models import EVENT_TYPE_HEADER
 from realchat.observability.ops import start_ops_server
@@ -74,6 +75,10 @@ CLOSE_FLUSH_S = 2.0
 #: Pause before looking at the outbox again after PostgreSQL failed the scan.
 SCAN_RETRY_S = 0.5
 
+#: The publisher hands the producer a whole batch at once and waits for it: lingering for more
+#: records would only add latency to every event.
+PUBLISHER_OVERRIDES: Mapping[str, str | int | float | bool] = {"linger.ms": 0}
+
 ProducerFactory = Callable[[Mapping[str, str | int | float | bool]], AsyncProducer]
 
 #: librdkafka settings of the producer that sends suspects one by one.
@@ -93,7 +98,7 @@ def producer_factory(
         config = producer_config(
             bootstrap_servers, delivery_timeout_s=delivery_timeout_s, client_id=client_id
         )
-        return AsyncProducer({**config, **overrides})
+        return AsyncProducer({**config, **PUBLISHER_OVERRIDES, **overrides})
 
     return new_producer
 
@@ -214,8 +219,11 @@ class OutboxPublisher:
         producer_factory: ProducerFactory,
         settings: OutboxSettings,
         faults: FaultSettings | None = None,
+        wakeups: asyncio.Event | None = None,
     ) -> None:
         self._pool = pool
+        #: Set when a writer committed new events: look now instead of at the next poll.
+        self._wakeups = wakeups or asyncio.Event()
         self._producer_factory = producer_factory
         self._producer = producer_factory({})
         #: Sends suspects one record per request, one at a time: librdkafka batches records of
@@ -246,6 +254,8 @@ class OutboxPublisher:
                 if self._producer.fatal_error is not None and not inflight:
                     await self._replace_producer()
                 now = time.monotonic()
+                # Whatever commits from here on is either seen by this scan or wakes the next.
+                self._wakeups.clear()
                 try:
                     shards = await outbox_store.shards_with_pending(self._pool)
                 except DATABASE_ERRORS as exc:
@@ -291,14 +301,17 @@ class OutboxPublisher:
         self._producer = self._producer_factory({})
 
     async def _wait(self, inflight: dict[int, asyncio.Task[None]], stop: asyncio.Event) -> None:
-        """Sleep a poll interval, or less if a shard finished or we were told to stop."""
+        """Sleep a poll interval, or less if a writer woke us, a shard finished or we were told
+        to stop."""
         stopping = asyncio.create_task(stop.wait())
+        woken = asyncio.create_task(self._wakeups.wait())
         await asyncio.wait(
-            [stopping, *inflight.values()],
+            [stopping, woken, *inflight.values()],
             timeout=self._settings.poll_interval_s,
             return_when=asyncio.FIRST_COMPLETED,
         )
         stopping.cancel()
+        woken.cancel()
         for shard, task in list(inflight.items()):
             if task.done():
                 del inflight[shard]
@@ -408,7 +421,8 @@ async def serve_publisher(settings: Settings, stop: asyncio.Event) -> None:
     factory = producer_factory(
         settings.kafka.bootstrap_servers, settings.outbox.delivery_timeout_s, client_id
     )
-    publisher = OutboxPublisher(pool, factory, settings.outbox, settings.faults)
+    listener = WakeupListener(pool)
+    publisher = OutboxPublisher(pool, factory, settings.outbox, settings.faults, listener.woken)
 
     async def ready() -> bool:
         return await schema_is_current(pool)
@@ -416,7 +430,9 @@ async def serve_publisher(settings: Settings, stop: asyncio.Event) -> None:
     ops = await start_ops_server(settings.ops_host, settings.outbox.ops_port, ready)
     log.info("outbox publisher running", ops_port=settings.outbox.ops_port)
     try:
-        await publisher.run(stop)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(listener.run(stop))
+            tasks.create_task(publisher.run(stop))
     finally:
         log.info("outbox publisher stopped")
         await ops.cleanup()

@@ -11,9 +11,11 @@ from grpc_reflection.v1alpha import reflection
 
 from realchat.auth.tokens import load_verifier
 from realchat.chat.api import ChatServicer
+from realchat.chat.group_commit import GroupCommitLimits
 from realchat.chat.identity import Authenticator, FirstOf, InternalCredential, TokenAuthenticator
+from realchat.chat.outbox_wakeup import CommitNotifier
 from realchat.chat.service import ChatService
-from realchat.chat.store import ChatStore
+from realchat.chat.store import SESSION_SETTINGS, ChatStore
 from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from realchat.config import Settings
 from realchat.observability.ops import start_ops_server
@@ -39,9 +41,15 @@ def authenticator(settings: Settings) -> Authenticator:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     auth = authenticator(settings)
-    pool = await create_pool(settings.database, "realchat-chat")
-    store = ChatStore(pool, settings.chat.outbox_shards)
-    servicer = ChatServicer(ChatService(store, settings.chat.max_members), auth)
+    pool = await create_pool(settings.database, "realchat-chat", SESSION_SETTINGS)
+    chat = settings.chat
+    store = ChatStore(pool, chat.outbox_shards)
+    notifier = CommitNotifier(pool)
+    limits = GroupCommitLimits(
+        chat.group_commit_max_batch, chat.group_commit_linger_s, chat.group_commit_max_inflight
+    )
+    service = ChatService(store, chat.max_members, limits, written=notifier)
+    servicer = ChatServicer(service, auth)
     server = grpc.aio.server()
     chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -66,5 +74,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         log.info("chat service stopping")
         await health_servicer.enter_graceful_shutdown()
         await server.stop(grace=5)
+        await service.drain()
+        await notifier.close()
         await ops.cleanup()
         await pool.close()

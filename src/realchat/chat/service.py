@@ -6,17 +6,20 @@ Transport-free (the gRPC servicer and tests call it alike) and storage-agnostic 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from realchat.chat.batch import Created, Existing, NewMessage, Stored, fan_out, plan_batch
 from realchat.chat.errors import IdempotencyConflict, InvalidArgument, NotFound, PermissionDenied
+from realchat.chat.group_commit import GroupCommitLimits, GroupCommitter
 from realchat.chat.store import (
     ChatStore,
     ConversationRecord,
-    DuplicateIdempotencyKey,
     Membership,
     MessageRecord,
     PresenceRecord,
 )
+from realchat.observability.tracing import inject
 
 MAX_CONTENT_CHARS = 4000
 MAX_CLIENT_MSG_ID_CHARS = 64
@@ -49,10 +52,31 @@ def _check_text(value: str, what: str, max_chars: int, *, allow_empty: bool = Fa
         raise InvalidArgument(f"invalid_{what}", f"{what} must not contain NUL characters")
 
 
+def _nothing() -> None:
+    pass
+
+
 class ChatService:
-    def __init__(self, store: ChatStore, max_members: int = 1000) -> None:
+    """`written` is called after every commit that stored new messages (the outbox publisher's
+    wake-up); it must not block."""
+
+    def __init__(
+        self,
+        store: ChatStore,
+        max_members: int = 1000,
+        group_commit: GroupCommitLimits | None = None,
+        written: Callable[[], None] = _nothing,
+    ) -> None:
         self._store = store
         self._max_members = max_members
+        self._written = written
+        self._sends: GroupCommitter[NewMessage, Stored] = GroupCommitter(
+            self._write_batch, group_commit or GroupCommitLimits()
+        )
+
+    async def drain(self) -> None:
+        """Finish the sends already accepted (on shutdown, once no new ones come)."""
+        await self._sends.drain()
 
     async def create_conversation(
         self, caller: uuid.UUID, member_ids: list[str], title: str
@@ -93,21 +117,22 @@ class ChatService:
         conversation = parse_id(conversation_id, "conversation_id")
         _check_text(client_msg_id, "client_msg_id", MAX_CLIENT_MSG_ID_CHARS)
         _check_text(content, "content", MAX_CONTENT_CHARS)
-        # Insert first: a new message is the common case and needs one round trip. A replay
-        # (or a concurrent twin) fails on UNIQUE(sender_id, idempotency_key) and its statement
-        # rolls back entirely, counter included, so seqs stay gapless.
-        try:
-            message = await self._store.insert_message(
-                conversation, caller, client_msg_id, content, trace_context or {}
-            )
-        except DuplicateIdempotencyKey:
-            earlier = await self._store.find_sent(caller, client_msg_id)
-            assert earlier is not None, "the conflicting send committed, so it is visible"
-            return _replay(earlier, conversation, content)
-        if message is None:
-            await self._require_member(conversation, caller)
-            raise AssertionError("insert refused although the caller is a member")
-        return SendResult(message, created=True)
+        # The caller's trace context now: the batch is written from another task.
+        send = NewMessage(conversation, caller, client_msg_id, content, trace_context or inject())
+        outcome = await self._sends.submit(send)
+        if isinstance(outcome, Created):
+            return SendResult(outcome.message, created=True)
+        if isinstance(outcome, Existing):
+            return _replay(outcome.message, conversation, content)
+        await self._require_member(conversation, caller)
+        raise AssertionError("send refused although the caller is a member")
+
+    async def _write_batch(self, sends: Sequence[NewMessage]) -> list[Stored]:
+        plan = plan_batch(sends)
+        written = await self._store.insert_messages([sends[i] for i in plan.leaders])
+        if any(isinstance(outcome, Created) for outcome in written):
+            self._written()
+        return fan_out(plan, written)
 
     async def history(
         self, caller: uuid.UUID, conversation_id: str, after_seq: int, limit: int

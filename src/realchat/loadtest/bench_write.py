@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from pydantic import SecretStr
 
 from realchat.chat.identity import internal_metadata
 from realchat.chat.service import ChatService
-from realchat.chat.store import _INSERT_MESSAGE, ChatStore
+from realchat.chat.store import SESSION_SETTINGS, ChatStore
 from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from realchat.config import Settings
 from realchat.events.topics import MESSAGE_CREATED
@@ -71,8 +71,48 @@ CONVERSATION_PREFIX = "c0000000"
 USER_PREFIX = "a0000000"
 _UUID_MIDDLE = "-0000-4000-8000-"
 CALL_TIMEOUT_S = 30.0
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 #: Backends publish their WAL statistics when they exit or go idle; give them this long.
 STATS_SETTLE_S = 1.5
+
+
+#: The ceiling: one message, one statement, one transaction, as the chat service wrote it before
+#: group commit (issue 17). pgbench runs it with nothing in front of it.
+SINGLE_MESSAGE_SQL = """
+WITH bump AS (
+    UPDATE conversations
+       SET last_seq = last_seq + 1
+     WHERE id = $1::uuid
+       AND EXISTS (SELECT 1 FROM conversation_members
+                    WHERE conversation_id = $1::uuid AND user_id = $2::uuid)
+ RETURNING last_seq
+), message AS (
+    -- clock_timestamp(), not now(): taken under the row lock, so created_at follows seq.
+    INSERT INTO messages (id, conversation_id, seq, sender_id, content, idempotency_key, created_at)
+    SELECT gen_random_uuid(), $1::uuid, bump.last_seq, $2::uuid, $3::text, $4::text,
+           clock_timestamp()
+      FROM bump
+ RETURNING id, conversation_id, seq, sender_id, content, created_at
+), event AS (
+    INSERT INTO outbox (shard, topic, event_type, partition_key, payload, trace_context)
+    SELECT $5::int, $6::text, $6::text, $1::text,
+           convert_to(jsonb_build_object(
+               'event_id', gen_random_uuid(),
+               'conversation_id', message.conversation_id,
+               'seq', message.seq,
+               'message_id', message.id,
+               'sender_id', message.sender_id,
+               'content', message.content,
+               'created_at', message.created_at,
+               'recipients', (SELECT coalesce(jsonb_agg(user_id ORDER BY user_id), '[]'::jsonb)
+                                FROM conversation_members WHERE conversation_id = $1::uuid)
+           )::text, 'UTF8'),
+           $7::jsonb
+      FROM message
+ RETURNING id
+)
+SELECT message.* FROM message, event
+"""
 
 
 class BenchError(RuntimeError):
@@ -174,11 +214,16 @@ class PgbenchSummary:
 
 @dataclass(frozen=True)
 class WalUsage:
-    """Commits of a run against WAL fsyncs: ~1 commit per fsync means no group commit."""
+    """A run's messages and commits (`pg_stat_database.xact_commit` of the bench database) against
+    WAL fsyncs (`pg_stat_wal.wal_sync`): ~1 commit per fsync means PostgreSQL's own group commit
+    did not help; messages per commit above 1 is the chat service's group commit."""
 
+    messages: int
     commits: int
     wal_syncs: int
     commits_per_wal_sync: float | None
+    messages_per_wal_sync: float | None
+    messages_per_commit: float | None
 
 
 @dataclass(frozen=True)
@@ -193,6 +238,11 @@ class PathResult:
     window: Window
     #: Machine-wide CPU use during the window (all cores, other users' work included).
     cpu_busy_pct: float | None = None
+    #: CPU time per stored message, in microseconds, by process role over the window: `chat`
+    #: (the chat service process), `postgres` (the postmaster and all its children),
+    #: `generator` (whatever sends: this process, or pgbench); `chat+generator` when one process
+    #: is both (the `service` path).
+    cpu_us_per_msg: dict[str, float] | None = None
     wal: WalUsage | None = None
     pgbench_reported: PgbenchSummary | None = None
 
@@ -200,7 +250,7 @@ class PathResult:
 #: What the service's sends are compared with: pgbench with as many clients as we have callers,
 #: and with as many as the chat process has database connections (its pool).
 CEILINGS = ("pgbench", "pgbench-pool")
-OURS = ("grpc", "service")
+OURS = ("grpc", "grpc-stream", "service")
 
 
 def throughput_ratio(path: PathResult, ceiling: PathResult) -> float:
@@ -250,9 +300,19 @@ def window_result(
     )
 
 
-def wal_usage(commits: int, wal_syncs: int) -> WalUsage:
-    ratio = round(commits / wal_syncs, 2) if wal_syncs > 0 else None
-    return WalUsage(commits=commits, wal_syncs=wal_syncs, commits_per_wal_sync=ratio)
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 2) if denominator > 0 else None
+
+
+def wal_usage(messages: int, commits: int, wal_syncs: int) -> WalUsage:
+    return WalUsage(
+        messages=messages,
+        commits=commits,
+        wal_syncs=wal_syncs,
+        commits_per_wal_sync=_ratio(commits, wal_syncs),
+        messages_per_wal_sync=_ratio(messages, wal_syncs),
+        messages_per_commit=_ratio(messages, commits),
+    )
 
 
 @dataclass(frozen=True)
@@ -260,6 +320,47 @@ class CpuSample:
     at: float
     busy: int
     total: int
+    #: CPU ticks used so far by each process role (see `PathResult.cpu_us_per_msg`).
+    roles: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of /proc/<pid>/stat the benchmark needs (times in clock ticks)."""
+
+    ppid: int
+    #: utime + stime: the process itself (all its threads).
+    own: int
+    #: cutime + cstime: its children that exited and were waited for.
+    reaped: int
+
+
+def parse_pid_stat(text: str) -> ProcStat:
+    """/proc/<pid>/stat; the command name (field 2) may hold spaces and parentheses, so fields
+    are counted from its closing parenthesis."""
+    fields = text[text.rindex(")") + 2 :].split()
+    # After the name: state ppid ... utime(14) stime(15) cutime(16) cstime(17), 1-based overall.
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return ProcStat(ppid=int(fields[1]), own=utime + stime, reaped=cutime + cstime)
+
+
+def cpu_us_per_message(
+    samples: Sequence[CpuSample], window: Window, msgs_per_s: float, ticks_per_s: int
+) -> dict[str, float] | None:
+    """Each role's CPU time between the first and last samples inside `window`, divided by the
+    messages completed meanwhile (at the window's rate)."""
+    inside = [s for s in samples if s.at in window]
+    if len(inside) < 2 or msgs_per_s <= 0:
+        return None
+    first, last = inside[0], inside[-1]
+    messages = msgs_per_s * (last.at - first.at)
+    if messages <= 0:
+        return None
+    return {
+        role: round((last.roles[role] - first.roles[role]) / ticks_per_s * 1e6 / messages, 1)
+        for role in last.roles
+        if role in first.roles
+    }
 
 
 def parse_proc_stat(text: str, at: float) -> CpuSample:
@@ -280,7 +381,7 @@ def cpu_busy_pct(samples: Sequence[CpuSample], window: Window) -> float | None:
 
 
 def pgbench_script(conversations: int, outbox_shards: int) -> str:
-    """`_INSERT_MESSAGE` as a pgbench script: the same statement, its parameters computed in SQL
+    """`SINGLE_MESSAGE_SQL` as a pgbench script: the same statement, its parameters computed in SQL
     from pgbench variables (a random conversation; the sender is the client's own user)."""
     conversation = ":conv"
     values = {
@@ -293,7 +394,7 @@ def pgbench_script(conversations: int, outbox_shards: int) -> str:
         6: sql_literal(MESSAGE_CREATED),
         7: sql_literal("{}"),
     }
-    statement = re.sub(r"\$(\d+)", lambda m: f"({values[int(m[1])]})", _INSERT_MESSAGE.strip())
+    statement = re.sub(r"\$(\d+)", lambda m: f"({values[int(m[1])]})", SINGLE_MESSAGE_SQL.strip())
     return f"\\set conv random(0, {conversations - 1})\n{statement};\n"
 
 
@@ -341,14 +442,24 @@ def _optional(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+def _cpu_cell(run: PathResult) -> str:
+    """CPU µs per message: chat / postgres / generator (`chat+gen` shown in the chat column)."""
+    cpu = run.cpu_us_per_msg or {}
+    chat = cpu.get("chat", cpu.get("chat+generator"))
+    parts = (chat, cpu.get("postgres"), cpu.get("generator"))
+    return "/".join("-" if v is None else f"{v:.0f}" for v in parts)
+
+
 def _table_row(scenario: str, run: PathResult, ceilings: Sequence[PathResult]) -> str:
     latency = run.latency
     per_sync = run.wal.commits_per_wal_sync if run.wal else None
+    per_commit = run.wal.messages_per_commit if run.wal else None
     ratios = " ".join(f"{throughput_ratio(run, c):>8.2f}" for c in ceilings)
     return (
         f"{scenario:<12} {run.path:<12} {run.msgs_per_s:>8.1f} {latency.p50_ms:>7.2f} "
         f"{latency.p95_ms:>7.2f} {latency.p99_ms:>7.2f} {latency.mean_ms:>7.2f} {run.errors:>6} "
-        f"{ratios} {_optional(run.cpu_busy_pct):>5} {_optional(per_sync):>13}"
+        f"{ratios} {_optional(run.cpu_busy_pct):>5} {_optional(per_sync):>13} "
+        f"{_optional(per_commit):>11} {_cpu_cell(run):>16}"
     )
 
 
@@ -357,7 +468,7 @@ def render_table(results: Sequence[ScenarioResult], cores: int | None) -> str:
     header = (
         f"{'scenario':<12} {'path':<12} {'msgs/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
         f"{'mean ms':>7} {'errors':>6} {'/pgbench':>8} {'/pg-pool':>8} {'cpu %':>5} "
-        f"{'commits/fsync':>13}"
+        f"{'commits/fsync':>13} {'msgs/commit':>11} {'cpu us/msg c/pg/g':>16}"
     )
     lines = [header, "-" * len(header)]
     for result in results:
@@ -371,7 +482,9 @@ def render_table(results: Sequence[ScenarioResult], cores: int | None) -> str:
                 )
     lines.append(
         f"{cores} cores. /pgbench, /pg-pool: msgs/s over pgbench's (clients = callers, clients "
-        "= the pool's connections). cpu %: all cores, whole machine."
+        "= the pool's connections). cpu %: all cores, whole machine. cpu us/msg: CPU time per "
+        "message of the chat process / PostgreSQL (all its processes) / the load generator "
+        "(for `service`, the chat column is the one process that is both)."
     )
     return "\n".join(lines)
 
@@ -443,6 +556,26 @@ async def wal_syncs(dsn: str) -> int:
         return value
 
 
+async def commits(dsn: str) -> int:
+    """Transactions committed in the bench database so far (flushed statistics)."""
+    async with _connection(dsn) as conn:
+        value: int = await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return value
+
+
+async def postmaster_pid(dsn: str) -> int:
+    """The PostgreSQL server's main process: the parent of our own backend."""
+    async with _connection(dsn) as conn:
+        backend: int = await conn.fetchval("SELECT pg_backend_pid()")
+        return _parent_of(backend)  # while the backend lives
+
+
+def _parent_of(pid: int) -> int:
+    return parse_pid_stat(Path(f"/proc/{pid}/stat").read_text()).ppid
+
+
 async def stored_messages(dsn: str) -> int:
     async with _connection(dsn) as conn:
         value: int = await conn.fetchval("SELECT count(*) FROM messages")
@@ -506,6 +639,10 @@ class BenchContext:
     warmup_s: float
     workdir: Path
     report: Reporter
+    #: The PostgreSQL server process, whose process tree is the `postgres` CPU role.
+    postmaster: int
+    #: role -> pid of the processes of the path being measured (filled as they start).
+    pids: dict[str, int] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
@@ -573,6 +710,7 @@ async def bench_chat_server(ctx: BenchContext) -> AsyncIterator[str]:
         },
     )
     child = process.spawn(server.process_spec())
+    ctx.pids["chat"] = child.pid
     try:
         await _wait_ready(server, child, timeout_s=30.0)
         yield server.address
@@ -588,6 +726,7 @@ async def run_grpc(ctx: BenchContext, scenario: Scenario) -> PathResult:
     conversation_ids = ctx.conversation_ids(scenario)
     token = ctx.stack.internal_token
     metadata = [internal_metadata(token, user) for user in ctx.users]
+    ctx.pids["generator"] = os.getpid()
     async with bench_chat_server(ctx) as target, grpc.aio.insecure_channel(target) as channel:
         stub = chat_pb2_grpc.ChatServiceStub(channel)
 
@@ -602,12 +741,45 @@ async def run_grpc(ctx: BenchContext, scenario: Scenario) -> PathResult:
         return await _drive(ctx, "grpc", scenario, send)
 
 
+async def run_grpc_stream(ctx: BenchContext, scenario: Scenario) -> PathResult:
+    """SendMessages: each caller keeps one stream open and sends over it, one send in flight
+    at a time (the same closed loop), so gRPC's per-call cost is paid once per caller."""
+    conversation_ids = ctx.conversation_ids(scenario)
+    token = ctx.stack.internal_token
+    ctx.pids["generator"] = os.getpid()
+    async with bench_chat_server(ctx) as target, grpc.aio.insecure_channel(target) as channel:
+        stub = chat_pb2_grpc.ChatServiceStub(channel)
+        streams = [stub.SendMessages(metadata=internal_metadata(token, user)) for user in ctx.users]
+
+        async def send(worker: int, conversation: int) -> None:
+            request = chat_pb2.SendMessagesRequest(
+                send=chat_pb2.SendMessageRequest(
+                    conversation_id=conversation_ids[conversation],
+                    client_msg_id=str(uuid.uuid4()),
+                    content=CONTENT,
+                )
+            )
+            await streams[worker].write(request)
+            response = await streams[worker].read()
+            if not isinstance(response, chat_pb2.SendMessagesResponse):
+                raise BenchError(f"stream {worker} ended: {await streams[worker].code()}")
+            if response.HasField("error"):
+                raise BenchError(f"send failed: {response.error.code}")
+
+        try:
+            return await _drive(ctx, "grpc-stream", scenario, send)
+        finally:
+            for stream in streams:
+                stream.cancel()
+
+
 async def run_service(ctx: BenchContext, scenario: Scenario) -> PathResult:
     """`ChatService.send_message` in this process, on a pool like the chat process's."""
     conversation_ids = ctx.conversation_ids(scenario)
     users = ctx.users
     database = ctx.settings.database.model_copy(update={"url": SecretStr(ctx.dsn)})
-    pool = await create_pool(database, "realchat-bench")
+    ctx.pids["chat+generator"] = os.getpid()
+    pool = await create_pool(database, "realchat-bench", SESSION_SETTINGS)
     try:
         chat = ctx.settings.chat
         service = ChatService(ChatStore(pool, chat.outbox_shards), chat.max_members)
@@ -634,11 +806,14 @@ def pgbench_argv(
     ]
 
 
-async def _run_pgbench(argv: list[str], password: str, timeout_s: float) -> str:
+async def _run_pgbench(
+    argv: list[str], password: str, timeout_s: float, pids: dict[str, int]
+) -> str:
     env = {**os.environ, "PGPASSWORD": password, "PGAPPNAME": "realchat-bench-pgbench"}
     child = await asyncio.create_subprocess_exec(
         *argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    pids["generator"] = child.pid
     try:
         stdout, stderr = await asyncio.wait_for(child.communicate(), timeout_s)
     except (TimeoutError, asyncio.CancelledError) as exc:
@@ -677,7 +852,7 @@ async def run_pgbench(
     duration = math.ceil(ctx.warmup_s + ctx.seconds) + 1
     postgres = ctx.stack.postgres
     argv = pgbench_argv(postgres, BENCH_DATABASE, script, log_prefix, clients, duration)
-    output = await _run_pgbench(argv, postgres.password, timeout_s=duration + 120)
+    output = await _run_pgbench(argv, postgres.password, duration + 120, ctx.pids)
     samples, failed = read_pgbench_logs(log_prefix)
     if not samples:
         raise BenchError(f"pgbench completed no transaction:\n{output}")
@@ -686,41 +861,76 @@ async def run_pgbench(
     return replace(result, pgbench_reported=parse_pgbench_summary(output))
 
 
-def _read_cpu() -> CpuSample:
+#: The roles whose CPU includes their children's (PostgreSQL: one process per connection).
+TREE_ROLES = frozenset({"postgres"})
+
+
+def _ticks(pid: int, tree: bool) -> int | None:
+    """CPU ticks of a process (and, for a tree, of its live and its reaped children)."""
+    try:
+        stat = parse_pid_stat(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, ValueError):
+        return None  # not started yet, or gone
+    if not tree:
+        return stat.own
+    total = stat.own + stat.reaped
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError):
+                child = parse_pid_stat((entry / "stat").read_text())
+                if child.ppid == pid:
+                    total += child.own
+    return total
+
+
+def _read_cpu(pids: dict[str, int]) -> CpuSample:
     # procfs: answered from kernel memory, it never blocks the event loop.
-    return parse_proc_stat(Path("/proc/stat").read_text(), time.time())
+    machine = parse_proc_stat(Path("/proc/stat").read_text(), time.time())
+    roles = {role: _ticks(pid, role in TREE_ROLES) for role, pid in list(pids.items())}
+    found = {role: ticks for role, ticks in roles.items() if ticks is not None}
+    return replace(machine, roles=found)
 
 
-async def sample_cpu(samples: list[CpuSample], interval_s: float = 0.5) -> None:
-    """Until cancelled: what `cpu_busy_pct` needs, shows whether a run is CPU- or fsync-bound."""
+async def sample_cpu(
+    samples: list[CpuSample], pids: dict[str, int], interval_s: float = 0.5
+) -> None:
+    """Until cancelled: machine-wide busy share (CPU- or fsync-bound?) and each role's CPU."""
     while True:
-        samples.append(_read_cpu())
+        samples.append(_read_cpu(pids))
         await asyncio.sleep(interval_s)
 
 
 async def measure(ctx: BenchContext, run: Awaitable[PathResult]) -> PathResult:
     """One path on freshly reset tables, with its WAL fsyncs counted and its writes checked."""
     await reset(ctx.dsn)
-    syncs_before = await wal_syncs(ctx.dsn)
+    await asyncio.sleep(STATS_SETTLE_S)
+    syncs_before, commits_before = await wal_syncs(ctx.dsn), await commits(ctx.dsn)
+    ctx.pids.clear()
+    ctx.pids["postgres"] = ctx.postmaster
     cpu: list[CpuSample] = []
-    sampler = asyncio.create_task(sample_cpu(cpu))
+    sampler = asyncio.create_task(sample_cpu(cpu, ctx.pids))
     try:
         result = await run
     finally:
         sampler.cancel()
     await asyncio.sleep(STATS_SETTLE_S)
     syncs = await wal_syncs(ctx.dsn) - syncs_before
-    commits = await stored_messages(ctx.dsn)
-    if commits < result.messages:
+    committed = await commits(ctx.dsn) - commits_before
+    stored = await stored_messages(ctx.dsn)
+    if stored < result.messages:
         raise BenchError(
-            f"{result.path}: {result.messages} sends completed but only {commits} messages "
+            f"{result.path}: {result.messages} sends completed but only {stored} messages "
             "are stored; the benchmark does not write what it claims to"
         )
     busy = cpu_busy_pct(cpu, result.window)
-    result = replace(result, wal=wal_usage(commits, syncs), cpu_busy_pct=busy)
+    per_msg = cpu_us_per_message(cpu, result.window, result.msgs_per_s, _TICKS_PER_S)
+    wal = wal_usage(stored, committed, syncs)
+    result = replace(result, wal=wal, cpu_busy_pct=busy, cpu_us_per_msg=per_msg)
     ctx.report(
         f"  {result.path:<12} {result.msgs_per_s:>9.1f} msgs/s  p50 {result.latency.p50_ms:.2f} "
-        f"p99 {result.latency.p99_ms:.2f} ms  cpu {busy}%  errors {result.errors}"
+        f"p99 {result.latency.p99_ms:.2f} ms  cpu {busy}%  cpu us/msg {per_msg}  "
+        f"msgs/commit {wal.messages_per_commit}  commits/fsync {wal.commits_per_wal_sync}  "
+        f"errors {result.errors}"
     )
     return result
 
@@ -733,6 +943,7 @@ async def run_scenario(ctx: BenchContext, scenario: Scenario) -> ScenarioResult:
     pool_size = ctx.settings.database.pool_max_size
     paths = [
         await measure(ctx, run_grpc(ctx, scenario)),
+        await measure(ctx, run_grpc_stream(ctx, scenario)),
         await measure(ctx, run_service(ctx, scenario)),
         await measure(ctx, run_pgbench(ctx, scenario, path="pgbench", clients=ctx.concurrency)),
         await measure(ctx, run_pgbench(ctx, scenario, path="pgbench-pool", clients=pool_size)),
@@ -783,10 +994,15 @@ async def run_bench_write(
     await _check_ready(stack, concurrency)
     report(f"preparing database {BENCH_DATABASE} ...")
     dsn = await recreate_database(stack.postgres, BENCH_DATABASE)
-    await seed(dsn, max(s.conversations for s in SCENARIOS), concurrency)
+    # Every pgbench-pool client's user is a member too, even with fewer callers than that.
+    members = max(concurrency, settings.database.pool_max_size)
+    await seed(dsn, max(s.conversations for s in SCENARIOS), members)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-write-") as workdir:
-        ctx = BenchContext(stack, dsn, concurrency, seconds, WARMUP_S, Path(workdir), report)
+        postmaster = await postmaster_pid(dsn)
+        ctx = BenchContext(
+            stack, dsn, concurrency, seconds, WARMUP_S, Path(workdir), report, postmaster
+        )
         results = [await run_scenario(ctx, scenario) for scenario in SCENARIOS]
     return BenchReport(
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -803,7 +1019,7 @@ async def run_bench_write(
             "seconds_per_path": seconds,
             "warmup_s": WARMUP_S,
             "concurrency": concurrency,
-            "members_per_conversation": concurrency,
+            "members_per_conversation": members,
             "content_chars": len(CONTENT),
             "pool_max_size": settings.database.pool_max_size,
             "outbox_shards": settings.chat.outbox_shards,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
@@ -37,11 +38,16 @@ def database_url(settings: DatabaseSettings) -> str:
     return settings.url.get_secret_value()
 
 
-async def create_pool(settings: DatabaseSettings, application_name: str) -> asyncpg.Pool:
+async def create_pool(
+    settings: DatabaseSettings,
+    application_name: str,
+    session: Mapping[str, str] | None = None,
+) -> asyncpg.Pool:
     """A pool whose sessions speak UTC, so every timestamp leaves as RFC 3339 UTC, and run at
     READ COMMITTED whatever the database default: the write path relies on it (a waiting
     counter UPDATE re-reads the committed row; at higher levels it fails with a serialization
-    error instead, tests/integration/chat/test_isolation.py)."""
+    error instead, tests/integration/chat/test_isolation.py). `session`: more settings of the
+    process's sessions."""
     pool = await asyncpg.create_pool(
         database_url(settings),
         min_size=settings.pool_min_size,
@@ -50,6 +56,7 @@ async def create_pool(settings: DatabaseSettings, application_name: str) -> asyn
             "timezone": "UTC",
             "application_name": application_name,
             "default_transaction_isolation": "read committed",
+            **(session or {}),
         },
     )
     assert pool is not None

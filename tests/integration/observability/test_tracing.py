@@ -201,7 +201,6 @@ async def test_one_trace_from_the_send_to_every_recipients_socket(services: InPr
                 "ws write",
                 "chat.message.created.v1 process",
                 "chat.message.created.v1 publish",
-                "db insert_message",
                 "realchat.chat.v1.ChatService/SendMessage",  # server
                 "realchat.chat.v1.ChatService/SendMessage",  # client
                 "ws send",
