@@ -80,6 +80,28 @@ def assert_nothing_left(processes: set[int], ports: set[int]) -> None:
     assert unbindable(ports) == []
 
 
+def foreground_up(env: dict[str, str]) -> subprocess.Popen[str]:
+    """`realchat stack up` in the foreground, as `make run` runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "realchat", "stack", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def until_up(up: subprocess.Popen[str]) -> list[str]:
+    """Its output up to "press Ctrl-C" (the stack is up and watched)."""
+    assert up.stdout is not None
+    lines = []
+    for line in up.stdout:
+        lines.append(line)
+        if "press Ctrl-C" in line:
+            break
+    return lines
+
+
 def core_ports(settings: Settings) -> set[int]:
     """Ports any stack of these settings listens on: checks that the port scan sees them."""
     stack = settings.stack
@@ -94,20 +116,9 @@ def test_foreground_up_then_ctrl_c_leaves_nothing_running(tmp_path: Path) -> Non
     if with_prometheus:
         env["REALCHAT_STACK__PROMETHEUS"] = "true"
         env["REALCHAT_STACK__PROMETHEUS_PORT"] = str(free_port_block(offsets=(0,)))
-    up = subprocess.Popen(
-        [sys.executable, "-m", "realchat", "stack", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    up = foreground_up(env)
     try:
-        assert up.stdout is not None
-        lines = []
-        for line in up.stdout:
-            lines.append(line)
-            if "press Ctrl-C" in line:
-                break
+        lines = until_up(up)
         assert any("RealChat stack is up" in line for line in lines), "".join(lines)
         # Where PostgreSQL keeps its data is printed when it is not in the state dir.
         postgres = Postgres(settings.stack.state_dir, "127.0.0.1", 0, "realchat")
@@ -152,18 +163,9 @@ def test_a_service_that_dies_is_named_with_its_signal_and_reaped(tmp_path: Path)
     output and `stack status` name the signal, the SIGSEGV leaves the faulthandler's traceback in
     the service's log, and neither stays a zombie under the supervisor."""
     env = cli_env(tmp_path / "stack")
-    up = subprocess.Popen(
-        [sys.executable, "-m", "realchat", "stack", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    up = foreground_up(env)
     try:
-        assert up.stdout is not None
-        for line in up.stdout:
-            if "press Ctrl-C" in line:
-                break
+        until_up(up)
         components = by_name(wait_healthy(env, timeout_s=30))
         crashed = {"gateway": signal.SIGSEGV, "presence": signal.SIGKILL}
         pids = {name: int(str(components[name]["pid"])) for name in crashed}
@@ -272,13 +274,7 @@ def test_a_component_that_cannot_start_is_named_with_its_log(tmp_path: Path) -> 
 
 def test_ctrl_c_during_start_up_still_stops_everything(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "stack")
-    up = subprocess.Popen(
-        [sys.executable, "-m", "realchat", "stack", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    up = foreground_up(env)
     assert up.stdout is not None
     pids = []
     for line in up.stdout:
