@@ -14,6 +14,7 @@ import contextlib
 import random
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,9 @@ class UserInfo:
 class Worker:
     def __init__(self, config: dict[str, Any]) -> None:
         self.index = int(config["worker"])
+        #: Names this run in every client_msg_id: a reused population's senders exist across
+        #: runs, and an id sent again with other content is (rightly) an idempotency conflict.
+        self.run = uuid.uuid4().hex[:8]
         self.base = str(config["base_url"]).rstrip("/")
         self.ws_base = str(config.get("ws_url") or self.base).rstrip("/").replace("http", "ws", 1)
         self.source_ip: str | None = config.get("source_ip")
@@ -282,7 +286,7 @@ class Client:
     async def send(self, scheduled: float) -> None:
         assert self.ws is not None
         self.sent += 1
-        client_msg_id = f"w{self.worker.index}c{self.index}n{self.sent}"
+        client_msg_id = f"{self.worker.run}w{self.worker.index}c{self.index}n{self.sent}"
         conversation = random.choice(self.user.conversations)
         content = f"{client_msg_id} {scheduled:.6f} {PADDING}"
         self.pending[client_msg_id] = (conversation, content, scheduled)
