@@ -69,6 +69,18 @@ return 0
 """
 
 
+#: Gives an attempt back to each budget whose window still runs (DECR on an expired key would
+#: create a counter without a TTL, at -1, that never goes away).
+_GIVE_BACK = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('DECR', KEYS[i])
+  end
+end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class Budget:
     """One counter an attempt spends: at most `limit` attempts per window."""
@@ -107,6 +119,7 @@ class AttemptLimiter:
         self._cooldown_s = cooldown_s
         self._skip_until = 0.0
         self._reserve = redis.register_script(_RESERVE)
+        self._give_back = redis.register_script(_GIVE_BACK)
 
     def key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
@@ -147,9 +160,9 @@ class AttemptLimiter:
             return
         try:
             async with asyncio.timeout(self._timeout_s):
+                if budgets:
+                    await self._give_back(keys=[b.key for b in budgets])
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    for budget in budgets:
-                        pipe.decr(budget.key)
                     for budget in clear:
                         pipe.delete(budget.key)
                     if known_key is not None and address:
