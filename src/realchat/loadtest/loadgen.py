@@ -161,7 +161,21 @@ class WorkerHandle:
     last_tick: dict[str, Any] = field(default_factory=dict)
     reader: asyncio.Task[None] | None = None
 
-    async def command(self, command: dict[str, Any]) -> None:
+    @classmethod
+    async def spawn(cls, index: int, module: str, limit: int) -> WorkerHandle:
+        """Worker `index`: `python -m <module>`, JSON lines in on stdin and out on stdout
+        (`limit`: the longest line it may write)."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=limit,
+        )
+        return cls(index, process)
+
+    async def command(self, command: object) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(msgspec.json.encode(command) + b"\n")
         await self.process.stdin.drain()
@@ -312,15 +326,7 @@ async def start_workers(
             "users": {key: users[int(key)] for key in used},
             "connections": connections,
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "realchat.loadtest.worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=1 << 30,
-        )
-        handle = WorkerHandle(w, process)
+        handle = await WorkerHandle.spawn(w, "realchat.loadtest.worker", limit=1 << 30)
         handle.reader = asyncio.create_task(_read_worker(handle, aggregate))
         await handle.command(worker_config)
         handles.append(handle)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,20 +43,9 @@ class ClientPool:
 
     async def start(self) -> None:
         for index, specs in enumerate(self.dealt):
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "realchat.loadtest.fanout.client",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                limit=1 << 26,
-            )
-            handle = WorkerHandle(index, process)
+            handle = await WorkerHandle.spawn(index, "realchat.loadtest.fanout.client", 1 << 26)
             handle.reader = asyncio.create_task(_read_replies(handle))
-            config = ClientConfig(self.kind, self.channel, specs)
-            assert process.stdin is not None
-            process.stdin.write(msgspec.json.encode(config) + b"\n")
-            await process.stdin.drain()
+            await handle.command(ClientConfig(self.kind, self.channel, specs))
             self.handles.append(handle)
 
     async def _all(
