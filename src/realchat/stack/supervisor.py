@@ -39,7 +39,10 @@ from realchat.storage.migrations import migrate_database
 Reporter = Callable[[str], None]
 
 INFRASTRUCTURE = frozenset({"postgres", "redis", "kafka"})
-SERVICES = frozenset({"auth-service", "chat", "outbox-publisher", "presence", "gateway"})
+#: The notifier runs only where a push webhook is configured (`NotifierSettings.webhook_url`).
+SERVICES = frozenset(
+    {"auth-service", "chat", "outbox-publisher", "presence", "gateway", "notifier"}
+)
 #: Started last, when `StackSettings.prometheus` is on.
 OBSERVABILITY = frozenset({"prometheus"})
 EVERYTHING = INFRASTRUCTURE | SERVICES | OBSERVABILITY
@@ -87,6 +90,7 @@ _SERVICE_SECTIONS = (
     "auth",
     "gateway",
     "presence",
+    "notifier",
     "http",
     "logging",
     "tracing",
@@ -226,6 +230,10 @@ class Stack:
                 "presence", f"{host}:{app.presence.ops_port}", app.presence.ops_port
             ),
         }
+        if app.notifier.webhook_url is not None:
+            known["notifier"] = service(
+                "notifier", f"{host}:{app.notifier.ops_port}", app.notifier.ops_port
+            )
         found = [s for name, s in known.items() if name in self.include]
         if "outbox-publisher" in self.include:
             found.extend(
