@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from realchat.notifier.decision import Suppressed
+
 EVENTS_RECORDED = Counter(
     "realchat_notifier_messages_recorded_total",
     "Message events turned into pending notifications (one per event, all recipients at once)",
@@ -28,3 +30,9 @@ PENDING = Gauge("realchat_notifier_pending_count", "Pending notifications (due o
 OVERDUE = Gauge(
     "realchat_notifier_overdue_seconds", "How late the most overdue pending notification is"
 )
+
+#: Every reason and outcome exported from the start, at 0: a rate of 0, not a missing series.
+for _reason in Suppressed:
+    SUPPRESSED.labels(reason=_reason.value)
+for _outcome in ("retried", "dead_lettered"):
+    FAILED.labels(outcome=_outcome)

@@ -39,13 +39,12 @@ from realchat.storage.migrations import migrate_database
 Reporter = Callable[[str], None]
 
 INFRASTRUCTURE = frozenset({"postgres", "redis", "kafka"})
-#: The notifier runs only where a push webhook is configured (`NotifierSettings.webhook_url`).
-SERVICES = frozenset(
-    {"auth-service", "chat", "outbox-publisher", "presence", "gateway", "notifier"}
-)
+SERVICES = frozenset({"auth-service", "chat", "outbox-publisher", "presence", "gateway"})
+#: Runs only where a push webhook is configured (`NotifierSettings.webhook_url`).
+NOTIFIER = frozenset({"notifier"})
 #: Started last, when `StackSettings.prometheus` is on.
 OBSERVABILITY = frozenset({"prometheus"})
-EVERYTHING = INFRASTRUCTURE | SERVICES | OBSERVABILITY
+EVERYTHING = INFRASTRUCTURE | SERVICES | NOTIFIER | OBSERVABILITY
 
 #: The links a stack with `fault_links` routes through its fault proxy: the chat service to
 #: PostgreSQL, the gateways to Kafka, the outbox publishers to Kafka (Kafka listener names).
