@@ -59,6 +59,20 @@ async def export_backlog(pool: asyncpg.Pool, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), GAUGE_INTERVAL_S)
 
 
+class ConsumerFailedError(RuntimeError):
+    pass
+
+
+async def watch_consumer(consumer: MessageConsumer, stop: asyncio.Event) -> None:
+    """A dead consumer thread ends the process (to be restarted) instead of leaving a notifier
+    that sends what is pending and never learns of new messages."""
+    while not stop.is_set():
+        if consumer.failure is not None:
+            raise ConsumerFailedError("the Kafka consumer died") from consumer.failure
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), GAUGE_INTERVAL_S)
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     n = settings.notifier
     if n.webhook_url is None:
@@ -81,6 +95,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(scheduler.run(stop))
             tasks.create_task(export_backlog(pool, stop))
+            tasks.create_task(watch_consumer(consumer, stop))
     finally:
         await consumer.stop()
         await ops.cleanup()
