@@ -28,7 +28,6 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from realchat.config import NotifierSettings
 from realchat.stack.prometheus import Prometheus
 from realchat.stack.supervisor import Stack
 from tests.support.client import connect, create_conversation, register, send_rest
@@ -203,8 +202,8 @@ async def observed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ob
     # A notifier too (it runs only with a push gateway to call), for the notifications dashboard.
     push_gateway = RecordingPushGateway()
     await push_gateway.start()
-    notifier = NotifierSettings(
-        webhook_url=push_gateway.url, ops_port=free_port_block(offsets=(0,)), delay_s=0.5
+    notifier = settings.notifier.model_copy(
+        update={"webhook_url": push_gateway.url, "delay_s": 0.5}
     )
     stack = Stack(
         settings.model_copy(update={"stack": stack_settings, "notifier": notifier}), report=print

@@ -21,10 +21,8 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from realchat.client import ClientOptions, RealChatClient
-from realchat.config import NotifierSettings
 from realchat.stack.supervisor import Stack
 from tests.support.client import User, create_conversation, register, send_rest
-from tests.support.ports import free_port_block
 from tests.support.push_gateway import RecordingPushGateway
 from tests.support.stacks import throwaway_settings
 from tests.support.waiting import eventually, eventually_async
@@ -92,16 +90,18 @@ async def push(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PushSt
     gateway = RecordingPushGateway()
     await gateway.start()
     settings = throwaway_settings(tmp_path_factory.mktemp("push") / "stack")
-    notifier = NotifierSettings(
-        webhook_url=gateway.url,
-        ops_port=free_port_block(offsets=(0,)),
-        delay_s=DELAY_S,
-        collapse_s=60.0,
-        backoff_initial_s=0.5,
-        backoff_max_s=2.0,
-        max_attempts=1000,
-        poll_interval_s=0.1,
-        webhook_timeout_s=60.0,
+    notifier = settings.notifier.model_copy(
+        update={
+            "webhook_url": gateway.url,
+            "delay_s": DELAY_S,
+            "collapse_s": 60.0,
+            "backoff_initial_s": 0.5,
+            "backoff_max_s": 2.0,
+            "max_attempts": 1000,
+            "poll_interval_s": 0.1,
+            # Longer than the test holds a call: the kill, not a timeout, must end it.
+            "webhook_timeout_s": 60.0,
+        }
     )
     settings = settings.model_copy(update={"notifier": notifier})
     stack = Stack(settings, report=print)
@@ -340,3 +340,21 @@ async def test_devices_and_settings_through_the_public_entrypoint(push: PushStac
         paths = (await r.json())["paths"]
     assert {"post", "get"} <= set(paths["/v1/devices"])
     assert "patch" in paths["/v1/notification-settings"]
+
+
+async def test_the_sdk_manages_devices_and_settings(push: PushStack) -> None:
+    owner = await push.user("owner", token=None)
+    alice = await push.user("alice", token=None)
+    conversation = await create_conversation(push.http, push.base, alice, owner)
+    client = await RealChatClient.login(push.base, owner.username, "correct horse battery")
+    async with client:
+        device = await client.register_device("webpush", f"endpoint-{uuid.uuid4().hex}")
+        assert await client.devices() == [device]
+        await client.set_muted(conversation, True)
+        settings = await client.set_do_not_disturb(True)
+        assert settings.do_not_disturb
+        assert settings.muted_conversation_ids == [conversation]
+        await client.set_muted(conversation, False)
+        await client.unregister_device(device.device_id)
+        assert await client.devices() == []
+        assert (await client.notification_settings()).muted_conversation_ids == []
