@@ -225,6 +225,9 @@ class NotifierSettings(BaseModel):
     concurrency: int = Field(default=16, ge=1)
     #: How often an idle scheduler looks for due notifications.
     poll_interval_s: float = Field(default=0.25, gt=0)
+    #: Messages older than this when the notifier reads them notify no one (a new consumer
+    #: group starts at the oldest retained event; after a long outage, old news is no news).
+    max_message_age_s: float = Field(default=3600.0, gt=0)
     #: Push tokens one user may register.
     max_devices_per_user: int = Field(default=20, ge=1)
 

@@ -41,7 +41,7 @@ def recorder(pool: asyncpg.Pool, settings: NotifierSettings) -> Recorder:
     async def record(events: Sequence[MessageCreated]) -> None:
         rows = store.recipients(events)
         async with pool.acquire() as conn:
-            await store.record(conn, rows, settings.delay_s, settings.collapse_s)
+            await store.record(conn, rows, settings)
         metrics.EVENTS_RECORDED.inc(len(events))
 
     return record

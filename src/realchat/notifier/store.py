@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from realchat.config import NotifierSettings
 from realchat.events.models import MessageCreated
 from realchat.notifier.decision import Pending
 from realchat.notifier.payload import PushDevice
@@ -51,6 +52,7 @@ WITH incoming AS (
       LEFT JOIN notification_cursors c USING (user_id, conversation_id)
       LEFT JOIN pending_notifications p USING (user_id, conversation_id)
      WHERE i.seq > coalesce(c.handled_seq, 0) AND i.seq > coalesce(p.last_seq, 0)
+       AND i.created_at > now() - make_interval(secs => $8)
 ), grouped AS (
     SELECT user_id, conversation_id, min(seq) AS first_seq, max(seq) AS last_seq,
            count(DISTINCT seq)::integer AS message_count,
@@ -73,10 +75,9 @@ ON CONFLICT (user_id, conversation_id) DO UPDATE
 """
 
 
-async def record(
-    conn: Connection, rows: Sequence[Recipient], delay_s: float, collapse_s: float
-) -> None:
-    """Add messages to their recipients' pending notifications (one statement for a batch)."""
+async def record(conn: Connection, rows: Sequence[Recipient], settings: NotifierSettings) -> None:
+    """Add messages to their recipients' pending notifications (one statement for a batch);
+    messages older than `max_message_age_s` are left out."""
     if not rows:
         return
     await conn.execute(
@@ -86,8 +87,9 @@ async def record(
         [r.seq for r in rows],
         [r.sender_id for r in rows],
         [r.created_at for r in rows],
-        delay_s,
-        collapse_s,
+        settings.delay_s,
+        settings.collapse_s,
+        settings.max_message_age_s,
     )
 
 

@@ -73,7 +73,9 @@ async def conversation(pool: asyncpg.Pool, *members: uuid.UUID) -> uuid.UUID:
     return cid
 
 
-def message(cid: uuid.UUID, seq: int, sender: uuid.UUID, *to: uuid.UUID) -> MessageCreated:
+def message(
+    cid: uuid.UUID, seq: int, sender: uuid.UUID, *to: uuid.UUID, age_s: float = 1.0
+) -> MessageCreated:
     return MessageCreated(
         event_id=uuid.uuid4(),
         conversation_id=cid,
@@ -81,14 +83,14 @@ def message(cid: uuid.UUID, seq: int, sender: uuid.UUID, *to: uuid.UUID) -> Mess
         message_id=uuid.uuid4(),
         sender_id=sender,
         content="x",
-        created_at=datetime.now(UTC) - timedelta(seconds=1),
+        created_at=datetime.now(UTC) - timedelta(seconds=age_s),
         recipients=[sender, *to],
     )
 
 
 async def record(pool: asyncpg.Pool, *events: MessageCreated) -> None:
     async with pool.acquire() as conn:
-        await store.record(conn, store.recipients(events), SETTINGS.delay_s, SETTINGS.collapse_s)
+        await store.record(conn, store.recipients(events), SETTINGS)
 
 
 async def with_device(pool: asyncpg.Pool, user: uuid.UUID) -> None:
@@ -111,6 +113,16 @@ async def test_a_burst_collapses_into_one_row_and_redelivery_changes_nothing(
     [row] = await pending_rows(pool)
     assert row["user_id"] == bob  # never the sender
     assert (row["first_seq"], row["last_seq"], row["message_count"]) == (1, 3, 3)
+
+
+async def test_old_messages_notify_no_one(pool: asyncpg.Pool) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    cid = await conversation(pool, alice, bob)
+    await record(pool, message(cid, 1, alice, bob, age_s=SETTINGS.max_message_age_s + 60))
+    assert await pending_rows(pool) == []
+    await record(pool, message(cid, 2, alice, bob))
+    [row] = await pending_rows(pool)
+    assert (row["first_seq"], row["message_count"]) == (2, 1)
 
 
 async def test_a_due_notification_is_sent_once_and_starts_the_collapse_interval(
