@@ -16,7 +16,7 @@ def test_the_build_is_pinned_and_stamps_its_version(tmp_path: Path) -> None:
         f"-X github.com/centrifugal/centrifugo/v6/internal/build.Version={CENTRIFUGO.version}"
     )
     assert env["GOBIN"] == str(tmp_path.resolve())
-    assert env["GOFLAGS"] == "-mod=mod"
+    assert "-mod=mod" in env["GOFLAGS"].split()
     assert CENTRIFUGO.binary(Path("rel")).is_absolute()
 
 

@@ -75,10 +75,11 @@ class GoTool:
 
     def build_command(self, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
         """`go install` of the pinned module into `cache_dir` (GOBIN must be absolute)."""
-        env = {**os.environ, "GOBIN": str(cache_dir.resolve()), "GOFLAGS": "-mod=mod"}
+        flags = f"{os.environ.get('GOFLAGS', '')} -mod=mod".strip()  # keeps e.g. -modcacherw
+        env = {**os.environ, "GOBIN": str(cache_dir.resolve()), "GOFLAGS": flags}
         target = f"{self.module}/{self.package}" if self.package else self.module
-        flags = ["-ldflags", self.ldflags] if self.ldflags else []
-        return ["go", "install", *flags, f"{target}@v{self.version}"], env
+        ldflags = ["-ldflags", self.ldflags] if self.ldflags else []
+        return ["go", "install", *ldflags, f"{target}@v{self.version}"], env
 
     def ensure_built(self, cache_dir: Path, report: Reporter) -> Path:
         """The pinned binary, built first when it is missing or another version."""
