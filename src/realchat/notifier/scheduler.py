@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import asyncpg
 import structlog
@@ -24,6 +24,7 @@ from realchat.notifier.decision import (
     Pending,
     Send,
     Suppress,
+    Suppressed,
     WebhookVerdict,
     decide,
     idempotency_key,
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from realchat.storage.pool import Connection
 
 log = structlog.get_logger(__name__)
+
+#: What became of a claimed notification, for the metrics: suppressed (why), or the webhook's.
+Outcome = Suppressed | Literal["sent", "retried", "dead_lettered"]
 
 
 @dataclass(frozen=True)
@@ -70,24 +74,27 @@ class Scheduler:
 
     async def run_batch(self) -> int:
         """One batch in one transaction; returns how many notifications it claimed. The webhook
-        calls run concurrently; the writes follow one by one (one connection)."""
+        calls run concurrently; the writes follow one by one (one connection); the metrics
+        count only what was committed."""
+        counted: list[Outcome] = []
         async with self._pool.acquire() as conn, conn.transaction():
             now, claimed = await store.claim_due(conn, self._settings.batch_size)
             decisions = [decide(c.pending, now, self._settings.collapse_s) for c in claimed]
-            calls = [
-                self._call(self._payload(c, d, now)) if isinstance(d, Send) else None
+            to_send = [
+                self._payload(c, d, now)
                 for c, d in zip(claimed, decisions, strict=True)
+                if isinstance(d, Send)
             ]
-            results = await asyncio.gather(*(c for c in calls if c is not None))
-            answers = iter(results)
+            answers = iter(await asyncio.gather(*(self._call(n) for n in to_send)))
             for c, d in zip(claimed, decisions, strict=True):
                 if isinstance(d, Suppress):
-                    metrics.SUPPRESSED.labels(reason=d.reason.value).inc()
                     await store.finish(conn, c.pending, sent=False)
+                    counted.append(d.reason)
                 elif isinstance(d, Defer):
                     await store.postpone(conn, c.pending, d.until)
                 else:
-                    await self._record(conn, now, c.pending, next(answers))
+                    counted.append(await self._record(conn, now, c.pending, next(answers)))
+        _count(counted)
         return len(claimed)
 
     def _payload(self, claimed: Claimed, send: Send, now: datetime) -> PushNotification:
@@ -113,20 +120,30 @@ class Scheduler:
             result = await self._webhook.post(str(notification.idempotency_key), body)
         return Sent(notification, body, result)
 
-    async def _record(self, conn: Connection, now: datetime, pending: Pending, sent: Sent) -> None:
+    async def _record(
+        self, conn: Connection, now: datetime, pending: Pending, sent: Sent
+    ) -> Outcome:
         if sent.result.verdict is WebhookVerdict.ACCEPTED:
-            metrics.SENT.inc()
             await store.finish(conn, pending, sent=True)
-            return
+            return "sent"
         out_of_attempts = pending.attempts + 1 >= self._settings.max_attempts
         if sent.result.verdict is WebhookVerdict.REJECTED or out_of_attempts:
-            metrics.FAILED.labels(outcome="dead_lettered").inc()
             key = sent.notification.idempotency_key
             log.error("notification dead-lettered", key=str(key), error=sent.result.error)
             await store.dead_letter(conn, key, pending, sent.body, sent.result.error)
-            return
-        metrics.FAILED.labels(outcome="retried").inc()
+            return "dead_lettered"
         delay = retry_delay_s(
             pending.attempts + 1, self._settings.backoff_initial_s, self._settings.backoff_max_s
         )
         await store.postpone(conn, pending, now + timedelta(seconds=delay), error=sent.result.error)
+        return "retried"
+
+
+def _count(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        if isinstance(outcome, Suppressed):
+            metrics.SUPPRESSED.labels(reason=outcome.value).inc()
+        elif outcome == "sent":
+            metrics.SENT.inc()
+        else:
+            metrics.FAILED.labels(outcome=outcome).inc()
