@@ -16,7 +16,14 @@ from realchat.config import PLACEHOLDER_SECRET, Settings, load_settings, placeho
 from realchat.stack.supervisor import SHAPE_FIELDS, Stack, StackError, saved_shape
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
-SERVICE_COMMANDS = ("chat-service", "outbox-publisher", "auth-service", "gateway", "presence")
+SERVICE_COMMANDS = (
+    "chat-service",
+    "outbox-publisher",
+    "auth-service",
+    "gateway",
+    "presence",
+    "notifier",
+)
 
 
 def _say(line: str) -> None:
@@ -184,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("auth-service", help="run the auth service (accounts, tokens)")
     commands.add_parser("gateway", help="run a gateway instance (REST + WebSocket)")
     commands.add_parser("presence", help="run a presence service replica (online/offline events)")
+    commands.add_parser("notifier", help="run a push notifier replica (webhook for offline users)")
     chat = commands.add_parser("chat", help="chat in a terminal (prompts for what is not given)")
     chat.add_argument("--url", help="the API's base URL (default: this stack's)")
     chat.add_argument("--username")
@@ -345,6 +353,10 @@ def _service_main(name: str) -> ServiceMain:
         from realchat.presence.server import serve as presence
 
         return presence
+    if name == "notifier":
+        from realchat.notifier.service import serve as notifier
+
+        return notifier
     raise AssertionError(name)
 
 

@@ -203,6 +203,35 @@ class PresenceSettings(BaseModel):
         return self
 
 
+class NotifierSettings(BaseModel):
+    """Push notifications for offline devices (`realchat notifier`, docs/notifications.md)."""
+
+    #: The operator's push gateway. Unset: no notifier runs (the local stack starts none).
+    webhook_url: str | None = None
+    #: Signs each webhook body (`X-RealChat-Signature: sha256=<HMAC>`) when set.
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    ops_port: int = 17074
+    #: A notification falls due this long after its first message unless the user read it.
+    delay_s: float = Field(default=5.0, ge=0)
+    #: At most one notification per user and conversation within this interval.
+    collapse_s: float = Field(default=60.0, ge=0)
+    #: Webhook attempts before a notification is dead-lettered, and the backoff between them.
+    max_attempts: int = Field(default=10, ge=1)
+    backoff_initial_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    #: Due notifications one replica claims per transaction, and webhook calls in flight.
+    batch_size: int = Field(default=100, ge=1)
+    concurrency: int = Field(default=16, ge=1)
+    #: How often an idle scheduler looks for due notifications.
+    poll_interval_s: float = Field(default=0.25, gt=0)
+    #: Messages older than this when the notifier reads them notify no one (a new consumer
+    #: group starts at the oldest retained event; after a long outage, old news is no news).
+    max_message_age_s: float = Field(default=3600.0, gt=0)
+    #: Push tokens one user may register.
+    max_devices_per_user: int = Field(default=20, ge=1)
+
+
 class FaultSettings(BaseModel):
     """Failure injection for the crash tests; all off in normal operation."""
 
@@ -285,6 +314,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     gateway: GatewaySettings = GatewaySettings()
     presence: PresenceSettings = PresenceSettings()
+    notifier: NotifierSettings = NotifierSettings()
     faults: FaultSettings = FaultSettings()
     stack: StackSettings = StackSettings()
     http: HttpSettings = HttpSettings()

@@ -32,6 +32,7 @@ from realchat.stack.prometheus import Prometheus
 from realchat.stack.supervisor import Stack
 from tests.support.client import connect, create_conversation, register, send_rest
 from tests.support.ports import free_port_block
+from tests.support.push_gateway import RecordingPushGateway
 from tests.support.rest import call
 from tests.support.stacks import ROOT, throwaway_settings
 from tests.support.waiting import eventually_async
@@ -198,7 +199,15 @@ async def observed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ob
             "prometheus_scrape_interval_s": SCRAPE_INTERVAL_S,
         }
     )
-    stack = Stack(settings.model_copy(update={"stack": stack_settings}), report=print)
+    # A notifier too (it runs only with a push gateway to call), for the notifications dashboard.
+    push_gateway = RecordingPushGateway()
+    await push_gateway.start()
+    notifier = settings.notifier.model_copy(
+        update={"webhook_url": push_gateway.url, "delay_s": 0.5}
+    )
+    stack = Stack(
+        settings.model_copy(update={"stack": stack_settings, "notifier": notifier}), report=print
+    )
     prometheus = stack.prometheus()
     assert prometheus is not None
     try:
@@ -224,6 +233,7 @@ async def observed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ob
             yield observed
     finally:
         await stack.down()
+        await push_gateway.close()
 
 
 # -- Prometheus' own checks ----------------------------------------------------------------------
@@ -249,8 +259,9 @@ async def test_the_stack_scrapes_every_process_under_the_compose_job_names(
     config = json.loads(observed.prometheus.config_path.read_text())
     assert config["rule_files"] == [str(ALERTS.resolve())]
     jobs = {s["metric"]["job"] for s in await observed.series("up")}
-    assert jobs == set(yaml_value(COMPOSE_PROMETHEUS, "job_name"))
-    assert jobs == {"gateway", "chat", "outbox-publisher", "presence", "auth"}
+    # Compose runs no notifier: it needs the operator's push gateway (docs/notifications.md).
+    assert jobs == set(yaml_value(COMPOSE_PROMETHEUS, "job_name")) | {"notifier"}
+    assert jobs == {"gateway", "chat", "outbox-publisher", "presence", "auth", "notifier"}
 
 
 # -- dashboards ----------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from realchat.auth.tokens import (
     load_public_key,
 )
 from realchat.config import Settings
+from realchat.notifier.api import PushApi
+from realchat.notifier.preferences import PreferencesStore
 from realchat.observability.ops import start_ops_server
 from realchat.storage.migrations import schema_is_current
 from realchat.storage.pool import create_pool
@@ -66,6 +68,12 @@ def build_api(
     )
 
 
+def push_api(settings: Settings, pool: asyncpg.Pool, issuer: TokenIssuer) -> PushApi:
+    """Devices' push tokens and notification settings: account data, served here."""
+    limit = settings.notifier.max_devices_per_user
+    return PushApi(PreferencesStore(pool, limit), issuer.verifier(), limit)
+
+
 def load_checked_issuer(settings: Settings) -> TokenIssuer:
     """The signer; if the verifiers' public key file is configured too, it must be this key's
     public half - otherwise every token issued would be refused everywhere else, so refuse to
@@ -95,8 +103,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         )
         resources.push_async_callback(redis.aclose)
 
+        app = create_app(build_api(settings, pool, redis, issuer))
+        app.add_routes(push_api(settings, pool, issuer).routes())
         runner = web.AppRunner(
-            create_app(build_api(settings, pool, redis, issuer)),
+            app,
             access_log=None,
             shutdown_timeout=SHUTDOWN_GRACE_S,
         )

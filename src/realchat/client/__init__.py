@@ -45,7 +45,14 @@ from realchat.client.events import (
     ServerNotice,
 )
 from realchat.client.options import ClientOptions
-from realchat.client.rest import Conversation, HistoryPage, Token, User
+from realchat.client.rest import (
+    Conversation,
+    Device,
+    HistoryPage,
+    NotificationSettings,
+    Token,
+    User,
+)
 from realchat.client.tokens import TokenProvider
 from realchat.contract.frames import Message
 
@@ -56,6 +63,7 @@ __all__ = [
     "Connected",
     "Conversation",
     "ConversationNotFound",
+    "Device",
     "Disconnected",
     "Event",
     "HistoryPage",
@@ -64,6 +72,7 @@ __all__ = [
     "LiveDelivery",
     "Message",
     "NotAMember",
+    "NotificationSettings",
     "Presence",
     "RateLimited",
     "RealChatClient",

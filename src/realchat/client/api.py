@@ -40,7 +40,14 @@ from realchat.client.errors import ClientClosed
 from realchat.client.events import Event
 from realchat.client.options import ClientOptions
 from realchat.client.ordering import Ordering
-from realchat.client.rest import Conversation, HistoryPage, RestApi, User
+from realchat.client.rest import (
+    Conversation,
+    Device,
+    HistoryPage,
+    NotificationSettings,
+    RestApi,
+    User,
+)
 from realchat.client.session import Session
 from realchat.client.tokens import TokenProvider, TokenSource, credentials_provider
 from realchat.contract.frames import Message
@@ -322,6 +329,27 @@ class RealChatClient:
         """Messages after `after_seq` (at most `limit`, 1-500), straight from the server: not
         part of the `messages()` stream."""
         return await self._api().history(conversation_id, after_seq, limit)
+
+    # -- push notifications (docs/notifications.md) ----------------------------------------------
+
+    async def register_device(self, platform: str, token: str) -> Device:
+        """Push notifications for this user go to `token` too, while the app is closed."""
+        return await self._api().register_device(platform, token)
+
+    async def devices(self) -> list[Device]:
+        return await self._api().devices()
+
+    async def unregister_device(self, device_id: str) -> None:
+        await self._api().unregister_device(device_id)
+
+    async def notification_settings(self) -> NotificationSettings:
+        return await self._api().notification_settings()
+
+    async def set_do_not_disturb(self, on: bool) -> NotificationSettings:
+        return await self._api().set_do_not_disturb(on)
+
+    async def set_muted(self, conversation_id: str, muted: bool) -> None:
+        await self._api().set_muted(conversation_id, muted)
 
     # -- plumbing ----------------------------------------------------------------------------------
 

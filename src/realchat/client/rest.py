@@ -51,6 +51,28 @@ class _Conversations(msgspec.Struct, frozen=True):
     conversations: list[Conversation]
 
 
+class Device(msgspec.Struct, frozen=True):
+    """A push token registered for the user (docs/notifications.md)."""
+
+    device_id: str
+    platform: str
+    token: str
+    created_at: datetime
+
+
+class NotificationSettings(msgspec.Struct, frozen=True):
+    do_not_disturb: bool
+    muted_conversation_ids: list[str]
+
+
+class _Devices(msgspec.Struct, frozen=True):
+    devices: list[Device]
+
+
+class _NoContent(msgspec.Struct, frozen=True):
+    """What a 204 answer decodes to."""
+
+
 class _ErrorDetail(msgspec.Struct, frozen=True):
     code: str
     message: str = ""
@@ -129,6 +151,32 @@ class RestApi:
         params = {"after_seq": str(after_seq), "limit": str(limit)}
         return await self._call("GET", path, HistoryPage, params=params)
 
+    # -- push notifications ------------------------------------------------------------------
+
+    async def register_device(self, platform: str, token: str) -> Device:
+        """`platform`: "apns", "fcm" or "webpush"; registering a token again is harmless."""
+        body = {"platform": platform, "token": token}
+        return await self._call("POST", "/v1/devices", Device, body=body)
+
+    async def devices(self) -> list[Device]:
+        return (await self._call("GET", "/v1/devices", _Devices)).devices
+
+    async def unregister_device(self, device_id: str) -> None:
+        await self._call("DELETE", f"/v1/devices/{quote(device_id, safe='')}", _NoContent)
+
+    async def notification_settings(self) -> NotificationSettings:
+        return await self._call("GET", "/v1/notification-settings", NotificationSettings)
+
+    async def set_do_not_disturb(self, on: bool) -> NotificationSettings:
+        body = {"do_not_disturb": on}
+        return await self._call(
+            "PATCH", "/v1/notification-settings", NotificationSettings, body=body
+        )
+
+    async def set_muted(self, conversation_id: str, muted: bool) -> None:
+        path = f"/v1/notification-settings/muted-conversations/{quote(conversation_id, safe='')}"
+        await self._call("PUT" if muted else "DELETE", path, _NoContent)
+
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _call(
@@ -187,6 +235,8 @@ class RestApi:
             payload = await response.read()
             if response.status >= 400:
                 raise _error(response.status, payload)
+            if response.status == 204:
+                payload = b"{}"
         return msgspec.json.decode(payload, type=result)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from realchat.contract import rest
+from realchat.contract import push, rest
 
 _MODELS: tuple[type[BaseModel], ...] = (
     rest.ErrorBody,
@@ -22,6 +22,11 @@ _MODELS: tuple[type[BaseModel], ...] = (
     rest.MessageOut,
     rest.MessagesOut,
     rest.PresencesOut,
+    push.RegisterDevice,
+    push.DeviceOut,
+    push.DevicesOut,
+    push.UpdateNotificationSettings,
+    push.NotificationSettingsOut,
 )
 
 
@@ -177,5 +182,65 @@ def openapi_document() -> dict[str, Any]:
                     ],
                 )
             },
+            **_push_paths(),
+        },
+    }
+
+
+def _empty_204(op: dict[str, Any]) -> dict[str, Any]:
+    """A 204 answer has no body (`_op` gives every answer one)."""
+    if "204" in op["responses"]:
+        op["responses"]["204"].pop("content", None)
+    return op
+
+
+def _push_paths() -> dict[str, Any]:
+    """Push devices and notification settings (docs/notifications.md)."""
+    bad = None
+    no_content: dict[int, tuple[str, type[BaseModel] | None]] = {204: ("done, no body", None)}
+    cid = _path_param("conversation_id")
+    return {
+        "/v1/devices": {
+            "post": _op(
+                "Register this device's push token (again: 200, the same device)",
+                {
+                    201: ("registered", push.DeviceOut),
+                    200: ("already registered", push.DeviceOut),
+                    409: ("too_many_devices", bad),
+                    422: ("bad platform or token", bad),
+                },
+                push.RegisterDevice,
+            ),
+            "get": _op("The caller's push devices", {200: ("list", push.DevicesOut)}),
+        },
+        "/v1/devices/{device_id}": {
+            "delete": _empty_204(
+                _op(
+                    "Remove a push device",
+                    {**no_content, 404: ("device_not_found", bad)},
+                    params=[_path_param("device_id")],
+                )
+            )
+        },
+        "/v1/notification-settings": {
+            "get": _op(
+                "Do-not-disturb and muted conversations",
+                {200: ("settings", push.NotificationSettingsOut)},
+            ),
+            "patch": _op(
+                "Change do-not-disturb (fields left out keep their value)",
+                {200: ("settings", push.NotificationSettingsOut), 422: ("bad input", bad)},
+                push.UpdateNotificationSettings,
+            ),
+        },
+        "/v1/notification-settings/muted-conversations/{conversation_id}": {
+            "put": _empty_204(
+                _op(
+                    "Mute a conversation's push notifications",
+                    {**no_content, 404: ("conversation_not_found", bad)},
+                    params=[cid],
+                )
+            ),
+            "delete": _empty_204(_op("Unmute a conversation", no_content, params=[cid])),
         },
     }

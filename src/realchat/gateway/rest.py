@@ -191,6 +191,23 @@ class RestApi:
             web.get("/v1/conversations/{conversation_id}/messages", self._history),
             web.post("/v1/conversations/{conversation_id}/messages", self._send),
             web.get("/v1/presence", self._presence),
+            *self._push_routes(),
+        ]
+
+    def _push_routes(self) -> list[web.RouteDef]:
+        """Push devices and notification settings: the auth service's (realchat.notifier.api)."""
+        muted = "/v1/notification-settings/muted-conversations/{conversation_id}"
+        return [
+            web.route(method, path, self._forward_to_auth)
+            for method, path in (
+                ("POST", "/v1/devices"),
+                ("GET", "/v1/devices"),
+                ("DELETE", "/v1/devices/{device_id}"),
+                ("GET", "/v1/notification-settings"),
+                ("PATCH", "/v1/notification-settings"),
+                ("PUT", muted),
+                ("DELETE", muted),
+            )
         ]
 
     def _user(self, request: web.Request) -> uuid.UUID:

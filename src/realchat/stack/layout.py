@@ -1,10 +1,11 @@
 """A whole stack on one block of 100 ports: what the chaos stack and the tests' throw-away stacks
 use, so two stacks on different blocks (and dirs) never meet.
 
-Offsets: presence ops +1, PostgreSQL +2, Redis +3, chat gRPC/ops +4/+5, publisher ops +6 (or
-+40+n for several), public entrypoint +7, auth HTTP/ops +8/+9, Kafka node n +10n/+10n+1,
-gateway n ops +49+n, gateway n +60+n; with fault links, the fault proxy's API +90 and its
-PostgreSQL link +91, Kafka node n's link listeners and their proxies +10n+2 to +10n+5.
+Offsets: notifier ops +0 (when a push webhook is configured), presence ops +1, PostgreSQL +2,
+Redis +3, chat gRPC/ops +4/+5, publisher ops +6 (or +40+n for several), public entrypoint +7,
+auth HTTP/ops +8/+9, Kafka node n +10n/+10n+1, gateway n ops +49+n, gateway n +60+n; with fault
+links, the fault proxy's API +90 and its PostgreSQL link +91, Kafka node n's link listeners and
+their proxies +10n+2 to +10n+5.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from realchat.config import (
     GatewaySettings,
     HttpSettings,
     KafkaSettings,
+    NotifierSettings,
     OutboxSettings,
     PresenceSettings,
     Settings,
@@ -77,4 +79,5 @@ def block_settings(stack: StackSettings, base: int, presence: PresenceSettings) 
         chat=ChatSettings(grpc_port=base + 4, ops_port=base + 5),
         outbox=OutboxSettings(ops_port=base + 6),
         presence=presence.model_copy(update={"ops_port": base + 1}),
+        notifier=NotifierSettings(ops_port=base),
     )

@@ -40,9 +40,11 @@ Reporter = Callable[[str], None]
 
 INFRASTRUCTURE = frozenset({"postgres", "redis", "kafka"})
 SERVICES = frozenset({"auth-service", "chat", "outbox-publisher", "presence", "gateway"})
+#: Runs only where a push webhook is configured (`NotifierSettings.webhook_url`).
+NOTIFIER = frozenset({"notifier"})
 #: Started last, when `StackSettings.prometheus` is on.
 OBSERVABILITY = frozenset({"prometheus"})
-EVERYTHING = INFRASTRUCTURE | SERVICES | OBSERVABILITY
+EVERYTHING = INFRASTRUCTURE | SERVICES | NOTIFIER | OBSERVABILITY
 
 #: The links a stack with `fault_links` routes through its fault proxy: the chat service to
 #: PostgreSQL, the gateways to Kafka, the outbox publishers to Kafka (Kafka listener names).
@@ -87,6 +89,7 @@ _SERVICE_SECTIONS = (
     "auth",
     "gateway",
     "presence",
+    "notifier",
     "http",
     "logging",
     "tracing",
@@ -226,6 +229,10 @@ class Stack:
                 "presence", f"{host}:{app.presence.ops_port}", app.presence.ops_port
             ),
         }
+        if app.notifier.webhook_url is not None:
+            known["notifier"] = service(
+                "notifier", f"{host}:{app.notifier.ops_port}", app.notifier.ops_port
+            )
         found = [s for name, s in known.items() if name in self.include]
         if "outbox-publisher" in self.include:
             found.extend(

@@ -1,0 +1,1 @@
+"""Push notifications for offline devices, driven by read positions (docs/notifications.md)."""
