@@ -12,6 +12,7 @@ of the test stack, with the real `realchat` processes SIGKILLed mid-work.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import uuid
 from pathlib import Path
@@ -21,6 +22,7 @@ import grpc
 import pytest
 
 from realchat.chat.identity import internal_metadata
+from realchat.chat.recipients import with_recipients
 from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
 from realchat.chat.v1 import chat_pb2 as pb
@@ -244,8 +246,9 @@ async def _committed(
     assert [m["seq"] for m in messages] == list(range(1, n + 1)), "seqs have gaps"
     last_seq = await pool.fetchval("SELECT last_seq FROM conversations WHERE id = $1", conversation)
     assert last_seq == n
+    members_json = json.dumps(sorted(str(m) for m in members)).encode()
     events = [
-        decode(MESSAGE_CREATED, bytes(row["payload"]))
+        decode(MESSAGE_CREATED, with_recipients(bytes(row["payload"]), members_json))
         for row in await pool.fetch(
             "SELECT payload FROM outbox WHERE partition_key = $1 ORDER BY id", str(conversation)
         )
@@ -257,7 +260,6 @@ async def _committed(
         assert event.message_id == message["id"], f"seq {message['seq']}: event of another message"
         assert event.conversation_id == conversation
         assert (event.sender_id, event.content) == (message["sender_id"], message["content"])
-        assert sorted(event.recipients) == sorted(members)
     return {m["idempotency_key"]: m for m in messages}
 
 
