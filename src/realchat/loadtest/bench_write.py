@@ -46,6 +46,7 @@ from realchat.chat.store import SESSION_SETTINGS, ChatStore
 from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from realchat.config import Settings
 from realchat.events.topics import MESSAGE_CREATED
+from realchat.gateway.chat_client import ChatClient
 from realchat.stack import process
 from realchat.stack.component import ComponentNotReadyError
 from realchat.stack.postgres import SUPERUSER, Postgres
@@ -103,9 +104,7 @@ WITH bump AS (
                'message_id', message.id,
                'sender_id', message.sender_id,
                'content', message.content,
-               'created_at', message.created_at,
-               'recipients', (SELECT coalesce(jsonb_agg(user_id ORDER BY user_id), '[]'::jsonb)
-                                FROM conversation_members WHERE conversation_id = $1::uuid)
+               'created_at', message.created_at
            )::text, 'UTF8'),
            $7::jsonb
       FROM message
@@ -250,7 +249,7 @@ class PathResult:
 #: What the service's sends are compared with: pgbench with as many clients as we have callers,
 #: and with as many as the chat process has database connections (its pool).
 CEILINGS = ("pgbench", "pgbench-pool")
-OURS = ("grpc", "grpc-stream", "service")
+OURS = ("grpc", "grpc-unary", "grpc-stream", "service")
 
 
 def throughput_ratio(path: PathResult, ceiling: PathResult) -> float:
@@ -722,7 +721,22 @@ async def bench_chat_server(ctx: BenchContext) -> AsyncIterator[str]:
 
 
 async def run_grpc(ctx: BenchContext, scenario: Scenario) -> PathResult:
-    """The headline path: SendMessage over one gRPC channel, as the gateway calls it."""
+    """The headline path: the gateway's own chat client (`ChatClient.send`), whose concurrent
+    sends share SendMessageBatch calls, over one gRPC channel."""
+    conversation_ids = ctx.conversation_ids(scenario)
+    users = ctx.users
+    ctx.pids["generator"] = os.getpid()
+    async with bench_chat_server(ctx) as target, grpc.aio.insecure_channel(target) as channel:
+        client = ChatClient(channel, ctx.stack.internal_token, timeout_s=CALL_TIMEOUT_S)
+
+        async def send(worker: int, conversation: int) -> None:
+            await client.send(users[worker], conversation_ids[conversation], _key(), CONTENT)
+
+        return await _drive(ctx, "grpc", scenario, send)
+
+
+async def run_grpc_unary(ctx: BenchContext, scenario: Scenario) -> PathResult:
+    """One SendMessage call per send (how the gateway called the chat service before)."""
     conversation_ids = ctx.conversation_ids(scenario)
     token = ctx.stack.internal_token
     metadata = [internal_metadata(token, user) for user in ctx.users]
@@ -733,12 +747,16 @@ async def run_grpc(ctx: BenchContext, scenario: Scenario) -> PathResult:
         async def send(worker: int, conversation: int) -> None:
             request = chat_pb2.SendMessageRequest(
                 conversation_id=conversation_ids[conversation],
-                client_msg_id=str(uuid.uuid4()),
+                client_msg_id=_key(),
                 content=CONTENT,
             )
             await stub.SendMessage(request, metadata=metadata[worker], timeout=CALL_TIMEOUT_S)
 
-        return await _drive(ctx, "grpc", scenario, send)
+        return await _drive(ctx, "grpc-unary", scenario, send)
+
+
+def _key() -> str:
+    return str(uuid.uuid4())
 
 
 async def run_grpc_stream(ctx: BenchContext, scenario: Scenario) -> PathResult:
@@ -943,6 +961,7 @@ async def run_scenario(ctx: BenchContext, scenario: Scenario) -> ScenarioResult:
     pool_size = ctx.settings.database.pool_max_size
     paths = [
         await measure(ctx, run_grpc(ctx, scenario)),
+        await measure(ctx, run_grpc_unary(ctx, scenario)),
         await measure(ctx, run_grpc_stream(ctx, scenario)),
         await measure(ctx, run_service(ctx, scenario)),
         await measure(ctx, run_pgbench(ctx, scenario, path="pgbench", clients=ctx.concurrency)),
