@@ -45,7 +45,7 @@ def authenticator(settings: Settings) -> Authenticator:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     auth = authenticator(settings)
-    pool = await create_pool(settings.database, "realchat-chat", SESSION_SETTINGS)
+    pool = await create_pool(settings.database, "realchat-chat", SESSION_SETTINGS, stateless=True)
     chat = settings.chat
     store = ChatStore(pool, chat.outbox_shards)
     notifier = CommitNotifier(pool)
