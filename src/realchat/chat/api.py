@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
@@ -329,9 +330,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             raise
         finally:
             GRPC_REQUESTS.labels(method="SendMessageBatch", code=code).inc()
-        for result in results:
-            status = "OK" if isinstance(result, SendResult) else result.status.name
-            GRPC_REQUESTS.labels(method="SendMessageBatch/send", code=status).inc()
+        codes = Counter("OK" if isinstance(r, SendResult) else r.status.name for r in results)
+        for status, sends in codes.items():
+            GRPC_REQUESTS.labels(method="SendMessageBatch/send", code=status).inc(sends)
         return pb.SendMessageBatchResponse(results=[_send_result(r) for r in results])
 
     async def GetHistory(
