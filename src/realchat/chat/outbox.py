@@ -34,7 +34,6 @@ from realchat.chat import outbox_store
 from realchat.chat.backoff import Backoff
 from realchat.chat.outbox_store import OutboxEvent
 from realchat.chat.outbox_wakeup import WakeupListener
-from realchat.chat.recipients import resolve_recipients
 from realchat.config import FaultSettings, OutboxSettings, Settings
 from realchat.events.models import EVENT_TYPE_HEADER
 from realchat.observability.ops import start_ops_server
@@ -338,7 +337,6 @@ class OutboxPublisher:
             events = await outbox_store.pending_batch(conn, shard, limit)
             if not events:
                 return False
-            events = await resolve_recipients(conn, events)
             started = time.monotonic()
             spans = [_publish_span(e) for e in events]
             if isolated:

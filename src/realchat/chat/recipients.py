@@ -4,7 +4,9 @@ Why: gateways route each `chat.message.created.v1` event by its `recipients` (th
 members). Written into every outbox row, that list cost PostgreSQL more than the rest of the
 message: with 64 members, ~2.9 KB of JSON per row, built, compressed and WAL-logged once per
 message (a batch of 32 sends across conversations: 229 us per message with it, 77 without). The
-publisher adds it instead, from one query per published batch, once per conversation.
+publisher adds it instead: the statement that reads a batch of pending events
+(`outbox_store.pending_batch`) also reads each of their conversations' members, once per
+conversation.
 
 Guarantee: `recipients` are the conversation's members when the event is published, a superset of
 the members when it was written (membership only grows: nothing removes a member). A member who
@@ -23,20 +25,10 @@ from realchat.events.topics import MESSAGE_CREATED
 
 if TYPE_CHECKING:
     from realchat.chat.outbox_store import OutboxEvent
-    from realchat.storage.pool import Connection
 
 #: The key as it appears in a payload that has it. Inside a JSON string a quote is escaped
 #: (`\"`), so message content can never contain this sequence.
 _KEY = b'"recipients":'
-
-#: Each conversation's members as a JSON array (text), sorted, as the SQL of the write path
-#: produced them before.
-_MEMBERS = """
-SELECT conversation_id::text AS id, json_agg(user_id ORDER BY user_id)::text AS ids
-  FROM conversation_members
- WHERE conversation_id = ANY($1::uuid[])
- GROUP BY conversation_id
-"""
 
 
 def needs_recipients(event: OutboxEvent) -> bool:
@@ -65,12 +57,3 @@ def add_recipients(
         else e
         for e in events
     ]
-
-
-async def resolve_recipients(conn: Connection, events: Sequence[OutboxEvent]) -> list[OutboxEvent]:
-    """`add_recipients` with the members read now, in one query for the whole batch."""
-    conversations = sorted({e.partition_key for e in events if needs_recipients(e)})
-    if not conversations:
-        return list(events)
-    rows = await conn.fetch(_MEMBERS, conversations)
-    return add_recipients(events, {r["id"]: r["ids"].encode() for r in rows})
