@@ -319,6 +319,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                     [r._replace(trace_context=inject(set_span_in_context(span)) or None)
                      for r, span in zip(requests, spans, strict=True)]
                 )  # fmt: skip
+                for span, result in zip(spans, results, strict=True):
+                    if isinstance(result, ChatError):
+                        span.set_attribute("realchat.error_code", result.code)
             finally:
                 for span in spans:
                     span.end()
