@@ -179,6 +179,7 @@ def _path(name: str, msgs_per_s: float) -> PathResult:
 def test_ours_is_compared_with_both_pgbench_ceilings() -> None:
     paths = [
         _path("grpc", 300.0),
+        _path("grpc-unary", 150.0),
         _path("grpc-stream", 900.0),
         _path("service", 450.0),
         _path("pgbench", 600.0),
@@ -188,14 +189,17 @@ def test_ours_is_compared_with_both_pgbench_ceilings() -> None:
     assert result.ratios == {
         "grpc/pgbench": 0.5,
         "grpc/pgbench-pool": 0.25,
+        "grpc-unary/pgbench": 0.25,
+        "grpc-unary/pgbench-pool": 0.125,
         "grpc-stream/pgbench": 1.5,
         "grpc-stream/pgbench-pool": 0.75,
         "service/pgbench": 0.75,
         "service/pgbench-pool": 0.375,
     }
     table = render_table([result], cores=2)
-    assert [line.split()[:3] for line in table.splitlines()[2:7]] == [
+    assert [line.split()[:3] for line in table.splitlines()[2:8]] == [
         ["hot-1", "grpc", "300.0"],
+        ["hot-1", "grpc-unary", "150.0"],
         ["hot-1", "grpc-stream", "900.0"],
         ["hot-1", "service", "450.0"],
         ["hot-1", "pgbench", "600.0"],

@@ -130,3 +130,70 @@ async def test_drain_waits_for_everything_accepted() -> None:
     await asyncio.wait_for(draining, 1)
     assert committer.inflight == 0
     assert await asyncio.gather(*tasks) == [10, 20]
+
+
+async def test_an_idle_batcher_writes_many_sends_of_one_caller_as_one_batch_at_once() -> None:
+    recorder = Recorder()
+    committer = GroupCommitter(recorder.write, GroupCommitLimits(linger_s=10))
+    sent = asyncio.create_task(committer.submit_many([1, 2, 3]))
+    await settle()
+    assert recorder.batches == [[1, 2, 3]]
+    recorder.release[0].set()
+    assert await sent == [10, 20, 30]
+
+
+async def test_many_sends_queued_behind_a_commit_join_the_next_batch_together_in_order() -> None:
+    recorder = Recorder()
+    committer = GroupCommitter(recorder.write, GroupCommitLimits(linger_s=10, max_inflight=1))
+    first = asyncio.create_task(committer.submit(1))
+    await settle()
+    group = asyncio.create_task(committer.submit_many([2, 3]))
+    single = asyncio.create_task(committer.submit(4))
+    await settle()
+    recorder.release[0].set()
+    await settle()
+    assert recorder.batches == [[1], [2, 3, 4]]
+    recorder.release[1].set()
+    assert (await first, await group, await single) == (10, [20, 30], 40)
+
+
+async def test_many_sends_split_over_batches_get_every_outcome_or_the_failure() -> None:
+    recorder = Recorder()
+    committer = GroupCommitter(recorder.write, GroupCommitLimits(max_batch=2, max_inflight=1))
+    first = asyncio.create_task(committer.submit(0))
+    await settle()
+    group = asyncio.create_task(committer.submit_many([5, -1, 6]))
+    await settle()
+    recorder.release[0].set()
+    await settle()
+    assert recorder.batches[1] == [5, -1], "at most max_batch per batch"
+    recorder.release[1].set()
+    await settle()
+    assert recorder.batches[2] == [6]
+    recorder.release[2].set()
+    assert await first == 0
+    with pytest.raises(RuntimeError, match="went away"):
+        await group
+
+
+async def test_a_caller_gone_before_its_batch_started_has_none_of_its_sends_written() -> None:
+    recorder = Recorder()
+    committer = GroupCommitter(recorder.write, GroupCommitLimits(max_inflight=1))
+    first = asyncio.create_task(committer.submit(1))
+    await settle()
+    group = asyncio.create_task(committer.submit_many([2, 3]))
+    await settle()
+    group.cancel()
+    await settle()
+    recorder.release[0].set()
+    await settle()
+    assert recorder.batches == [[1]]
+    assert await first == 10
+    assert group.cancelled()
+
+
+async def test_no_sends_is_no_batch() -> None:
+    recorder = Recorder()
+    committer = GroupCommitter(recorder.write, GroupCommitLimits())
+    assert await committer.submit_many([]) == []
+    assert recorder.batches == []

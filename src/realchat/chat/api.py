@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
@@ -13,16 +14,16 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind, set_span_in_context
 
-from realchat.chat.errors import ChatError
-from realchat.chat.identity import Authenticator
+from realchat.chat.errors import ChatError, InvalidArgument, PermissionDenied
+from realchat.chat.identity import Authenticator, InternalCredential
 from realchat.chat.metrics import GRPC_DURATION, GRPC_REQUESTS
-from realchat.chat.service import ChatService
+from realchat.chat.service import ChatService, SendRequest, SendResult
 from realchat.chat.store import ConversationRecord, MessageRecord
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
-from realchat.observability.tracing import extract, tracer
+from realchat.observability.tracing import extract, inject, tracer
 
 log = structlog.get_logger(__name__)
 
@@ -83,10 +84,67 @@ INTERNAL_SEND_ERROR = pb.SendError(
 )
 
 
+#: Most sends in one SendMessageBatch call.
+MAX_BATCH_SENDS = 1000
+
+
+def _sender(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument("invalid_sender_id", "sender_id must be a UUID") from None
+
+
+def _send_requests(request: pb.SendMessageBatchRequest) -> list[SendRequest]:
+    """The batch's sends; a bad sender_id fails the whole call (a bug of the trusted caller)."""
+    if len(request.sends) > MAX_BATCH_SENDS:
+        raise InvalidArgument("too_many_sends", f"at most {MAX_BATCH_SENDS} sends per call")
+    return [
+        SendRequest(
+            _sender(s.sender_id),
+            s.send.conversation_id,
+            s.send.client_msg_id,
+            s.send.content,
+            dict(s.trace_context) or None,
+        )
+        for s in request.sends
+    ]
+
+
+def _send_result(result: SendResult | ChatError) -> pb.SendResult:
+    if isinstance(result, ChatError):
+        return pb.SendResult(error=send_error(result))
+    sent = pb.SendMessageResponse(message=message_to_proto(result.message), created=result.created)
+    return pb.SendResult(sent=sent)
+
+
+def _send_span(request: SendRequest) -> Span:
+    """A batched send's server span, continuing the trace of the request that made it: the
+    same span a SendMessage call would have had."""
+    return tracer().start_span(
+        f"{SERVICE_NAME}/SendMessage",
+        context=extract(request.trace_context or {}),
+        kind=SpanKind.SERVER,
+        attributes={
+            "rpc.system": "grpc",
+            "rpc.method": "SendMessage",
+            "realchat.user_id": str(request.caller),
+        },
+    )
+
+
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
-    def __init__(self, service: ChatService, authenticator: Authenticator) -> None:
+    """`internal`: the credential SendMessageBatch requires (without it, the call is refused)."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        authenticator: Authenticator,
+        internal: InternalCredential | None = None,
+    ) -> None:
         self._service = service
         self._auth = authenticator
+        self._internal = internal
 
     async def _call(
         self,
@@ -244,6 +302,41 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             return pb.SendMessagesResponse(request_id=item.request_id, error=INTERNAL_SEND_ERROR)
         finally:
             GRPC_REQUESTS.labels(method="SendMessages/send", code=code).inc()
+
+    async def SendMessageBatch(
+        self, request: pb.SendMessageBatchRequest, context: Context
+    ) -> pb.SendMessageBatchResponse:
+        metadata = {k: str(v) for k, v in (context.invocation_metadata() or ())}
+        code = "OK"
+        try:
+            if self._internal is None:
+                raise PermissionDenied("internal_only", "SendMessageBatch is for internal callers")
+            self._internal.verify(metadata)
+            requests = _send_requests(request)
+            spans = [_send_span(r) for r in requests]
+            try:
+                results = await self._service.send_messages(
+                    [r._replace(trace_context=inject(set_span_in_context(span)) or None)
+                     for r, span in zip(requests, spans, strict=True)]
+                )  # fmt: skip
+                for span, result in zip(spans, results, strict=True):
+                    if isinstance(result, ChatError):
+                        span.set_attribute("realchat.error_code", result.code)
+            finally:
+                for span in spans:
+                    span.end()
+        except ChatError as exc:
+            code = exc.status.name
+            await _abort(context, exc)
+        except Exception:
+            code = "INTERNAL"
+            raise
+        finally:
+            GRPC_REQUESTS.labels(method="SendMessageBatch", code=code).inc()
+        codes = Counter("OK" if isinstance(r, SendResult) else r.status.name for r in results)
+        for status, sends in codes.items():
+            GRPC_REQUESTS.labels(method="SendMessageBatch/send", code=status).inc(sends)
+        return pb.SendMessageBatchResponse(results=[_send_result(r) for r in results])
 
     async def GetHistory(
         self, request: pb.GetHistoryRequest, context: Context

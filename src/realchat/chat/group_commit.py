@@ -13,6 +13,9 @@ When a batch starts (the linger never delays an idle service):
   flight so form the next batch. Several batches in flight keep one batch that waits on a row
   lock from holding up sends to other conversations.
 
+The same batcher gathers the gateway's sends into SendMessageBatch calls (`gateway/chat_client.py`):
+there the "write" is one call carrying many sends.
+
 Guarantees: each send gets the outcome the write function gave it, or the exception that failed
 its batch (a send never waits forever for a batch that crashed). A send whose caller went away
 before its batch started is dropped; once started, it is written anyway (its retry with the same
@@ -29,8 +32,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-from realchat.chat.metrics import GROUP_COMMIT_BATCH_SIZE
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -50,6 +51,10 @@ class GroupCommitLimits:
 WriteBatch = Callable[[Sequence[T]], Awaitable[Sequence[R]]]
 
 
+def _unobserved(size: int) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class _Waiting(Generic[T, R]):
     item: T
@@ -58,9 +63,15 @@ class _Waiting(Generic[T, R]):
 
 
 class GroupCommitter(Generic[T, R]):
-    def __init__(self, write: WriteBatch[T, R], limits: GroupCommitLimits) -> None:
+    def __init__(
+        self,
+        write: WriteBatch[T, R],
+        limits: GroupCommitLimits,
+        observe_size: Callable[[int], None] = _unobserved,
+    ) -> None:
         self._write = write
         self._limits = limits
+        self._observe_size = observe_size
         self._queue: deque[_Waiting[T, R]] = deque()
         self._inflight: set[asyncio.Task[None]] = set()
         #: Batches of one written in their sender's own task (see `submit`).
@@ -76,22 +87,56 @@ class GroupCommitter(Generic[T, R]):
     async def submit(self, item: T) -> R:
         """Queue `item` for the next batch and wait for its outcome."""
         if self.inflight == 0 and not self._queue:
-            return await self._write_alone(item)
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiting(item, future, time.monotonic()))
-        self._dispatch()
+            return (await self._write_alone([item]))[0]
+        future = self._enqueue([item])[0]
         return await future
 
-    async def _write_alone(self, item: T) -> R:
-        """An idle batcher's send: written at once, in the caller's task (no hand-over to a
+    async def submit_many(self, items: Sequence[T]) -> list[R]:
+        """Queue `items` (in order, together) and wait for all their outcomes; raises the
+        exception that failed a batch holding one of them."""
+        if not items:
+            return []
+        if self.inflight == 0 and not self._queue and len(items) <= self._limits.max_batch:
+            return await self._write_alone(items)
+        futures = self._enqueue(items)
+        outcomes: list[R] = []
+        failure: BaseException | None = None
+        try:
+            # One by one (not asyncio.wait, whose per-future checks showed in profiles): every
+            # outcome is awaited, so no failure goes unretrieved.
+            for future in futures:
+                try:
+                    outcomes.append(await future)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failure = failure or exc
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
+        if failure is not None:
+            raise failure
+        return outcomes
+
+    def _enqueue(self, items: Sequence[T]) -> list[asyncio.Future[R]]:
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
+        self._queue.extend(_Waiting(i, f, now) for i, f in zip(items, futures, strict=True))
+        self._dispatch()
+        return futures
+
+    async def _write_alone(self, items: Sequence[T]) -> list[R]:
+        """An idle batcher's sends: written at once, in the caller's task (no hand-over to a
         batch task and back); sends that arrive meanwhile queue for the next batch."""
         self._alone += 1
         try:
-            GROUP_COMMIT_BATCH_SIZE.observe(1)
-            outcomes = await self._write([item])
-            if len(outcomes) != 1:
-                raise RuntimeError(f"{len(outcomes)} outcomes for a batch of 1")
-            return outcomes[0]
+            self._observe_size(len(items))
+            outcomes = await self._write(items)
+            if len(outcomes) != len(items):
+                raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(items)}")
+            return list(outcomes)
         finally:
             self._alone -= 1
             self._ended.set()
@@ -147,7 +192,7 @@ class GroupCommitter(Generic[T, R]):
         self._dispatch()
 
     async def _commit(self, batch: list[_Waiting[T, R]]) -> None:
-        GROUP_COMMIT_BATCH_SIZE.observe(len(batch))
+        self._observe_size(len(batch))
         try:
             outcomes = await self._write([w.item for w in batch])
             if len(outcomes) != len(batch):

@@ -41,10 +41,14 @@ class InternalCredential:
             raise ValueError("the internal token must be at least 16 characters")
         self._token = token.encode()
 
-    def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
+    def verify(self, metadata: Mapping[str, str]) -> None:
+        """The call carries the internal token (calls that act for many users need no more)."""
         presented = bearer_token(metadata).encode()
         if not hmac.compare_digest(presented, self._token):
             raise Unauthenticated("invalid_credentials", "credentials not accepted")
+
+    def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
+        self.verify(metadata)
         try:
             return uuid.UUID(metadata.get(ACTING_USER, ""))
         except ValueError:
@@ -94,3 +98,9 @@ class FirstOf:
 def internal_metadata(token: str, user_id: uuid.UUID) -> tuple[tuple[str, str], ...]:
     """The call metadata a trusted caller sends to act for `user_id`."""
     return ((AUTHORIZATION, f"Bearer {token}"), (ACTING_USER, str(user_id)))
+
+
+def internal_only_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """The call metadata of a trusted caller's call that names its users in the request
+    (SendMessageBatch)."""
+    return ((AUTHORIZATION, f"Bearer {token}"),)

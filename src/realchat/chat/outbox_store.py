@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from realchat.chat.recipients import add_recipients
+from realchat.events.topics import MESSAGE_CREATED
+
 if TYPE_CHECKING:
     from realchat.storage.pool import Connection
 
@@ -90,15 +93,38 @@ async def try_lease(conn: Connection, shard: int) -> bool:
     return leased
 
 
+#: A shard's next pending events, each message event with its conversation's members (a JSON
+#: array, once per conversation; `recipients.py`). Only keys that are UUIDs in canonical text
+#: are cast (the filter runs before the cast): a malformed key gets no members instead of
+#: failing the shard's every batch.
+_UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_PENDING_BATCH = f"""
+WITH batch AS MATERIALIZED (
+    SELECT id, shard, topic, event_type, partition_key, payload, trace_context, attempts
+      FROM outbox WHERE shard = $1 AND published_at IS NULL
+     ORDER BY id LIMIT $2
+), members AS (
+    SELECT m.conversation_id::text AS conversation,
+           json_agg(m.user_id ORDER BY m.user_id)::text AS ids
+      FROM conversation_members m
+     WHERE m.conversation_id = ANY (ARRAY(
+               SELECT DISTINCT b.partition_key::uuid FROM batch b
+                WHERE b.event_type = $3
+                  AND b.partition_key ~ '{_UUID_TEXT}'))
+     GROUP BY m.conversation_id
+)
+SELECT b.*, m.ids AS members
+  FROM batch b LEFT JOIN members m ON m.conversation = b.partition_key
+ ORDER BY b.id
+"""
+
+
 async def pending_batch(conn: Connection, shard: int, limit: int) -> list[OutboxEvent]:
-    rows = await conn.fetch(
-        """SELECT id, shard, topic, event_type, partition_key, payload, trace_context, attempts
-             FROM outbox WHERE shard = $1 AND published_at IS NULL
-            ORDER BY id LIMIT $2""",
-        shard,
-        limit,
-    )
-    return [_event(r) for r in rows]
+    """The shard's next `limit` pending events in id order, as they are published: message
+    events get their recipients, read in the same round trip."""
+    rows = await conn.fetch(_PENDING_BATCH, shard, limit, MESSAGE_CREATED)
+    members = {r["partition_key"]: r["members"].encode() for r in rows if r["members"]}
+    return add_recipients([_event(r) for r in rows], members)
 
 
 async def mark_published(conn: Connection, ids: list[int]) -> None:

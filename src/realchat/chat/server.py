@@ -27,13 +27,17 @@ log = structlog.get_logger(__name__)
 SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 
 
-def authenticator(settings: Settings) -> Authenticator:
-    """The internal credential always; user access tokens too once a public key is configured
-    (`REALCHAT_AUTH__PUBLIC_KEY_FILE`)."""
+def internal_credential(settings: Settings) -> InternalCredential:
     token = settings.chat.internal_token
     if token is None:
         raise RuntimeError("REALCHAT_CHAT__INTERNAL_TOKEN is not set")
-    internal = InternalCredential(token.get_secret_value())
+    return InternalCredential(token.get_secret_value())
+
+
+def authenticator(settings: Settings) -> Authenticator:
+    """The internal credential always; user access tokens too once a public key is configured
+    (`REALCHAT_AUTH__PUBLIC_KEY_FILE`)."""
+    internal = internal_credential(settings)
     if settings.auth.public_key_file is None:
         return internal
     return FirstOf(internal, TokenAuthenticator(load_verifier(settings.auth)))
@@ -41,7 +45,7 @@ def authenticator(settings: Settings) -> Authenticator:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     auth = authenticator(settings)
-    pool = await create_pool(settings.database, "realchat-chat", SESSION_SETTINGS)
+    pool = await create_pool(settings.database, "realchat-chat", SESSION_SETTINGS, stateless=True)
     chat = settings.chat
     store = ChatStore(pool, chat.outbox_shards)
     notifier = CommitNotifier(pool)
@@ -49,7 +53,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         chat.group_commit_max_batch, chat.group_commit_linger_s, chat.group_commit_max_inflight
     )
     service = ChatService(store, chat.max_members, limits, written=notifier)
-    servicer = ChatServicer(service, auth)
+    servicer = ChatServicer(service, auth, internal_credential(settings))
     server = grpc.aio.server()
     chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()

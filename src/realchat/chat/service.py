@@ -8,10 +8,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from realchat.chat.batch import Created, Existing, NewMessage, Stored, fan_out, plan_batch
-from realchat.chat.errors import IdempotencyConflict, InvalidArgument, NotFound, PermissionDenied
+from realchat.chat.errors import (
+    ChatError,
+    IdempotencyConflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from realchat.chat.group_commit import GroupCommitLimits, GroupCommitter
+from realchat.chat.metrics import GROUP_COMMIT_BATCH_SIZE
 from realchat.chat.store import (
     ChatStore,
     ConversationRecord,
@@ -27,6 +35,16 @@ MAX_TITLE_CHARS = 200
 MAX_HISTORY_LIMIT = 500
 DEFAULT_HISTORY_LIMIT = 100
 MAX_PRESENCE_USERS = 100
+
+
+class SendRequest(NamedTuple):
+    """One send of `ChatService.send_messages`: `send_message`'s arguments."""
+
+    caller: uuid.UUID
+    conversation_id: str
+    client_msg_id: str
+    content: str
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +89,7 @@ class ChatService:
         self._max_members = max_members
         self._written = written
         self._sends: GroupCommitter[NewMessage, Stored] = GroupCommitter(
-            self._write_batch, group_commit or GroupCommitLimits()
+            self._write_batch, group_commit or GroupCommitLimits(), GROUP_COMMIT_BATCH_SIZE.observe
         )
 
     async def drain(self) -> None:
@@ -114,17 +132,34 @@ class ChatService:
         content: str,
         trace_context: dict[str, str] | None = None,
     ) -> SendResult:
-        conversation = parse_id(conversation_id, "conversation_id")
-        _check_text(client_msg_id, "client_msg_id", MAX_CLIENT_MSG_ID_CHARS)
-        _check_text(content, "content", MAX_CONTENT_CHARS)
-        # The caller's trace context now: the batch is written from another task.
-        send = NewMessage(conversation, caller, client_msg_id, content, trace_context or inject())
-        outcome = await self._sends.submit(send)
+        send = _new_message(caller, conversation_id, client_msg_id, content, trace_context)
+        return await self._result(send, await self._sends.submit(send))
+
+    async def send_messages(self, sends: Sequence[SendRequest]) -> list[SendResult | ChatError]:
+        """Many sends (of any senders) at once: they join the same group-commit batches, and
+        each gets its own result or error, in order. Raises only what failed a whole batch
+        (the database unreachable)."""
+        results: list[SendResult | ChatError | None] = [None] * len(sends)
+        valid: list[tuple[int, NewMessage]] = []
+        for i, request in enumerate(sends):
+            try:
+                valid.append((i, _new_message(*request)))
+            except ChatError as exc:
+                results[i] = exc
+        stored = await self._sends.submit_many([send for _, send in valid])
+        for (i, send), outcome in zip(valid, stored, strict=True):
+            try:
+                results[i] = await self._result(send, outcome)
+            except ChatError as exc:
+                results[i] = exc
+        return [r for r in results if r is not None]
+
+    async def _result(self, send: NewMessage, outcome: Stored) -> SendResult:
         if isinstance(outcome, Created):
             return SendResult(outcome.message, created=True)
         if isinstance(outcome, Existing):
-            return _replay(outcome.message, conversation, content)
-        await self._require_member(conversation, caller)
+            return _replay(outcome.message, send.conversation_id, send.content)
+        await self._require_member(send.conversation_id, send.sender_id)
         raise AssertionError("send refused although the caller is a member")
 
     async def _write_batch(self, sends: Sequence[NewMessage]) -> list[Stored]:
@@ -186,6 +221,21 @@ class ChatService:
             )
         ids = [parse_id(u, "user_id") for u in user_ids]
         return await self._store.visible_presence(caller, ids)
+
+
+def _new_message(
+    caller: uuid.UUID,
+    conversation_id: str,
+    client_msg_id: str,
+    content: str,
+    trace_context: dict[str, str] | None,
+) -> NewMessage:
+    """A send checked for what needs no database; InvalidArgument otherwise."""
+    conversation = parse_id(conversation_id, "conversation_id")
+    _check_text(client_msg_id, "client_msg_id", MAX_CLIENT_MSG_ID_CHARS)
+    _check_text(content, "content", MAX_CONTENT_CHARS)
+    # The caller's trace context now: the batch is written from another task.
+    return NewMessage(conversation, caller, client_msg_id, content, trace_context or inject())
 
 
 def _replay(earlier: MessageRecord, conversation: uuid.UUID, content: str) -> SendResult:

@@ -73,7 +73,8 @@ _MESSAGE_COLUMNS = "id, conversation_id, seq, sender_id, content, created_at"
 #: arrival order. With several conversations, the counter rows are all locked, in id order,
 #: before the first is updated (the `locked` init plan), so concurrent batches never deadlock.
 #: Messages and outbox rows are inserted in (conversation, seq) order: within a conversation,
-#: outbox ids follow seqs.
+#: outbox ids follow seqs. The event's recipients are not written: the publisher adds them
+#: (`chat.recipients`).
 _INSERT_MESSAGES_TEMPLATE = """
 WITH req AS (
     SELECT *
@@ -109,11 +110,6 @@ WITH req AS (
       FROM numbered
      ORDER BY conversation_id, seq
  RETURNING id, conversation_id, seq, sender_id, content, created_at
-), recipients AS (
-    SELECT conversation_id, jsonb_agg(user_id ORDER BY user_id) AS ids
-      FROM conversation_members
-     WHERE conversation_id IN (SELECT id FROM bump)
-     GROUP BY conversation_id
 ), event AS (
     INSERT INTO outbox (shard, topic, event_type, partition_key, payload, trace_context)
     SELECT n.shard, $7::text, $7::text, m.conversation_id::text,
@@ -124,13 +120,11 @@ WITH req AS (
                'message_id', m.id,
                'sender_id', m.sender_id,
                'content', m.content,
-               'created_at', m.created_at,
-               'recipients', r.ids
+               'created_at', m.created_at
            )::text, 'UTF8'),
            n.trace
       FROM message m
       JOIN numbered n ON n.conversation_id = m.conversation_id AND n.seq = m.seq
-      JOIN recipients r ON r.conversation_id = m.conversation_id
      ORDER BY m.conversation_id, m.seq
  RETURNING id
 )

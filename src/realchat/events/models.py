@@ -25,7 +25,9 @@ EVENT_TYPE_HEADER: Final = "event-type"
 
 
 class MessageCreated(msgspec.Struct, frozen=True, kw_only=True):
-    """A message was committed. Carries who should see it (members at write time)."""
+    """A message was committed. Carries who should see it: the members when it was published
+    (the outbox publisher adds them; membership only grows, so every member at write time is
+    there)."""
 
     event_id: uuid.UUID
     conversation_id: uuid.UUID

@@ -2,12 +2,18 @@
 
 The gateway verified the user's token itself; it calls the chat service with the internal
 credential naming that user, so a long-lived WebSocket keeps working after its token expires.
+
+Sends are gathered: the concurrent sends of all the gateway's clients go out together in
+SendMessageBatch calls (the chat service's group-commit batcher, `chat/group_commit.py`, with a
+call as its "write"). An idle gateway's send goes at once, in a call of its own; sends that arrive
+while calls are in flight ride the next call, so under load gRPC's per-call cost (~0.2 ms of CPU
+on each side) is paid once per batch instead of once per message, and no send waits for company.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TypeVar
@@ -16,7 +22,8 @@ import grpc
 from opentelemetry.trace import SpanKind
 
 from realchat.chat.api import ERROR_CODE_KEY, SERVICE_NAME
-from realchat.chat.identity import internal_metadata
+from realchat.chat.group_commit import GroupCommitLimits, GroupCommitter
+from realchat.chat.identity import internal_metadata, internal_only_metadata
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from realchat.contract.frames import Message
@@ -76,13 +83,47 @@ class Sent:
     created: bool
 
 
+@dataclass(frozen=True)
+class _Send:
+    user: uuid.UUID
+    conversation_id: str
+    client_msg_id: str
+    content: str
+    trace_context: dict[str, str]
+
+
+#: Gathering sends into calls: no linger (a send never waits for company), at most 2 calls in
+#: flight (with 4, bench-write's 64 callers made calls half the size for no more throughput:
+#: more CPU per message on every side), up to 256 sends per call.
+SEND_BATCHING = GroupCommitLimits(max_batch=256, linger_s=0.0, max_inflight=2)
+
+
+def _sent_or_error(result: pb.SendResult) -> Sent | ChatCallError:
+    if result.HasField("sent"):
+        return Sent(message_from_proto(result.sent.message), result.sent.created)
+    error = result.error
+    status = next((s for s in grpc.StatusCode if s.value[0] == error.status), None)
+    if status is None or status not in _HTTP_STATUS:
+        return ChatCallError(
+            status or grpc.StatusCode.UNKNOWN, "chat_unavailable", "the chat service is unavailable"
+        )
+    return ChatCallError(status, error.code, error.message)
+
+
 class ChatClient:
     def __init__(
-        self, channel: grpc.aio.Channel, internal_token: str, timeout_s: float = 10
+        self,
+        channel: grpc.aio.Channel,
+        internal_token: str,
+        timeout_s: float = 10,
+        send_batching: GroupCommitLimits = SEND_BATCHING,
     ) -> None:
         self._stub = chat_pb2_grpc.ChatServiceStub(channel)
         self._token = internal_token
         self._timeout = timeout_s
+        self._sends: GroupCommitter[_Send, Sent | ChatCallError] = GroupCommitter(
+            self._send_batch, send_batching
+        )
 
     async def _call(self, rpc: Callable[..., Awaitable[T]], request: object, user: uuid.UUID) -> T:
         """One call in a client span whose context travels in the metadata (traceparent)."""
@@ -101,11 +142,41 @@ class ChatClient:
     async def send(
         self, user: uuid.UUID, conversation_id: str, client_msg_id: str, content: str
     ) -> Sent:
-        request = pb.SendMessageRequest(
-            conversation_id=conversation_id, client_msg_id=client_msg_id, content=content
+        """One send, carried with the other sends in flight (see the module's docstring)."""
+        with tracer().start_as_current_span(
+            f"{SERVICE_NAME}/SendMessage",
+            kind=SpanKind.CLIENT,
+            attributes={"rpc.system": "grpc", "rpc.method": "SendMessage"},
+        ):
+            send = _Send(user, conversation_id, client_msg_id, content, inject())
+            outcome = await self._sends.submit(send)
+        if isinstance(outcome, ChatCallError):
+            raise outcome
+        return outcome
+
+    async def _send_batch(self, sends: Sequence[_Send]) -> list[Sent | ChatCallError]:
+        """One SendMessageBatch call; a failed call fails each of its sends."""
+        request = pb.SendMessageBatchRequest(
+            sends=[
+                pb.BatchedSend(
+                    sender_id=str(s.user),
+                    send=pb.SendMessageRequest(
+                        conversation_id=s.conversation_id,
+                        client_msg_id=s.client_msg_id,
+                        content=s.content,
+                    ),
+                    trace_context=s.trace_context,
+                )
+                for s in sends
+            ]
         )
-        reply = await self._call(self._stub.SendMessage, request, user)
-        return Sent(message_from_proto(reply.message), reply.created)
+        try:
+            reply = await self._stub.SendMessageBatch(
+                request, metadata=internal_only_metadata(self._token), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from None
+        return [_sent_or_error(r) for r in reply.results]
 
     async def history(
         self, user: uuid.UUID, conversation_id: str, after_seq: int, limit: int

@@ -47,7 +47,10 @@ async def grpc_target(service: ChatService) -> AsyncIterator[str]:
     """An in-process chat gRPC server (the real servicer) on a free port."""
     server = grpc.aio.server()
     chat_pb2_grpc.add_ChatServiceServicer_to_server(
-        ChatServicer(service, InternalCredential(INTERNAL_TOKEN)), server
+        ChatServicer(
+            service, InternalCredential(INTERNAL_TOKEN), InternalCredential(INTERNAL_TOKEN)
+        ),
+        server,
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

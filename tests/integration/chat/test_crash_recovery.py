@@ -12,6 +12,7 @@ of the test stack, with the real `realchat` processes SIGKILLed mid-work.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import uuid
 from pathlib import Path
@@ -21,12 +22,14 @@ import grpc
 import pytest
 
 from realchat.chat.identity import internal_metadata
+from realchat.chat.recipients import with_recipients
 from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from realchat.events.models import MessageCreated, decode
 from realchat.events.topics import MESSAGE_CREATED
+from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.stack.supervisor import Stack
 from tests.support.databases import fresh_database, utc_pool
 from tests.support.outbox import (
@@ -154,8 +157,10 @@ async def test_publisher_killed_between_broker_ack_and_mark_resends_everything(
 
 
 SENDS = 50
-#: The chat service is SIGKILLed the moment this many sends got their reply.
-KILL_AFTER_REPLIES = 10
+#: The chat service is SIGKILLed the moment this many sends got their reply. Through the
+#: gateway's client the first two sends go alone and the other 48 in one call, started as soon
+#: as the first call ended: the first reply is the moment that call is in flight.
+KILL_AFTER_REPLIES = {"SendMessage": 10, "SendMessageBatch": 1}
 
 
 def _sender(users: list[uuid.UUID], i: int) -> uuid.UUID:
@@ -179,13 +184,15 @@ async def _chat_backends(pool: asyncpg.Pool) -> int:
 
 
 async def _send_until_killed(
-    chat: RealchatProcess, target: str, token: str, users: list[uuid.UUID]
+    chat: RealchatProcess, target: str, token: str, users: list[uuid.UUID], transport: str
 ) -> tuple[str, dict[int, pb.Message], dict[int, BaseException]]:
-    """Create a conversation, fire the sends at once, SIGKILL the server after the
-    `KILL_AFTER_REPLIES`-th reply; return the conversation, and the replies and the failures by
-    send number."""
+    """Create a conversation, fire the sends at once (one SendMessage call each, or through the
+    gateway's client, which gathers them into SendMessageBatch calls), SIGKILL the server after
+    the `KILL_AFTER_REPLIES`-th reply; return the conversation, and the replies and the failures
+    by send number."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = chat_pb2_grpc.ChatServiceStub(channel)
+        gateway = ChatClient(channel, token, timeout_s=30)
         conversation = await stub.CreateConversation(
             pb.CreateConversationRequest(member_ids=[str(u) for u in users[1:]], title="in flight"),
             metadata=internal_metadata(token, users[0]),
@@ -194,20 +201,38 @@ async def _send_until_killed(
         conversation_id = conversation.conversation_id
         replies: dict[int, pb.Message] = {}
 
-        async def send(i: int) -> None:
+        async def send_one(i: int) -> pb.Message:
+            request = _request(conversation_id, i)
+            if transport == "SendMessageBatch":
+                sent = await gateway.send(
+                    _sender(users, i), conversation_id, request.client_msg_id, request.content
+                )
+                assert sent.created
+                m = sent.message
+                return pb.Message(
+                    message_id=m.message_id, seq=m.seq, sender_id=m.sender_id, content=m.content
+                )
             response = await stub.SendMessage(
-                _request(conversation_id, i),
-                metadata=internal_metadata(token, _sender(users, i)),
-                timeout=30,
+                request, metadata=internal_metadata(token, _sender(users, i)), timeout=30
             )
             assert response.created
-            replies[i] = response.message
-            if len(replies) == KILL_AFTER_REPLIES:
+            return response.message
+
+        async def send(i: int) -> None:
+            replies[i] = await send_one(i)
+            if len(replies) == KILL_AFTER_REPLIES[transport]:
                 chat.kill(signal.SIGKILL)  # now, before any other reply is looked at
 
         outcomes = await asyncio.gather(*(send(i) for i in range(SENDS)), return_exceptions=True)
     failures = {i: o for i, o in enumerate(outcomes) if isinstance(o, BaseException)}
     return conversation_id, replies, failures
+
+
+def _unavailable(error: BaseException) -> bool:
+    """How each transport reports a server that went away mid-call."""
+    if isinstance(error, ChatCallError):
+        return error.status == grpc.StatusCode.UNAVAILABLE and error.code == "chat_unavailable"
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
 
 
 async def _retry(
@@ -244,8 +269,9 @@ async def _committed(
     assert [m["seq"] for m in messages] == list(range(1, n + 1)), "seqs have gaps"
     last_seq = await pool.fetchval("SELECT last_seq FROM conversations WHERE id = $1", conversation)
     assert last_seq == n
+    members_json = json.dumps(sorted(str(m) for m in members)).encode()
     events = [
-        decode(MESSAGE_CREATED, bytes(row["payload"]))
+        decode(MESSAGE_CREATED, with_recipients(bytes(row["payload"]), members_json))
         for row in await pool.fetch(
             "SELECT payload FROM outbox WHERE partition_key = $1 ORDER BY id", str(conversation)
         )
@@ -257,12 +283,12 @@ async def _committed(
         assert event.message_id == message["id"], f"seq {message['seq']}: event of another message"
         assert event.conversation_id == conversation
         assert (event.sender_id, event.content) == (message["sender_id"], message["content"])
-        assert sorted(event.recipients) == sorted(members)
     return {m["idempotency_key"]: m for m in messages}
 
 
+@pytest.mark.parametrize("transport", ["SendMessage", "SendMessageBatch"])
 async def test_chat_service_killed_with_sends_in_flight_keeps_every_send_all_or_nothing(
-    stack: Stack, tmp_path: Path
+    stack: Stack, tmp_path: Path, transport: str
 ) -> None:
     token = "crash-test-token-" + uuid.uuid4().hex
     users = [uuid.uuid4() for _ in range(5)]
@@ -288,16 +314,15 @@ async def test_chat_service_killed_with_sends_in_flight_keeps_every_send_all_or_
                     "chat-service", chat_env(grpc_port, ops_port), logs, ops_port
                 ) as chat:
                     conversation_id, replies, failures = await _send_until_killed(
-                        chat, f"127.0.0.1:{grpc_port}", token, users
+                        chat, f"127.0.0.1:{grpc_port}", token, users, transport
                     )
                     code = await chat.wait_exit(10)
                     assert code == -signal.SIGKILL, f"exit status {code}\n{chat.tail()}"
                 assert len(replies) + len(failures) == SENDS
-                assert len(replies) >= KILL_AFTER_REPLIES
+                assert len(replies) >= KILL_AFTER_REPLIES[transport]
                 assert failures, "every send was answered before the kill: none was in flight"
                 for i, error in failures.items():
-                    assert isinstance(error, grpc.aio.AioRpcError), f"send {i}: {error!r}"
-                    assert error.code() == grpc.StatusCode.UNAVAILABLE, f"send {i}: {error!r}"
+                    assert _unavailable(error), f"send {i}: {error!r}"
 
                 # PostgreSQL may still be finishing statements of the dead process: wait.
                 async def sessions_gone() -> bool:

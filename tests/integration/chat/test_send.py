@@ -4,12 +4,14 @@ bad input that changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import asyncpg
 import pytest
 
 from realchat.chat.errors import IdempotencyConflict, InvalidArgument, NotFound, PermissionDenied
+from realchat.chat.outbox_store import pending_batch
 from realchat.chat.service import ChatService
 from realchat.events.models import MessageAcknowledged, MessageCreated, decode
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
@@ -44,15 +46,14 @@ async def test_concurrent_senders_get_exactly_seqs_1_to_200(
         conversation,
         MESSAGE_CREATED,
     )
-    decoded = [decode(MESSAGE_CREATED, bytes(e["payload"])) for e in events]
-    assert [e.seq for e in decoded] == list(range(1, 201))
+    assert [json.loads(bytes(e["payload"]))["seq"] for e in events] == list(range(1, 201))
     last_seq = await pool.fetchval(
         "SELECT last_seq FROM conversations WHERE id = $1", uuid.UUID(conversation)
     )
     assert last_seq == 200
 
 
-async def test_outbox_event_carries_the_message_and_its_recipients(
+async def test_outbox_event_carries_the_message_and_gets_its_recipients_when_published(
     service: ChatService, pool: asyncpg.Pool
 ) -> None:
     conversation, users = await new_conversation(service, 3)
@@ -60,7 +61,7 @@ async def test_outbox_event_carries_the_message_and_its_recipients(
         users[1],
         conversation,
         "k1",
-        "héllo ✓",
+        'héllo ✓ "recipients": []',
         {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
     )
     row = await pool.fetchrow(
@@ -70,10 +71,13 @@ async def test_outbox_event_carries_the_message_and_its_recipients(
     assert row["topic"] == row["event_type"] == MESSAGE_CREATED
     assert row["partition_key"] == conversation
     assert "traceparent" in row["trace_context"]
-    event = decode(MESSAGE_CREATED, bytes(row["payload"]))
+    assert "recipients" not in json.loads(bytes(row["payload"]))  # the publisher adds them
+    async with pool.acquire() as conn:
+        (published,) = await pending_batch(conn, row["shard"], 10)  # as the publisher reads it
+    event = decode(MESSAGE_CREATED, published.payload)
     assert isinstance(event, MessageCreated)
     assert event.message_id == sent.message.message_id
-    assert (event.seq, event.content, event.sender_id) == (1, "héllo ✓", users[1])
+    assert (event.seq, event.content, event.sender_id) == (1, 'héllo ✓ "recipients": []', users[1])
     assert event.created_at == sent.message.created_at
     assert sorted(event.recipients) == sorted(users)
 
