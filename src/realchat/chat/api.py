@@ -140,6 +140,42 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
         return await self._call("AddMembers", context, handle)
 
+    async def RemoveMember(
+        self, request: pb.RemoveMemberRequest, context: Context
+    ) -> pb.RemoveMemberResponse:
+        async def handle(caller: uuid.UUID) -> pb.RemoveMemberResponse:
+            await self._service.remove_member(caller, request.conversation_id, request.user_id)
+            return pb.RemoveMemberResponse()
+
+        return await self._call("RemoveMember", context, handle)
+
+    async def BlockUser(
+        self, request: pb.BlockUserRequest, context: Context
+    ) -> pb.BlockUserResponse:
+        async def handle(caller: uuid.UUID) -> pb.BlockUserResponse:
+            await self._service.block(caller, request.user_id)
+            return pb.BlockUserResponse()
+
+        return await self._call("BlockUser", context, handle)
+
+    async def UnblockUser(
+        self, request: pb.UnblockUserRequest, context: Context
+    ) -> pb.UnblockUserResponse:
+        async def handle(caller: uuid.UUID) -> pb.UnblockUserResponse:
+            await self._service.unblock(caller, request.user_id)
+            return pb.UnblockUserResponse()
+
+        return await self._call("UnblockUser", context, handle)
+
+    async def ListBlockedUsers(
+        self, request: pb.ListBlockedUsersRequest, context: Context
+    ) -> pb.ListBlockedUsersResponse:
+        async def handle(caller: uuid.UUID) -> pb.ListBlockedUsersResponse:
+            blocked = await self._service.blocked_users(caller)
+            return pb.ListBlockedUsersResponse(user_ids=[str(u) for u in blocked])
+
+        return await self._call("ListBlockedUsers", context, handle)
+
     async def GetConversation(
         self, request: pb.GetConversationRequest, context: Context
     ) -> pb.Conversation:
@@ -153,9 +189,12 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: pb.ListConversationsRequest, context: Context
     ) -> pb.ListConversationsResponse:
         async def handle(caller: uuid.UUID) -> pb.ListConversationsResponse:
-            records = await self._service.list_conversations(caller)
+            page = await self._service.list_conversations(
+                caller, request.page_size, request.page_token
+            )
             return pb.ListConversationsResponse(
-                conversations=[conversation_to_proto(r) for r in records]
+                conversations=[conversation_to_proto(r) for r in page.conversations],
+                next_page_token=page.next_page_token or "",
             )
 
         return await self._call("ListConversations", context, handle)
