@@ -87,6 +87,11 @@ class OutboxSettings(BaseModel):
     retention_s: float = Field(default=600.0, ge=0)
 
 
+#: The longest an access token may be configured to live: a stolen token is good for at most
+#: this long even if its revocation were lost, and revocation records are kept this long.
+MAX_TOKEN_TTL_S = 24 * 3600
+
+
 class AuthSettings(BaseModel):
     """The auth service: accounts and asymmetric (EdDSA) JWT access tokens."""
 
@@ -103,7 +108,7 @@ class AuthSettings(BaseModel):
     key_id: str = "realchat-1"
     issuer: str = "realchat"
     audience: str = "realchat"
-    token_ttl_s: int = Field(default=3600, ge=60)
+    token_ttl_s: int = Field(default=3600, ge=60, le=MAX_TOKEN_TTL_S)
     #: Login attempts allowed within the window (auth/limits.py): per username from one client
     #: address, per client address over all usernames, and per username from addresses that
     #: never logged in to it (those that did are exempt, so no one can lock an owner out).

@@ -16,9 +16,11 @@ class UserRecord:
     username: str
     password_hash: str
     created_at: datetime
+    #: The version the user's tokens are signed with now (migration 0005).
+    token_version: int = 0
 
 
-_COLUMNS = "id, username, password_hash, created_at"
+_COLUMNS = "id, username, password_hash, created_at, token_version"
 
 
 def _user(row: asyncpg.Record) -> UserRecord:
@@ -27,6 +29,7 @@ def _user(row: asyncpg.Record) -> UserRecord:
         username=row["username"],
         password_hash=row["password_hash"],
         created_at=row["created_at"],
+        token_version=row["token_version"],
     )
 
 
@@ -95,3 +98,19 @@ class AuthStore:
             old,
             new,
         )
+
+    async def revoke_tokens(
+        self, user_id: uuid.UUID, current: int, password_hash: str | None = None
+    ) -> int | None:
+        """Bump the user's token version (and set a new password hash, if given), provided it
+        is still `current`: the new version, or None if it moved meanwhile (the token that asked
+        was revoked already)."""
+        version: int | None = await self._pool.fetchval(
+            "UPDATE users SET token_version = token_version + 1, "
+            "password_hash = coalesce($3, password_hash) "
+            "WHERE id = $1 AND token_version = $2 RETURNING token_version",
+            user_id,
+            current,
+            password_hash,
+        )
+        return version
