@@ -106,7 +106,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             attributes={"rpc.system": "grpc", "rpc.method": method},
         ) as span:
             try:
-                caller = self._auth.authenticate(metadata)
+                caller = await self._auth.authenticate(metadata)
                 span.set_attribute("realchat.user_id", str(caller))
                 return await handler(caller)
             except ChatError as exc:
@@ -220,7 +220,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     ) -> AsyncIterator[pb.SendMessagesResponse]:
         metadata = {k: str(v) for k, v in (context.invocation_metadata() or ())}
         try:
-            caller = self._auth.authenticate(metadata)
+            caller = await self._auth.authenticate(metadata)
         except ChatError as exc:
             GRPC_REQUESTS.labels(method="SendMessages", code=exc.status.name).inc()
             await _abort(context, exc)

@@ -12,7 +12,13 @@ from grpc_reflection.v1alpha import reflection
 from realchat.auth.tokens import load_verifier
 from realchat.chat.api import ChatServicer
 from realchat.chat.group_commit import GroupCommitLimits
-from realchat.chat.identity import Authenticator, FirstOf, InternalCredential, TokenAuthenticator
+from realchat.chat.identity import (
+    Authenticator,
+    FirstOf,
+    InternalCredential,
+    TokenAuthenticator,
+    TokenVersionOf,
+)
 from realchat.chat.outbox_wakeup import CommitNotifier
 from realchat.chat.service import ChatService
 from realchat.chat.store import SESSION_SETTINGS, ChatStore
@@ -27,23 +33,24 @@ log = structlog.get_logger(__name__)
 SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 
 
-def authenticator(settings: Settings) -> Authenticator:
+def authenticator(settings: Settings, version_of: TokenVersionOf | None = None) -> Authenticator:
     """The internal credential always; user access tokens too once a public key is configured
-    (`REALCHAT_AUTH__PUBLIC_KEY_FILE`)."""
+    (`REALCHAT_AUTH__PUBLIC_KEY_FILE`), refused once revoked (`version_of`)."""
     token = settings.chat.internal_token
     if token is None:
         raise RuntimeError("REALCHAT_CHAT__INTERNAL_TOKEN is not set")
     internal = InternalCredential(token.get_secret_value())
     if settings.auth.public_key_file is None:
         return internal
-    return FirstOf(internal, TokenAuthenticator(load_verifier(settings.auth)))
+    return FirstOf(internal, TokenAuthenticator(load_verifier(settings.auth), version_of))
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    auth = authenticator(settings)
+    authenticator(settings)  # a bad key fails before anything is connected
     pool = await create_pool(settings.database, "realchat-chat", SESSION_SETTINGS)
     chat = settings.chat
     store = ChatStore(pool, chat.outbox_shards)
+    auth = authenticator(settings, store.token_version)
     notifier = CommitNotifier(pool)
     limits = GroupCommitLimits(
         chat.group_commit_max_batch, chat.group_commit_linger_s, chat.group_commit_max_inflight

@@ -252,6 +252,14 @@ class ChatStore:
     def outbox_shards(self) -> int:
         return self._shards
 
+    @db_operation("token_version")
+    async def token_version(self, user_id: uuid.UUID) -> int | None:
+        """The user's current token version (migration 0005); None if there is no such user."""
+        version: int | None = await self._pool.fetchval(
+            "SELECT token_version FROM users WHERE id = $1", user_id
+        )
+        return version
+
     @db_operation("get_conversation")
     async def get_conversation(
         self, conversation_id: uuid.UUID, viewer: uuid.UUID

@@ -59,6 +59,4 @@ class Disconnected:
     reconnect_in: float | None
 
 
-Event = (
-    Receipt | Presence | LiveDelivery | Membership | ServerNotice | Connected | Disconnected
-)
+Event = Receipt | Presence | LiveDelivery | Membership | ServerNotice | Connected | Disconnected

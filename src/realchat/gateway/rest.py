@@ -20,7 +20,7 @@ from aiohttp import web
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
-from realchat.auth.tokens import InvalidToken, TokenVerifier
+from realchat.auth.tokens import InvalidToken
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.contract import rest
 from realchat.contract.frames import Message
@@ -29,6 +29,7 @@ from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.gateway.openapi import openapi_document
 from realchat.gateway.ratelimit import SendLimiter
+from realchat.gateway.sessions import SessionGuard
 from realchat.observability.http import route_of
 from realchat.observability.tracing import extract, tracer
 
@@ -181,14 +182,14 @@ class RestApi:
     def __init__(
         self,
         chat: ChatClient,
-        verifier: TokenVerifier,
+        guard: SessionGuard,
         send_limiter: SendLimiter,
         auth_url: str,
         http: aiohttp.ClientSession,
         trusted_proxies: Collection[Network] = (),
     ) -> None:
         self._chat = chat
-        self._verifier = verifier
+        self._guard = guard
         self._limiter = send_limiter
         self._auth_url = auth_url.rstrip("/")
         self._http = http
@@ -216,12 +217,12 @@ class RestApi:
             web.get("/v1/presence", self._presence),
         ]
 
-    def _user(self, request: web.Request) -> uuid.UUID:
+    async def _user(self, request: web.Request) -> uuid.UUID:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "unauthorized", "Authorization: Bearer <access_token> required")
         try:
-            return self._verifier.verify(token)
+            return (await self._guard.admit(token)).user_id
         except InvalidToken as exc:
             raise ApiError(401, "unauthorized", str(exc)) from None
 

@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.base_protocol import BaseProtocol
 from opentelemetry.trace import SpanKind
 
-from realchat.auth.tokens import InvalidToken, TokenVerifier
+from realchat.auth.tokens import InvalidToken
 from realchat.config import GatewaySettings
 from realchat.contract.close_codes import CloseCode
 from realchat.contract.frames import (
@@ -42,6 +42,7 @@ from realchat.gateway.live import LiveStatus
 from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter, TokenBucket
 from realchat.gateway.rest import error_response
+from realchat.gateway.sessions import SessionGuard
 from realchat.gateway.socket_sink import SocketSink
 from realchat.gateway.sync import Backfiller
 from realchat.observability.tracing import tracer
@@ -72,6 +73,7 @@ class WebSocketSink(SocketSink):
 
 
 _REASONS: dict[int, str] = {
+    CloseCode.UNAUTHORIZED: "unauthorized",
     CloseCode.SLOW_CONSUMER: "slow_consumer",
     CloseCode.POLICY: "policy",
     CloseCode.TOO_BIG: "too_big",
@@ -101,7 +103,8 @@ class Session:
 
     hub: Hub
     chat: ChatClient
-    verifier: TokenVerifier
+    #: Checks tokens at the door and closes sessions whose token expires or is revoked.
+    guard: SessionGuard
     backfiller: Backfiller
     send_limiter: SendLimiter
     presence: PresenceHeartbeat
@@ -146,7 +149,7 @@ class Session:
         if transport is None:  # the client is gone already
             return ws
         try:
-            user_id = self.verifier.verify(request.query.get("token", ""))
+            claims = await self.guard.admit(request.query.get("token", ""))
         except InvalidToken:
             metrics.DISCONNECTS.labels(reason="unauthorized").inc()
             await ws.close(code=CloseCode.UNAUTHORIZED, message=b"unauthorized")
@@ -154,6 +157,7 @@ class Session:
         if not self.accepting:
             await ws.close(code=CloseCode.GOING_AWAY, message=b"draining")
             return ws
+        user_id = claims.user_id
         connection = Connection(
             user_id,
             WebSocketSink(ws, transport, request.protocol),
@@ -166,6 +170,7 @@ class Session:
             flusher=self.hub.flusher,
         )
         self.hub.register(connection)
+        self.guard.track(connection, claims)
         metrics.ACTIVE_CONNECTIONS.inc()
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
         if self.live is not None and (paused := self.live.greeting()) is not None:
@@ -183,6 +188,7 @@ class Session:
         finally:
             metrics.DISCONNECTS.labels(reason=disconnect_reason(connection, ws, ended_by)).inc()
             self.presence.disconnected(connection.session_id)
+            self.guard.untrack(connection)
             self.hub.unregister(connection)
             metrics.ACTIVE_CONNECTIONS.dec()
             await connection.finish()
