@@ -82,9 +82,10 @@ def test_a_token_of_a_user_who_does_not_exist_is_refused() -> None:
 def test_a_user_token_cannot_act_for_someone_else() -> None:
     user, victim = uuid.uuid4(), uuid.uuid4()
     token, _ = ISSUER.issue(user)
-    assert asyncio.run(
-        both().authenticate(bearer(token, **{"x-realchat-user-id": str(victim)}))
-    ) == user
+    assert (
+        asyncio.run(both().authenticate(bearer(token, **{"x-realchat-user-id": str(victim)})))
+        == user
+    )
 
 
 def test_the_internal_credential_still_works_beside_tokens() -> None:

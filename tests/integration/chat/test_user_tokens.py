@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
@@ -20,6 +21,7 @@ from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from tests.integration.chat.conftest import INTERNAL_TOKEN, as_user
 from tests.integration.chat.test_grpc_api import error_code
+from tests.support.databases import new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -48,8 +50,10 @@ async def token_stub(service: ChatService) -> AsyncIterator[chat_pb2_grpc.ChatSe
         await server.stop(grace=None)
 
 
-async def test_a_user_token_acts_as_that_user(token_stub: chat_pb2_grpc.ChatServiceStub) -> None:
-    alice, bob = uuid.uuid4(), uuid.uuid4()
+async def test_a_user_token_acts_as_that_user(
+    token_stub: chat_pb2_grpc.ChatServiceStub, pool: asyncpg.Pool
+) -> None:
+    alice, bob = await new_users(pool, 2)
     alice_token, _ = ISSUER.issue(alice)
     conversation = await token_stub.CreateConversation(
         pb.CreateConversationRequest(member_ids=[str(bob)]), metadata=with_token(alice_token)
