@@ -95,7 +95,8 @@ class MembershipStore:
                 creator,
             )
             await self._insert_members(conn, conversation_id, [creator])
-            await self._add(conn, conversation_id, creator, member_ids, rule)
+            # Not announced: a new conversation reaches its members with its first message.
+            await self._add(conn, conversation_id, creator, member_ids, rule, announce=False)
             row = await conn.fetchrow(CONVERSATION, [conversation_id], creator)
         assert row is not None
         return conversation_record(row)
@@ -196,6 +197,8 @@ class MembershipStore:
         actor: uuid.UUID,
         user_ids: list[uuid.UUID],
         rule: AdditionRule,
+        *,
+        announce: bool = True,
     ) -> None:
         wanted = list(dict.fromkeys(u for u in user_ids if u != actor))
         rows = await conn.fetch(_CANDIDATES, conversation_id, wanted, actor)
@@ -208,7 +211,8 @@ class MembershipStore:
         if not new:
             return
         await self._insert_members(conn, conversation_id, new)
-        await self._announce(conn, conversation_id, "added", new, actor)
+        if announce:
+            await self._announce(conn, conversation_id, "added", new, actor)
 
     async def _insert_members(
         self, conn: Connection, conversation_id: uuid.UUID, user_ids: list[uuid.UUID]

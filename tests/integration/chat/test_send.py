@@ -200,7 +200,7 @@ async def test_ack_only_moves_forward_and_is_announced(
         await service.send_message(sender, conversation, f"k{n}", "m")
     assert await service.ack(reader, conversation, 2) == 2
     assert await service.ack(reader, conversation, 1) == 2  # never backwards
-    (listed,) = await service.list_conversations(reader)
+    (listed,) = (await service.list_conversations(reader)).conversations
     assert (listed.acked_seq, listed.last_seq) == (2, 3)  # the reader's own cursor
     with pytest.raises(InvalidArgument, match="last seq"):
         await service.ack(reader, conversation, 4)
