@@ -167,6 +167,8 @@ class GatewaySettings(BaseModel):
     #: Sync and gap backfills holding a history page (reading it or queueing it) at once, per
     #: gateway: a reconnect storm waits for a slot instead of holding a page per connection.
     max_concurrent_backfills: int = Field(default=32, ge=1)
+    #: The same, per user: one user's connections cannot hold every slot of a gateway.
+    max_concurrent_backfills_per_user: int = Field(default=4, ge=1)
     #: A backfill that finds no room in its client's queue for this long cuts the client off
     #: (4008): a client that does not read its sync must not keep a slot.
     backfill_stall_s: float = Field(default=30.0, gt=0)

@@ -82,7 +82,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         hub=hub,
         chat=chat,
         guard=guard,
-        backfiller=Backfiller(chat, g.sync_page_size, max_concurrent=g.max_concurrent_backfills),
+        backfiller=Backfiller(
+            chat,
+            g.sync_page_size,
+            max_concurrent=g.max_concurrent_backfills,
+            max_concurrent_per_user=g.max_concurrent_backfills_per_user,
+        ),
         send_limiter=limiter,
         presence=presence,
         settings=g,
