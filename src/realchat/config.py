@@ -160,6 +160,13 @@ class GatewaySettings(BaseModel):
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     #: Frames a client may send per second (burst of the same size); beyond: error, then 1008.
     max_frames_per_s: float = Field(default=50.0, gt=0)
+    #: WebSockets one user may hold open on one gateway instance; past it the upgrade is closed
+    #: with 1008.
+    max_connections_per_user: int = Field(default=32, ge=1)
+    #: WebSockets one client address may hold open on one gateway instance (429 past it).
+    max_connections_per_address: int = Field(default=1024, ge=1)
+    #: Addresses or networks not counted per address (loopback: a local stack's tools).
+    unlimited_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1"])
     #: Messages one user may send per second, across devices and gateway instances.
     sends_per_s: int = Field(default=20, ge=1)
     #: GetHistory page size for sync backfills.

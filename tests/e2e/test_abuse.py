@@ -389,3 +389,45 @@ async def test_the_sdk_carries_on_after_a_logout_elsewhere(balanced: TwoGateways
             assert received.content == "after the logout elsewhere"
             sent = await client.send(room, "still here")
             assert sent.seq == 2
+
+
+# -- connections -------------------------------------------------------------------------------
+
+#: GatewaySettings default: WebSockets per user per gateway instance.
+CONNECTIONS_PER_USER = 32
+
+
+async def test_one_user_cannot_open_connections_without_bound(balanced: TwoGateways) -> None:
+    base = balanced.base_url
+    async with aiohttp.ClientSession() as http:
+        hoarder = await register(http, base, "hoarder")
+        gateway = balanced.gateway_url(1)
+        held = [await connect(http, gateway, hoarder) for _ in range(CONNECTIONS_PER_USER)]
+        extra = await connect(http, gateway, hoarder, hello=False)
+        code, _ = await closed_within(extra, 10.0)
+        assert code == 1008
+        assert extra.of_type("hello") == []
+        # Another user is not affected, and one closed connection makes room again.
+        other = await register(http, base, "other")
+        await (await connect(http, gateway, other)).close()
+        await held.pop().close()
+        replacement = await eventually_async(
+            lambda: connect_or_refused(http, gateway, hoarder),
+            lambda device: device is not None,
+            10,
+        )
+        assert replacement is not None, "a closed connection did not make room"
+        for device in [*held, replacement]:
+            await device.close()
+
+
+async def connect_or_refused(http: aiohttp.ClientSession, base: str, user: User) -> Device | None:
+    """A session that got its hello, or None if the server closed it instead."""
+    device = await connect(http, base, user, hello=False)
+    assert device.reader is not None
+    hello = asyncio.create_task(device.wait(lambda d: d.of_type("hello"), timeout_s=10))
+    await asyncio.wait([hello, device.reader], return_when=asyncio.FIRST_COMPLETED)
+    if hello.done() and not hello.exception():
+        return device
+    hello.cancel()
+    return None

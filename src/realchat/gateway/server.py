@@ -16,6 +16,7 @@ from realchat.auth.tokens import load_verifier
 from realchat.config import Settings
 from realchat.forwarded import trusted_networks
 from realchat.gateway import metrics
+from realchat.gateway.admission import ConnectionLimits
 from realchat.gateway.chat_client import ChatClient
 from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config
 from realchat.gateway.hub import Hub
@@ -93,6 +94,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         settings=g,
         delivering=lambda: delivery.positioned,
         live=live,
+        limits=ConnectionLimits(
+            g.max_connections_per_user,
+            g.max_connections_per_address,
+            trusted_networks(g.unlimited_addresses),
+        ),
+        trusted_proxies=trusted_networks(g.trusted_proxies),
     )
     # Requests to the auth service: no pool limit, or a flood of sign-ups would hold every
     # pooled connection and a login would wait behind them here; the auth service sheds load
