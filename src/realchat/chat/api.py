@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind
 from realchat.chat.errors import ChatError
 from realchat.chat.identity import Authenticator
 from realchat.chat.metrics import GRPC_DURATION, GRPC_REQUESTS
+from realchat.chat.send_limit import DirectSendLimit
 from realchat.chat.service import ChatService
 from realchat.chat.store import ConversationRecord, MessageRecord
 from realchat.chat.v1 import chat_pb2 as pb
@@ -84,9 +85,25 @@ INTERNAL_SEND_ERROR = pb.SendError(
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
-    def __init__(self, service: ChatService, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        authenticator: Authenticator,
+        send_limit: DirectSendLimit | None = None,
+    ) -> None:
         self._service = service
         self._auth = authenticator
+        self._send_limit = send_limit
+
+    def _limited(self, context: Context) -> bool:
+        """Whether this call's sends count against the per-user limit here."""
+        if self._send_limit is None:
+            return False
+        return self._send_limit.counts({k: str(v) for k, v in context.invocation_metadata() or ()})
+
+    async def _check_send_limit(self, caller: uuid.UUID, limited: bool) -> None:
+        if limited and self._send_limit is not None:
+            await self._send_limit.check(caller)
 
     async def _call(
         self,
@@ -203,6 +220,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: pb.SendMessageRequest, context: Context
     ) -> pb.SendMessageResponse:
         async def handle(caller: uuid.UUID) -> pb.SendMessageResponse:
+            await self._check_send_limit(caller, self._limited(context))
             result = await self._service.send_message(
                 caller,
                 request.conversation_id,
@@ -225,11 +243,15 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             GRPC_REQUESTS.labels(method="SendMessages", code=exc.status.name).inc()
             await _abort(context, exc)
         GRPC_REQUESTS.labels(method="SendMessages", code="OK").inc()
-        async for result in self._stream_sends(caller, request_iterator):
+        limited = self._limited(context)
+        async for result in self._stream_sends(caller, request_iterator, limited):
             yield result
 
     async def _stream_sends(
-        self, caller: uuid.UUID, requests: AsyncIterator[pb.SendMessagesRequest]
+        self,
+        caller: uuid.UUID,
+        requests: AsyncIterator[pb.SendMessagesRequest],
+        limited: bool = False,
     ) -> AsyncIterator[pb.SendMessagesResponse]:
         """Read sends, run each concurrently (so they share group-commit batches), and hand
         back each result as soon as it is ready."""
@@ -239,7 +261,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
         async def send(item: pb.SendMessagesRequest) -> None:
             try:
-                results.put_nowait(await self._streamed_send(caller, item))
+                results.put_nowait(await self._streamed_send(caller, item, limited))
             finally:
                 window.release()
 
@@ -263,10 +285,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 task.cancel()
 
     async def _streamed_send(
-        self, caller: uuid.UUID, item: pb.SendMessagesRequest
+        self, caller: uuid.UUID, item: pb.SendMessagesRequest, limited: bool = False
     ) -> pb.SendMessagesResponse:
         code = "OK"
         try:
+            await self._check_send_limit(caller, limited)
             result = await self._service.send_message(
                 caller, item.send.conversation_id, item.send.client_msg_id, item.send.content
             )

@@ -20,13 +20,16 @@ from realchat.chat.identity import (
     TokenVersionOf,
 )
 from realchat.chat.outbox_wakeup import CommitNotifier
+from realchat.chat.send_limit import DirectSendLimit
 from realchat.chat.service import ChatService
 from realchat.chat.store import SESSION_SETTINGS, ChatStore
 from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from realchat.config import Settings
+from realchat.gateway.ratelimit import SendLimiter
 from realchat.observability.ops import start_ops_server
 from realchat.storage.migrations import schema_is_current
 from realchat.storage.pool import create_pool
+from realchat.storage.redis import redis_client
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +59,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         chat.group_commit_max_batch, chat.group_commit_linger_s, chat.group_commit_max_inflight
     )
     service = ChatService(store, chat.max_members, limits, written=notifier)
-    servicer = ChatServicer(service, auth)
+    redis = redis_client(settings.redis.url)
+    token = settings.chat.internal_token
+    assert token is not None  # authenticator() refused to go on without it
+    send_limit = DirectSendLimit(
+        SendLimiter(redis, settings.gateway.sends_per_s), token.get_secret_value()
+    )
+    servicer = ChatServicer(service, auth, send_limit)
     server = grpc.aio.server()
     chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -84,4 +93,5 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await service.drain()
         await notifier.close()
         await ops.cleanup()
+        await redis.aclose()
         await pool.close()
