@@ -73,12 +73,12 @@ class AuthStore:
         )
         return [_user(row) for row in rows]
 
-    async def existing_ids(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        """Which of `user_ids` name an account."""
+    async def token_versions(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """The current token version of those of `user_ids` that name an account."""
         rows = await self._pool.fetch(
-            "SELECT id FROM users WHERE id = ANY($1::uuid[])", list(user_ids)
+            "SELECT id, token_version FROM users WHERE id = ANY($1::uuid[])", list(user_ids)
         )
-        return {row["id"] for row in rows}
+        return {row["id"]: row["token_version"] for row in rows}
 
     async def find_by_username(self, username: str) -> UserRecord | None:
         row = await self._pool.fetchrow(
