@@ -34,6 +34,8 @@ log = structlog.get_logger(__name__)
 SWEEP_S = 0.25
 #: Users re-checked per Redis round trip after a resubscription.
 RECHECK_CHUNK = 500
+#: Entries of closed sessions the expiry heap may hold beyond twice the open ones.
+COMPACT_SLACK = 1024
 
 
 class SessionGuard:
@@ -51,6 +53,8 @@ class SessionGuard:
         #: (expiry, tie-breaker, connection): the next session to expire on top.
         self._expiries: list[tuple[float, int, Connection]] = []
         self._order = itertools.count()
+        #: Sessions tracked now.
+        self._tracked = 0
 
     async def admit(self, token: str) -> TokenClaims:
         """What the token says if it may be used now; raise `InvalidToken` otherwise."""
@@ -67,20 +71,40 @@ class SessionGuard:
     def track(self, connection: Connection, claims: TokenClaims) -> None:
         """Watch the session until `untrack`: it is closed when its token expires or is
         revoked."""
-        self._sessions.setdefault(claims.user_id, {})[connection] = claims
+        sessions = self._sessions.setdefault(claims.user_id, {})
+        self._tracked += connection not in sessions
+        sessions[connection] = claims
         heapq.heappush(self._expiries, (claims.expires_at, next(self._order), connection))
 
     def untrack(self, connection: Connection) -> None:
         sessions = self._sessions.get(connection.user_id)
         if sessions is None:
             return
-        sessions.pop(connection, None)
+        if sessions.pop(connection, None) is not None:
+            self._tracked -= 1
         if not sessions:
             del self._sessions[connection.user_id]
-        # Its expiry entry stays in the heap until due (then it is found untracked).
+        # Its expiry entry stays in the heap until due (then it is found untracked), unless the
+        # heap is mostly such entries: then it is rebuilt, so churn cannot keep closed
+        # connections alive in it for a token's lifetime.
+        if len(self._expiries) > 2 * self._tracked + COMPACT_SLACK:
+            self._compact()
 
     def __len__(self) -> int:
-        return sum(len(s) for s in self._sessions.values())
+        return self._tracked
+
+    @property
+    def expiry_entries(self) -> int:
+        """Entries of the expiry heap (closed sessions' included until due or compacted)."""
+        return len(self._expiries)
+
+    def _compact(self) -> None:
+        self._expiries = [
+            (claims.expires_at, next(self._order), connection)
+            for sessions in self._sessions.values()
+            for connection, claims in sessions.items()
+        ]
+        heapq.heapify(self._expiries)
 
     def revoked(self, user_id: uuid.UUID, version: int) -> int:
         """The user's tokens below `version` no longer hold: close their sessions; how many."""

@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from realchat.auth.revocation import parse_announcement
 from realchat.auth.tokens import InvalidToken, TokenClaims, TokenIssuer, TokenVerifier
 from realchat.gateway.connection import Connection
-from realchat.gateway.sessions import SessionGuard
+from realchat.gateway.sessions import COMPACT_SLACK, SessionGuard
 from tests.unit.gateway.fakes import FakeSink
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -126,3 +126,18 @@ async def test_announcements_are_parsed_strictly() -> None:
     assert parse_announcement(f"{user} 3".encode()) == (user, 3)
     assert parse_announcement(b"nonsense") is None
     assert parse_announcement(f"{user} x") is None
+
+
+async def test_churn_does_not_keep_closed_sessions_in_the_expiry_heap() -> None:
+    sessions = guard(Versions())
+    user = uuid.uuid4()
+    kept, _ = session(user)
+    sessions.track(kept, TokenClaims(user, 0, 5000.0))
+    for _ in range(3000):  # sessions that come and go long before their tokens expire
+        passing, _ = session(user)
+        sessions.track(passing, TokenClaims(user, 0, 5000.0))
+        sessions.untrack(passing)
+    assert len(sessions) == 1
+    assert sessions.expiry_entries <= 2 + COMPACT_SLACK + 1
+    assert sessions.expire(now=5000.0) == 1  # the one still open is still watched
+    assert await closed_with(kept) == 4001
