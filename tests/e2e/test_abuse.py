@@ -99,43 +99,21 @@ async def test_concurrent_guesses_are_not_all_tried(balanced: TwoGateways) -> No
     assert set(statuses) <= {401, 429, 503}  # 503: refused, "try again shortly", not tried
 
 
-async def test_a_sign_up_flood_leaves_logins_answering(balanced: TwoGateways) -> None:
-    user = await sign_up(balanced, "127.0.0.40")
-    flood_addresses = [f"127.0.1.{n}" for n in range(1, 13)]
-
-    async def flood_from(address: str) -> list[int]:
-        async with client_from(address) as http:
-            replies = await asyncio.gather(
-                *(
-                    post(
-                        http,
-                        f"{balanced.base_url}/v1/users",
-                        {"username": f"f{uuid.uuid4().hex[:12]}", "password": PASSWORD},
-                    )
-                    for _ in range(SIGNUPS_PER_ADDRESS + 5)
-                )
-            )
-        return [status for status, _ in replies]
-
-    flood = asyncio.gather(*(flood_from(a) for a in flood_addresses))
-    await asyncio.sleep(0.2)  # the flood is under way (its hashing queue fills)
-    async with client_from("127.0.0.41") as http:
-        started = time.monotonic()
-        status, body = await post(
-            http, f"{balanced.base_url}/v1/tokens", {"username": user, "password": PASSWORD}
-        )
-        took = time.monotonic() - started
-    flooded = [s for statuses in await flood for s in statuses]
-    print(f"login during the sign-up flood: {took:.3f} s; flood answers {Counter(flooded)}")
-    assert status == 200, body
-    assert took < 2.0, f"a login took {took:.2f} s during the sign-up flood"
-    # Every address got at most its budget of accounts; the rest were refused, not queued.
-    assert flooded.count(201) <= SIGNUPS_PER_ADDRESS * len(flood_addresses)
-    assert set(flooded) <= {201, 429, 503}
-    assert 429 in flooded
-
-
 # -- consent in membership ---------------------------------------------------------------------
+
+
+async def account(http: aiohttp.ClientSession, base: str, name: str) -> User:
+    """A signed-up, logged-in user. The guessing tests above may leave the auth service's
+    hashing queue full for a while on a busy machine: its 503 says to try again shortly, and
+    this does, for up to a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return await register(http, base, name)
+        except AssertionError as refused:
+            if "auth_busy" not in str(refused) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(1)
 
 
 async def presence_of(
@@ -157,9 +135,9 @@ async def test_forced_co_membership_reveals_nothing_once_the_victim_leaves(
 ) -> None:
     base = balanced.base_url
     async with aiohttp.ClientSession() as http:
-        mallory = await register(http, base, "mallory")
-        victim = await register(http, base, "victim")
-        friend = await register(http, base, "friend")
+        mallory = await account(http, base, "mallory")
+        victim = await account(http, base, "victim")
+        friend = await account(http, base, "friend")
         # The victim is online on gateway 2; mallory watches from gateway 1.
         victims_device = await connect(http, balanced.gateway_url(2), victim)
         mallorys_device = await connect(http, balanced.gateway_url(1), mallory)
@@ -213,8 +191,8 @@ async def test_a_block_hides_presence_both_ways_even_in_a_shared_conversation(
 ) -> None:
     base = balanced.base_url
     async with aiohttp.ClientSession() as http:
-        mallory = await register(http, base, "mallory")
-        victim = await register(http, base, "victim")
+        mallory = await account(http, base, "mallory")
+        victim = await account(http, base, "victim")
         devices = [
             await connect(http, balanced.gateway_url(1), victim),
             await connect(http, balanced.gateway_url(2), mallory),
@@ -244,7 +222,7 @@ async def test_made_up_member_ids_are_refused_with_a_bounded_error(
 ) -> None:
     base = balanced.base_url
     async with aiohttp.ClientSession() as http:
-        mallory = await register(http, base, "mallory")
+        mallory = await account(http, base, "mallory")
         made_up = {"member_ids": [str(uuid.uuid4()) for _ in range(999)]}
         async with http.post(f"{base}/v1/conversations", json=made_up, headers=mallory.auth) as r:
             assert r.status == 422
@@ -264,7 +242,7 @@ async def test_a_user_in_many_conversations_lists_and_syncs_them_page_by_page(
     base = balanced.base_url
     count = 205  # past the gateway's page of 200 and the REST default of 100
     async with aiohttp.ClientSession() as http:
-        alice = await register(http, base, "alice")
+        alice = await account(http, base, "alice")
         created = set(
             await asyncio.gather(*(create_conversation(http, base, alice) for _ in range(count)))
         )
@@ -306,7 +284,7 @@ async def test_logout_closes_every_open_websocket_of_the_user_within_a_second(
 ) -> None:
     base = balanced.base_url
     async with aiohttp.ClientSession() as http:
-        alice = await register(http, base, "alice")
+        alice = await account(http, base, "alice")
         async with http.post(
             f"{base}/v1/tokens", json={"username": alice.username, "password": PASSWORD}
         ) as r:
@@ -347,7 +325,7 @@ async def test_a_password_change_revokes_the_old_tokens_and_the_old_password(
     base = balanced.base_url
     new_password = "a brand new passphrase"
     async with aiohttp.ClientSession() as http:
-        alice = await register(http, base, "alice")
+        alice = await account(http, base, "alice")
         device = await connect(http, balanced.gateway_url(1), alice)
         url = f"{base}/v1/users/me/password"
         wrong = {"current_password": "not the password", "new_password": new_password}
@@ -370,8 +348,8 @@ async def test_the_sdk_carries_on_after_a_logout_elsewhere(balanced: TwoGateways
     with 4001, and the client logs in again with its credentials and carries on."""
     base = balanced.base_url
     async with aiohttp.ClientSession() as http:
-        alice = await register(http, base, "alice")
-        bob = await register(http, base, "bob")
+        alice = await account(http, base, "alice")
+        bob = await account(http, base, "bob")
         room = await create_conversation(http, base, bob, alice)
         client = await RealChatClient.login(base, alice.username, PASSWORD)
         async with client:
@@ -400,7 +378,7 @@ CONNECTIONS_PER_USER = 32
 async def test_one_user_cannot_open_connections_without_bound(balanced: TwoGateways) -> None:
     base = balanced.base_url
     async with aiohttp.ClientSession() as http:
-        hoarder = await register(http, base, "hoarder")
+        hoarder = await account(http, base, "hoarder")
         gateway = balanced.gateway_url(1)
         held = [await connect(http, gateway, hoarder) for _ in range(CONNECTIONS_PER_USER)]
         extra = await connect(http, gateway, hoarder, hello=False)
@@ -408,7 +386,7 @@ async def test_one_user_cannot_open_connections_without_bound(balanced: TwoGatew
         assert code == 1008
         assert extra.of_type("hello") == []
         # Another user is not affected, and one closed connection makes room again.
-        other = await register(http, base, "other")
+        other = await account(http, base, "other")
         await (await connect(http, gateway, other)).close()
         await held.pop().close()
         replacement = await eventually_async(
@@ -431,3 +409,42 @@ async def connect_or_refused(http: aiohttp.ClientSession, base: str, user: User)
         return device
     hello.cancel()
     return None
+
+
+# -- last: it leaves the auth service's hashing queue full for a while ---------------------------
+
+
+async def test_a_sign_up_flood_leaves_logins_answering(balanced: TwoGateways) -> None:
+    user = await sign_up(balanced, "127.0.0.40")
+    flood_addresses = [f"127.0.1.{n}" for n in range(1, 13)]
+
+    async def flood_from(address: str) -> list[int]:
+        async with client_from(address) as http:
+            replies = await asyncio.gather(
+                *(
+                    post(
+                        http,
+                        f"{balanced.base_url}/v1/users",
+                        {"username": f"f{uuid.uuid4().hex[:12]}", "password": PASSWORD},
+                    )
+                    for _ in range(SIGNUPS_PER_ADDRESS + 5)
+                )
+            )
+        return [status for status, _ in replies]
+
+    flood = asyncio.gather(*(flood_from(a) for a in flood_addresses))
+    await asyncio.sleep(0.2)  # the flood is under way (its hashing queue fills)
+    async with client_from("127.0.0.41") as http:
+        started = time.monotonic()
+        status, body = await post(
+            http, f"{balanced.base_url}/v1/tokens", {"username": user, "password": PASSWORD}
+        )
+        took = time.monotonic() - started
+    flooded = [s for statuses in await flood for s in statuses]
+    print(f"login during the sign-up flood: {took:.3f} s; flood answers {Counter(flooded)}")
+    assert status == 200, body
+    assert took < 2.0, f"a login took {took:.2f} s during the sign-up flood"
+    # Every address got at most its budget of accounts; the rest were refused, not queued.
+    assert flooded.count(201) <= SIGNUPS_PER_ADDRESS * len(flood_addresses)
+    assert set(flooded) <= {201, 429, 503}
+    assert 429 in flooded

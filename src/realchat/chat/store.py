@@ -227,14 +227,14 @@ def conversation_record(row: asyncpg.Record) -> ConversationRecord:
     )
 
 
-#: The presence of those of $2 who are $1 or its presence peers (a shared conversation, no block
-#: either way: migration 0004), as the presence service announced it.
+#: The presence of those of $2 who are $1 or whose presence $1 may see (a shared conversation, no
+#: block either way: migration 0004), as the presence service announced it.
 _VISIBLE_PRESENCE = """
 SELECT asked.id AS user_id, coalesce(p.status, 'offline') AS status, p.changed_at AS since
   FROM unnest($2::uuid[]) AS asked(id)
   LEFT JOIN presence p ON p.user_id = asked.id
  WHERE asked.id = $1::uuid
-    OR asked.id IN (SELECT presence_peers($1::uuid))
+    OR presence_visible($1::uuid, asked.id)
  ORDER BY asked.id
 """
 

@@ -1,6 +1,6 @@
 -- Consent in membership: a user may block another (no adding them to conversations, no presence
--- either way), and the one rule of who sees whose presence lives here, used by the chat service
--- (presence reads) and the presence service (who is told of a transition) alike.
+-- either way), and the rule of who sees whose presence, in one place: the chat service's presence
+-- reads and the presence service's audience of a transition both use these functions.
 
 CREATE TABLE user_blocks (
     blocker     uuid NOT NULL,
@@ -11,8 +11,26 @@ CREATE TABLE user_blocks (
 );
 CREATE INDEX user_blocks_by_blocked ON user_blocks (blocked, blocker);
 
--- Users who may see `viewer`'s presence and whose presence `viewer` may see: those sharing a
--- conversation with them (a left member's row is gone), minus anyone either of the two blocked.
+-- Whether either of the two blocked the other.
+CREATE FUNCTION blocked_either_way(a uuid, b uuid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM user_blocks
+                    WHERE (blocker = a AND blocked = b) OR (blocker = b AND blocked = a))
+$$;
+
+-- Whether `viewer` and `other` see each other's presence: they share a conversation (a member
+-- who left has no row) and neither blocked the other.
+CREATE FUNCTION presence_visible(viewer uuid, other uuid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1
+                     FROM conversation_members mine
+                     JOIN conversation_members theirs
+                       ON theirs.conversation_id = mine.conversation_id
+                    WHERE mine.user_id = viewer AND theirs.user_id = other)
+       AND NOT blocked_either_way(viewer, other)
+$$;
+
+-- Everyone `presence_visible` holds for, with `viewer`: who is told of a transition.
 CREATE FUNCTION presence_peers(viewer uuid) RETURNS SETOF uuid
 LANGUAGE sql STABLE AS $$
     SELECT DISTINCT other.user_id
@@ -20,7 +38,5 @@ LANGUAGE sql STABLE AS $$
       JOIN conversation_members other ON other.conversation_id = mine.conversation_id
      WHERE mine.user_id = viewer
        AND other.user_id <> viewer
-       AND NOT EXISTS (SELECT 1 FROM user_blocks b
-                        WHERE (b.blocker = viewer AND b.blocked = other.user_id)
-                           OR (b.blocker = other.user_id AND b.blocked = viewer))
+       AND NOT blocked_either_way(viewer, other.user_id)
 $$;
