@@ -87,6 +87,11 @@ class OutboxSettings(BaseModel):
     retention_s: float = Field(default=600.0, ge=0)
 
 
+#: The longest an access token may be configured to live: a stolen token is good for at most
+#: this long even if its revocation were lost, and revocation records are kept this long.
+MAX_TOKEN_TTL_S = 24 * 3600
+
+
 class AuthSettings(BaseModel):
     """The auth service: accounts and asymmetric (EdDSA) JWT access tokens."""
 
@@ -103,7 +108,7 @@ class AuthSettings(BaseModel):
     key_id: str = "realchat-1"
     issuer: str = "realchat"
     audience: str = "realchat"
-    token_ttl_s: int = Field(default=3600, ge=60)
+    token_ttl_s: int = Field(default=3600, ge=60, le=MAX_TOKEN_TTL_S)
     #: Login attempts allowed within the window (auth/limits.py): per username from one client
     #: address, per client address over all usernames, and per username from addresses that
     #: never logged in to it (those that did are exempt, so no one can lock an owner out).
@@ -155,6 +160,13 @@ class GatewaySettings(BaseModel):
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     #: Frames a client may send per second (burst of the same size); beyond: error, then 1008.
     max_frames_per_s: float = Field(default=50.0, gt=0)
+    #: WebSockets one user may hold open on one gateway instance; past it the upgrade is closed
+    #: with 1008.
+    max_connections_per_user: int = Field(default=32, ge=1)
+    #: WebSockets one client address may hold open on one gateway instance (429 past it).
+    max_connections_per_address: int = Field(default=1024, ge=1)
+    #: Addresses or networks not counted per address (loopback: a local stack's tools).
+    unlimited_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1"])
     #: Messages one user may send per second, across devices and gateway instances.
     sends_per_s: int = Field(default=20, ge=1)
     #: GetHistory page size for sync backfills.
@@ -162,6 +174,8 @@ class GatewaySettings(BaseModel):
     #: Sync and gap backfills holding a history page (reading it or queueing it) at once, per
     #: gateway: a reconnect storm waits for a slot instead of holding a page per connection.
     max_concurrent_backfills: int = Field(default=32, ge=1)
+    #: The same, per user: one user's connections cannot hold every slot of a gateway.
+    max_concurrent_backfills_per_user: int = Field(default=4, ge=1)
     #: A backfill that finds no room in its client's queue for this long cuts the client off
     #: (4008): a client that does not read its sync must not keep a slot.
     backfill_stall_s: float = Field(default=30.0, gt=0)

@@ -65,7 +65,7 @@ async def test_a_typed_line_reaches_a_peer_and_the_reply_is_shown(realchat: Real
         )  # fmt: skip
         try:
             terminal = Terminal(process)
-            await terminal.until_shown(f"{QUIT} to leave")  # signed in, live
+            await terminal.until_shown(f"{QUIT} to stop")  # signed in, live
             await terminal.type("x" * 4001)  # too long: refused before sending
             await terminal.type("hello from a terminal")
             async with asyncio.timeout(DEADLINE_S):

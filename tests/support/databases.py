@@ -35,3 +35,13 @@ async def utc_pool(dsn: str, max_size: int = 20) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+async def new_users(pool: asyncpg.Pool, count: int) -> list[uuid.UUID]:
+    """Accounts that exist (members must: made-up ids are refused), without a usable password."""
+    ids = [uuid.uuid4() for _ in range(count)]
+    await pool.executemany(
+        "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, 'unusable')",
+        [(user_id, f"u{user_id.hex[:24]}") for user_id in ids],
+    )
+    return ids

@@ -1,3 +1,4 @@
+import asyncio
 import uuid
 
 import pytest
@@ -10,7 +11,8 @@ TOKEN = "a-long-enough-internal-token"
 
 def test_trusted_caller_acts_for_the_named_user() -> None:
     user = uuid.uuid4()
-    assert InternalCredential(TOKEN).authenticate(dict(internal_metadata(TOKEN, user))) == user
+    metadata = dict(internal_metadata(TOKEN, user))
+    assert asyncio.run(InternalCredential(TOKEN).authenticate(metadata)) == user
 
 
 @pytest.mark.parametrize(
@@ -25,7 +27,7 @@ def test_trusted_caller_acts_for_the_named_user() -> None:
 )
 def test_anything_else_is_unauthenticated(metadata: dict[str, str], code: str) -> None:
     with pytest.raises(Unauthenticated) as error:
-        InternalCredential(TOKEN).authenticate(metadata)
+        asyncio.run(InternalCredential(TOKEN).authenticate(metadata))
     assert error.value.code == code
 
 

@@ -22,6 +22,14 @@ def test_minted_tokens_verify_as_the_users_they_name() -> None:
     assert len({m.access_token for m in minted}) == 3
 
 
+def test_minted_tokens_carry_each_users_current_token_version() -> None:
+    issuer = TokenIssuer(Ed25519PrivateKey.generate(), "k1", "realchat", "realchat", 900)
+    logged_out, fresh = uuid.uuid4(), uuid.uuid4()
+    minted = mint_tokens(issuer, [logged_out, fresh], {logged_out: 3})
+    verifier = issuer.verifier()
+    assert [verifier.claims(m.access_token).version for m in minted] == [3, 0]
+
+
 def test_population_usernames_follow_the_contract() -> None:
     assert numbered_usernames("LT", 3) == ["lt_0", "lt_1", "lt_2"]
     with pytest.raises(InvalidInput):

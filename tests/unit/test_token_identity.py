@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -41,26 +42,55 @@ def bearer(token: str, **extra: str) -> dict[str, str]:
 
 def code_of(authenticator: FirstOf | TokenAuthenticator, metadata: dict[str, str]) -> str:
     with pytest.raises(Unauthenticated) as error:
-        authenticator.authenticate(metadata)
+        asyncio.run(authenticator.authenticate(metadata))
     return error.value.code
 
 
 def test_a_user_token_names_the_acting_user() -> None:
     user = uuid.uuid4()
     token, _ = ISSUER.issue(user)
-    assert token_authenticator().authenticate(bearer(token)) == user
-    assert both().authenticate(bearer(token)) == user
+    assert asyncio.run(token_authenticator().authenticate(bearer(token))) == user
+    assert asyncio.run(both().authenticate(bearer(token))) == user
+
+
+def versions(current: dict[uuid.UUID, int]) -> TokenAuthenticator:
+    """Checking revocation against `current` (users missing from it do not exist)."""
+
+    async def version_of(user_id: uuid.UUID) -> int | None:
+        return current.get(user_id)
+
+    verifier = TokenVerifier({"k1": KEY.public_key()}, "realchat", "realchat")
+    return TokenAuthenticator(verifier, version_of)
+
+
+def test_a_token_of_the_current_version_is_accepted_and_an_older_one_refused() -> None:
+    user = uuid.uuid4()
+    old, _ = ISSUER.issue(user, version=2)
+    current, _ = ISSUER.issue(user, version=3)
+    authenticator = versions({user: 3})
+    assert asyncio.run(authenticator.authenticate(bearer(current))) == user
+    assert code_of(authenticator, bearer(old)) == "invalid_credentials"
+    # Past the user's version (issued just as a check read the older one): accepted.
+    assert asyncio.run(versions({user: 2}).authenticate(bearer(current))) == user
+
+
+def test_a_token_of_a_user_who_does_not_exist_is_refused() -> None:
+    token, _ = ISSUER.issue(uuid.uuid4())
+    assert code_of(versions({}), bearer(token)) == "invalid_credentials"
 
 
 def test_a_user_token_cannot_act_for_someone_else() -> None:
     user, victim = uuid.uuid4(), uuid.uuid4()
     token, _ = ISSUER.issue(user)
-    assert both().authenticate(bearer(token, **{"x-realchat-user-id": str(victim)})) == user
+    assert (
+        asyncio.run(both().authenticate(bearer(token, **{"x-realchat-user-id": str(victim)})))
+        == user
+    )
 
 
 def test_the_internal_credential_still_works_beside_tokens() -> None:
     user = uuid.uuid4()
-    assert both().authenticate(dict(internal_metadata(INTERNAL, user))) == user
+    assert asyncio.run(both().authenticate(dict(internal_metadata(INTERNAL, user)))) == user
 
 
 def test_internal_credential_without_acting_user_is_not_retried_as_a_token() -> None:

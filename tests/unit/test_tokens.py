@@ -91,7 +91,7 @@ def test_issued_token_verifies_to_its_user_with_the_documented_claims(
     assert header["alg"] == "EdDSA"
     assert header["kid"] == KID
     claims = jwt.decode(token, options={"verify_signature": False})
-    assert set(claims) == {"sub", "iat", "exp", "iss", "aud", "jti"}
+    assert set(claims) == {"sub", "iat", "exp", "iss", "aud", "jti", "ver"}
     assert claims["sub"] == str(user)
     assert claims["exp"] - claims["iat"] == TTL_S
     assert (claims["iss"], claims["aud"]) == (ISSUER, AUDIENCE)

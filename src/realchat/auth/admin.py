@@ -69,14 +69,14 @@ async def tokens_mint_command(settings: Settings, source: TextIO, say: Say) -> i
         return 2
     pool = await create_pool(settings.database, "realchat-tokens-mint")
     try:
-        known = await AuthStore(pool).existing_ids(user_ids)
+        known = await AuthStore(pool).token_versions(user_ids)
     finally:
         await pool.close()
     unknown = [str(u) for u in user_ids if u not in known]
     if unknown:
         print(f"error: no account with id {', '.join(unknown[:5])}", file=sys.stderr)
         return 1
-    for minted in mint_tokens(issuer, user_ids):
+    for minted in mint_tokens(issuer, user_ids, known):
         say(
             json.dumps(
                 {

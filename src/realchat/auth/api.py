@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -19,11 +19,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from realchat.auth.errors import AuthError, BadRequest, InvalidInput, Unauthorized
 from realchat.auth.service import AuthService
-from realchat.auth.tokens import InvalidToken, TokenVerifier
+from realchat.auth.tokens import InvalidToken, TokenClaims, TokenVerifier
 from realchat.forwarded import client_address, trusted_networks
 from realchat.observability.http import route_of
 
 log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
 
 #: Credentials are tiny; anything bigger is refused before it is parsed.
 MAX_BODY_BYTES = 64 * 1024
@@ -43,6 +45,15 @@ class Credentials(BaseModel):
 
     username: str
     password: str
+
+
+class PasswordChange(BaseModel):
+    """The body of `PUT /v1/users/me/password`."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    current_password: str
+    new_password: str
 
 
 def error_response(
@@ -90,27 +101,29 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(500, "internal", "internal error")
 
 
-async def _credentials(request: web.Request) -> Credentials:
+async def _body(request: web.Request, model: type[M], shape: str) -> M:
     body = await request.read()
     try:
         data: Any = json.loads(body)
     except (ValueError, RecursionError):
         raise BadRequest("invalid_json", "the body must be a JSON object") from None
     try:
-        return Credentials.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise _invalid_input(exc) from None
+        raise _invalid_input(exc, model, shape) from None
 
 
-def _invalid_input(exc: ValidationError) -> InvalidInput:
+async def _credentials(request: web.Request) -> Credentials:
+    return await _body(request, Credentials, '{"username": ..., "password": ...}')
+
+
+def _invalid_input(exc: ValidationError, model: type[BaseModel], shape: str) -> InvalidInput:
     """Name the first offending field in the code (`invalid_username`, ...)."""
     first = exc.errors()[0]
     field = first["loc"][0] if first["loc"] else None
-    if field in ("username", "password"):
+    if field in model.model_fields:
         return InvalidInput(f"invalid_{field}", f"{field}: {first['msg']}")
-    return InvalidInput(
-        "invalid_request", 'the body must be a JSON object {"username": ..., "password": ...}'
-    )
+    return InvalidInput("invalid_request", f"the body must be a JSON object {shape}")
 
 
 class AuthApi:
@@ -147,28 +160,48 @@ class AuthApi:
             headers={"Cache-Control": "no-store"},
         )
 
+    async def revoke_tokens(self, request: web.Request) -> web.Response:
+        """Logout: every token of the user stops working, this one included."""
+        await self._service.logout(await self._authenticate(request))
+        return web.Response(status=204)
+
+    async def change_password(self, request: web.Request) -> web.Response:
+        claims = await self._authenticate(request)
+        body = await _body(
+            request, PasswordChange, '{"current_password": ..., "new_password": ...}'
+        )
+        address = self._client_address(request)
+        await self._service.change_password(
+            claims, body.current_password, body.new_password, address
+        )
+        return web.Response(status=204)
+
     async def user_by_username(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
+        await self._authenticate(request)
         user = await self._service.find_user(request.match_info["username"])
         return web.json_response({"user_id": str(user.user_id), "username": user.username})
 
     async def jwks(self, _: web.Request) -> web.Response:
         return web.json_response(self._jwks, headers={"Cache-Control": "public, max-age=300"})
 
-    def _authenticate(self, request: web.Request) -> None:
+    async def _authenticate(self, request: web.Request) -> TokenClaims:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Authorization: Bearer <access_token> required")
         try:
-            self._verifier.verify(token.strip())
+            claims = self._verifier.claims(token.strip())
         except InvalidToken as exc:
             raise Unauthorized(f"access token not accepted ({exc.reason})") from None
+        await self._service.check_current(claims)
+        return claims
 
 
 def create_app(api: AuthApi) -> web.Application:
     app = web.Application(middlewares=[counted, json_errors], client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/v1/users", api.register)
     app.router.add_post("/v1/tokens", api.issue_token)
+    app.router.add_delete("/v1/tokens", api.revoke_tokens)
+    app.router.add_put("/v1/users/me/password", api.change_password)
     app.router.add_get("/v1/users/by-username/{username}", api.user_by_username)
     app.router.add_get("/.well-known/jwks.json", api.jwks)
     return app

@@ -13,7 +13,7 @@ users, who sign up through the API.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from realchat.auth.passwords import Passwords
@@ -61,12 +61,17 @@ async def create_users(
     return found
 
 
-def mint_tokens(issuer: TokenIssuer, user_ids: Iterable[uuid.UUID]) -> list[MintedToken]:
-    """Access tokens for `user_ids`, exactly as a login would issue them (claims, key, lifetime).
+def mint_tokens(
+    issuer: TokenIssuer,
+    user_ids: Iterable[uuid.UUID],
+    versions: Mapping[uuid.UUID, int] | None = None,
+) -> list[MintedToken]:
+    """Access tokens for `user_ids`, exactly as a login would issue them (claims, key, lifetime,
+    the user's current token version from `versions`: 0 for accounts never logged out).
     Whether the accounts exist is the caller's concern: a token for a deleted account is as
     useless as one issued before the deletion."""
     minted = []
     for user_id in user_ids:
-        token, expires_in = issuer.issue(user_id)
+        token, expires_in = issuer.issue(user_id, (versions or {}).get(user_id, 0))
         minted.append(MintedToken(user_id, token, expires_in))
     return minted

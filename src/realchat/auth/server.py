@@ -13,6 +13,7 @@ from aiohttp import web
 from realchat.auth.api import AuthApi, create_app
 from realchat.auth.limits import AttemptLimiter, LoginLimits
 from realchat.auth.passwords import Passwords
+from realchat.auth.revocation import TokenVersions
 from realchat.auth.service import AuthService, SignupLimits
 from realchat.auth.store import AuthStore
 from realchat.auth.tokens import (
@@ -58,6 +59,7 @@ def build_api(
         limiter,
         login_limits,
         signup_limits,
+        TokenVersions(redis),
         auth.unlimited_addresses,
     )
     return AuthApi(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 from realchat.auth.errors import (
     Busy,
@@ -19,18 +20,23 @@ from realchat.auth.errors import (
     NotFound,
     TooManyAttempts,
     TooManySignups,
+    Unauthorized,
     UsernameTaken,
 )
 from realchat.auth.limits import AttemptLimiter, LoginLimits, login_budgets, signup_budgets
 from realchat.auth.passwords import HashingBusy, Passwords
+from realchat.auth.revocation import TokenVersions
 from realchat.auth.store import AuthStore, UserRecord
-from realchat.auth.tokens import TokenIssuer
+from realchat.auth.tokens import TokenClaims, TokenIssuer
 from realchat.forwarded import is_trusted, trusted_networks
 
 log = structlog.get_logger(__name__)
 
 LOGINS = Counter("realchat_auth_logins_total", "Login attempts by outcome", ["outcome"])
 REGISTRATIONS = Counter("realchat_auth_registrations_total", "Accounts created")
+REVOCATIONS = Counter(
+    "realchat_auth_token_revocations_total", "Logouts and password changes (tokens revoked)"
+)
 REFUSED_SIGNUPS = Counter(
     "realchat_auth_signups_refused_total", "Sign-ups refused before hashing, by reason", ["reason"]
 )
@@ -109,9 +115,11 @@ class AuthService:
         limiter: AttemptLimiter,
         login_limits: LoginLimits,
         signup_limits: SignupLimits,
+        versions: TokenVersions,
         unlimited_addresses: Collection[str] = (),
     ) -> None:
         self._store = store
+        self._versions = versions
         self._passwords = passwords
         self._issuer = issuer
         self._limiter = limiter
@@ -151,10 +159,65 @@ class AuthService:
         return User(record.user_id, record.username)
 
     async def login(self, username: str, password: str, client_address: str | None) -> AccessToken:
-        """A token for the right password; one generic error for anything else. The attempt is
-        counted before the password is checked; once a budget is spent (`limits.py`), even the
-        right password is refused, or guessing could simply go on until it hits."""
-        name = _login_name(username)
+        """A token for the right password; one generic error for anything else."""
+        user = await self._checked_password(_login_name(username), password, client_address)
+        LOGINS.labels("succeeded").inc()
+        token, expires_in = self._issuer.issue(user.user_id, user.token_version)
+        return AccessToken(token, expires_in)
+
+    async def check_current(self, claims: TokenClaims) -> None:
+        """Raise `Unauthorized` if the token was revoked (or its user is gone)."""
+        record = await self._store.find_by_id(claims.user_id)
+        if record is None or claims.version < record.token_version:
+            raise Unauthorized("access token not accepted (revoked)")
+
+    async def logout(self, claims: TokenClaims) -> None:
+        """Revoke every token of the user (each device logs in again)."""
+        await self._revoke(claims, None)
+
+    async def change_password(
+        self, claims: TokenClaims, current: str, new: str, client_address: str | None
+    ) -> None:
+        """Set a new password, given the current one (counted like a login attempt), and
+        revoke every token of the user."""
+        check_password(new)
+        record = await self._store.find_by_id(claims.user_id)
+        if record is None:
+            raise Unauthorized("the token's user does not exist")
+        await self._checked_password(record.username, current, client_address)
+        try:
+            new_hash = await self._passwords.hash(new)
+        except HashingBusy:
+            raise Busy() from None
+        await self._revoke(claims, new_hash)
+        log.info("password changed", user_id=str(claims.user_id))
+
+    async def _revoke(self, claims: TokenClaims, password_hash: str | None) -> None:
+        version = await self._store.revoke_tokens(claims.user_id, claims.version, password_hash)
+        if version is None:
+            # Revoked already. Announce the current version again (harmless, and it heals a
+            # revocation whose announcement failed), but this token changes nothing.
+            record = await self._store.find_by_id(claims.user_id)
+            if record is not None:
+                await self._announce(claims.user_id, record.token_version)
+            raise Unauthorized("access token not accepted (revoked)")
+        REVOCATIONS.inc()
+        await self._announce(claims.user_id, version)
+
+    async def _announce(self, user_id: uuid.UUID, version: int) -> None:
+        try:
+            await self._versions.announce(user_id, version)
+        except (RedisError, OSError) as exc:
+            log.warning("token revocation not announced", user_id=str(user_id), error=str(exc))
+            raise Busy() from None
+
+    async def _checked_password(
+        self, name: str | None, password: str, client_address: str | None
+    ) -> UserRecord:
+        """The account if `password` is its password; one generic error for anything else. The
+        attempt is counted before the password is checked; once a budget is spent
+        (`limits.py`), even the right password is refused, or guessing could simply go on until
+        it hits."""
         client_address = self._counted(client_address)
         budgets, pair = login_budgets(self._limiter, self._login_limits, name, client_address)
         known = self._limiter.known_key(name) if name is not None else None
@@ -177,9 +240,7 @@ class AuthService:
             budgets, clear=[pair] if pair else [], known_key=known, address=client_address
         )
         await self._upgrade_hash(user, password)
-        LOGINS.labels("succeeded").inc()
-        token, expires_in = self._issuer.issue(user.user_id)
-        return AccessToken(token, expires_in)
+        return user
 
     async def find_user(self, username: str) -> User:
         name = _login_name(username)

@@ -16,9 +16,11 @@ class UserRecord:
     username: str
     password_hash: str
     created_at: datetime
+    #: The version the user's tokens are signed with now (migration 0005).
+    token_version: int = 0
 
 
-_COLUMNS = "id, username, password_hash, created_at"
+_COLUMNS = "id, username, password_hash, created_at, token_version"
 
 
 def _user(row: asyncpg.Record) -> UserRecord:
@@ -27,6 +29,7 @@ def _user(row: asyncpg.Record) -> UserRecord:
         username=row["username"],
         password_hash=row["password_hash"],
         created_at=row["created_at"],
+        token_version=row["token_version"],
     )
 
 
@@ -70,12 +73,12 @@ class AuthStore:
         )
         return [_user(row) for row in rows]
 
-    async def existing_ids(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        """Which of `user_ids` name an account."""
+    async def token_versions(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """The current token version of those of `user_ids` that name an account."""
         rows = await self._pool.fetch(
-            "SELECT id FROM users WHERE id = ANY($1::uuid[])", list(user_ids)
+            "SELECT id, token_version FROM users WHERE id = ANY($1::uuid[])", list(user_ids)
         )
-        return {row["id"] for row in rows}
+        return {row["id"]: row["token_version"] for row in rows}
 
     async def find_by_username(self, username: str) -> UserRecord | None:
         row = await self._pool.fetchrow(
@@ -95,3 +98,19 @@ class AuthStore:
             old,
             new,
         )
+
+    async def revoke_tokens(
+        self, user_id: uuid.UUID, current: int, password_hash: str | None = None
+    ) -> int | None:
+        """Bump the user's token version (and set a new password hash, if given), provided it
+        is still `current`: the new version, or None if it moved meanwhile (the token that asked
+        was revoked already)."""
+        version: int | None = await self._pool.fetchval(
+            "UPDATE users SET token_version = token_version + 1, "
+            "password_hash = coalesce($3, password_hash) "
+            "WHERE id = $1 AND token_version = $2 RETURNING token_version",
+            user_id,
+            current,
+            password_hash,
+        )
+        return version

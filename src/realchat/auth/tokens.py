@@ -4,8 +4,10 @@ Asymmetric on purpose: only the auth service holds the private key; the gateway 
 service verify tokens locally with the public key (a file, or the JWKS), so no request needs a
 round trip to the auth service and no verifier can mint tokens.
 
-Claims: `sub` (user UUID), `iat`, `exp`, `iss`, `aud`, `jti`; header `kid` names the key, so keys
-can be rotated by publishing the next one before signing with it.
+Claims: `sub` (user UUID), `iat`, `exp`, `iss`, `aud`, `jti`, `ver` (the user's token version
+at issue: logout and a password change bump it, revoking every older token, see
+`revocation.py`); header `kid` names the key, so keys can be rotated by publishing the next one
+before signing with it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import base64
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,17 @@ class InvalidToken(Exception):  # noqa: N818 - reads best at the call site: `exc
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a verified token says."""
+
+    user_id: uuid.UUID
+    #: The user's token version when it was issued (0 for tokens without `ver`).
+    version: int
+    #: Unix time after which it is refused.
+    expires_at: float
 
 
 class KeyConfigError(RuntimeError):
@@ -64,10 +78,12 @@ class TokenIssuer:
     def public_key(self) -> Ed25519PublicKey:
         return self._key.public_key()
 
-    def issue(self, user_id: uuid.UUID) -> tuple[str, int]:
-        """A signed token for `user_id` and its lifetime in seconds (the `expires_in` to report)."""
+    def issue(self, user_id: uuid.UUID, version: int = 0) -> tuple[str, int]:
+        """A signed token for `user_id` at token `version`, and its lifetime in seconds (the
+        `expires_in` to report)."""
         now = int(self._clock())
         claims = {
+            "ver": version,
             "sub": str(user_id),
             "iat": now,
             "exp": now + self._ttl_s,
@@ -105,12 +121,22 @@ class TokenVerifier:
 
     def verify(self, token: str) -> uuid.UUID:
         """The user the token was issued to, or raise `InvalidToken`."""
+        return self.claims(token).user_id
+
+    def claims(self, token: str) -> TokenClaims:
+        """What the token says once its signature, issuer, audience and lifetime check out
+        (whether its version is still current is `revocation.py`'s question), or raise
+        `InvalidToken`."""
         key = self._key_for(token)
         claims = self._decode(token, key)
         try:
-            return uuid.UUID(str(claims["sub"]))
+            user_id = uuid.UUID(str(claims["sub"]))
         except ValueError:
             raise InvalidToken("bad_subject", "token subject is not a user id") from None
+        version = claims.get("ver", 0)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise InvalidToken("malformed", "token version is not a non-negative integer")
+        return TokenClaims(user_id, version, float(claims["exp"]))
 
     def _key_for(self, token: str) -> Ed25519PublicKey:
         try:

@@ -19,6 +19,7 @@ from opentelemetry.trace import Span, SpanKind, set_span_in_context
 from realchat.chat.errors import ChatError, InvalidArgument, PermissionDenied
 from realchat.chat.identity import Authenticator, InternalCredential
 from realchat.chat.metrics import GRPC_DURATION, GRPC_REQUESTS
+from realchat.chat.send_limit import DirectSendLimit
 from realchat.chat.service import ChatService, SendRequest, SendResult
 from realchat.chat.store import ConversationRecord, MessageRecord
 from realchat.chat.v1 import chat_pb2 as pb
@@ -134,17 +135,30 @@ def _send_span(request: SendRequest) -> Span:
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
-    """`internal`: the credential SendMessageBatch requires (without it, the call is refused)."""
+    """`internal`: the credential SendMessageBatch requires (without it, the call is refused);
+    `send_limit`: the per-user send limit for calls made with a user's own token."""
 
     def __init__(
         self,
         service: ChatService,
         authenticator: Authenticator,
         internal: InternalCredential | None = None,
+        send_limit: DirectSendLimit | None = None,
     ) -> None:
         self._service = service
         self._auth = authenticator
         self._internal = internal
+        self._send_limit = send_limit
+
+    def _limited(self, context: Context) -> bool:
+        """Whether this call's sends count against the per-user limit here."""
+        if self._send_limit is None:
+            return False
+        return self._send_limit.counts({k: str(v) for k, v in context.invocation_metadata() or ()})
+
+    async def _check_send_limit(self, caller: uuid.UUID, limited: bool) -> None:
+        if limited and self._send_limit is not None:
+            await self._send_limit.check(caller)
 
     async def _call(
         self,
@@ -164,7 +178,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             attributes={"rpc.system": "grpc", "rpc.method": method},
         ) as span:
             try:
-                caller = self._auth.authenticate(metadata)
+                caller = await self._auth.authenticate(metadata)
                 span.set_attribute("realchat.user_id", str(caller))
                 return await handler(caller)
             except ChatError as exc:
@@ -198,6 +212,42 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
         return await self._call("AddMembers", context, handle)
 
+    async def RemoveMember(
+        self, request: pb.RemoveMemberRequest, context: Context
+    ) -> pb.RemoveMemberResponse:
+        async def handle(caller: uuid.UUID) -> pb.RemoveMemberResponse:
+            await self._service.remove_member(caller, request.conversation_id, request.user_id)
+            return pb.RemoveMemberResponse()
+
+        return await self._call("RemoveMember", context, handle)
+
+    async def BlockUser(
+        self, request: pb.BlockUserRequest, context: Context
+    ) -> pb.BlockUserResponse:
+        async def handle(caller: uuid.UUID) -> pb.BlockUserResponse:
+            await self._service.block(caller, request.user_id)
+            return pb.BlockUserResponse()
+
+        return await self._call("BlockUser", context, handle)
+
+    async def UnblockUser(
+        self, request: pb.UnblockUserRequest, context: Context
+    ) -> pb.UnblockUserResponse:
+        async def handle(caller: uuid.UUID) -> pb.UnblockUserResponse:
+            await self._service.unblock(caller, request.user_id)
+            return pb.UnblockUserResponse()
+
+        return await self._call("UnblockUser", context, handle)
+
+    async def ListBlockedUsers(
+        self, request: pb.ListBlockedUsersRequest, context: Context
+    ) -> pb.ListBlockedUsersResponse:
+        async def handle(caller: uuid.UUID) -> pb.ListBlockedUsersResponse:
+            blocked = await self._service.blocked_users(caller)
+            return pb.ListBlockedUsersResponse(user_ids=[str(u) for u in blocked])
+
+        return await self._call("ListBlockedUsers", context, handle)
+
     async def GetConversation(
         self, request: pb.GetConversationRequest, context: Context
     ) -> pb.Conversation:
@@ -211,9 +261,12 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: pb.ListConversationsRequest, context: Context
     ) -> pb.ListConversationsResponse:
         async def handle(caller: uuid.UUID) -> pb.ListConversationsResponse:
-            records = await self._service.list_conversations(caller)
+            page = await self._service.list_conversations(
+                caller, request.page_size, request.page_token
+            )
             return pb.ListConversationsResponse(
-                conversations=[conversation_to_proto(r) for r in records]
+                conversations=[conversation_to_proto(r) for r in page.conversations],
+                next_page_token=page.next_page_token or "",
             )
 
         return await self._call("ListConversations", context, handle)
@@ -222,6 +275,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: pb.SendMessageRequest, context: Context
     ) -> pb.SendMessageResponse:
         async def handle(caller: uuid.UUID) -> pb.SendMessageResponse:
+            await self._check_send_limit(caller, self._limited(context))
             result = await self._service.send_message(
                 caller,
                 request.conversation_id,
@@ -239,16 +293,20 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     ) -> AsyncIterator[pb.SendMessagesResponse]:
         metadata = {k: str(v) for k, v in (context.invocation_metadata() or ())}
         try:
-            caller = self._auth.authenticate(metadata)
+            caller = await self._auth.authenticate(metadata)
         except ChatError as exc:
             GRPC_REQUESTS.labels(method="SendMessages", code=exc.status.name).inc()
             await _abort(context, exc)
         GRPC_REQUESTS.labels(method="SendMessages", code="OK").inc()
-        async for result in self._stream_sends(caller, request_iterator):
+        limited = self._limited(context)
+        async for result in self._stream_sends(caller, request_iterator, limited):
             yield result
 
     async def _stream_sends(
-        self, caller: uuid.UUID, requests: AsyncIterator[pb.SendMessagesRequest]
+        self,
+        caller: uuid.UUID,
+        requests: AsyncIterator[pb.SendMessagesRequest],
+        limited: bool = False,
     ) -> AsyncIterator[pb.SendMessagesResponse]:
         """Read sends, run each concurrently (so they share group-commit batches), and hand
         back each result as soon as it is ready."""
@@ -258,7 +316,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
         async def send(item: pb.SendMessagesRequest) -> None:
             try:
-                results.put_nowait(await self._streamed_send(caller, item))
+                results.put_nowait(await self._streamed_send(caller, item, limited))
             finally:
                 window.release()
 
@@ -282,10 +340,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 task.cancel()
 
     async def _streamed_send(
-        self, caller: uuid.UUID, item: pb.SendMessagesRequest
+        self, caller: uuid.UUID, item: pb.SendMessagesRequest, limited: bool = False
     ) -> pb.SendMessagesResponse:
         code = "OK"
         try:
+            await self._check_send_limit(caller, limited)
             result = await self._service.send_message(
                 caller, item.send.conversation_id, item.send.client_msg_id, item.send.content
             )

@@ -40,3 +40,12 @@ class IdempotencyConflict(ChatError):  # noqa: N818
 
     def __init__(self, message: str) -> None:
         super().__init__("idempotency_conflict", message)
+
+
+class RateLimited(ChatError):  # noqa: N818
+    """The user sent more than their per-second budget (counted across every path)."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self) -> None:
+        super().__init__("rate_limited", "too many messages; slow down")

@@ -3,14 +3,15 @@
 Trusted internal callers (the gateway, operator tools) present the shared internal credential
 (`authorization: Bearer <internal token>`) and name the user they act for in `x-realchat-user-id`.
 Users may also call with their own access token (`authorization: Bearer <JWT>`, verified locally
-with the auth service's public key); the token names the user, `x-realchat-user-id` is ignored.
+with the auth service's public key, and refused once revoked: its version must still be the
+user's, read from the database); the token names the user, `x-realchat-user-id` is ignored.
 """
 
 from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from realchat.auth.tokens import InvalidToken, TokenVerifier
@@ -20,8 +21,12 @@ AUTHORIZATION = "authorization"
 ACTING_USER = "x-realchat-user-id"
 
 
+#: The user's current token version, None if there is no such user (`auth/revocation.py`).
+TokenVersionOf = Callable[[uuid.UUID], Awaitable[int | None]]
+
+
 class Authenticator(Protocol):
-    def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
+    async def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
         """The acting user, or raise `Unauthenticated`."""
         ...
 
@@ -47,7 +52,7 @@ class InternalCredential:
         if not hmac.compare_digest(presented, self._token):
             raise Unauthenticated("invalid_credentials", "credentials not accepted")
 
-    def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
+    async def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
         self.verify(metadata)
         try:
             return uuid.UUID(metadata.get(ACTING_USER, ""))
@@ -58,18 +63,25 @@ class InternalCredential:
 
 
 class TokenAuthenticator:
-    """Accepts calls that carry a user's access token (a JWT from the auth service)."""
+    """Accepts calls that carry a user's access token (a JWT from the auth service) that was not
+    revoked since (when `version_of` is given: the chat service always gives it)."""
 
-    def __init__(self, verifier: TokenVerifier) -> None:
+    def __init__(self, verifier: TokenVerifier, version_of: TokenVersionOf | None = None) -> None:
         self._verifier = verifier
+        self._version_of = version_of
 
-    def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
+    async def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
         try:
-            return self._verifier.verify(bearer_token(metadata))
+            claims = self._verifier.claims(bearer_token(metadata))
         except InvalidToken as exc:
             raise Unauthenticated(
                 "invalid_credentials", f"access token not accepted ({exc.reason})"
             ) from None
+        if self._version_of is not None:
+            current = await self._version_of(claims.user_id)
+            if current is None or claims.version < current:
+                raise Unauthenticated("invalid_credentials", "access token not accepted (revoked)")
+        return claims.user_id
 
 
 class FirstOf:
@@ -82,11 +94,11 @@ class FirstOf:
             raise ValueError("FirstOf needs at least one authenticator")
         self._authenticators = authenticators
 
-    def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
+    async def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
         refused: Unauthenticated | None = None
         for authenticator in self._authenticators:
             try:
-                return authenticator.authenticate(metadata)
+                return await authenticator.authenticate(metadata)
             except Unauthenticated as exc:
                 if exc.code != "invalid_credentials":
                     raise

@@ -19,6 +19,8 @@ from realchat.chat.errors import (
     PermissionDenied,
 )
 from realchat.chat.group_commit import GroupCommitLimits, GroupCommitter
+from realchat.chat.membership import Candidate, additions, removal
+from realchat.chat.membership_store import MembershipStore
 from realchat.chat.metrics import GROUP_COMMIT_BATCH_SIZE
 from realchat.chat.store import (
     ChatStore,
@@ -27,6 +29,7 @@ from realchat.chat.store import (
     MessageRecord,
     PresenceRecord,
 )
+from realchat.events.models import MembershipChange
 from realchat.observability.tracing import inject
 
 MAX_CONTENT_CHARS = 4000
@@ -35,6 +38,17 @@ MAX_TITLE_CHARS = 200
 MAX_HISTORY_LIMIT = 500
 DEFAULT_HISTORY_LIMIT = 100
 MAX_PRESENCE_USERS = 100
+DEFAULT_CONVERSATIONS_PAGE = 100
+MAX_CONVERSATIONS_PAGE = 200
+#: Blocked users listed at most (a longer list is cut: it is the blocker's own doing).
+MAX_BLOCKED_LISTED = 1000
+
+
+@dataclass(frozen=True)
+class ConversationsPage:
+    conversations: list[ConversationRecord]
+    #: Where the next page starts; None on the last page.
+    next_page_token: str | None
 
 
 class SendRequest(NamedTuple):
@@ -84,8 +98,10 @@ class ChatService:
         max_members: int = 1000,
         group_commit: GroupCommitLimits | None = None,
         written: Callable[[], None] = _nothing,
+        membership: MembershipStore | None = None,
     ) -> None:
         self._store = store
+        self._membership = membership or MembershipStore(store.pool, store.outbox_shards)
         self._max_members = max_members
         self._written = written
         self._sends: GroupCommitter[NewMessage, Stored] = GroupCommitter(
@@ -101,7 +117,7 @@ class ChatService:
     ) -> ConversationRecord:
         _check_text(title, "title", MAX_TITLE_CHARS, allow_empty=True)
         members = self._parse_members(member_ids, "member_ids")
-        return await self._store.create_conversation(caller, members, title)
+        return await self._membership.create_conversation(caller, members, title, self._additions)
 
     async def add_members(
         self, caller: uuid.UUID, conversation_id: str, user_ids: list[str]
@@ -111,7 +127,49 @@ class ChatService:
         if not members:
             raise InvalidArgument("invalid_user_ids", "user_ids must not be empty")
         await self._require_member(conversation, caller)
-        return await self._store.add_members(conversation, caller, members)
+        record = await self._membership.add_members(conversation, caller, members, self._additions)
+        if record is None:
+            raise NotFound("conversation_not_found", "no such conversation")
+        return record
+
+    def _additions(self, candidates: list[Candidate], members_now: int) -> list[uuid.UUID]:
+        return additions(candidates, members_now, self._max_members)
+
+    async def remove_member(
+        self, caller: uuid.UUID, conversation_id: str, user_id: str
+    ) -> MembershipChange:
+        """Leave (`user_id` is the caller) or, as the creator, remove a member; the change."""
+        conversation = parse_id(conversation_id, "conversation_id")
+        target = parse_id(user_id, "user_id")
+
+        def rule(
+            creator: uuid.UUID, actor_is_member: bool, target_is_member: bool
+        ) -> MembershipChange:
+            return removal(
+                caller,
+                target,
+                creator,
+                actor_is_member=actor_is_member,
+                target_is_member=target_is_member,
+            )
+
+        change = await self._membership.remove_member(conversation, caller, target, rule)
+        if change is None:
+            raise NotFound("conversation_not_found", "no such conversation")
+        return change
+
+    async def block(self, caller: uuid.UUID, user_id: str) -> None:
+        blocked = parse_id(user_id, "user_id")
+        if blocked == caller:
+            raise InvalidArgument("invalid_user_id", "you cannot block yourself")
+        if not await self._membership.block(caller, blocked):
+            raise NotFound("user_not_found", "no such user")
+
+    async def unblock(self, caller: uuid.UUID, user_id: str) -> None:
+        await self._membership.unblock(caller, parse_id(user_id, "user_id"))
+
+    async def blocked_users(self, caller: uuid.UUID) -> list[uuid.UUID]:
+        return await self._membership.blocked(caller, MAX_BLOCKED_LISTED)
 
     async def get_conversation(self, caller: uuid.UUID, conversation_id: str) -> ConversationRecord:
         conversation = parse_id(conversation_id, "conversation_id")
@@ -121,8 +179,20 @@ class ChatService:
             raise NotFound("conversation_not_found", "no such conversation")
         return record
 
-    async def list_conversations(self, caller: uuid.UUID) -> list[ConversationRecord]:
-        return await self._store.list_conversations(caller)
+    async def list_conversations(
+        self, caller: uuid.UUID, page_size: int = 0, page_token: str = ""
+    ) -> ConversationsPage:
+        """A page of the caller's conversations, by id: no reply grows with their number."""
+        size = page_size or DEFAULT_CONVERSATIONS_PAGE
+        if not 1 <= size <= MAX_CONVERSATIONS_PAGE:
+            raise InvalidArgument(
+                "invalid_page_size", f"page_size must be 1-{MAX_CONVERSATIONS_PAGE}"
+            )
+        after = parse_id(page_token, "page_token") if page_token else None
+        page = await self._membership.conversations_page(caller, after, size + 1)
+        more = len(page) > size
+        page = page[:size]
+        return ConversationsPage(page, str(page[-1].conversation_id) if more else None)
 
     async def send_message(
         self,
@@ -179,7 +249,7 @@ class ChatService:
         if not 1 <= limit <= MAX_HISTORY_LIMIT:
             raise InvalidArgument("invalid_limit", f"limit must be 1-{MAX_HISTORY_LIMIT}")
         membership = await self._require_member(conversation, caller)
-        messages = await self._store.history(conversation, after_seq, limit)
+        messages = await self._store.history(conversation, after_seq, limit, membership.last_seq)
         return messages, membership.last_seq
 
     async def ack(

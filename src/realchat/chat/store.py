@@ -188,7 +188,7 @@ SELECT acked_seq FROM moved, event
 """
 
 #: Conversations by id, as seen by user $2 (whose acked cursor is returned).
-_CONVERSATION = """
+CONVERSATION = """
 SELECT c.id, c.title, c.created_at, c.last_seq,
        array_agg(m.user_id ORDER BY m.joined_at, m.user_id) AS member_ids,
        coalesce(max(m.acked_seq) FILTER (WHERE m.user_id = $2::uuid), 0) AS acked_seq
@@ -210,7 +210,7 @@ def _message(row: asyncpg.Record) -> MessageRecord:
     )
 
 
-def _conversation(row: asyncpg.Record) -> ConversationRecord:
+def conversation_record(row: asyncpg.Record) -> ConversationRecord:
     return ConversationRecord(
         conversation_id=row["id"],
         title=row["title"],
@@ -221,18 +221,14 @@ def _conversation(row: asyncpg.Record) -> ConversationRecord:
     )
 
 
-#: The presence of those of $2 who are $1 or share a conversation with $1 (a read of the presence
-#: service's announced state).
+#: The presence of those of $2 who are $1 or whose presence $1 may see (a shared conversation, no
+#: block either way: migration 0004), as the presence service announced it.
 _VISIBLE_PRESENCE = """
 SELECT asked.id AS user_id, coalesce(p.status, 'offline') AS status, p.changed_at AS since
   FROM unnest($2::uuid[]) AS asked(id)
   LEFT JOIN presence p ON p.user_id = asked.id
  WHERE asked.id = $1::uuid
-    OR EXISTS (SELECT 1
-                 FROM conversation_members mine
-                 JOIN conversation_members theirs
-                   ON theirs.conversation_id = mine.conversation_id
-                WHERE mine.user_id = $1::uuid AND theirs.user_id = asked.id)
+    OR presence_visible($1::uuid, asked.id)
  ORDER BY asked.id
 """
 
@@ -242,56 +238,28 @@ class ChatStore:
         self._pool = pool
         self._shards = outbox_shards
 
-    @db_operation("create_conversation")
-    async def create_conversation(
-        self, creator: uuid.UUID, member_ids: list[uuid.UUID], title: str
-    ) -> ConversationRecord:
-        conversation_id = uuid.uuid4()
-        members = [creator, *(m for m in dict.fromkeys(member_ids) if m != creator)]
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO conversations (id, title, created_by) VALUES ($1, $2, $3)",
-                conversation_id,
-                title,
-                creator,
-            )
-            await conn.executemany(
-                "INSERT INTO conversation_members (conversation_id, user_id, joined_at) "
-                "VALUES ($1, $2, clock_timestamp())",
-                [(conversation_id, m) for m in members],
-            )
-            row = await conn.fetchrow(_CONVERSATION, [conversation_id], creator)
-        assert row is not None
-        return _conversation(row)
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
 
-    @db_operation("add_members")
-    async def add_members(
-        self, conversation_id: uuid.UUID, actor: uuid.UUID, user_ids: list[uuid.UUID]
-    ) -> ConversationRecord:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                "INSERT INTO conversation_members (conversation_id, user_id, joined_at) "
-                "VALUES ($1, $2, clock_timestamp()) ON CONFLICT DO NOTHING",
-                [(conversation_id, u) for u in dict.fromkeys(user_ids)],
-            )
-            row = await conn.fetchrow(_CONVERSATION, [conversation_id], actor)
-        assert row is not None
-        return _conversation(row)
+    @property
+    def outbox_shards(self) -> int:
+        return self._shards
+
+    @db_operation("token_version")
+    async def token_version(self, user_id: uuid.UUID) -> int | None:
+        """The user's current token version (migration 0005); None if there is no such user."""
+        version: int | None = await self._pool.fetchval(
+            "SELECT token_version FROM users WHERE id = $1", user_id
+        )
+        return version
 
     @db_operation("get_conversation")
     async def get_conversation(
         self, conversation_id: uuid.UUID, viewer: uuid.UUID
     ) -> ConversationRecord | None:
-        row = await self._pool.fetchrow(_CONVERSATION, [conversation_id], viewer)
-        return _conversation(row) if row is not None else None
-
-    @db_operation("list_conversations")
-    async def list_conversations(self, user_id: uuid.UUID) -> list[ConversationRecord]:
-        ids = await self._pool.fetch(
-            "SELECT conversation_id FROM conversation_members WHERE user_id = $1", user_id
-        )
-        rows = await self._pool.fetch(_CONVERSATION, [r["conversation_id"] for r in ids], user_id)
-        return [_conversation(r) for r in rows]
+        row = await self._pool.fetchrow(CONVERSATION, [conversation_id], viewer)
+        return conversation_record(row) if row is not None else None
 
     @db_operation("membership")
     async def membership(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> Membership:
@@ -345,14 +313,17 @@ class ChatStore:
 
     @db_operation("history")
     async def history(
-        self, conversation_id: uuid.UUID, after_seq: int, limit: int
+        self, conversation_id: uuid.UUID, after_seq: int, limit: int, up_to: int
     ) -> list[MessageRecord]:
+        """Messages after `after_seq` up to `up_to` (the last seq when the reader's membership was
+        checked: a member who left since then gets nothing written after the leave)."""
         rows = await self._pool.fetch(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages "
-            "WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            "WHERE conversation_id = $1 AND seq > $2 AND seq <= $4 ORDER BY seq LIMIT $3",
             conversation_id,
             after_seq,
             limit,
+            up_to,
         )
         return [_message(r) for r in rows]
 

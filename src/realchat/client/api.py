@@ -16,8 +16,9 @@ What the application can rely on (see docs/client-sdk.md for the limits):
   including the client's own sends (their `send_ok` counts as having the message).
 - The client reconnects by itself (jittered exponential backoff) and syncs after every
   (re)connect. Each attempt presents the current token: a client from `login()` (or given a
-  `token_provider`) renews it before it expires and once after a refusal; only a refusal that
-  a renewal does not cure (close 4001, HTTP 401) stops it, with `Unauthorized`.
+  `token_provider`) renews it before it expires and once after a refusal (the server closes a
+  WebSocket with 4001 when its token expires or is revoked); only a refusal that a renewal does
+  not cure (close 4001, HTTP 401) stops it, with `Unauthorized`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import structlog
 
 from realchat.client.backoff import Backoff
 from realchat.client.connection import Connection
-from realchat.client.errors import ClientClosed
+from realchat.client.errors import ClientClosed, Unauthorized
 from realchat.client.events import Event
 from realchat.client.options import ClientOptions
 from realchat.client.ordering import Ordering
@@ -94,6 +95,8 @@ class RealChatClient:
         self._connection: Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        #: The account's REST client and username, for a client from `login()`.
+        self._account: tuple[RestApi, str] | None = None
 
     # -- accounts (no client needed) -------------------------------------------------------------
 
@@ -130,6 +133,7 @@ class RealChatClient:
             http=session,
         )
         client._owns_http = http is None
+        client._account = (accounts, username)
         return client
 
     @staticmethod
@@ -350,6 +354,43 @@ class RealChatClient:
 
     async def set_muted(self, conversation_id: str, muted: bool) -> None:
         await self._api().set_muted(conversation_id, muted)
+
+    # -- membership and sessions -----------------------------------------------------------------
+
+    async def leave(self, conversation_id: str) -> None:
+        """Leave the conversation: nothing of it reaches this user from now on."""
+        user_id = self.user_id or _token_subject(await self.tokens.current())
+        if user_id is None:
+            raise Unauthorized("the access token names no user")
+        await self._api().remove_member(conversation_id, user_id)
+
+    async def remove_member(self, conversation_id: str, user_id: str) -> None:
+        """As the conversation's creator, take a member out of it."""
+        await self._api().remove_member(conversation_id, user_id)
+
+    async def block(self, user_id: str) -> None:
+        """The user can no longer add this one to conversations; no presence either way."""
+        await self._api().block(user_id)
+
+    async def unblock(self, user_id: str) -> None:
+        await self._api().unblock(user_id)
+
+    async def blocked(self) -> list[str]:
+        return await self._api().blocked()
+
+    async def logout(self) -> None:
+        """Revoke every access token of the user (every device is logged out), then close."""
+        await self._api().logout()
+        await self.close()
+
+    async def change_password(self, current_password: str, new_password: str) -> None:
+        """Change the password. Every token of the user is revoked: a client from `login()`
+        logs in again with the new password by itself (its connection reconnects); other
+        devices must log in again."""
+        await self._api().change_password(current_password, new_password)
+        if self._account is not None:
+            accounts, username = self._account
+            self.tokens.use_provider(credentials_provider(accounts, username, new_password))
 
     # -- plumbing ----------------------------------------------------------------------------------
 

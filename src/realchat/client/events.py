@@ -6,6 +6,7 @@ the connection's ups and downs. All immutable; match on the type:
             case Receipt(conversation_id=c, user_id=u, seq=s): ...
             case Presence(user_id=u, status=s): ...
             case LiveDelivery(paused=p): ...
+            case Membership(conversation_id=c, change=ch, user_ids=u): ...
             case Connected() | Disconnected() | ServerNotice(): ...
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from realchat.contract.frames import LiveFrame, PresenceFrame, ReceiptFrame
+from realchat.contract.frames import LiveFrame, MemberFrame, PresenceFrame, ReceiptFrame
 
 #: Another member acknowledged a conversation up to `seq` (the contract's `receipt` frame).
 Receipt = ReceiptFrame
@@ -22,6 +23,8 @@ Presence = PresenceFrame
 #: Live delivery paused (the gateway lost its event bus) or resumed. While paused the client
 #: syncs every `ClientOptions.paused_sync_s` by itself: messages keep coming, only later.
 LiveDelivery = LiveFrame
+#: Members were added to a conversation, left it, or were removed (the contract's `member` frame).
+Membership = MemberFrame
 
 
 @dataclass(frozen=True)
@@ -56,4 +59,4 @@ class Disconnected:
     reconnect_in: float | None
 
 
-Event = Receipt | Presence | LiveDelivery | ServerNotice | Connected | Disconnected
+Event = Receipt | Presence | LiveDelivery | Membership | ServerNotice | Connected | Disconnected

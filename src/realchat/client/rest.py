@@ -47,8 +47,16 @@ class HistoryPage(msgspec.Struct, frozen=True):
     last_seq: int
 
 
-class _Conversations(msgspec.Struct, frozen=True):
+class ConversationsPage(msgspec.Struct, frozen=True):
+    """A page of the user's conversations; `next_cursor` (None on the last page) asks for the
+    next one."""
+
     conversations: list[Conversation]
+    next_cursor: str | None = None
+
+
+class _Blocked(msgspec.Struct, frozen=True):
+    user_ids: list[str]
 
 
 class Device(msgspec.Struct, frozen=True):
@@ -126,6 +134,15 @@ class RestApi:
     async def user_by_username(self, username: str) -> User:
         return await self._call("GET", f"/v1/users/by-username/{quote(username, safe='')}", User)
 
+    async def logout(self) -> None:
+        """Revoke every access token of the user (every device's session ends)."""
+        await self._call("DELETE", "/v1/tokens", None, retry=False)
+
+    async def change_password(self, current_password: str, new_password: str) -> None:
+        """Set a new password; every access token of the user is revoked."""
+        body = {"current_password": current_password, "new_password": new_password}
+        await self._call("PUT", "/v1/users/me/password", None, body=body, retry=False)
+
     # -- conversations -----------------------------------------------------------------------
 
     async def create_conversation(
@@ -136,9 +153,38 @@ class RestApi:
             body["title"] = title
         return await self._call("POST", "/v1/conversations", Conversation, body=body)
 
+    async def conversations_page(
+        self, cursor: str | None = None, limit: int = 100
+    ) -> ConversationsPage:
+        params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        return await self._call("GET", "/v1/conversations", ConversationsPage, params=params)
+
     async def conversations(self) -> list[Conversation]:
-        listed = await self._call("GET", "/v1/conversations", _Conversations)
-        return listed.conversations
+        """All of the user's conversations, page after page."""
+        found: list[Conversation] = []
+        cursor: str | None = None
+        while True:
+            page = await self.conversations_page(cursor, limit=200)
+            found.extend(page.conversations)
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
+    async def remove_member(self, conversation_id: str, user_id: str) -> None:
+        """Leave (`user_id` is the user's own) or, as the creator, remove a member."""
+        path = (
+            f"/v1/conversations/{quote(conversation_id, safe='')}/members/{quote(user_id, safe='')}"
+        )
+        await self._call("DELETE", path, None)
+
+    async def block(self, user_id: str) -> None:
+        await self._call("PUT", f"/v1/blocks/{quote(user_id, safe='')}", None)
+
+    async def unblock(self, user_id: str) -> None:
+        await self._call("DELETE", f"/v1/blocks/{quote(user_id, safe='')}", None)
+
+    async def blocked(self) -> list[str]:
+        return (await self._call("GET", "/v1/blocks", _Blocked)).user_ids
 
     async def add_members(self, conversation_id: str, user_ids: list[str]) -> Conversation:
         path = f"/v1/conversations/{quote(conversation_id, safe='')}/members"
@@ -183,12 +229,15 @@ class RestApi:
         self,
         method: str,
         path: str,
-        result: type[T],
+        result: type[T] | None,
         *,
         body: object = None,
         params: Mapping[str, str] | None = None,
         auth: bool = True,
+        retry: bool = True,
     ) -> T:
+        """`result` None: the reply has no body (204). `retry`: on a 401, renew the token and
+        try once more (not for calls whose 401 means the token was just revoked)."""
         headers = {"Accept": "application/json"}
         data: bytes | None = None
         if body is not None:
@@ -201,7 +250,7 @@ class RestApi:
                 return await self._request(method, path, result, data, params, headers)
             except Unauthorized:
                 token = headers.get("Authorization", "").removeprefix("Bearer ")
-                if not auth or attempt == 2 or not await self._renew(token):
+                if not auth or not retry or attempt == 2 or not await self._renew(token):
                     raise
         raise AssertionError("unreachable")
 
@@ -219,7 +268,7 @@ class RestApi:
         self,
         method: str,
         path: str,
-        result: type[T],
+        result: type[T] | None,
         data: bytes | None,
         params: Mapping[str, str] | None,
         headers: dict[str, str],
@@ -237,6 +286,8 @@ class RestApi:
                 raise _error(response.status, payload)
             if response.status == 204:
                 payload = b"{}"
+        if result is None:
+            return None  # type: ignore[return-value]
         return msgspec.json.decode(payload, type=result)
 
 

@@ -48,6 +48,7 @@ from realchat.contract.frames import (
     ErrorFrame,
     HelloFrame,
     LiveFrame,
+    MemberFrame,
     Message,
     MessageFrame,
     PresenceFrame,
@@ -258,7 +259,7 @@ class Session:
                 self._live_paused = paused
                 self._live_changed.set()
                 self._emit(frame)
-            case ReceiptFrame() | PresenceFrame():
+            case ReceiptFrame() | PresenceFrame() | MemberFrame():
                 self._emit(frame)
             case _:  # hello (only once), pong (never asked for)
                 pass

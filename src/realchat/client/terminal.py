@@ -1,9 +1,11 @@
 """`realchat chat`: a small terminal client for people, on top of the SDK.
 
 Log in, pick a conversation, see its history and then live messages; each line typed is sent.
-`/quit` (or end of input) leaves. The password is taken from `--password`, else
-$REALCHAT_PASSWORD, else a prompt. A refused send prints why (`not sent: ...`) and the chat goes
-on; a client that stops (token refused for good) prints why and exits with 1.
+`/quit` (or end of input) ends the chat; `/leave` leaves the conversation for good (its
+creator can also remove you: the chat then ends, saying so). The password is taken from
+`--password`, else $REALCHAT_PASSWORD, else a prompt. A refused send prints why
+(`not sent: ...`) and the chat goes on; a client that stops (token refused for good) prints why
+and exits with 1.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from realchat.client.errors import (
     SendTimeout,
     Unauthorized,
 )
+from realchat.client.events import Membership
 from realchat.client.rest import Conversation
 from realchat.contract.frames import Message
 
 QUIT = "/quit"
+LEAVE = "/leave"
 #: Where the password is read from when `--password` is not given (before prompting).
 PASSWORD_ENV = "REALCHAT_PASSWORD"
 #: How long a typed line may take to be stored (reconnects included) before it is reported.
@@ -60,11 +64,12 @@ def parse_choice(text: str, count: int) -> int | None:
 
 
 def parse_line(line: str) -> str | None:
-    """What a typed line sends: None for a blank line, QUIT for `/quit`, else the text."""
+    """What a typed line sends: None for a blank line, QUIT for `/quit`, LEAVE for `/leave`,
+    else the text."""
     text = line.rstrip("\r\n")
     if not text.strip():
         return None
-    return QUIT if text.strip() == QUIT else text
+    return text.strip() if text.strip() in (QUIT, LEAVE) else text
 
 
 async def _choose(conversations: Sequence[Conversation], ask: Callable[[str], str]) -> int:
@@ -110,7 +115,7 @@ async def chat(
         for message in page.messages:
             print(format_message(message, client.user_id))
         title = chosen.title or chosen.conversation_id[:8]
-        print(f"-- {title}: type a line to send it, {QUIT} to leave", flush=True)
+        print(f"-- {title}: type a line to send it, {QUIT} to stop, {LEAVE} to leave", flush=True)
         return await converse(client, chosen.conversation_id, stdin_lines())
 
 
@@ -124,13 +129,17 @@ async def converse(client: RealChatClient, conversation_id: str, lines: asyncio.
     is printed: a display that died silently would look like a quiet conversation)."""
     shower = asyncio.create_task(_show(client, conversation_id), name="realchat-chat-display")
     typer = asyncio.create_task(_type(client, conversation_id, lines), name="realchat-chat-input")
+    removal = asyncio.create_task(_removed(client, conversation_id), name="realchat-chat-member")
     try:
-        await asyncio.wait({shower, typer}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({shower, typer, removal}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (shower, typer):
+        for task in (shower, typer, removal):
             task.cancel()
     if typer.done() and not typer.cancelled():
         return typer.result()
+    if removal.done() and not removal.cancelled() and removal.exception() is None:
+        print(f"-- {removal.result()}", flush=True)
+        return 0
     failure = None if shower.cancelled() else shower.exception()
     print(f"disconnected: {failure or 'the client stopped'}", file=sys.stderr)
     return 1
@@ -143,10 +152,28 @@ async def _show(client: RealChatClient, conversation_id: str) -> None:
             print(format_message(message, me), flush=True)
 
 
+async def _removed(client: RealChatClient, conversation_id: str) -> str:
+    """Returns (what to say) once the user is out of the conversation (left on another device,
+    or removed by its creator)."""
+    async for event in client.events():
+        if (
+            isinstance(event, Membership)
+            and event.conversation_id == conversation_id
+            and event.change != "added"
+            and client.user_id in event.user_ids
+        ):
+            return "you left this conversation" if event.change == "left" else "you were removed"
+    raise ClientClosed("the client stopped")
+
+
 async def _type(client: RealChatClient, conversation_id: str, lines: asyncio.Queue[str]) -> int:
     while (line := await lines.get()) != "":
         text = parse_line(line)
         if text == QUIT:
+            break
+        if text == LEAVE:
+            await client.leave(conversation_id)
+            print("-- you left this conversation", flush=True)
             break
         if text is None:
             continue

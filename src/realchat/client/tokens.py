@@ -1,8 +1,9 @@
 """The access token a client presents, renewed before it expires and when it is refused.
 
-The gateway checks the token only when a WebSocket is opened, so a live connection never needs
-a new one; a reconnect does (a gateway restart an hour after login must not stop every client).
-`TokenSource` hands out the current token and asks its provider for a new one:
+The gateway checks the token when a WebSocket is opened and closes the connection (4001) when
+the token expires or is revoked (a logout, a password change): the connection then reconnects
+with a renewed token, as a reconnect after a gateway restart does. `TokenSource` hands out the
+current token and asks its provider for a new one:
 
 - proactively, when the token is about to expire (a tenth of its lifetime before, at most a
   minute), if the provider said how long it lives;
@@ -64,6 +65,10 @@ class TokenSource:
     @property
     def renewable(self) -> bool:
         return self._provider is not None
+
+    def use_provider(self, provider: TokenProvider) -> None:
+        """Renew from now on with `provider` (e.g. the same account's new password)."""
+        self._provider = provider
 
     async def current(self) -> str:
         """The token to present now: renewed first if there is none or it is about to expire."""

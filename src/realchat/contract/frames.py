@@ -126,6 +126,16 @@ class PongFrame(msgspec.Struct, tag="pong", tag_field="type", frozen=True):
     pass
 
 
+class MemberFrame(msgspec.Struct, tag="member", tag_field="type", frozen=True):
+    """Members were added to a conversation, left it, or were removed by its creator (`by`).
+    A member who left or was removed gets this last, then nothing more of the conversation."""
+
+    conversation_id: str
+    change: Literal["added", "left", "removed"]
+    user_ids: list[str]
+    by: str
+
+
 class LiveFrame(msgspec.Struct, tag="live", tag_field="type", frozen=True):
     """Whether live delivery is current. `paused`: the gateway lost the event bus; sends, history
     and `sync` still work, so a client syncs now and then until `paused` is false again."""
@@ -149,6 +159,7 @@ ServerFrame = (
     | PongFrame
     | ErrorFrame
     | LiveFrame
+    | MemberFrame
 )
 
 _encoder = msgspec.json.Encoder()

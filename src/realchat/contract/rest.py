@@ -63,7 +63,23 @@ class ConversationOut(BaseModel):
 
 
 class ConversationsOut(BaseModel):
+    """A page of the caller's conversations, by conversation id."""
+
     conversations: list[ConversationOut]
+    #: Pass as `cursor` for the next page; null on the last page.
+    next_cursor: str | None = None
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    current_password: str
+    new_password: str = Field(min_length=8, max_length=128)
+
+
+class BlockedOut(BaseModel):
+    """Users the caller blocked (oldest first)."""
+
+    user_ids: list[str]
 
 
 class MessageOut(BaseModel):

@@ -14,6 +14,7 @@ from typing import Final, Literal
 import msgspec
 
 from realchat.events.topics import (
+    MEMBERSHIP_CHANGED,
     MESSAGE_ACKNOWLEDGED,
     MESSAGE_CREATED,
     PRESENCE_OFFLINE,
@@ -68,7 +69,27 @@ class PresenceChanged(msgspec.Struct, frozen=True, kw_only=True):
     recipients: list[uuid.UUID]
 
 
-Event = MessageCreated | MessageAcknowledged | PresenceChanged
+MembershipChange = Literal["added", "left", "removed"]
+
+
+class MembershipChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """Members joined or left a conversation (committed under its row lock, so every message
+    with a seq above `seq` went to the members after the change, and none before it)."""
+
+    event_id: uuid.UUID
+    conversation_id: uuid.UUID
+    change: MembershipChange
+    user_ids: list[uuid.UUID]
+    #: Who made the change (the leaver themself for "left").
+    by: uuid.UUID
+    #: The conversation's last seq when the change committed.
+    seq: int
+    changed_at: datetime
+    #: The members after the change, and the users it removed: who is told.
+    recipients: list[uuid.UUID]
+
+
+Event = MessageCreated | MessageAcknowledged | PresenceChanged | MembershipChanged
 
 #: Each event type is published on the topic of the same name.
 _decoders: dict[str, msgspec.json.Decoder[Event]] = {
@@ -76,6 +97,7 @@ _decoders: dict[str, msgspec.json.Decoder[Event]] = {
     MESSAGE_ACKNOWLEDGED: msgspec.json.Decoder(MessageAcknowledged),
     PRESENCE_ONLINE: msgspec.json.Decoder(PresenceChanged),
     PRESENCE_OFFLINE: msgspec.json.Decoder(PresenceChanged),
+    MEMBERSHIP_CHANGED: msgspec.json.Decoder(MembershipChanged),
 }
 
 

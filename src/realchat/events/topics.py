@@ -19,6 +19,7 @@ MESSAGE_CREATED = "chat.message.created.v1"
 MESSAGE_ACKNOWLEDGED = "chat.message.acknowledged.v1"
 PRESENCE_ONLINE = "presence.user.online.v1"
 PRESENCE_OFFLINE = "presence.user.offline.v1"
+MEMBERSHIP_CHANGED = "chat.membership.changed.v1"
 
 RETENTION_MS = 7 * 24 * 3600 * 1000
 
@@ -39,7 +40,13 @@ def realchat_topics(
         "retention.ms": str(RETENTION_MS),
         "min.insync.replicas": str(min_insync_replicas),
     }
-    names = (MESSAGE_CREATED, MESSAGE_ACKNOWLEDGED, PRESENCE_ONLINE, PRESENCE_OFFLINE)
+    names = (
+        MESSAGE_CREATED,
+        MESSAGE_ACKNOWLEDGED,
+        PRESENCE_ONLINE,
+        PRESENCE_OFFLINE,
+        MEMBERSHIP_CHANGED,
+    )
     return [TopicSpec(name, partitions, replication_factor, config) for name in names]
 
 

@@ -31,6 +31,9 @@ from realchat.observability.tracing import inject, tracer
 
 T = TypeVar("T")
 
+#: Conversations per ListConversations page when the gateway reads them all (for a sync).
+LIST_PAGE_SIZE = 200
+
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 422,
     grpc.StatusCode.UNAUTHENTICATED: 401,
@@ -191,9 +194,37 @@ class ChatClient:
         request = pb.AckRequest(conversation_id=conversation_id, seq=seq)
         return (await self._call(self._stub.Ack, request, user)).acked_seq
 
+    async def conversations_page(
+        self, user: uuid.UUID, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[pb.Conversation], str]:
+        """One page of the user's conversations and the next page's token ("" on the last)."""
+        request = pb.ListConversationsRequest(page_size=page_size, page_token=page_token)
+        reply = await self._call(self._stub.ListConversations, request, user)
+        return list(reply.conversations), reply.next_page_token
+
     async def conversations(self, user: uuid.UUID) -> list[pb.Conversation]:
-        request = pb.ListConversationsRequest()
-        return list((await self._call(self._stub.ListConversations, request, user)).conversations)
+        """All of them, page by page: each reply stays small however many there are."""
+        found: list[pb.Conversation] = []
+        token = ""
+        while True:
+            page, token = await self.conversations_page(user, LIST_PAGE_SIZE, token)
+            found.extend(page)
+            if not token:
+                return found
+
+    async def remove_member(self, user: uuid.UUID, conversation_id: str, member: str) -> None:
+        request = pb.RemoveMemberRequest(conversation_id=conversation_id, user_id=member)
+        await self._call(self._stub.RemoveMember, request, user)
+
+    async def block(self, user: uuid.UUID, blocked: str) -> None:
+        await self._call(self._stub.BlockUser, pb.BlockUserRequest(user_id=blocked), user)
+
+    async def unblock(self, user: uuid.UUID, blocked: str) -> None:
+        await self._call(self._stub.UnblockUser, pb.UnblockUserRequest(user_id=blocked), user)
+
+    async def blocked(self, user: uuid.UUID) -> list[str]:
+        request = pb.ListBlockedUsersRequest()
+        return list((await self._call(self._stub.ListBlockedUsers, request, user)).user_ids)
 
     async def create_conversation(
         self, user: uuid.UUID, member_ids: list[str], title: str

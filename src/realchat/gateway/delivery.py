@@ -29,12 +29,14 @@ from opentelemetry.trace import SpanKind
 from realchat.events.models import (
     EVENT_TYPE_HEADER,
     Event,
+    MembershipChanged,
     MessageAcknowledged,
     MessageCreated,
     UnknownEventTypeError,
     decode,
 )
 from realchat.events.topics import (
+    MEMBERSHIP_CHANGED,
     MESSAGE_ACKNOWLEDGED,
     MESSAGE_CREATED,
     PRESENCE_OFFLINE,
@@ -42,6 +44,7 @@ from realchat.events.topics import (
 )
 from realchat.gateway import metrics
 from realchat.gateway.hub import Hub
+from realchat.gateway.membership import dispatch_membership
 from realchat.observability.tracing import extract, tracer
 
 log = structlog.get_logger(__name__)
@@ -127,6 +130,8 @@ class EventDispatcher:
             return self._hub.dispatch_message(event, trace)
         if isinstance(event, MessageAcknowledged):
             return self._hub.dispatch_receipt(event)
+        if isinstance(event, MembershipChanged):
+            return dispatch_membership(event, self._hub.connections_of)
         offered = self._hub.dispatch_presence(event)
         if offered is None:
             metrics.PRESENCE_STALE.inc()
@@ -226,7 +231,13 @@ class KafkaDelivery:
         consumer = Consumer(self._config)
         try:
             consumer.subscribe(
-                [MESSAGE_CREATED, MESSAGE_ACKNOWLEDGED, PRESENCE_ONLINE, PRESENCE_OFFLINE],
+                [
+                    MESSAGE_CREATED,
+                    MESSAGE_ACKNOWLEDGED,
+                    PRESENCE_ONLINE,
+                    PRESENCE_OFFLINE,
+                    MEMBERSHIP_CHANGED,
+                ],
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,

@@ -19,6 +19,8 @@ _MODELS: tuple[type[BaseModel], ...] = (
     rest.SendMessage,
     rest.ConversationOut,
     rest.ConversationsOut,
+    rest.PasswordChange,
+    rest.BlockedOut,
     rest.MessageOut,
     rest.MessagesOut,
     rest.PresencesOut,
@@ -44,8 +46,9 @@ def _op(
     op: dict[str, Any] = {"summary": summary, "responses": {}}
     for status, (description, model) in responses.items():
         entry: dict[str, Any] = {"description": description}
-        schema = _ref(model) if model else _ref(rest.ErrorBody)
-        entry["content"] = {"application/json": {"schema": schema}}
+        if status != 204:  # No Content
+            schema = _ref(model) if model else _ref(rest.ErrorBody)
+            entry["content"] = {"application/json": {"schema": schema}}
         op["responses"][str(status)] = entry
     if body is not None:
         op["requestBody"] = {
@@ -71,6 +74,15 @@ def _query_param(name: str, default: int) -> dict[str, Any]:
     return {"name": name, "in": "query", "schema": {"type": "integer", "default": default}}
 
 
+def _cursor_param() -> dict[str, Any]:
+    return {
+        "name": "cursor",
+        "in": "query",
+        "description": "next_cursor of the previous page",
+        "schema": {"type": "string"},
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
@@ -79,6 +91,7 @@ def openapi_document() -> dict[str, Any]:
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     cid = _path_param("conversation_id")
+    uid = _path_param("user_id")
     bad = None
     return {
         "openapi": "3.1.0",
@@ -112,6 +125,22 @@ def openapi_document() -> dict[str, Any]:
                     },
                     rest.Credentials,
                     auth=False,
+                ),
+                "delete": _op(
+                    "Log out: revoke every access token of the caller (all devices)",
+                    {204: ("revoked", bad)},
+                ),
+            },
+            "/v1/users/me/password": {
+                "put": _op(
+                    "Change the password (revokes every access token of the caller)",
+                    {
+                        204: ("changed", bad),
+                        401: ("wrong current password, or token not accepted", bad),
+                        422: ("invalid new password", bad),
+                        429: ("too many attempts", bad),
+                    },
+                    rest.PasswordChange,
                 )
             },
             "/v1/users/by-username/{username}": {
@@ -124,22 +153,53 @@ def openapi_document() -> dict[str, Any]:
             "/v1/conversations": {
                 "post": _op(
                     "Create a conversation (the caller is a member)",
-                    {201: ("created", rest.ConversationOut), 422: ("bad input", bad)},
+                    {
+                        201: ("created", rest.ConversationOut),
+                        403: ("blocked: a member cannot be added by the caller", bad),
+                        422: ("bad input, unknown_users, too_many_members", bad),
+                    },
                     rest.CreateConversation,
                 ),
-                "get": _op("The caller's conversations", {200: ("list", rest.ConversationsOut)}),
+                "get": _op(
+                    "The caller's conversations, a page at a time",
+                    {200: ("a page", rest.ConversationsOut), 422: ("bad paging", bad)},
+                    params=[_query_param("limit", 100), _cursor_param()],
+                ),
             },
             "/v1/conversations/{conversation_id}/members": {
                 "post": _op(
                     "Add members",
                     {
                         200: ("the conversation", rest.ConversationOut),
-                        403: ("not a member", bad),
+                        403: ("not a member, or blocked", bad),
                         404: ("unknown conversation", bad),
+                        422: ("bad input, unknown_users, too_many_members", bad),
                     },
                     rest.AddMembers,
                     params=[cid],
                 )
+            },
+            "/v1/conversations/{conversation_id}/members/{user_id}": {
+                "delete": _op(
+                    "Leave (the caller's own id) or, as the creator, remove a member",
+                    {
+                        204: ("left or removed", bad),
+                        403: ("not a member, or not the creator", bad),
+                        404: ("unknown conversation or member", bad),
+                    },
+                    params=[cid, uid],
+                )
+            },
+            "/v1/blocks": {
+                "get": _op("Users the caller blocked", {200: ("blocked", rest.BlockedOut)})
+            },
+            "/v1/blocks/{user_id}": {
+                "put": _op(
+                    "Block a user: no adding the caller, no presence either way",
+                    {204: ("blocked", bad), 404: ("no such user", bad)},
+                    params=[uid],
+                ),
+                "delete": _op("Unblock a user", {204: ("unblocked", bad)}, params=[uid]),
             },
             "/v1/conversations/{conversation_id}/messages": {
                 "get": _op(

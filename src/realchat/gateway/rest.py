@@ -20,7 +20,7 @@ from aiohttp import web
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
-from realchat.auth.tokens import InvalidToken, TokenVerifier
+from realchat.auth.tokens import InvalidToken
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.contract import rest
 from realchat.contract.frames import Message
@@ -29,6 +29,7 @@ from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.gateway.openapi import openapi_document
 from realchat.gateway.ratelimit import SendLimiter
+from realchat.gateway.sessions import SessionGuard
 from realchat.observability.http import route_of
 from realchat.observability.tracing import extract, tracer
 
@@ -149,6 +150,21 @@ def conversation_out(c: pb.Conversation) -> dict[str, Any]:
     }
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _user_id_of(request: web.Request) -> str:
+    value = request.match_info["user_id"]
+    if not _is_uuid(value):
+        raise ApiError(404, "user_not_found", "no such user")
+    return value
+
+
 def _int_query(request: web.Request, name: str, default: int) -> int:
     value = request.query.get(name)
     if value is None:
@@ -166,14 +182,14 @@ class RestApi:
     def __init__(
         self,
         chat: ChatClient,
-        verifier: TokenVerifier,
+        guard: SessionGuard,
         send_limiter: SendLimiter,
         auth_url: str,
         http: aiohttp.ClientSession,
         trusted_proxies: Collection[Network] = (),
     ) -> None:
         self._chat = chat
-        self._verifier = verifier
+        self._guard = guard
         self._limiter = send_limiter
         self._auth_url = auth_url.rstrip("/")
         self._http = http
@@ -183,11 +199,19 @@ class RestApi:
         return [
             web.post("/v1/users", self._forward_to_auth),
             web.post("/v1/tokens", self._forward_to_auth),
+            web.delete("/v1/tokens", self._forward_to_auth),
+            web.put("/v1/users/me/password", self._forward_to_auth),
             web.get("/v1/users/by-username/{username}", self._forward_to_auth),
             web.get("/v1/openapi.json", self._openapi),
             web.post("/v1/conversations", self._create_conversation),
             web.get("/v1/conversations", self._list_conversations),
             web.post("/v1/conversations/{conversation_id}/members", self._add_members),
+            web.delete(
+                "/v1/conversations/{conversation_id}/members/{user_id}", self._remove_member
+            ),
+            web.get("/v1/blocks", self._blocked),
+            web.put("/v1/blocks/{user_id}", self._block),
+            web.delete("/v1/blocks/{user_id}", self._unblock),
             web.get("/v1/conversations/{conversation_id}/messages", self._history),
             web.post("/v1/conversations/{conversation_id}/messages", self._send),
             web.get("/v1/presence", self._presence),
@@ -210,12 +234,12 @@ class RestApi:
             )
         ]
 
-    def _user(self, request: web.Request) -> uuid.UUID:
+    async def _user(self, request: web.Request) -> uuid.UUID:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "unauthorized", "Authorization: Bearer <access_token> required")
         try:
-            return self._verifier.verify(token)
+            return (await self._guard.admit(token)).user_id
         except InvalidToken as exc:
             raise ApiError(401, "unauthorized", str(exc)) from None
 
@@ -251,25 +275,59 @@ class RestApi:
         return web.json_response(openapi_document())
 
     async def _create_conversation(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         body = await parse_body(request, rest.CreateConversation)
         created = await self._chat.create_conversation(user, body.member_ids, body.title or "")
         return json_response(conversation_out(created), status=201)
 
     async def _list_conversations(self, request: web.Request) -> web.Response:
-        user = self._user(request)
-        conversations = await self._chat.conversations(user)
-        return json_response({"conversations": [conversation_out(c) for c in conversations]})
+        user = await self._user(request)
+        limit = _int_query(request, "limit", 100)
+        if not 1 <= limit <= 200:
+            raise ApiError(422, "invalid_limit", "limit must be 1-200")
+        cursor = request.query.get("cursor", "")
+        if cursor and not _is_uuid(cursor):
+            raise ApiError(422, "invalid_cursor", "cursor must be a next_cursor of this endpoint")
+        conversations, following = await self._chat.conversations_page(user, limit, cursor)
+        return json_response(
+            {
+                "conversations": [conversation_out(c) for c in conversations],
+                "next_cursor": following or None,
+            }
+        )
+
+    async def _remove_member(self, request: web.Request) -> web.Response:
+        user = await self._user(request)
+        conversation_id = conversation_id_of(request)
+        member = request.match_info["user_id"]
+        if not _is_uuid(member):
+            raise ApiError(404, "member_not_found", "this user is not a member of the conversation")
+        await self._chat.remove_member(user, conversation_id, member)
+        return web.Response(status=204)
+
+    async def _blocked(self, request: web.Request) -> web.Response:
+        user = await self._user(request)
+        return json_response({"user_ids": await self._chat.blocked(user)})
+
+    async def _block(self, request: web.Request) -> web.Response:
+        user = await self._user(request)
+        await self._chat.block(user, _user_id_of(request))
+        return web.Response(status=204)
+
+    async def _unblock(self, request: web.Request) -> web.Response:
+        user = await self._user(request)
+        await self._chat.unblock(user, _user_id_of(request))
+        return web.Response(status=204)
 
     async def _add_members(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         conversation_id = conversation_id_of(request)
         body = await parse_body(request, rest.AddMembers)
         updated = await self._chat.add_members(user, conversation_id, body.user_ids)
         return json_response(conversation_out(updated))
 
     async def _history(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         conversation_id = conversation_id_of(request)
         after_seq = _int_query(request, "after_seq", 0)
         limit = _int_query(request, "limit", 100)
@@ -279,7 +337,7 @@ class RestApi:
         return json_response({"messages": messages, "last_seq": last_seq})
 
     async def _send(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         conversation_id = conversation_id_of(request)
         body = await parse_body(request, rest.SendMessage)
         if not await self._limiter.allow(user):
@@ -289,7 +347,7 @@ class RestApi:
         return json_response(message, status=201 if sent.created else 200)
 
     async def _presence(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         asked = [u for u in request.query.get("user_ids", "").split(",") if u.strip()]
         if not asked:
             raise ApiError(422, "invalid_user_ids", "user_ids: a comma-separated list of ids")

@@ -11,10 +11,12 @@ import grpc
 import structlog
 from aiohttp import web
 
+from realchat.auth.revocation import TokenVersions
 from realchat.auth.tokens import load_verifier
 from realchat.config import Settings
 from realchat.forwarded import trusted_networks
 from realchat.gateway import metrics
+from realchat.gateway.admission import ConnectionLimits
 from realchat.gateway.chat_client import ChatClient
 from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config
 from realchat.gateway.hub import Hub
@@ -22,6 +24,7 @@ from realchat.gateway.live import LiveStatus
 from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter
 from realchat.gateway.rest import RestApi, errors_as_json, observed
+from realchat.gateway.sessions import SessionGuard
 from realchat.gateway.sync import Backfiller
 from realchat.gateway.webapp import add_webapp_routes
 from realchat.gateway.websocket import Session
@@ -59,6 +62,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     redis = redis_client(settings.redis.url)
     limiter = SendLimiter(redis, g.sends_per_s)
     hub = Hub(g.shards)
+    guard = SessionGuard(verifier, TokenVersions(redis))
     presence = PresenceHeartbeat(
         PresenceRegistry(redis, settings.presence.key_ttl_s), settings.presence.heartbeat_s
     )
@@ -78,13 +82,24 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     session = Session(
         hub=hub,
         chat=chat,
-        verifier=verifier,
-        backfiller=Backfiller(chat, g.sync_page_size, max_concurrent=g.max_concurrent_backfills),
+        guard=guard,
+        backfiller=Backfiller(
+            chat,
+            g.sync_page_size,
+            max_concurrent=g.max_concurrent_backfills,
+            max_concurrent_per_user=g.max_concurrent_backfills_per_user,
+        ),
         send_limiter=limiter,
         presence=presence,
         settings=g,
         delivering=lambda: delivery.positioned,
         live=live,
+        limits=ConnectionLimits(
+            g.max_connections_per_user,
+            g.max_connections_per_address,
+            trusted_networks(g.unlimited_addresses),
+        ),
+        trusted_proxies=trusted_networks(g.trusted_proxies),
     )
     # Requests to the auth service: no pool limit, or a flood of sign-ups would hold every
     # pooled connection and a login would wait behind them here; the auth service sheds load
@@ -94,7 +109,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     )
     app = web.Application(middlewares=[observed, errors_as_json], client_max_size=64 * 1024)
     trusted = trusted_networks(settings.gateway.trusted_proxies)
-    rest_api = RestApi(chat, verifier, limiter, settings.auth.url, http, trusted)
+    rest_api = RestApi(chat, guard, limiter, settings.auth.url, http, trusted)
     app.router.add_routes(rest_api.routes())
     app.router.add_get("/v1/ws", session.handle)
     add_webapp_routes(app)
@@ -107,6 +122,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     heartbeat = asyncio.create_task(presence.run(heartbeat_stop), name="presence-heartbeat")
     pings = asyncio.create_task(hub.ping_forever(g.heartbeat_s), name="websocket-pings")
     idle = asyncio.create_task(hub.close_idle_forever(g.idle_timeout_s), name="idle-sweep")
+    guarding = asyncio.create_task(guard.run(), name="session-guard")
 
     live_task = asyncio.create_task(live.run(), name="live-status")
 
@@ -141,6 +157,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 pings.cancel()
                 live_task.cancel()
                 idle.cancel()
+                guarding.cancel()
                 heartbeat_stop.set()
                 await heartbeat  # its last flush: the drained clients' disconnects reach Redis
                 # Commit what was handled, with what is left of the deadline (minus a moment

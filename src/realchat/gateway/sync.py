@@ -26,6 +26,7 @@ from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatCallError
 from realchat.gateway.connection import Connection
 from realchat.gateway.cursor import Verdict
+from realchat.gateway.page_slots import PageSlots
 
 log = structlog.get_logger(__name__)
 
@@ -45,11 +46,13 @@ class Backfiller:
         retry_initial_s: float = 0.2,
         retry_max_s: float = 5.0,
         max_concurrent: int = 32,
+        max_concurrent_per_user: int = 4,
     ) -> None:
         self._history = history
         self._page_size = page_size
-        #: Pages held (being read or queued) at once, across this gateway's connections.
-        self._pages = asyncio.Semaphore(max_concurrent)
+        #: Pages held (being read or queued) at once, across this gateway's connections and
+        #: per user.
+        self._pages = PageSlots(max_concurrent, max_concurrent_per_user)
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
 
@@ -67,14 +70,14 @@ class Backfiller:
         queued); no slot is held while waiting to retry."""
         delay = self._retry_initial_s
         while True:
-            await self._pages.acquire()
+            await self._pages.acquire(connection.user_id)
             try:
                 page, _ = await self._history.history(
                     connection.user_id, conversation_id, after, self._page_size
                 )
                 return page
             except BaseException as error:
-                self._pages.release()
+                self._pages.release(connection.user_id)
                 if not isinstance(error, ChatCallError):
                     raise
                 if not retry or error.is_client_error or not connection.is_open:
@@ -103,7 +106,7 @@ class Backfiller:
                             return
                         sent += 1
                 finally:
-                    self._pages.release()
+                    self._pages.release(connection.user_id)
                 if cursor.on_page_end(short=len(page) < self._page_size):
                     return  # live again, in the same loop tick as the check: no event slips in
         except BaseException:

@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.base_protocol import BaseProtocol
 from opentelemetry.trace import SpanKind
 
-from realchat.auth.tokens import InvalidToken, TokenVerifier
+from realchat.auth.tokens import InvalidToken
 from realchat.config import GatewaySettings
 from realchat.contract.close_codes import CloseCode
 from realchat.contract.frames import (
@@ -34,7 +34,9 @@ from realchat.contract.frames import (
     decode_client_frame,
     encode,
 )
+from realchat.forwarded import Network, client_address
 from realchat.gateway import metrics
+from realchat.gateway.admission import ConnectionLimits
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.gateway.connection import Connection
 from realchat.gateway.hub import Hub
@@ -42,6 +44,7 @@ from realchat.gateway.live import LiveStatus
 from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter, TokenBucket
 from realchat.gateway.rest import error_response
+from realchat.gateway.sessions import SessionGuard
 from realchat.gateway.socket_sink import SocketSink
 from realchat.gateway.sync import Backfiller
 from realchat.observability.tracing import tracer
@@ -72,6 +75,7 @@ class WebSocketSink(SocketSink):
 
 
 _REASONS: dict[int, str] = {
+    CloseCode.UNAUTHORIZED: "unauthorized",
     CloseCode.SLOW_CONSUMER: "slow_consumer",
     CloseCode.POLICY: "policy",
     CloseCode.TOO_BIG: "too_big",
@@ -101,7 +105,8 @@ class Session:
 
     hub: Hub
     chat: ChatClient
-    verifier: TokenVerifier
+    #: Checks tokens at the door and closes sessions whose token expires or is revoked.
+    guard: SessionGuard
     backfiller: Backfiller
     send_limiter: SendLimiter
     presence: PresenceHeartbeat
@@ -114,6 +119,10 @@ class Session:
     #: Refused sends logged per second, for the whole gateway (each is counted in
     #: realchat_gateway_bad_frames_total): clients cannot flood the log.
     refusal_logs: TokenBucket = field(default_factory=lambda: TokenBucket(rate=20, burst=100))
+    #: Connections per user and per client address (`admission.py`); unlimited if not given.
+    limits: ConnectionLimits = field(default_factory=lambda: ConnectionLimits(2**31, 2**31))
+    #: Peers whose `X-Forwarded-For` names the client (the balancer).
+    trusted_proxies: tuple[Network, ...] = ()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
@@ -121,6 +130,16 @@ class Session:
         if device is not None and not DEVICE_PATTERN.fullmatch(device):
             return error_response(
                 400, "invalid_device", "device: 1-64 characters of A-Z a-z 0-9 _ . -"
+            )
+        address = self.limits.counted_address(
+            client_address(
+                request.remote, request.headers.get("X-Forwarded-For", ""), self.trusted_proxies
+            )
+        )
+        if self.limits.address_full(address):
+            metrics.DISCONNECTS.labels(reason="too_many_connections").inc()
+            return error_response(
+                429, "too_many_connections", "too many connections from this address"
             )
         ws = web.WebSocketResponse(
             compress=False,  # deflate costs ~50 KiB per connection
@@ -146,7 +165,7 @@ class Session:
         if transport is None:  # the client is gone already
             return ws
         try:
-            user_id = self.verifier.verify(request.query.get("token", ""))
+            claims = await self.guard.admit(request.query.get("token", ""))
         except InvalidToken:
             metrics.DISCONNECTS.labels(reason="unauthorized").inc()
             await ws.close(code=CloseCode.UNAUTHORIZED, message=b"unauthorized")
@@ -154,6 +173,11 @@ class Session:
         if not self.accepting:
             await ws.close(code=CloseCode.GOING_AWAY, message=b"draining")
             return ws
+        if self.limits.user_full(claims.user_id):
+            metrics.DISCONNECTS.labels(reason="too_many_connections").inc()
+            await ws.close(code=CloseCode.POLICY, message=b"too many connections")
+            return ws
+        user_id = claims.user_id
         connection = Connection(
             user_id,
             WebSocketSink(ws, transport, request.protocol),
@@ -166,6 +190,8 @@ class Session:
             flusher=self.hub.flusher,
         )
         self.hub.register(connection)
+        self.guard.track(connection, claims)
+        self.limits.opened(user_id, address)
         metrics.ACTIVE_CONNECTIONS.inc()
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
         if self.live is not None and (paused := self.live.greeting()) is not None:
@@ -183,6 +209,8 @@ class Session:
         finally:
             metrics.DISCONNECTS.labels(reason=disconnect_reason(connection, ws, ended_by)).inc()
             self.presence.disconnected(connection.session_id)
+            self.guard.untrack(connection)
+            self.limits.closed(user_id, address)
             self.hub.unregister(connection)
             metrics.ACTIVE_CONNECTIONS.dec()
             await connection.finish()

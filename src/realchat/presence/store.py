@@ -37,11 +37,9 @@ WITH moved AS (
                'status', $2::text,
                'version', moved.version,
                'changed_at', moved.changed_at,
-               'recipients', (SELECT coalesce(jsonb_agg(DISTINCT other.user_id), '[]'::jsonb)
-                                FROM conversation_members mine
-                                JOIN conversation_members other
-                                  ON other.conversation_id = mine.conversation_id
-                               WHERE mine.user_id = $1::uuid AND other.user_id <> $1::uuid)
+               -- Who shares a conversation with the user and neither blocked (migration 0004).
+               'recipients', (SELECT coalesce(jsonb_agg(peer), '[]'::jsonb)
+                                FROM presence_peers($1::uuid) AS peer)
            )::text, 'UTF8')
       FROM moved
  RETURNING id

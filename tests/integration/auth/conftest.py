@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from realchat.auth.api import AuthApi, create_app
 from realchat.auth.limits import AttemptLimiter, LoginLimits
 from realchat.auth.passwords import Passwords
+from realchat.auth.revocation import TokenVersions
 from realchat.auth.service import AuthService, SignupLimits
 from realchat.auth.store import AuthStore
 from realchat.auth.tokens import TokenIssuer, jwks
@@ -95,6 +96,7 @@ def auth_api(
         limiter,
         limits,
         SignupLimits(SIGNUPS, WINDOW_S),
+        TokenVersions(redis),
         unlimited_addresses,
     )
     return AuthApi(

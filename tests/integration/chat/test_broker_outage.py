@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -25,7 +26,7 @@ from realchat.chat.store import ChatStore
 from realchat.config import FaultSettings, OutboxSettings
 from realchat.events.topics import MESSAGE_CREATED
 from realchat.stack.supervisor import Stack
-from tests.support.databases import fresh_database, utc_pool
+from tests.support.databases import fresh_database, new_users, utc_pool
 from tests.support.outbox import (
     Expected,
     check_delivery,
@@ -102,10 +103,12 @@ class Senders:
         await asyncio.gather(*self.tasks)
 
 
-async def _conversations(service: ChatService) -> dict[uuid.UUID, list[uuid.UUID]]:
+async def _conversations(
+    service: ChatService, pool: asyncpg.Pool
+) -> dict[uuid.UUID, list[uuid.UUID]]:
     members: dict[uuid.UUID, list[uuid.UUID]] = {}
     for c in range(CONVERSATIONS):
-        users = [uuid.uuid4() for _ in range(3)]
+        users = await new_users(pool, 3)
         record = await service.create_conversation(
             users[0], [str(u) for u in users[1:]], f"outage-{c}"
         )
@@ -133,7 +136,7 @@ async def test_sends_continue_through_a_30s_broker_outage_and_everything_arrives
                 FaultSettings(),
             )
             publisher_task = asyncio.create_task(publisher.run(stop_publisher))
-            senders = Senders(service, await _conversations(service))
+            senders = Senders(service, await _conversations(service, pool))
             senders.start()
 
             # Before the outage, events flow end to end.

@@ -31,7 +31,7 @@ from realchat.events.models import MessageCreated, decode
 from realchat.events.topics import MESSAGE_CREATED
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.stack.supervisor import Stack
-from tests.support.databases import fresh_database, utc_pool
+from tests.support.databases import fresh_database, new_users, utc_pool
 from tests.support.outbox import (
     Expected,
     check_delivery,
@@ -87,7 +87,7 @@ async def test_publisher_killed_between_broker_ack_and_mark_resends_everything(
                 service = ChatService(ChatStore(pool, OUTBOX_SHARDS))
                 expected: Expected = {}
                 for c in range(conversations):
-                    users = [uuid.uuid4() for _ in range(3)]
+                    users = await new_users(pool, 3)
                     record = await service.create_conversation(
                         users[0], [str(u) for u in users[1:]], f"crash-{c}"
                     )
@@ -291,13 +291,13 @@ async def test_chat_service_killed_with_sends_in_flight_keeps_every_send_all_or_
     stack: Stack, tmp_path: Path, transport: str
 ) -> None:
     token = "crash-test-token-" + uuid.uuid4().hex
-    users = [uuid.uuid4() for _ in range(5)]
     logs = tmp_path / "logs"
     tail = TopicTail(stack.kafka.bootstrap_servers, MESSAGE_CREATED)
     try:
         async with fresh_database(stack.postgres) as dsn:
             pool = await utc_pool(dsn)
             try:
+                users = await new_users(pool, 5)
 
                 def chat_env(grpc_port: int, ops_port: int) -> dict[str, str]:
                     return service_env(

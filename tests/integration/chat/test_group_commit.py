@@ -17,6 +17,7 @@ from realchat.chat.group_commit import GroupCommitLimits
 from realchat.chat.service import ChatService, SendResult
 from realchat.chat.store import ChatStore
 from tests.integration.chat.conftest import OUTBOX_SHARDS
+from tests.support.databases import new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -66,7 +67,7 @@ async def xmins(pool: asyncpg.Pool, conversation: str) -> set[str]:
 
 async def test_failures_in_a_batch_stay_with_their_send(pool: asyncpg.Pool) -> None:
     service = ChatService(ChatStore(pool, OUTBOX_SHARDS), group_commit=ONE_AT_A_TIME)
-    alice, bob, stranger = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    alice, bob, stranger = await new_users(pool, 3)
     room = await new_conversation(service, [alice, bob])
     lobby = await new_conversation(service, [alice])
     earlier = await service.send_message(alice, room, "earlier", "first words")
@@ -106,7 +107,7 @@ async def test_a_replay_inside_one_batch_is_written_once_and_answered_twice(
     pool: asyncpg.Pool,
 ) -> None:
     service = ChatService(ChatStore(pool, OUTBOX_SHARDS), group_commit=ONE_AT_A_TIME)
-    alice, bob = uuid.uuid4(), uuid.uuid4()
+    alice, bob = await new_users(pool, 2)
     room = await new_conversation(service, [alice, bob])
     async with one_batch(pool, service, (bob, await new_conversation(service, [bob]))):
         pending = outcomes(
@@ -164,7 +165,7 @@ async def test_two_replicas_racing_on_the_same_keys_and_rooms_store_each_once(
     the one stored message."""
     limits = GroupCommitLimits(max_batch=16, linger_s=0.001, max_inflight=4)
     replicas = [ChatService(ChatStore(pool, OUTBOX_SHARDS), group_commit=limits) for _ in range(2)]
-    users = [uuid.uuid4() for _ in range(8)]
+    users = await new_users(pool, 8)
     rooms = [await new_conversation(replicas[0], users) for _ in range(5)]
 
     async def send(replica: ChatService, n: int) -> SendResult:

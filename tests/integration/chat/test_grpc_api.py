@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 import grpc
 import pytest
 
@@ -11,6 +12,7 @@ from realchat.chat.api import ERROR_CODE_KEY
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from tests.integration.chat.conftest import as_user
+from tests.support.databases import new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -22,9 +24,11 @@ def error_code(error: grpc.aio.AioRpcError) -> str | None:
     return None
 
 
-async def test_send_replay_and_history_over_grpc(channel: grpc.aio.Channel) -> None:
+async def test_send_replay_and_history_over_grpc(
+    channel: grpc.aio.Channel, pool: asyncpg.Pool
+) -> None:
     stub = chat_pb2_grpc.ChatServiceStub(channel)
-    alice, bob = uuid.uuid4(), uuid.uuid4()
+    alice, bob = await new_users(pool, 2)
     conversation = await stub.CreateConversation(
         pb.CreateConversationRequest(member_ids=[str(bob)], title="pair"), metadata=as_user(alice)
     )

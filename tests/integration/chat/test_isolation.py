@@ -22,7 +22,7 @@ from realchat.chat.store import ChatStore
 from realchat.config import DatabaseSettings
 from realchat.stack.supervisor import Stack
 from realchat.storage.pool import create_pool
-from tests.support.databases import fresh_database
+from tests.support.databases import fresh_database, new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -46,7 +46,7 @@ async def test_sends_stay_gapless_whatever_the_database_default_isolation(
             async with pool.acquire() as conn:
                 assert await conn.fetchval("SHOW transaction_isolation") == "read committed"
             service = ChatService(ChatStore(pool, 8))
-            users = [uuid.uuid4() for _ in range(20)]
+            users = await new_users(pool, 20)
             created = await service.create_conversation(users[0], [str(u) for u in users[1:]], "")
             conversation = str(created.conversation_id)
 

@@ -32,6 +32,7 @@ from realchat.config import OutboxSettings
 from realchat.events.models import MessageCreated
 from realchat.events.topics import MESSAGE_CREATED
 from realchat.stack.supervisor import Stack
+from tests.support.databases import new_users
 from tests.support.kafka import QUIET
 from tests.support.topics import Received, TopicTail
 from tests.support.waiting import eventually, eventually_async
@@ -79,7 +80,7 @@ async def test_published_event_is_keyed_by_conversation_and_marked(
     service: ChatService, pool: asyncpg.Pool, stack: Stack
 ) -> None:
     bootstrap = stack.kafka.bootstrap_servers
-    alice, bob = uuid.uuid4(), uuid.uuid4()
+    alice, bob = await new_users(pool, 2)
     conversation = await service.create_conversation(alice, [str(bob)], "")
     cid = str(conversation.conversation_id)
     tail = TopicTail(bootstrap, MESSAGE_CREATED)

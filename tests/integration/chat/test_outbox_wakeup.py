@@ -18,6 +18,7 @@ from realchat.chat.store import ChatStore
 from realchat.config import OutboxSettings
 from realchat.stack.supervisor import Stack
 from tests.integration.chat.conftest import OUTBOX_SHARDS
+from tests.support.databases import new_users
 from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -49,7 +50,7 @@ async def test_an_idle_send_is_published_without_waiting_for_the_poll(
     publisher = OutboxPublisher(
         pool, producer_factory(bootstrap, 0, "test-wakeup"), SLOW_POLL, wakeups=listener.woken
     )
-    alice, bob = uuid.uuid4(), uuid.uuid4()
+    alice, bob = await new_users(pool, 2)
     conversation = str((await service.create_conversation(alice, [str(bob)], "")).conversation_id)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(listener.run(stop)), asyncio.create_task(publisher.run(stop))]

@@ -15,12 +15,15 @@ from realchat.chat.outbox_store import pending_batch
 from realchat.chat.service import ChatService
 from realchat.events.models import MessageAcknowledged, MessageCreated, decode
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
+from tests.support.databases import new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def new_conversation(service: ChatService, members: int) -> tuple[str, list[uuid.UUID]]:
-    users = [uuid.uuid4() for _ in range(members)]
+async def new_conversation(
+    service: ChatService, pool: asyncpg.Pool, members: int
+) -> tuple[str, list[uuid.UUID]]:
+    users = await new_users(pool, members)
     conversation = await service.create_conversation(users[0], [str(u) for u in users[1:]], "t")
     return str(conversation.conversation_id), users
 
@@ -28,7 +31,7 @@ async def new_conversation(service: ChatService, members: int) -> tuple[str, lis
 async def test_concurrent_senders_get_exactly_seqs_1_to_200(
     service: ChatService, pool: asyncpg.Pool
 ) -> None:
-    conversation, senders = await new_conversation(service, 20)
+    conversation, senders = await new_conversation(service, pool, 20)
 
     async def send(sender: uuid.UUID, n: int) -> int:
         result = await service.send_message(sender, conversation, f"{sender}-{n}", f"m{n}")
@@ -56,7 +59,7 @@ async def test_concurrent_senders_get_exactly_seqs_1_to_200(
 async def test_outbox_event_carries_the_message_and_gets_its_recipients_when_published(
     service: ChatService, pool: asyncpg.Pool
 ) -> None:
-    conversation, users = await new_conversation(service, 3)
+    conversation, users = await new_conversation(service, pool, 3)
     sent = await service.send_message(
         users[1],
         conversation,
@@ -85,7 +88,7 @@ async def test_outbox_event_carries_the_message_and_gets_its_recipients_when_pub
 async def test_same_key_from_ten_concurrent_callers_writes_one_message(
     service: ChatService, pool: asyncpg.Pool
 ) -> None:
-    conversation, (sender, *_) = await new_conversation(service, 2)
+    conversation, (sender, *_) = await new_conversation(service, pool, 2)
     results = await asyncio.gather(
         *(service.send_message(sender, conversation, "same-key", "hello") for _ in range(10))
     )
@@ -100,7 +103,7 @@ async def test_same_key_from_ten_concurrent_callers_writes_one_message(
 async def test_reused_key_with_other_content_or_conversation_is_a_conflict(
     service: ChatService, pool: asyncpg.Pool
 ) -> None:
-    conversation, (sender, *_) = await new_conversation(service, 2)
+    conversation, (sender, *_) = await new_conversation(service, pool, 2)
     other = await service.create_conversation(sender, [], "other")
     await service.send_message(sender, conversation, "k", "hello")
     with pytest.raises(IdempotencyConflict) as conflict:
@@ -112,8 +115,10 @@ async def test_reused_key_with_other_content_or_conversation_is_a_conflict(
     assert await pool.fetchval("SELECT max(last_seq) FROM conversations") == 1
 
 
-async def test_idempotency_keys_are_scoped_to_the_sender(service: ChatService) -> None:
-    conversation, (alice, bob) = await new_conversation(service, 2)
+async def test_idempotency_keys_are_scoped_to_the_sender(
+    service: ChatService, pool: asyncpg.Pool
+) -> None:
+    conversation, (alice, bob) = await new_conversation(service, pool, 2)
     first = await service.send_message(alice, conversation, "shared-key", "from alice")
     second = await service.send_message(bob, conversation, "shared-key", "from bob")
     assert (first.created, second.created) == (True, True)
@@ -139,7 +144,7 @@ async def test_bad_input_is_rejected_and_changes_nothing(
     content: str,
     code: str,
 ) -> None:
-    conversation, (sender, *_) = await new_conversation(service, 2)
+    conversation, (sender, *_) = await new_conversation(service, pool, 2)
     with pytest.raises(InvalidArgument) as error:
         await service.send_message(sender, conversation_id or conversation, client_msg_id, content)
     assert error.value.code == code
@@ -148,8 +153,10 @@ async def test_bad_input_is_rejected_and_changes_nothing(
     assert await pool.fetchval("SELECT max(last_seq) FROM conversations") == 0
 
 
-async def test_content_of_exactly_4000_characters_is_accepted(service: ChatService) -> None:
-    conversation, (sender, *_) = await new_conversation(service, 1)
+async def test_content_of_exactly_4000_characters_is_accepted(
+    service: ChatService, pool: asyncpg.Pool
+) -> None:
+    conversation, (sender, *_) = await new_conversation(service, pool, 1)
     sent = await service.send_message(sender, conversation, "k", "é" * 4000)
     assert len(sent.message.content) == 4000
 
@@ -157,7 +164,7 @@ async def test_content_of_exactly_4000_characters_is_accepted(service: ChatServi
 async def test_outsiders_can_neither_send_nor_read(
     service: ChatService, pool: asyncpg.Pool
 ) -> None:
-    conversation, (member, *_) = await new_conversation(service, 2)
+    conversation, (member, *_) = await new_conversation(service, pool, 2)
     outsider = uuid.uuid4()
     with pytest.raises(PermissionDenied):
         await service.send_message(outsider, conversation, "k", "intrusion")
@@ -174,8 +181,8 @@ async def test_outsiders_can_neither_send_nor_read(
     assert outsider not in (await service.get_conversation(member, conversation)).member_ids
 
 
-async def test_history_pages_in_seq_order(service: ChatService) -> None:
-    conversation, (sender, reader) = await new_conversation(service, 2)
+async def test_history_pages_in_seq_order(service: ChatService, pool: asyncpg.Pool) -> None:
+    conversation, (sender, reader) = await new_conversation(service, pool, 2)
     for n in range(1, 8):
         await service.send_message(sender, conversation, f"k{n}", f"m{n}")
     page, last_seq = await service.history(reader, conversation, after_seq=2, limit=3)
@@ -192,12 +199,12 @@ async def test_history_pages_in_seq_order(service: ChatService) -> None:
 async def test_ack_only_moves_forward_and_is_announced(
     service: ChatService, pool: asyncpg.Pool
 ) -> None:
-    conversation, (sender, reader) = await new_conversation(service, 2)
+    conversation, (sender, reader) = await new_conversation(service, pool, 2)
     for n in range(3):
         await service.send_message(sender, conversation, f"k{n}", "m")
     assert await service.ack(reader, conversation, 2) == 2
     assert await service.ack(reader, conversation, 1) == 2  # never backwards
-    (listed,) = await service.list_conversations(reader)
+    (listed,) = (await service.list_conversations(reader)).conversations
     assert (listed.acked_seq, listed.last_seq) == (2, 3)  # the reader's own cursor
     with pytest.raises(InvalidArgument, match="last seq"):
         await service.ack(reader, conversation, 4)
@@ -210,16 +217,17 @@ async def test_ack_only_moves_forward_and_is_announced(
     assert (event.user_id, event.seq, event.recipients) == (reader, 2, sorted([sender, reader]))
 
 
-async def test_members_and_listing(service: ChatService) -> None:
-    alice, bob, carol = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+async def test_members_and_listing(service: ChatService, pool: asyncpg.Pool) -> None:
+    alice, bob, carol = await new_users(pool, 3)
     created = await service.create_conversation(alice, [str(bob), str(bob), str(alice)], "")
     assert created.member_ids == [alice, bob]  # creator first, duplicates folded
     assert created.last_seq == 0
     added = await service.add_members(bob, str(created.conversation_id), [str(carol)])
     assert set(added.member_ids) == {alice, bob, carol}
     listed = await service.list_conversations(carol)
-    assert [c.conversation_id for c in listed] == [created.conversation_id]
-    assert await service.list_conversations(uuid.uuid4()) == []
+    assert [c.conversation_id for c in listed.conversations] == [created.conversation_id]
+    assert listed.next_page_token is None
+    assert (await service.list_conversations(uuid.uuid4())).conversations == []
     with pytest.raises(InvalidArgument):
         await service.create_conversation(alice, ["nope"], "")
 
@@ -228,8 +236,8 @@ async def test_a_locked_conversation_does_not_hold_up_sends_to_another(
     service: ChatService, pool: asyncpg.Pool
 ) -> None:
     """Sends serialise per conversation only: the counter row is the one lock a send takes."""
-    busy, busy_users = await new_conversation(service, 2)
-    free, free_users = await new_conversation(service, 2)
+    busy, busy_users = await new_conversation(service, pool, 2)
+    free, free_users = await new_conversation(service, pool, 2)
     await service.send_message(busy_users[0], busy, "before", "before the lock")
     async with pool.acquire() as holder, holder.transaction():
         # Another writer holds the busy conversation's counter row, as a long send would.
@@ -248,7 +256,7 @@ async def test_the_schema_refuses_a_second_message_at_the_same_seq(
     service: ChatService, pool: asyncpg.Pool
 ) -> None:
     """The backstop under the counter: even a writer that bypassed it cannot reuse a seq."""
-    conversation, users = await new_conversation(service, 1)
+    conversation, users = await new_conversation(service, pool, 1)
     await service.send_message(users[0], conversation, "first", "one")
     with pytest.raises(asyncpg.UniqueViolationError) as refused:
         await pool.execute(

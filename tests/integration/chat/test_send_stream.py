@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 import grpc
 import pytest
 
@@ -11,6 +12,7 @@ from realchat.chat.service import ChatService
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from tests.integration.chat.conftest import as_user
+from tests.support.databases import new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -21,9 +23,9 @@ def item(request_id: int, conversation: str, key: str, content: str) -> pb.SendM
 
 
 async def test_each_streamed_send_gets_its_own_outcome(
-    service: ChatService, channel: grpc.aio.Channel
+    service: ChatService, channel: grpc.aio.Channel, pool: asyncpg.Pool
 ) -> None:
-    alice, bob = uuid.uuid4(), uuid.uuid4()
+    alice, bob = await new_users(pool, 2)
     room = str((await service.create_conversation(alice, [str(bob)], "")).conversation_id)
     elsewhere = str((await service.create_conversation(bob, [], "")).conversation_id)
     stub = chat_pb2_grpc.ChatServiceStub(channel)

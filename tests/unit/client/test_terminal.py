@@ -13,6 +13,7 @@ import pytest
 from realchat.client import RealChatClient
 from realchat.client.rest import Conversation
 from realchat.client.terminal import (
+    LEAVE,
     QUIT,
     converse,
     format_conversations,
@@ -56,6 +57,7 @@ def test_lines_blank_quit_or_text() -> None:
     assert parse_line("hello there\n") == "hello there"
     assert parse_line("  \n") is None
     assert parse_line("/quit\n") == QUIT
+    assert parse_line(" /leave \n") == LEAVE
     assert parse_line("  indented\r\n") == "  indented"
 
 
@@ -101,6 +103,28 @@ async def test_refused_sends_print_why_and_the_chat_goes_on(
     ]
     assert "Traceback" not in out + err
     assert out.splitlines() == ["[00:00] someone: fine"]  # the stored one, shown once
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_being_removed_from_the_conversation_ends_the_chat_saying_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        await plain_sync(conn, {C: 0})
+        for user_ids in (["someone-else"], ["user-1"]):  # another member first: carry on
+            await conn.send(
+                {"type": "member", "conversation_id": C, "change": "removed",
+                 "user_ids": user_ids, "by": "the-creator"}
+            )  # fmt: skip
+
+    async with (
+        FakeServer([script]) as server,
+        RealChatClient(server.base_url, "t", options=OPTIONS) as client,
+    ):
+        result = await asyncio.wait_for(converse(client, C, typed()), DEADLINE_S)
+    assert result == 0
+    out, _ = capsys.readouterr()
+    assert out.splitlines() == ["-- you were removed"]
 
 
 @pytest.mark.asyncio(loop_scope="session")

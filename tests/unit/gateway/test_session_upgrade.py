@@ -26,7 +26,7 @@ async def starting() -> AsyncIterator[Client]:
     session = Session(
         hub=unused,
         chat=unused,
-        verifier=unused,
+        guard=unused,
         backfiller=unused,
         send_limiter=unused,
         presence=unused,

@@ -271,6 +271,9 @@ function onFrame(socket, frame) {
       state.presenceHeardAt.set(frame.user_id, performance.now());
       setPresence(frame.user_id, frame.status);
       break;
+    case "member":
+      onMember(frame);
+      break;
     case "live":
       onLive(socket, frame.paused === true);
       break;
@@ -365,14 +368,50 @@ function conversationFrom(summary, base) {
   };
 }
 
+/** Every conversation of the user, page by page (the server pages its lists). */
+async function listConversations() {
+  const all = [];
+  let cursor = null;
+  do {
+    const query = cursor ? `?limit=200&cursor=${encodeURIComponent(cursor)}` : "?limit=200";
+    const page = await api("GET", `/v1/conversations${query}`);
+    all.push(...page.conversations);
+    cursor = page.next_cursor ?? null;
+  } while (cursor);
+  return all;
+}
+
+/** A conversation the user left or was removed from: it goes from the page. */
+function forgetConversation(id) {
+  if (!state.conversations.delete(id)) return;
+  if (state.activeId === id) {
+    state.activeId = null;
+    document.body.dataset.view = "list";
+    $("conversation-title").textContent = "Pick a conversation";
+    $("leave").hidden = true;
+    $("messages").replaceChildren();
+    $("outgoing").replaceChildren();
+    $("message-input").disabled = true;
+    $("send").disabled = true;
+  }
+  renderConversations();
+}
+
+function onMember(frame) {
+  if (frame.change !== "added" && frame.user_ids.includes(state.userId)) {
+    forgetConversation(frame.conversation_id);
+  } else {
+    void refreshConversations(); // the member list changed
+  }
+}
+
 /** Lists the user's conversations (REST) and adds the ones the page does not know yet. */
 async function refreshConversations() {
   if (state.refreshing) return state.refreshing;
   state.refreshing = (async () => {
     try {
-      const data = await api("GET", "/v1/conversations");
       const fresh = {};
-      for (const summary of data.conversations) {
+      for (const summary of await listConversations()) {
         const known = state.conversations.get(summary.conversation_id);
         if (known) {
           known.title = summary.title ?? null;
@@ -621,6 +660,7 @@ function renderHeader() {
   if (!conversation) return;
   const presence = presenceOf(conversation);
   $("conversation-title").textContent = titleOf(conversation);
+  $("leave").hidden = false;
   $("conversation-presence").className = `presence ${presence}`;
   $("conversation-presence").dataset.presence = presence;
   $("conversation-status").textContent = PRESENCE_TEXT[presence];
@@ -777,7 +817,25 @@ function wire() {
     }
   });
 
-  $("sign-out").addEventListener("click", () => signOut());
+  $("sign-out").addEventListener("click", () => {
+    // Revokes the user's tokens (every device); the request leaves before the token is dropped.
+    api("DELETE", "/v1/tokens").catch(() => {});
+    signOut();
+  });
+
+  $("leave").addEventListener("click", async () => {
+    const id = state.activeId;
+    if (!id) return;
+    try {
+      await api("DELETE", `/v1/conversations/${encodeURIComponent(id)}/members/${state.userId}`);
+      forgetConversation(id);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.code === "not_a_member" || error.code === "conversation_not_found") {
+        forgetConversation(id);
+      }
+    }
+  });
 
   $("new-conversation").addEventListener("submit", async (event) => {
     event.preventDefault();
