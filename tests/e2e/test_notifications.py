@@ -364,3 +364,26 @@ async def test_the_sdk_manages_devices_and_settings(push: PushStack) -> None:
         await client.unregister_device(device.device_id)
         assert await client.devices() == []
         assert (await client.notification_settings()).muted_conversation_ids == []
+
+
+async def test_logging_out_drops_the_push_tokens_and_the_old_token_registers_nothing(
+    push: PushStack,
+) -> None:
+    """A logout ends every session of the user: their devices' push tokens go too (a phone
+    that was logged out must not keep getting notifications), and the revoked token cannot
+    register a device again."""
+    owner = await push.user("owner")  # with a registered device
+    devices = f"{push.base}/v1/devices"
+    async with push.http.get(devices, headers=owner.auth) as r:
+        assert len((await r.json())["devices"]) == 1
+    async with push.http.delete(f"{push.base}/v1/tokens", headers=owner.auth) as r:
+        assert r.status in (200, 204), await r.text()
+    body = {"platform": "fcm", "token": f"after-logout-{uuid.uuid4().hex}"}
+    async with push.http.post(devices, json=body, headers=owner.auth) as r:
+        assert r.status == 401
+    credentials = {"username": owner.username, "password": "correct horse battery"}
+    async with push.http.post(f"{push.base}/v1/tokens", json=credentials) as r:
+        assert r.status == 200, await r.text()
+        fresh = {"Authorization": f"Bearer {(await r.json())['access_token']}"}
+    async with push.http.get(devices, headers=fresh) as r:
+        assert (await r.json())["devices"] == []

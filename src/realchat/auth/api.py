@@ -162,11 +162,11 @@ class AuthApi:
 
     async def revoke_tokens(self, request: web.Request) -> web.Response:
         """Logout: every token of the user stops working, this one included."""
-        await self._service.logout(await self._authenticate(request))
+        await self._service.logout(await self.authenticate(request))
         return web.Response(status=204)
 
     async def change_password(self, request: web.Request) -> web.Response:
-        claims = await self._authenticate(request)
+        claims = await self.authenticate(request)
         body = await _body(
             request, PasswordChange, '{"current_password": ..., "new_password": ...}'
         )
@@ -177,14 +177,15 @@ class AuthApi:
         return web.Response(status=204)
 
     async def user_by_username(self, request: web.Request) -> web.Response:
-        await self._authenticate(request)
+        await self.authenticate(request)
         user = await self._service.find_user(request.match_info["username"])
         return web.json_response({"user_id": str(user.user_id), "username": user.username})
 
     async def jwks(self, _: web.Request) -> web.Response:
         return web.json_response(self._jwks, headers={"Cache-Control": "public, max-age=300"})
 
-    async def _authenticate(self, request: web.Request) -> TokenClaims:
+    async def authenticate(self, request: web.Request) -> TokenClaims:
+        """The claims of the request's access token: signed, unexpired and not revoked."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Authorization: Bearer <access_token> required")

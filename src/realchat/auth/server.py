@@ -39,9 +39,14 @@ REDIS_TIMEOUT_S = 0.5
 
 
 def build_api(
-    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, issuer: TokenIssuer
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    issuer: TokenIssuer,
+    preferences: PreferencesStore,
 ) -> AuthApi:
-    """Wire rules, storage, hashing, limits and tokens together."""
+    """Wire rules, storage, hashing, limits and tokens together; revoking a user's sessions
+    also drops their devices' push tokens (`preferences`)."""
     auth = settings.auth
     limiter = AttemptLimiter(redis, known_ttl_s=auth.known_address_ttl_s, timeout_s=REDIS_TIMEOUT_S)
     login_limits = LoginLimits(
@@ -61,6 +66,7 @@ def build_api(
         signup_limits,
         TokenVersions(redis),
         auth.unlimited_addresses,
+        on_revoked=preferences.unregister_all,
     )
     return AuthApi(
         service,
@@ -70,10 +76,10 @@ def build_api(
     )
 
 
-def push_api(settings: Settings, pool: asyncpg.Pool, issuer: TokenIssuer) -> PushApi:
-    """Devices' push tokens and notification settings: account data, served here."""
-    limit = settings.notifier.max_devices_per_user
-    return PushApi(PreferencesStore(pool, limit), issuer.verifier(), limit)
+def push_api(settings: Settings, preferences: PreferencesStore, api: AuthApi) -> PushApi:
+    """Devices' push tokens and notification settings: account data, served here, behind the
+    same revocation-aware token check as the account routes."""
+    return PushApi(preferences, api.authenticate, settings.notifier.max_devices_per_user)
 
 
 def load_checked_issuer(settings: Settings) -> TokenIssuer:
@@ -105,8 +111,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         )
         resources.push_async_callback(redis.aclose)
 
-        app = create_app(build_api(settings, pool, redis, issuer))
-        app.add_routes(push_api(settings, pool, issuer).routes())
+        preferences = PreferencesStore(pool, settings.notifier.max_devices_per_user)
+        api = build_api(settings, pool, redis, issuer, preferences)
+        app = create_app(api)
+        app.add_routes(push_api(settings, preferences, api).routes())
         runner = web.AppRunner(
             app,
             access_log=None,

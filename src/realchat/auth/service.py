@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 import asyncpg
@@ -117,8 +117,11 @@ class AuthService:
         signup_limits: SignupLimits,
         versions: TokenVersions,
         unlimited_addresses: Collection[str] = (),
+        on_revoked: Callable[[uuid.UUID], Awaitable[object]] | None = None,
     ) -> None:
+        """`on_revoked`: what else ends with a user's sessions (their devices' push tokens)."""
         self._store = store
+        self._on_revoked = on_revoked
         self._versions = versions
         self._passwords = passwords
         self._issuer = issuer
@@ -203,6 +206,8 @@ class AuthService:
             raise Unauthorized("access token not accepted (revoked)")
         REVOCATIONS.inc()
         await self._announce(claims.user_id, version)
+        if self._on_revoked is not None:
+            await self._on_revoked(claims.user_id)
 
     async def _announce(self, user_id: uuid.UUID, version: int) -> None:
         try:

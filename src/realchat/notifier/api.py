@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from realchat.auth.errors import AuthError, BadRequest, InvalidInput, NotFound, Unauthorized
-from realchat.auth.tokens import InvalidToken, TokenVerifier
+from realchat.auth.errors import AuthError, BadRequest, InvalidInput, NotFound
+from realchat.auth.tokens import TokenClaims
 from realchat.contract import push
 from realchat.notifier.preferences import Device, PreferencesStore, TooManyDevices
 
@@ -68,10 +69,16 @@ def _no_conversation() -> NotFound:
     return NotFound("conversation_not_found", "no such conversation")
 
 
+#: The request's verified, unrevoked token claims (the auth service's `AuthApi.authenticate`).
+Authenticate = Callable[[web.Request], Awaitable[TokenClaims]]
+
+
 class PushApi:
-    def __init__(self, store: PreferencesStore, verifier: TokenVerifier, max_devices: int) -> None:
+    def __init__(
+        self, store: PreferencesStore, authenticate: Authenticate, max_devices: int
+    ) -> None:
         self._store = store
-        self._verifier = verifier
+        self._authenticate = authenticate
         self._max_devices = max_devices
 
     def routes(self) -> list[web.RouteDef]:
@@ -86,17 +93,11 @@ class PushApi:
             web.delete(muted, self.unmute),
         ]
 
-    def _user(self, request: web.Request) -> uuid.UUID:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("Authorization: Bearer <access_token> required")
-        try:
-            return self._verifier.verify(token.strip())
-        except InvalidToken as exc:
-            raise Unauthorized(f"access token not accepted ({exc.reason})") from None
+    async def _user(self, request: web.Request) -> uuid.UUID:
+        return (await self._authenticate(request)).user_id
 
     async def register(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         body = await _body(request, push.RegisterDevice)
         try:
             device, new = await self._store.register(user, body.platform, body.token)
@@ -105,29 +106,29 @@ class PushApi:
         return web.json_response(_device_out(device), status=201 if new else 200)
 
     async def devices(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         found = await self._store.devices(user)
         return web.json_response({"devices": [_device_out(d) for d in found]})
 
     async def unregister(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         device_id = _path_id(request, "device_id", _no_device())
         if not await self._store.unregister(user, device_id):
             raise _no_device()
         return web.Response(status=204)
 
     async def settings(self, request: web.Request) -> web.Response:
-        return await self._settings_of(self._user(request))
+        return await self._settings_of(await self._user(request))
 
     async def update_settings(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         body = await _body(request, push.UpdateNotificationSettings)
         if body.do_not_disturb is not None:
             await self._store.set_do_not_disturb(user, body.do_not_disturb)
         return await self._settings_of(user)
 
     async def mute(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         conversation_id = _path_id(request, "conversation_id", _no_conversation())
         if not await self._store.is_member(user, conversation_id):
             raise _no_conversation()
@@ -135,7 +136,7 @@ class PushApi:
         return web.Response(status=204)
 
     async def unmute(self, request: web.Request) -> web.Response:
-        user = self._user(request)
+        user = await self._user(request)
         conversation_id = _path_id(request, "conversation_id", _no_conversation())
         await self._store.set_muted(user, conversation_id, False)
         return web.Response(status=204)
