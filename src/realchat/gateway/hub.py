@@ -184,7 +184,7 @@ class Hub:
             # No copy of the set: nothing in offer_live unregisters a connection.
             for connection in connections:
                 connection.offer_live(conversation_id, seq, frame, trace)
-                offered += 1
+            offered += len(connections)
         if offered:
             metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.created_at.timestamp()))
         return offered
