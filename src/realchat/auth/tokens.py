@@ -83,10 +83,19 @@ class TokenIssuer:
         return TokenVerifier({self.key_id: self.public_key}, self._issuer, self._audience, leeway_s)
 
 
+#: Tokens a verifier remembers as verified, at most (~0.3 KiB each).
+VERIFIED_TOKENS = 1024
+
+
 class TokenVerifier:
     """Checks tokens against known public keys (by `kid`), issuer, audience and lifetime.
 
     `leeway_s` tolerates clock skew between the machine that signed and the one verifying.
+    A token that verified is remembered (its user and expiry) for the next calls that carry
+    it, the same bytes, until it expires: a client sends its token with every request, and
+    the signature check and parsing were most of a REST send's authentication cost. The keys
+    are fixed for a verifier's life, so nothing that verified once can stop verifying but by
+    expiring, and that is checked on every call.
     """
 
     def __init__(
@@ -102,15 +111,31 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._leeway_s = leeway_s
+        #: Verified tokens: user and `exp` (oldest first, for eviction).
+        self._verified: dict[str, tuple[uuid.UUID, float]] = {}
 
     def verify(self, token: str) -> uuid.UUID:
         """The user the token was issued to, or raise `InvalidToken`."""
+        known = self._verified.get(token)
+        if known is not None:
+            user_id, expires_at = known
+            if time.time() < expires_at + self._leeway_s:
+                return user_id
+            del self._verified[token]
+            raise InvalidToken("expired", "token has expired")
         key = self._key_for(token)
         claims = self._decode(token, key)
         try:
-            return uuid.UUID(str(claims["sub"]))
+            user_id = uuid.UUID(str(claims["sub"]))
         except ValueError:
             raise InvalidToken("bad_subject", "token subject is not a user id") from None
+        self._remember(token, user_id, float(claims["exp"]))
+        return user_id
+
+    def _remember(self, token: str, user_id: uuid.UUID, expires_at: float) -> None:
+        if len(self._verified) >= VERIFIED_TOKENS:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (user_id, expires_at)
 
     def _key_for(self, token: str) -> Ed25519PublicKey:
         try:
