@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 from pathlib import Path
@@ -74,3 +75,15 @@ def test_haproxy_accepts_the_generated_configuration(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_connections_and_splicing_pipes_fit_the_descriptor_limit(tmp_path: Path) -> None:
+    """HAProxy refuses to start when maxconn's descriptors (two per connection) and its
+    splicing pipes' (two per pipe) exceed what it may open."""
+    config = balancer_of(tmp_path, 2).config()
+    assert "option splice-auto" in config
+    maxconn = int(re.findall(r"^\s*maxconn (\d+)$", config, re.MULTILINE)[0])
+    maxpipes = int(re.findall(r"^\s*maxpipes (\d+)$", config, re.MULTILINE)[0])
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY:
+        assert 2 * maxconn + 2 * maxpipes + 256 <= hard

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from realchat.auth.keys import generate_keypair
 from realchat.auth.tokens import (
+    VERIFIED_TOKENS,
     InvalidToken,
     KeyConfigError,
     TokenIssuer,
@@ -101,6 +102,32 @@ def test_issued_token_verifies_to_its_user_with_the_documented_claims(
 def test_expired_token_is_refused(key: Ed25519PrivateKey, verifier: TokenVerifier) -> None:
     long_ago = TokenIssuer(key, KID, ISSUER, AUDIENCE, TTL_S, clock=lambda: time.time() - 3600)
     assert refusal(verifier, long_ago.issue(uuid.uuid4())[0]) == "expired"
+
+
+def test_a_token_verified_before_is_still_refused_once_it_expires(
+    key: Ed25519PrivateKey, verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = uuid.uuid4()
+    token = signed(key, claims_for(user))  # expires in 60 s
+    assert verifier.verify(token) == user
+    assert verifier.verify(token) == user  # again: remembered, same answer
+    later = time.time() + 60 + 11  # past `exp` and the 10 s leeway
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert refusal(verifier, token) == "expired"
+
+
+def test_remembering_verified_tokens_is_bounded_and_changes_no_answer(
+    key: Ed25519PrivateKey, verifier: TokenVerifier
+) -> None:
+    users = [uuid.uuid4() for _ in range(VERIFIED_TOKENS + 10)]
+    tokens = [signed(key, claims_for(user)) for user in users]
+    for token, user in zip(tokens, users, strict=True):
+        assert verifier.verify(token) == user
+    assert len(verifier._verified) == VERIFIED_TOKENS
+    # The first ones were forgotten and verify again from scratch; a tampered one still fails.
+    assert verifier.verify(tokens[0]) == users[0]
+    head, payload, signature = tokens[1].split(".")
+    assert refusal(verifier, f"{head}.{payload}.{signature[:-2]}AA") == "bad_signature"
 
 
 def test_small_clock_skew_is_tolerated(key: Ed25519PrivateKey, verifier: TokenVerifier) -> None:

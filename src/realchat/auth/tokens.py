@@ -99,10 +99,20 @@ class TokenIssuer:
         return TokenVerifier({self.key_id: self.public_key}, self._issuer, self._audience, leeway_s)
 
 
+#: Tokens a verifier remembers as verified, at most (~0.3 KiB each).
+VERIFIED_TOKENS = 1024
+
+
 class TokenVerifier:
     """Checks tokens against known public keys (by `kid`), issuer, audience and lifetime.
 
     `leeway_s` tolerates clock skew between the machine that signed and the one verifying.
+    A token that verified is remembered (its claims) for the next calls that carry it, the
+    same bytes, until it expires: a client sends its token with every request, and the
+    signature check and parsing were most of a REST send's authentication cost. The keys are
+    fixed for a verifier's life, so nothing that verified once can stop verifying but by
+    expiring, which is checked on every call; revocation (the version in the claims against the
+    user's current one) is checked by the callers on every call too, never remembered here.
     """
 
     def __init__(
@@ -118,6 +128,8 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._leeway_s = leeway_s
+        #: Verified tokens' claims (oldest first, for eviction).
+        self._verified: dict[str, TokenClaims] = {}
 
     def verify(self, token: str) -> uuid.UUID:
         """The user the token was issued to, or raise `InvalidToken`."""
@@ -126,7 +138,14 @@ class TokenVerifier:
     def claims(self, token: str) -> TokenClaims:
         """What the token says once its signature, issuer, audience and lifetime check out
         (whether its version is still current is `revocation.py`'s question), or raise
-        `InvalidToken`."""
+        `InvalidToken`. A token verified before is not verified again: its claims are
+        remembered, and its expiry is checked on every call."""
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known.expires_at + self._leeway_s:
+                return known
+            del self._verified[token]
+            raise InvalidToken("expired", "token has expired")
         key = self._key_for(token)
         claims = self._decode(token, key)
         try:
@@ -136,7 +155,14 @@ class TokenVerifier:
         version = claims.get("ver", 0)
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             raise InvalidToken("malformed", "token version is not a non-negative integer")
-        return TokenClaims(user_id, version, float(claims["exp"]))
+        verified = TokenClaims(user_id, version, float(claims["exp"]))
+        self._remember(token, verified)
+        return verified
+
+    def _remember(self, token: str, claims: TokenClaims) -> None:
+        if len(self._verified) >= VERIFIED_TOKENS:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = claims
 
     def _key_for(self, token: str) -> Ed25519PublicKey:
         try:

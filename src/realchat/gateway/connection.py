@@ -75,6 +75,10 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+#: Module constants for the per-delivery checks (an enum member is a class attribute lookup).
+_OPEN = State.OPEN
+_DELIVER = Verdict.DELIVER
+
 GapHandler = Callable[["Connection", str], None]
 
 #: A live event waiting for live delivery to start: conversation, seq, frame, trace.
@@ -183,7 +187,7 @@ class Connection:
 
     def push_frame(self, frame: bytes) -> bool:
         """Send a ready WebSocket frame (shared by every recipient of an event)."""
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             return False
         pending = self._pending
         if pending is None:  # the list is kept once allocated: no allocation per delivery
@@ -202,7 +206,7 @@ class Connection:
 
     def flush(self) -> None:
         """Write the pending frames if the socket takes them; else wait for it to drain."""
-        if not self._pending or self._drain is not None or self.state is not State.OPEN:
+        if not self._pending or self._drain is not None or self.state is not _OPEN:
             return
         if self._sink.writable():
             self._write_pending()
@@ -213,8 +217,9 @@ class Connection:
         pending = self._pending
         if not pending:
             return
-        self._sink.write(pending[0] if len(pending) == 1 else b"".join(pending))
-        self._flusher.written += len(pending)
+        count = len(pending)
+        self._sink.write(pending[0] if count == 1 else b"".join(pending))
+        self._flusher.written += count
         pending.clear()
         self._pending_bytes = 0
         if self._room is not None:
@@ -269,7 +274,7 @@ class Connection:
     ) -> None:
         """A live message event (its ready frame) for this connection: the cursor decides."""
         verdict = self._cursors.on_live(conversation_id, seq)
-        if verdict is Verdict.DELIVER:
+        if verdict is _DELIVER:
             if trace is None:
                 self.push_frame(frame)
             else:  # traced: the span covers the hand-off (the write follows in this iteration)

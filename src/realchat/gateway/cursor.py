@@ -47,6 +47,11 @@ class CursorState(enum.Enum):
     BACKFILLING = "backfilling"
 
 
+#: Module constants for the per-delivery checks (an enum member is a class attribute lookup).
+_DELIVER = Verdict.DELIVER
+_BACKFILLING = CursorState.BACKFILLING
+
+
 class IllegalTransitionError(RuntimeError):
     """An event the cursor cannot take in its current state: a bug in the caller."""
 
@@ -72,7 +77,7 @@ class ConversationCursor:
         return self.state is CursorState.BACKFILLING
 
     def on_live(self, seq: int) -> Verdict:
-        if self.state is CursorState.BACKFILLING:
+        if self.state is _BACKFILLING:
             self.seen = max(self.seen, seq)
             return Verdict.REMEMBER
         delivered = self.delivered
@@ -82,7 +87,7 @@ class ConversationCursor:
             if echoes and seq in echoes:  # Kafka keeps order: everything before it was delivered
                 echoes.discard(seq)
                 return Verdict.ECHO
-            return Verdict.DELIVER
+            return _DELIVER
         if seq <= delivered:
             return Verdict.DUPLICATE
         self.state = CursorState.BACKFILLING
@@ -169,7 +174,12 @@ class Cursors:
     def on_live(self, conversation_id: str, seq: int) -> Verdict:
         if not self.live:
             return Verdict.HOLD
-        return self.of(conversation_id).on_live(seq)
+        # The common case (a cursor exists) without a call to `of`: this runs per delivery.
+        cursors = self._by_conversation
+        cursor = None if cursors is None else cursors.get(conversation_id)
+        if cursor is None:
+            cursor = self.of(conversation_id)
+        return cursor.on_live(seq)
 
     def start_live(self) -> bool:
         """Live delivery starts (events held so far are to be offered again, in order); False if

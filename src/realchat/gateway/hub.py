@@ -157,8 +157,10 @@ class Hub:
         while True:
             await asyncio.sleep(interval_s)
             horizon = time.monotonic() - idle_timeout_s
-            for connection in list(self.all_connections()):
-                if connection.last_heard < horizon and connection.is_open:
+            # One pass over the index, no list of every connection (this runs every second).
+            idle = [c for conns in self._index.values() for c in conns if c.last_heard < horizon]
+            for connection in idle:
+                if connection.is_open:
                     log.info("idle connection closed", user_id=str(connection.user_id))
                     connection.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
 
@@ -184,7 +186,7 @@ class Hub:
             # No copy of the set: nothing in offer_live unregisters a connection.
             for connection in connections:
                 connection.offer_live(conversation_id, seq, frame, trace)
-                offered += 1
+            offered += len(connections)
         if offered:
             metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.created_at.timestamp()))
         return offered

@@ -36,6 +36,18 @@ class TokenBucket:
         return False
 
 
+#: Counts one send in the current window's key and returns the count; the key outlives its
+#: window by a second. One call: as a pipeline (INCR, EXPIRE) it cost the gateway about twice
+#: the Python per send.
+_COUNT_SEND = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('EXPIRE', KEYS[1], 2)
+end
+return count
+"""
+
+
 class SendLimiter:
     """At most `per_second` sends per user per second, counted in Redis (fixed window).
 
@@ -44,14 +56,12 @@ class SendLimiter:
     def __init__(self, redis: aioredis.Redis, per_second: int) -> None:
         self._redis = redis
         self._limit = per_second
+        self._count_send = redis.register_script(_COUNT_SEND)
 
     async def allow(self, user_id: uuid.UUID) -> bool:
         key = f"realchat:sends:{user_id}:{int(time.time())}"
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, 2)
-                count, _ = await pipe.execute()
+            count = await self._count_send(keys=[key])
         except (RedisError, OSError) as exc:
             log.warning("send rate limit unavailable; allowing", error=str(exc))
             return True

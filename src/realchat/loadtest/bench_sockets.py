@@ -1,18 +1,20 @@
-"""The fan-out scenario of `realchat bench dispatch` over real loopback TCP sockets.
+"""The fan-out scenarios of `realchat bench dispatch` over real loopback TCP sockets.
 
-The in-process scenarios hand frames to a sink that drops them; this one writes them to
-sockets, so a delivery's cost includes what the gateway does per socket (writes, syscalls,
-flow control). Each subscriber is a TCP connection on 127.0.0.1 whose far end a reader thread
-drains; the figure is the CPU time of the event loop's thread only (the reader is the client's
-cost), from the first event to the last byte handed to the kernel.
+The in-process scenarios hand frames to a sink that drops them; these write them to sockets,
+so a delivery's cost includes what the gateway does per socket (writes, syscalls, flow
+control). Each subscriber is a TCP connection on 127.0.0.1 whose far end another process
+drains (`bench_readers.py`); the figure is the CPU time of the event loop's thread only, from
+the first event to the last byte handed to the kernel. Events go in batches of `batch`, as the
+consumer hands them over: 500 (a backlog: a client's frames of a batch leave in one write) or
+1 with a loop iteration between events (a live rate where every event is one write per
+client, what 10 msg/s to 1,000 subscribers is).
 """
 
 from __future__ import annotations
 
 import asyncio
-import selectors
 import socket
-import threading
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -26,54 +28,41 @@ from realchat.gateway.socket_sink import SocketSink
 
 
 class _Readers:
-    """The clients' ends, drained by one thread (kept off the measured thread)."""
+    """The process holding the clients' ends (`bench_readers.py`)."""
 
-    def __init__(self, sockets: Sequence[socket.socket]) -> None:
-        self._selector = selectors.DefaultSelector()
-        for sock in sockets:
-            sock.setblocking(False)
-            self._selector.register(sock, selectors.EVENT_READ)
-        self._stop = threading.Event()
-        self.received = 0
-        self._thread = threading.Thread(target=self._run, name="bench-readers", daemon=True)
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
 
-    def __enter__(self) -> _Readers:
-        self._thread.start()
-        return self
+    @classmethod
+    async def connect(
+        cls, count: int
+    ) -> tuple[_Readers, list[tuple[asyncio.Transport, BaseProtocol]]]:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0), backlog=count)
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "realchat.loadtest.bench_readers", str(port), str(count),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        servers = []
+        for _ in range(count):
+            accepted, _ = await loop.sock_accept(listener)
+            transport, protocol = await loop.connect_accepted_socket(
+                lambda: BaseProtocol(loop), accepted
+            )
+            servers.append((transport, protocol))
+        listener.close()
+        assert process.stdout is not None
+        await process.stdout.readline()  # "ready"
+        return cls(process), servers
 
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._selector.close()
-
-    def _run(self) -> None:
-        buffer = bytearray(256 * 1024)
-        while not self._stop.is_set():
-            for key, _ in self._selector.select(0.05):
-                sock: socket.socket = key.fileobj  # type: ignore[assignment]
-                try:
-                    self.received += sock.recv_into(buffer)
-                except BlockingIOError:
-                    continue
-
-
-async def _open(
-    count: int,
-) -> tuple[list[tuple[asyncio.Transport, BaseProtocol]], list[socket.socket]]:
-    loop = asyncio.get_running_loop()
-    listener = socket.create_server(("127.0.0.1", 0), backlog=count)
-    port = listener.getsockname()[1]
-    servers, clients = [], []
-    for _ in range(count):
-        client = socket.create_connection(("127.0.0.1", port))
-        accepted, _ = listener.accept()
-        transport, protocol = await loop.connect_accepted_socket(
-            lambda: BaseProtocol(loop), accepted
-        )
-        servers.append((transport, protocol))
-        clients.append(client)
-    listener.close()
-    return servers, clients
+    async def received(self) -> int:
+        """Bytes read, once every connection is closed."""
+        assert self._process.stdout is not None
+        line = await self._process.stdout.readline()
+        await self._process.wait()
+        return int(line or 0)
 
 
 async def _written(connections: Sequence[Connection], sinks: Sequence[SocketSink]) -> None:
@@ -85,11 +74,12 @@ async def _written(connections: Sequence[Connection], sinks: Sequence[SocketSink
 
 
 async def fan_out_over_sockets(
-    records: Sequence[object], subscribers: Sequence[uuid.UUID]
+    records: Sequence[object], subscribers: Sequence[uuid.UUID], batch: int = 500
 ) -> tuple[float, float, int]:
-    """Dispatch `records` (all to `subscribers`) to connections on real sockets; return the loop
-    thread's CPU seconds, the wall seconds and the bytes the clients received."""
-    servers, clients = await _open(len(subscribers))
+    """Dispatch `records` (all to `subscribers`) to connections on real sockets, `batch` at a
+    time with a loop iteration between batches; return the loop thread's CPU seconds, the wall
+    seconds and the bytes the clients received."""
+    readers, servers = await _Readers.connect(len(subscribers))
     hub = Hub(64)
     sinks, connections = [], []
     for user, (transport, protocol) in zip(subscribers, servers, strict=True):
@@ -102,17 +92,14 @@ async def fan_out_over_sockets(
         sinks.append(sink)
         connections.append(connection)
     dispatcher = EventDispatcher(hub)
-    with _Readers(clients) as readers:
-        cpu, wall = time.thread_time(), time.perf_counter()
-        for start in range(0, len(records), 500):  # the consumer hands over batches of 500
-            await dispatcher(records[start : start + 500])  # type: ignore[arg-type]
-        await _written(connections, sinks)
-        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-        received = readers.received
+    cpu, wall = time.thread_time(), time.perf_counter()
+    for start in range(0, len(records), batch):
+        await dispatcher(records[start : start + batch])  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the round that writes this batch's frames
+    await _written(connections, sinks)
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
     for connection in connections:
         await connection.finish()
     for transport, _ in servers:
         transport.close()
-    for client in clients:
-        client.close()
-    return cpu, wall, received
+    return cpu, wall, await readers.received()

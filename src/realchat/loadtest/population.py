@@ -38,6 +38,11 @@ PASSWORD = "load test password"
 class ProvisioningError(RuntimeError):
     """The population could not be set up; the message says why."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status of the refusal, if the server refused.
+        self.status = status
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -116,7 +121,7 @@ async def post_json(
                     return dict(await reply.json())
                 text = await reply.text()
                 if reply.status < 500 and reply.status != 429:
-                    raise ProvisioningError(f"POST {url}: {reply.status} {text}")
+                    raise ProvisioningError(f"POST {url}: {reply.status} {text}", reply.status)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             text = str(exc)
         await asyncio.sleep(0.5 * (attempt + 1))

@@ -18,16 +18,20 @@ from realchat.stack.process import ProcessSpec
 
 #: Connections the balancer holds at most, where the machine's file limit allows it.
 MAX_CONNECTIONS = 50_000
+#: Kernel pipes for splicing, at most (two descriptors each). Only transfers large enough to
+#: gain from splicing use one, for as long as they last; HAProxy's default, a quarter of
+#: `maxconn`, would reserve 25,000 descriptors for them.
+MAX_PIPES = 1024
 
 
 def connection_limit() -> int:
     """HAProxy's `maxconn`: each connection takes two descriptors (client and gateway side),
-    and HAProxy refuses to start when it cannot raise its limit that far, so stay within the
-    hard limit this process (and so HAProxy, its child) has."""
+    each splicing pipe two more, and HAProxy refuses to start when it cannot raise its limit
+    that far, so stay within the hard limit this process (and so HAProxy, its child) has."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard == resource.RLIM_INFINITY:
         return MAX_CONNECTIONS
-    return max(256, min(MAX_CONNECTIONS, (hard - 256) // 2))
+    return max(256, min(MAX_CONNECTIONS, (hard - 256 - 2 * MAX_PIPES) // 2))
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,10 @@ global
     log stdout format raw local0 notice
     # Connections held at once (each takes two file descriptors: client and gateway side).
     maxconn {maxconn}
+    maxpipes {MAX_PIPES}
+    # One thread: relaying a small frame is a few syscalls, and threads on the cores the
+    # gateways use cost more in wake-ups and locking than they add.
+    nbthread 1
 
 defaults
     mode http
@@ -90,6 +98,9 @@ defaults
     # A gateway that just died refuses connections: try another one instead of failing.
     retries 2
     option redispatch 1
+    # Kernel splicing (no copy through HAProxy's buffers) where a transfer is large enough to
+    # gain from it, such as a backfill; small frames are relayed as before.
+    option splice-auto
 
 frontend public
     bind {self.host}:{self.port}

@@ -63,9 +63,9 @@ class ClientPool:
         )
         return _totals(answers)
 
-    async def count(self, tag: str) -> int:
+    async def count(self, tag: str, timeout_s: float = ANSWER_TIMEOUT_S) -> int:
         answers = await self._all(
-            [{"cmd": "count", "tag": tag}] * len(self.handles), "count", ANSWER_TIMEOUT_S
+            [{"cmd": "count", "tag": tag}] * len(self.handles), "count", timeout_s
         )
         return sum(int(a["received"]) for a in answers)
 

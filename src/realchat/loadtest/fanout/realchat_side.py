@@ -22,7 +22,7 @@ import aiohttp
 from realchat.loadtest.fanout.measure import Group
 from realchat.loadtest.fanout.plan import ws_base
 from realchat.loadtest.fanout.publisher import Publish
-from realchat.loadtest.population import post_json
+from realchat.loadtest.population import ProvisioningError, post_json
 from realchat.stack.supervisor import Stack
 
 #: A quarter of the per-user limit: an open loop that fell behind catches up in a burst.
@@ -90,9 +90,7 @@ async def provision(
     async def register(name: str) -> dict[str, Any]:
         credentials = {"username": name, "password": PASSWORD}
         async with gate:
-            user = await post_json(http, f"{base_url}/v1/users", credentials)
-            token = await post_json(http, f"{base_url}/v1/tokens", credentials)
-        return {"user_id": user["user_id"], "token": token["access_token"]}
+            return await _sign_up(http, base_url, credentials)
 
     names = [f"fo{run}s{n}" for n in range(subscribers)] + [f"fo{run}p{n}" for n in range(senders)]
     users = await asyncio.gather(*(register(name) for name in names))
@@ -109,6 +107,28 @@ async def provision(
         conversation_id=str(conversation["conversation_id"]),
         seconds=round(loop.time() - started, 1),
     )
+
+
+async def _sign_up(
+    http: aiohttp.ClientSession, base_url: str, credentials: dict[str, str]
+) -> dict[str, Any]:
+    """A new user's id and token. The names are this run's own, so "taken" means an earlier
+    attempt of ours went through although its reply was lost (a 5xx or a timeout on a busy
+    machine, and `post_json` tried again): the user is looked up instead."""
+    try:
+        user_id = (await post_json(http, f"{base_url}/v1/users", credentials))["user_id"]
+    except ProvisioningError as exc:
+        if exc.status != 409:
+            raise
+        user_id = None
+    token = (await post_json(http, f"{base_url}/v1/tokens", credentials))["access_token"]
+    if user_id is None:
+        url = f"{base_url}/v1/users/by-username/{credentials['username']}"
+        async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as reply:
+            if reply.status != 200:
+                raise ProvisioningError(f"GET {url}: {reply.status} {await reply.text()}")
+            user_id = (await reply.json())["user_id"]
+    return {"user_id": user_id, "token": token}
 
 
 def rest_publisher(http: aiohttp.ClientSession, entrypoint: str, audience: Audience) -> Publish:

@@ -39,7 +39,7 @@ from realchat.loadtest.fanout.measure import (
     snapshot,
 )
 from realchat.loadtest.fanout.plan import connection_specs, shares
-from realchat.loadtest.fanout.pool import ClientPool
+from realchat.loadtest.fanout.pool import ANSWER_TIMEOUT_S, ClientPool
 from realchat.loadtest.fanout.publisher import Publish, open_loop
 from realchat.loadtest.fanout.render import render
 from realchat.loadtest.fanout.results import FanoutResult, IdleResult, IdleStep, ratios
@@ -176,7 +176,10 @@ async def idle_block(
 async def _drain(pool: ClientPool, tag: str, expected: int, deadline_s: float) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if await pool.count(tag) >= expected:
+        # A worker busy reading a backlog may answer late: wait for it as long as the drain's
+        # own deadline allows (on a saturated machine 30 s was not enough, and the run died).
+        left = max(ANSWER_TIMEOUT_S, deadline - time.monotonic())
+        if await pool.count(tag, left) >= expected:
             return
         await asyncio.sleep(0.25)
 
