@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 
 .PHONY: deps deps-test run test lint typecheck unit integration e2e down status reset format bench-write \
-	bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos chaos-random
+	bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos chaos-random compose-test
 
 ## What running needs; `deps-test` adds the test runners, linters and checkers.
 deps:
@@ -98,6 +98,12 @@ reset:
 chaos: deps
 	$(BIN)/realchat chaos --output reports/chaos
 	REALCHAT_REGISTRY_CYCLES=100000 $(BIN)/pytest -q -s tests/e2e/test_registry_leak.py
+
+## The compose deployment built and run for real (a Docker engine started if none runs; images
+## from Debian packages and Maven Central where Docker Hub cannot be reached), checked from
+## outside with a gateway killed mid-traffic, torn down. Report: reports/compose-test.{json,txt}.
+compose-test: deps-test
+	scripts/compose-test.sh
 
 ## Every fault kind CHAOS_ROUNDS times (20 by default) in an order drawn from CHAOS_SEED, with
 ## the short hold times; hours of traffic. Report in reports/chaos-random.{json,txt}.

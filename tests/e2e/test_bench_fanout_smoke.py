@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from realchat.loadtest.fanout.centrifugo import DEFAULT_CACHE_DIR, VERSION, installed_version
-from realchat.loadtest.fanout.centrifugo import binary_path as centrifugo_binary
+from realchat.loadtest.fanout.centrifugo import DEFAULT_CACHE_DIR
 from realchat.loadtest.fanout.run import FanoutOptions, run_bench_fanout, write
+from realchat.stack.gotool import CENTRIFUGO
 from tests.e2e.conftest import RealChat
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_bench_fanout_smoke_delivers_everything(realchat: RealChat, tmp_path: Path) -> None:
-    with_peer = installed_version(centrifugo_binary(DEFAULT_CACHE_DIR)) == VERSION
+    with_peer = CENTRIFUGO.installed_version(DEFAULT_CACHE_DIR) == CENTRIFUGO.version
     options = FanoutOptions(
         seconds=2.0,
         rates=(20.0,),

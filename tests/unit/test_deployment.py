@@ -37,6 +37,7 @@ from tests.support.deployment import load_script, settings_field_exists
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deployments"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
+LOCAL_IMAGES = DEPLOY / "docker-compose.local-images.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
 DOCKERFILE = DEPLOY / "Dockerfile"
 HAPROXY_CFG = DEPLOY / "haproxy" / "haproxy.cfg"
@@ -91,7 +92,7 @@ def compose_binary() -> Path:
     return Path(spec.origin).parent / "docker-compose"
 
 
-def run_compose(env_file: Path, home: Path) -> subprocess.CompletedProcess[str]:
+def run_compose(env_file: Path, home: Path, *overrides: Path) -> subprocess.CompletedProcess[str]:
     """`docker-compose config` with nothing of the caller's environment but PATH, so only the
     env file feeds the interpolation."""
     return subprocess.run(
@@ -99,6 +100,7 @@ def run_compose(env_file: Path, home: Path) -> subprocess.CompletedProcess[str]:
             str(compose_binary()),
             "--file",
             str(COMPOSE_FILE),
+            *(arg for path in overrides for arg in ("--file", str(path))),
             "--env-file",
             str(env_file),
             "config",
@@ -263,6 +265,27 @@ def test_compose_v2_itself_parses_the_file(compose_home: Path, config: dict[str,
     )
     assert version.stdout.strip().lstrip("v").startswith("2.")
     assert config["name"] == "realchat"
+
+
+def test_local_images_replace_only_the_infrastructure_images(
+    compose_home: Path, services: dict[str, dict[str, Any]]
+) -> None:
+    """Without Docker Hub: the override swaps the official infrastructure images for ones built
+    from deployments/images/ (on a base image given as a build argument), and nothing else."""
+    result = run_compose(ENV_EXAMPLE, compose_home, LOCAL_IMAGES)
+    assert result.returncode == 0, result.stderr
+    local = normalised(result.stdout)["services"]
+    changed = {name for name in services if local[name] != services[name]}
+    assert changed == {"postgres", "redis", "kafka", "balancer", "prometheus"}
+    script = (ROOT / "scripts" / "compose-test.sh").read_text()
+    for name in changed:
+        assert {**local[name], "image": services[name]["image"]} == services[name]
+        image = local[name]["image"]
+        assert image.startswith("realchat-local/")
+        dockerfile = DEPLOY / "images" / image.split("/")[1].split(":")[0] / "Dockerfile"
+        assert "FROM ${BASE_IMAGE}" in dockerfile.read_text(), dockerfile
+        built = image.replace(image.split("/")[1].split(":")[0], "$name")
+        assert image in script or built in script, f"compose-test.sh does not build {image}"
 
 
 def test_every_part_of_the_system_is_a_service(services: dict[str, dict[str, Any]]) -> None:
