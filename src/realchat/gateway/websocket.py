@@ -132,17 +132,27 @@ class Session:
         if not take_over(request, socket):  # the client is gone already
             return taken()
         try:
-            user_id = self.verifier.verify(request.query.get("token", ""))
+            await self._open(socket, request.query.get("token", ""), device)
+        except Exception:  # a bug here must not leave the taken socket to nobody
+            log.exception("opening a session failed")
+            socket.abort()
+        return taken()
+
+    async def _open(self, socket: WebSocket, token: str, device: str | None) -> None:
+        """Authenticate the client on its upgraded socket and register its connection."""
+        s = self.settings
+        try:
+            user_id = self.verifier.verify(token)
         except InvalidToken:
             metrics.DISCONNECTS.labels(reason="unauthorized").inc()
             await self._refuse_session(socket, CloseCode.UNAUTHORIZED, "unauthorized")
-            return taken()
+            return
         if not self.accepting:
             await self._refuse_session(socket, CloseCode.GOING_AWAY, "draining")
-            return taken()
+            return
         transport = socket.transport
         if transport is None:
-            return taken()
+            return
         connection = Connection(
             user_id,
             WebSocketSink(socket, transport),
@@ -154,7 +164,6 @@ class Session:
             sync_grace_s=s.sync_grace_s,
             flusher=self.hub.flusher,
         )
-        socket.connection = connection
         self.hub.register(connection)
         metrics.ACTIVE_CONNECTIONS.inc()
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
@@ -164,7 +173,7 @@ class Session:
         self.presence.connected(
             connection.session_id, user_id, device or str(connection.session_id)
         )
-        return taken()
+        socket.attach(connection)
 
     async def _refuse_session(self, socket: WebSocket, code: int, reason: str) -> None:
         """Close a session that is not opened, within the close grace."""

@@ -90,8 +90,8 @@ class WebSocket(BaseProtocol):
         self._worker: asyncio.Task[None] | None = None
         self._close_sent = False
         self._closed: asyncio.Future[None] | None = None
-        #: The session's connection, once the client is authenticated (messages before that
-        #: are dropped).
+        #: The session's connection, once the client is authenticated (`attach`); messages
+        #: wait until then.
         self.connection: Connection | None = None
         #: The session's limit on frames from this client, and its strikes (allocated by the
         #: session on the first message).
@@ -131,9 +131,17 @@ class WebSocket(BaseProtocol):
         if self.transport is not None:
             self.transport.close()
 
+    def attach(self, connection: Connection) -> None:
+        """The client is authenticated: its messages are handled from now on (those that came
+        before, in order, first)."""
+        self.connection = connection
+        if self._inbox and self._worker is None:
+            self._worker = self._loop.create_task(self._work())
+
     def _enqueue(self, received: Received) -> None:
-        if self.connection is None or not self.connection.is_open or self._close_sent:
-            return  # not authenticated yet, or closing: nothing more is handled
+        connection = self.connection
+        if self._close_sent or (connection is not None and not connection.is_open):
+            return  # closing: nothing more is handled
         if self._inbox is None:
             self._inbox = collections.deque()
         self._inbox.append(received)
@@ -141,7 +149,7 @@ class WebSocket(BaseProtocol):
         if self._inbox_bytes > INBOX_BYTES and not self._reading_paused:
             self._reading_paused = True
             self._pause_transport_reading()
-        if self._worker is None:
+        if self._worker is None and connection is not None:
             self._worker = self._loop.create_task(self._work())
 
     async def _work(self) -> None:
