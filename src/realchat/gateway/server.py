@@ -98,7 +98,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     app.router.add_routes(rest_api.routes())
     app.router.add_get("/v1/ws", session.handle)
     add_webapp_routes(app)
-    # Sessions are closed before the runner stops; what is left then gets one close grace.
+    # WebSocket sessions are not aiohttp's (handshake.py): the drain below closes them; what the
+    # runner still has when it stops (HTTP requests) gets one close grace.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=g.close_grace_s)
     await runner.setup()
 
@@ -146,6 +147,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 # Commit what was handled, with what is left of the deadline (minus a moment
                 # for the rest): a broker that does not answer cannot hold the exit up.
                 await delivery.stop(timeout_s=max(0.1, deadline - loop.time() - 0.5))
+                # Sessions still closing (a client that does not answer its close frame) get
+                # until the deadline; their sockets are the gateway's, not aiohttp's.
+                await _until_empty(hub)
                 await runner.cleanup()
         except TimeoutError:
             log.warning(
