@@ -13,6 +13,7 @@ from aiohttp import web
 
 from realchat.auth.tokens import load_verifier
 from realchat.config import Settings
+from realchat.filelimit import raise_file_limit
 from realchat.forwarded import trusted_networks
 from realchat.gateway import metrics
 from realchat.gateway.chat_client import ChatClient
@@ -40,6 +41,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     if token is None:
         raise RuntimeError("REALCHAT_CHAT__INTERNAL_TOKEN is not set")
     g = settings.gateway
+    # Every WebSocket is a descriptor: the connections a gateway can hold are its file limit.
+    files = raise_file_limit()
     verifier = load_verifier(settings.auth)
     channel = grpc.aio.insecure_channel(
         f"{settings.chat.grpc_host}:{settings.chat.grpc_port}",
@@ -119,13 +122,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
     ops = await start_ops_server(settings.ops_host, g.ops_port, ready)
     await delivery.wait_assigned(timeout_s=30)
-    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    site = web.TCPSite(runner, settings.http.host, settings.http.port, backlog=g.accept_backlog)
     await site.start()
     log.info(
         "gateway listening",
         address=f"{settings.http.host}:{settings.http.port}",
         instance=g.instance_id,
         shards=g.shards,
+        file_limit=files,
     )
     try:
         await stop.wait()
