@@ -6,7 +6,7 @@ An idle connection holds this object, its frame reader and the transport, nothin
 and no queue until a message arrives. Messages are handled in the order they came (one client's
 sends get seqs in the order it sent them): the first one starts a task that works through the
 inbox and ends when it is empty. A client that sends faster than its messages are handled is
-stopped being read (TCP pushes back) once `INBOX_BYTES` wait.
+not read any more (TCP pushes back) while `INBOX_BYTES` or `INBOX_MESSAGES` wait.
 
 Flow control of writes is aiohttp's `BaseProtocol` (the transport pauses and resumes it), which
 `socket_sink.SocketSink` reads.
@@ -40,6 +40,8 @@ log = structlog.get_logger(__name__)
 
 #: Bytes of received messages waiting to be handled before the socket is not read any more.
 INBOX_BYTES = 64 * 1024
+#: The same in messages (many tiny frames cost more than their bytes).
+INBOX_MESSAGES = 256
 
 #: RFC 6455 section 7.4.1: a normal closure (the answer to a close frame with no code).
 _NORMAL = 1000
@@ -146,7 +148,8 @@ class WebSocket(BaseProtocol):
             self._inbox = collections.deque()
         self._inbox.append(received)
         self._inbox_bytes += len(received.payload)
-        if self._inbox_bytes > INBOX_BYTES and not self._reading_paused:
+        full = self._inbox_bytes > INBOX_BYTES or len(self._inbox) > INBOX_MESSAGES
+        if full and not self._reading_paused:
             self._reading_paused = True
             self._pause_transport_reading()
         if self._worker is None and connection is not None:
@@ -159,7 +162,11 @@ class WebSocket(BaseProtocol):
             while inbox:
                 received = inbox.popleft()
                 self._inbox_bytes -= len(received.payload)
-                if self._reading_paused and self._inbox_bytes <= INBOX_BYTES // 2:
+                if (
+                    self._reading_paused
+                    and self._inbox_bytes <= INBOX_BYTES // 2
+                    and len(inbox) <= INBOX_MESSAGES // 2
+                ):
                     self._reading_paused = False
                     self._resume_transport_reading()
                 connection = self.connection

@@ -31,7 +31,8 @@ from realchat.loadtest.fanout import realchat_side
 from realchat.loadtest.fanout.measure import Group, Snapshot, cores_busy, snapshot
 from realchat.loadtest.fanout.plan import connection_specs, shares, source_addresses
 from realchat.loadtest.fanout.pool import ClientPool
-from realchat.loadtest.loadgen import StackView, stack_view
+from realchat.loadtest.fanout.run import FanoutError, realchat_view
+from realchat.loadtest.loadgen import StackView
 from realchat.loadtest.population import ProvisioningError
 from realchat.stack.supervisor import Stack
 
@@ -120,14 +121,10 @@ async def _gateway_counts(http: aiohttp.ClientSession, view: StackView) -> dict[
 
 
 async def _view(settings: Settings) -> tuple[Stack, StackView]:
-    stack = Stack(settings)
-    view = await stack_view(stack)
-    if not view.gateway_urls or not all(name in view.pids for name in view.gateways):
-        raise IdleStackError(
-            "the RealChat stack is not running (or a gateway is down): start it with "
-            "`realchat stack up --detach`"
-        )
-    return stack, view
+    try:
+        return await realchat_view(settings)
+    except FanoutError as exc:
+        raise IdleStackError(str(exc)) from None
 
 
 def _groups(view: StackView, pool: ClientPool) -> dict[str, Group]:
