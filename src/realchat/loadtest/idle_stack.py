@@ -5,10 +5,12 @@ how long connecting took.
 A process holds at most its hard file limit of descriptors (often 20,000), so the connections
 go straight to every gateway (`stack.gateways` of them), round robin, from several client worker
 processes, each connection from one of several loopback source addresses (one address has ~28k
-ephemeral ports). The clients are the fan-out bench's: each connects, waits for `hello`, syncs
-once (what a real client does before it idles), then only answers pings. The gateways are
-restarted first, so what they grow by is what the connections cost (RSS, from /proc; kernel
-socket buffers are not in it).
+ephemeral ports). The clients (`idle_client.py`) connect, wait for `hello` and then only answer
+pings: bare protocol objects, so the client side keeps up on a busy 2-core machine (the fan-out
+bench's aiohttp clients, which also sync, opened ~40 connections a second here and, starved of
+CPU, missed pongs for 60 s and were closed with 4002). The gateways are restarted first, so what
+they grow by is what the connections cost (RSS, from /proc; kernel socket buffers are not in
+it).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class GatewayIdle:
 class Step:
     connections: int
     failed: int
-    #: Wall time the step's connections took from the first connect to the last one synced.
+    #: Wall time the step's connections took from the first connect to the last `hello`.
     connect_s: float
     gateways: dict[str, GatewayIdle]
     client_rss_mib: float
@@ -148,7 +150,9 @@ async def run_idle_stack(
         specs = connection_specs(
             view.gateway_urls, audience.subscriber_tokens, options.connections, realchat_side.ws_url
         )
-        pool = ClientPool("realchat", audience.conversation_id, specs, workers)
+        pool = ClientPool(
+            "realchat", audience.conversation_id, specs, workers, "realchat.loadtest.idle_client"
+        )
         await pool.start()
         try:
             return await _hold(http, view, pool, options, workers, report)
