@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 
 .PHONY: deps deps-test run test lint typecheck unit integration e2e down status reset format bench-write \
-	bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos
+	bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos chaos-random
 
 ## What running needs; `deps-test` adds the test runners, linters and checkers.
 deps:
@@ -98,3 +98,10 @@ reset:
 chaos: deps
 	$(BIN)/realchat chaos --output reports/chaos
 	REALCHAT_REGISTRY_CYCLES=100000 $(BIN)/pytest -q -s tests/e2e/test_registry_leak.py
+
+## Every fault kind CHAOS_ROUNDS times (20 by default) in an order drawn from CHAOS_SEED, with
+## the short hold times; hours of traffic. Report in reports/chaos-random.{json,txt}.
+CHAOS_ROUNDS ?= 20
+CHAOS_SEED ?= 1
+chaos-random: deps
+	$(BIN)/realchat chaos --rounds $(CHAOS_ROUNDS) --seed $(CHAOS_SEED) --output reports/chaos-random

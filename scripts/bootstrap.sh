@@ -9,6 +9,8 @@
 #     Prometheus, python3.11-venv when the machine's Python 3.11 cannot create a virtualenv;
 #     for tests also kcat and Chromium (the web client's browser test)
 #   - the Apache Kafka broker jars from Maven Central (cached under .cache/kafka)
+#   - for tests, Toxiproxy (the failure tests' fault proxy), built at its pinned version from the
+#     Go module proxy into .cache/toxiproxy (with Debian's Go when the machine has none)
 #   - a virtualenv (.venv) with the pinned Python dependencies (constraints.txt)
 #
 # Every Python package is installed from a wheel (--only-binary :all:), so nothing depends on a
@@ -46,6 +48,7 @@ python3.11 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3.11-venv)
 if [ "$tier" = test ]; then
   command -v kcat >/dev/null || missing+=(kcat)
   command -v chromium >/dev/null || missing+=(chromium)
+  command -v go >/dev/null || missing+=(golang-go)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
@@ -103,5 +106,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -f src/realchat/chat/v1/c
   mkdir -p .cache
   scripts/gen-proto.sh
   echo "$want" > "$stamp"
+fi
+# -- the fault proxy (test tier) ---------------------------------------------------------------
+if [ "$tier" = test ]; then
+  "$venv/bin/python" - <<'PY'
+from realchat.stack.faultproxy import DEFAULT_CACHE_DIR
+from realchat.stack.gotool import TOXIPROXY
+TOXIPROXY.ensure_built(DEFAULT_CACHE_DIR, report=lambda line: print("==>", line))
+PY
 fi
 say "dependencies ready ($tier)"

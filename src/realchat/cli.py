@@ -328,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults", help="comma-separated subset (default: all, in order)", default=None
     )
     chaos.add_argument("--short", action="store_true", help="short settle times (CI)")
+    chaos.add_argument(
+        "--rounds", type=int, default=1, help="apply each fault this many times, in random order"
+    )
+    chaos.add_argument("--seed", type=int, default=1, help="the random order's seed")
     chaos.add_argument("--output", type=Path, default=Path("reports/chaos"))
     return parser
 
@@ -465,7 +469,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from realchat.chaos.run import chaos_command
 
         names = args.faults.split(",") if args.faults else None
-        return chaos_command(settings, names, args.short, args.output, _say)
+        return chaos_command(
+            settings, names, args.short, args.output, _say, rounds=args.rounds, seed=args.seed
+        )
     if args.command == "loadtest":
         from realchat.loadtest.loadgen import loadtest_command, scenario_config
 

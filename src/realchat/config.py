@@ -243,6 +243,11 @@ class StackSettings(BaseModel):
     prometheus: bool = True
     prometheus_port: int = 9090
     prometheus_scrape_interval_s: float = Field(default=5.0, gt=0)
+    #: Route the chat service's PostgreSQL link and the gateways' and publishers' Kafka links
+    #: through a fault proxy (Toxiproxy, API on `fault_proxy_port`), so the failure tests can
+    #: add latency to them or partition them. Off except in those tests.
+    fault_links: bool = False
+    fault_proxy_port: int = 17190
 
 
 class HttpSettings(BaseModel):

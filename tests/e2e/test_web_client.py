@@ -229,3 +229,42 @@ async def test_two_people_chat_through_a_gateway_sigkill(
     # Bob closes his browser: Alice sees him go offline.
     await bob.page.context.close()
     await alice.expect_other_is("offline")
+
+
+async def test_pages_catch_up_by_sync_while_live_delivery_is_paused(
+    one_gateway: Stack, browser: Browser
+) -> None:
+    """Kafka down: the gateway tells the pages that live delivery paused; they say so and sync
+    every few seconds, so a message sent meanwhile (stored: the outbox holds its event) still
+    shows on the other page; when the bus is back, live delivery resumes."""
+    base_url = f"http://{one_gateway.app_settings.http.host}:{one_gateway.app_settings.http.port}"
+    carol = await open_person(browser, "carol", 1000, 640)
+    dave = await open_person(browser, "dave", 1000, 640)
+    await asyncio.gather(carol.sign_up(base_url), dave.sign_up(base_url))
+    await carol.page.get_by_label("New conversation with").fill("dave")
+    await carol.page.get_by_role("button", name="Start conversation").click()
+    await carol.say("Before the bus goes away")
+    await dave.page.get_by_role("button", name="carol, dave").click()
+    await expect(dave.messages()).to_have_count(1, timeout=DEADLINE_MS)
+
+    await one_gateway.kill_component("kafka")
+    try:
+        for person in (carol, dave):
+            await expect(person.page.locator("#connection-text")).to_contain_text(
+                "live updates paused", timeout=90_000
+            )
+        await carol.say("Sent while the bus is down")
+        await expect(dave.messages()).to_have_count(2, timeout=DEADLINE_MS)
+        await expect(dave.messages().last.locator(".content")).to_have_text(
+            "Sent while the bus is down"
+        )
+    finally:
+        await one_gateway.start_component("kafka")
+    for person in (carol, dave):
+        await expect(person.page.locator("#connection-text")).to_have_text(
+            "Connected", timeout=120_000
+        )
+    await dave.say("Live again")
+    await expect(carol.messages()).to_have_count(3, timeout=DEADLINE_MS)
+    for person in (carol, dave):
+        assert person.errors == [], person.errors

@@ -82,11 +82,17 @@ def throwaway_stack(
 
 
 def throwaway_settings(
-    state_dir: Path, kafka_nodes: int = 1, gateways: int = 1, publishers: int = 1
+    state_dir: Path,
+    kafka_nodes: int = 1,
+    gateways: int = 1,
+    publishers: int = 1,
+    fault_links: bool = False,
 ) -> Settings:
-    """Settings of a whole throw-away stack, services included, all on free ports."""
+    """Settings of a whole throw-away stack, services included, all on free ports; with
+    `fault_links`, its PostgreSQL and Kafka links go through a fault proxy."""
     base = free_port_block(offsets=block_offsets(kafka_nodes, gateways, publishers))
     stack = throwaway_stack(state_dir, kafka_nodes, base, gateways, publishers)
+    stack = stack.model_copy(update={"fault_links": fault_links})
     return block_settings(stack, base, FAST_PRESENCE)
 
 

@@ -33,6 +33,18 @@ class Received(msgspec.Struct, tag="received", frozen=True):
     at: float
 
 
+class Refused(msgspec.Struct, tag="refused", frozen=True):
+    """A send attempt the server refused (`code`); `retried`: the client sent it again with the
+    same `client_msg_id` (a retriable refusal), else it gave the message up."""
+
+    client: str
+    conversation_id: str
+    client_msg_id: str
+    code: str
+    at: float
+    retried: bool
+
+
 class ClientSummary(msgspec.Struct, tag="client", frozen=True):
     """One client (a device) at the end of the run."""
 
@@ -52,7 +64,7 @@ class FaultMark(msgspec.Struct, tag="fault", frozen=True):
     restored_at: float
 
 
-Record = Sent | Received | ClientSummary | FaultMark
+Record = Sent | Received | Refused | ClientSummary | FaultMark
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Record)
 

@@ -18,8 +18,16 @@ from typing import Any
 import asyncpg
 
 from realchat.chaos.checker import bus_facts, database_facts, judge
-from realchat.chaos.faults import FAULTS, Fault
-from realchat.chaos.history import FaultMark, HistoryWriter, Received, Record, Sent, read_history
+from realchat.chaos.faults import FAULTS, SHORT_FAULTS, Fault, random_schedule
+from realchat.chaos.history import (
+    FaultMark,
+    HistoryWriter,
+    Received,
+    Record,
+    Refused,
+    Sent,
+    read_history,
+)
 from realchat.chaos.traffic import Traffic
 from realchat.config import PresenceSettings, Settings
 from realchat.stack.layout import block_settings, block_stack
@@ -36,6 +44,9 @@ class Timings:
 
 
 FULL = Timings(warmup_s=10, settle_s=20)
+#: Refusals this long after a fault healed still count as its own (a gateway's restart, a
+#: client's reconnect).
+REFUSALS_AFTER_S = 5.0
 SHORT = Timings(warmup_s=5, settle_s=6)
 
 
@@ -43,7 +54,7 @@ def chaos_settings(state_dir: Path, base: int = 21000) -> Settings:
     """The chaos stack: its own dir and a port block below the ephemeral range (so it runs
     beside the dev and test stacks)."""
     stack = block_stack(state_dir, base, kafka_nodes=3, gateways=2, publishers=2)
-    stack = stack.model_copy(update={"kafka_heap_mb": 384})
+    stack = stack.model_copy(update={"kafka_heap_mb": 384, "fault_links": True})
     return block_settings(
         stack, base, PresenceSettings(heartbeat_s=2.0, key_ttl_s=6, sweep_interval_s=3.0)
     )
@@ -55,6 +66,7 @@ async def run_chaos(
     timings: Timings,
     output: Path,
     report: Reporter = print,
+    schedule: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run the schedule; write `<output>.json`, `<output>.txt` and the history next to them."""
     history_path = output.with_suffix(".history.jsonl")
@@ -102,7 +114,9 @@ async def run_chaos(
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.time() - started, 1),
         "stack": "3 Kafka nodes (RF 3, min ISR 2), 2 gateways behind HAProxy, 2 outbox "
-        "publishers, presence, PostgreSQL, Redis",
+        "publishers, presence, PostgreSQL, Redis"
+        + (", links through a fault proxy" if settings.stack.fault_links else ""),
+        "schedule": schedule or {"rounds": 1},
         "traffic": {
             "devices": len(traffic.devices),
             "conversations": len(traffic.conversations),
@@ -110,7 +124,10 @@ async def run_chaos(
             "sends_refused": traffic.send_failures,
             "sends_retried": traffic.send_retries,
         },
-        "faults": [_fault_figures(records, mark) for mark in _marks(records)],
+        "faults": [
+            _fault_figures(records, mark, {f.name: f.what for f in faults})
+            for mark in _marks(records)
+        ],
         # A process that ended with no fault killing it fails the run like a lost message.
         "verdict": {
             **verdict.as_dict(),
@@ -171,30 +188,72 @@ def _marks(records: list[Record]) -> list[FaultMark]:
     return [r for r in records if isinstance(r, FaultMark)]
 
 
-def _fault_figures(records: list[Record], mark: FaultMark) -> dict[str, Any]:
-    """Recovery: from the injection until a message started after it reached a recipient."""
+def _fault_figures(records: list[Record], mark: FaultMark, what: dict[str, str]) -> dict[str, Any]:
+    """Recovery: from the injection until a message started after it reached a recipient; how
+    long after the component or link was back the messages sent during the fault had all
+    arrived; and the send attempts refused meanwhile (a retried refusal counts each time)."""
     sent = [r for r in records if isinstance(r, Sent)]
+    received = [r for r in records if isinstance(r, Received)]
     started_after = {(s.conversation_id, s.seq) for s in sent if s.started_at >= mark.at}
     first_delivery = min(
-        (
-            r.at
-            for r in records
-            if isinstance(r, Received) and (r.conversation_id, r.seq) in started_after
-        ),
-        default=None,
+        (r.at for r in received if (r.conversation_id, r.seq) in started_after), default=None
     )
     in_flight = [s for s in sent if s.started_at < mark.at < s.at]
     during = [s for s in sent if mark.at <= s.started_at <= mark.restored_at]
+    sent_during = {(s.conversation_id, s.seq) for s in during}
+    last_arrival = max(
+        (r.at for r in received if (r.conversation_id, r.seq) in sent_during), default=None
+    )
     latencies = [s.at - s.started_at for s in sent if mark.at <= s.at <= mark.restored_at + 5]
+    refused = [
+        r
+        for r in records
+        if isinstance(r, Refused) and mark.at <= r.at <= mark.restored_at + REFUSALS_AFTER_S
+    ]
     return {
         "fault": mark.name,
-        "what": FAULTS[mark.name].what if mark.name in FAULTS else mark.name,
+        "what": what.get(mark.name, mark.name),
         "restored_after_s": round(mark.restored_at - mark.at, 2),
         "recovered_after_s": None if first_delivery is None else round(first_delivery - mark.at, 2),
         "sends_in_flight_at_injection": len(in_flight),
         "sends_started_while_down": len(during),
+        "delivered_after_restore_s": (
+            None if last_arrival is None else round(max(0.0, last_arrival - mark.restored_at), 2)
+        ),
+        "send_attempts_refused": len(refused),
+        "refusal_codes": sorted({r.code for r in refused}),
         "max_send_latency_s": round(max(latencies, default=0.0), 2),
     }
+
+
+_SUMMED = ("sends_in_flight_at_injection", "send_attempts_refused")
+_WORST = (
+    "restored_after_s",
+    "recovered_after_s",
+    "delivered_after_restore_s",
+    "max_send_latency_s",
+)
+
+
+def _worst_per_fault(figures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per fault kind, in first-applied order: how often, the worst times (None if a
+    recovery never came), the summed counts."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for f in figures:
+        groups.setdefault(f["fault"], []).append(f)
+    rows = []
+    for name, group in groups.items():
+        row: dict[str, Any] = {"fault": name, "times": len(group)}
+        row.update({key: sum(f[key] for f in group) for key in _SUMMED})
+        for key in _WORST:
+            seen = [f[key] for f in group]
+            row[key] = None if None in seen else max(seen)
+        rows.append(row)
+    return rows
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
 
 
 def _summary(result: dict[str, Any]) -> str:
@@ -205,15 +264,23 @@ def _summary(result: dict[str, Any]) -> str:
         f"{result['traffic']['sends_acknowledged']} acknowledged sends, "
         f"{v['messages']} messages, {v['deliveries_checked']} deliveries checked",
         "",
-        f"{'fault':<22} {'restored':>9} {'recovered':>10} {'in flight':>10} {'max send':>9}",
+        f"{'fault':<34} {'times':>5} {'restored':>9} {'recovered':>10} {'caught up':>10} "
+        f"{'in flight':>10} {'refused':>8} {'max send':>9}",
     ]
-    for f in result["faults"]:
-        recovered = "-" if f["recovered_after_s"] is None else f"{f['recovered_after_s']:.2f} s"
+    for f in _worst_per_fault(result["faults"]):
         lines.append(
-            f"{f['fault']:<22} {f['restored_after_s']:>7.2f} s {recovered:>10} "
-            f"{f['sends_in_flight_at_injection']:>10} {f['max_send_latency_s']:>7.2f} s"
+            f"{f['fault']:<34} {f['times']:>5} {f['restored_after_s']:>7.2f} s "
+            f"{_seconds(f['recovered_after_s']):>10} "
+            f"{_seconds(f['delivered_after_restore_s']):>10} "
+            f"{f['sends_in_flight_at_injection']:>10} {f['send_attempts_refused']:>8} "
+            f"{f['max_send_latency_s']:>7.2f} s"
         )
     lines += [
+        "worst of each fault's applications (refused and in flight: their sum); restored: "
+        "from the injection until the component was ready or the link healed; "
+        "recovered: until a message sent after the injection reached a recipient; caught up: "
+        "after the restore, until every message sent during the fault had arrived; refused: "
+        f"send attempts refused from the injection until {REFUSALS_AFTER_S:g} s after the restore",
         "",
         f"lost acknowledged sends: {v['lost_acknowledged']}   "
         f"lost deliveries: {v['lost_deliveries']}",
@@ -233,11 +300,31 @@ def _summary(result: dict[str, Any]) -> str:
 
 
 def chaos_command(
-    settings: Settings, names: list[str] | None, short: bool, output: Path, report: Reporter
+    settings: Settings,
+    names: list[str] | None,
+    short: bool,
+    output: Path,
+    report: Reporter,
+    rounds: int = 1,
+    seed: int = 1,
 ) -> int:
-    faults = [FAULTS[n] for n in (names or list(FAULTS))]
+    """Every fault (or `names`) once in order; with `rounds` > 1, each `rounds` times in an
+    order drawn from `seed`, with the short hold times (so that 20 rounds fit in hours)."""
+    known = SHORT_FAULTS if short or rounds > 1 else FAULTS
+    faults = [known[n] for n in (names or list(known))]
+    if rounds > 1:
+        faults = random_schedule(faults, rounds, seed)
+        report(f"schedule: {len(faults)} faults, each {rounds} times, seed {seed}")
     state_dir = Path(settings.stack.state_dir).parent / "chaos"
+    timings = SHORT if short or rounds > 1 else FULL
     result = asyncio.run(
-        run_chaos(chaos_settings(state_dir), faults, SHORT if short else FULL, output, report)
+        run_chaos(
+            chaos_settings(state_dir),
+            faults,
+            timings,
+            output,
+            report,
+            schedule={"rounds": rounds, "seed": seed},
+        )
     )
     return 0 if result["verdict"]["ok"] else 1

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
-from realchat.chaos.history import ClientSummary, HistoryWriter, Received, Sent
+from realchat.chaos.history import ClientSummary, HistoryWriter, Received, Refused, Sent
 from realchat.client import ClientOptions, RealChatClient, SendError, SendTimeout
 
 log = structlog.get_logger(__name__)
@@ -112,7 +112,14 @@ class Traffic:
                 except SendTimeout:
                     continue  # the same id again: stored once, whatever happened
                 except SendError as error:
-                    if error.code in RETRIABLE:
+                    retried = error.code in RETRIABLE
+                    self._history.write(
+                        Refused(
+                            device.name, conversation, client_msg_id, error.code, time.time(),
+                            retried,
+                        )
+                    )  # fmt: skip
+                    if retried:
                         self.send_retries += 1
                         await asyncio.sleep(RETRY_PAUSE_S)
                         continue  # as an application would: the same id, so stored once

@@ -66,6 +66,9 @@ class KafkaCluster:
     base_port: int
     nodes: int
     heap_mb: int
+    #: Extra client listeners, each advertised at a fault-proxy port (`stack.faultproxy`): the
+    #: clients that bootstrap through a link's proxy are sent to the proxy for every node too.
+    links: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -80,6 +83,19 @@ class KafkaCluster:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"{self.host}:{self.client_port(n)}" for n in range(1, self.nodes + 1))
+
+    def link_port(self, node_id: int, link: str) -> int:
+        """The node's listener for `link` (what the link's proxy connects to)."""
+        return self.client_port(node_id) + 2 + self.links.index(link)
+
+    def link_proxy_port(self, node_id: int, link: str) -> int:
+        """Where the link's proxy for this node listens (what the node advertises on `link`)."""
+        return self.client_port(node_id) + 2 + len(self.links) + self.links.index(link)
+
+    def link_bootstrap_servers(self, link: str) -> str:
+        return ",".join(
+            f"{self.host}:{self.link_proxy_port(n, link)}" for n in range(1, self.nodes + 1)
+        )
 
     @property
     def quorum_voters(self) -> str:
@@ -147,19 +163,22 @@ class KafkaNode:
 
     def server_properties(self) -> dict[str, str]:
         c = self.cluster
-        host, rf = c.host, c.replication_factor
+        host, rf, node = c.host, c.replication_factor, self.node_id
+        listeners = [f"PLAINTEXT://{host}:{c.client_port(node)}"]
+        advertised = list(listeners)
+        for link in c.links:
+            listeners.append(f"{link}://{host}:{c.link_port(node, link)}")
+            advertised.append(f"{link}://{host}:{c.link_proxy_port(node, link)}")
+        protocols = ["CONTROLLER", "PLAINTEXT", *c.links]
         return {
             "process.roles": "broker,controller",
-            "node.id": str(self.node_id),
+            "node.id": str(node),
             "controller.quorum.voters": c.quorum_voters,
-            "listeners": (
-                f"PLAINTEXT://{host}:{c.client_port(self.node_id)},"
-                f"CONTROLLER://{host}:{c.controller_port(self.node_id)}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://{host}:{c.client_port(self.node_id)}",
+            "listeners": ",".join([*listeners, f"CONTROLLER://{host}:{c.controller_port(node)}"]),
+            "advertised.listeners": ",".join(advertised),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(f"{p}:PLAINTEXT" for p in protocols),
             "log.dirs": str(self.data_dir),
             "auto.create.topics.enable": "false",
             "default.replication.factor": str(rf),

@@ -3,7 +3,8 @@ use, so two stacks on different blocks (and dirs) never meet.
 
 Offsets: presence ops +1, PostgreSQL +2, Redis +3, chat gRPC/ops +4/+5, publisher ops +6 (or
 +40+n for several), public entrypoint +7, auth HTTP/ops +8/+9, Kafka node n +10n/+10n+1,
-gateway n ops +49+n, gateway n +60+n.
+gateway n ops +49+n, gateway n +60+n; with fault links, the fault proxy's API +90 and its
+PostgreSQL link +91, Kafka node n's link listeners and their proxies +10n+2 to +10n+5.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def block_offsets(kafka_nodes: int = 1, gateways: int = 1, publishers: int = 1) 
         *range(41, 41 + publishers),
         *range(50, 50 + gateways),
         *range(61, 61 + gateways),
+        *(10 * n + d for n in range(1, kafka_nodes + 1) for d in range(2, 6)),
+        90,
+        91,
     )
 
 
@@ -55,6 +59,7 @@ def block_stack(
         gateway_port=base + 60,
         publishers=publishers,
         publisher_ops_port=base + 40,
+        fault_proxy_port=base + 90,
         prometheus=False,
     )
 

@@ -158,9 +158,10 @@ class Postgres:
     def password(self) -> str:
         return local_secret(self.state_dir, PASSWORD_SECRET)
 
-    def dsn(self, database: str | None = None) -> str:
+    def dsn(self, database: str | None = None, port: int | None = None) -> str:
+        """`port`: another way to the same server (a fault proxy's link)."""
         db = database or self.database
-        return f"postgresql://{SUPERUSER}:{self.password}@{self.host}:{self.port}/{db}"
+        return f"postgresql://{SUPERUSER}:{self.password}@{self.host}:{port or self.port}/{db}"
 
     def prepare(self) -> None:
         """Init the cluster the first time; re-init one left by a deleted state dir."""

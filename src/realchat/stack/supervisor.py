@@ -26,6 +26,7 @@ from realchat.config import Settings, to_environment
 from realchat.events.topics import ensure_topics, realchat_topics
 from realchat.stack import process
 from realchat.stack.component import Component, ComponentNotReadyError
+from realchat.stack.faultproxy import FaultProxy, Link
 from realchat.stack.haproxy import Backend, Balancer
 from realchat.stack.kafka import KafkaCluster, KafkaNode
 from realchat.stack.postgres import FINGERPRINT_FILE, Postgres
@@ -43,6 +44,19 @@ SERVICES = frozenset({"auth-service", "chat", "outbox-publisher", "presence", "g
 OBSERVABILITY = frozenset({"prometheus"})
 EVERYTHING = INFRASTRUCTURE | SERVICES | OBSERVABILITY
 
+#: The links a stack with `fault_links` routes through its fault proxy: the chat service to
+#: PostgreSQL, the gateways to Kafka, the outbox publishers to Kafka (Kafka listener names).
+CHAT_DATABASE_LINK = "chat-postgres"
+GATEWAYS_LINK = "GATEWAYS"
+PUBLISHERS_LINK = "PUBLISHERS"
+KAFKA_LINKS = (GATEWAYS_LINK, PUBLISHERS_LINK)
+
+
+def kafka_links(listener: str) -> str:
+    """The name prefix of a Kafka listener's proxy links (one link per node: `<prefix>-<n>`)."""
+    return f"{listener.lower()}-kafka"
+
+
 #: What the stack is made of, beyond the settings' defaults: recorded at `up` in stack.json so
 #: later commands (`status`, `start`, `kill`, `down`) see the same components without the flags.
 SHAPE_FIELDS = ("kafka_nodes", "gateways", "publishers")
@@ -55,6 +69,7 @@ STATE_ENTRIES = (
     "kafka",
     "prometheus",
     "haproxy",
+    "fault-proxy",
     "logs",
     "secrets",
     "stack.json",
@@ -153,6 +168,7 @@ class Stack:
             base_port=settings.kafka_port,
             nodes=settings.kafka_nodes,
             heap_mb=settings.kafka_heap_mb,
+            links=KAFKA_LINKS if settings.fault_links else (),
         )
 
     # -- what the stack is made of -------------------------------------------------------------
@@ -166,6 +182,8 @@ class Stack:
             found.append(self.redis)
         if "kafka" in self.include:
             found.extend(self.kafka.all_nodes())
+        if (fault_proxy := self.fault_proxy()) is not None:
+            found.append(fault_proxy)
         found.extend(self.services())
         if (balancer := self.balancer()) is not None:
             found.append(balancer)
@@ -202,6 +220,7 @@ class Stack:
                 f"{app.chat.grpc_host}:{app.chat.grpc_port}",
                 app.chat.ops_port,
                 command="chat-service",
+                **self._through_link(database=CHAT_DATABASE_LINK),
             ),
             "presence": service(
                 "presence", f"{host}:{app.presence.ops_port}", app.presence.ops_port
@@ -216,6 +235,7 @@ class Stack:
                     port,
                     command="outbox-publisher",
                     REALCHAT_OUTBOX__OPS_PORT=str(port),
+                    **self._through_link(kafka=PUBLISHERS_LINK),
                 )
                 for name, port in self._publishers()
             )
@@ -229,6 +249,7 @@ class Stack:
                     REALCHAT_HTTP__PORT=str(b.port),
                     REALCHAT_GATEWAY__OPS_PORT=str(b.ops_port),
                     REALCHAT_GATEWAY__INSTANCE_ID=instance,
+                    **self._through_link(kafka=GATEWAYS_LINK),
                 )
                 for name, instance, b in self._gateway_backends()
             )
@@ -264,6 +285,37 @@ class Stack:
             )
             for n in range(1, count + 1)
         ]
+
+    def fault_proxy(self) -> FaultProxy | None:
+        """The proxy on the links the failure tests fault, when `fault_links` is on."""
+        if not self.settings.fault_links:
+            return None
+        settings = self.settings
+        links = [Link(CHAT_DATABASE_LINK, settings.fault_proxy_port + 1, settings.postgres_port)]
+        links += [
+            Link(
+                f"{kafka_links(link)}-{node}",
+                self.kafka.link_proxy_port(node, link),
+                self.kafka.link_port(node, link),
+            )
+            for link in self.kafka.links
+            for node in range(1, self.kafka.nodes + 1)
+        ]
+        return FaultProxy(self.state_dir, settings.host, settings.fault_proxy_port, links)
+
+    def _through_link(self, database: str = "", kafka: str = "") -> dict[str, str]:
+        """A service's environment that sends its PostgreSQL or Kafka traffic through a fault
+        proxy link (nothing when the stack has none)."""
+        if not self.settings.fault_links:
+            return {}
+        env = {}
+        if database:
+            env["REALCHAT_DATABASE__URL"] = self.postgres.dsn(
+                port=self.settings.fault_proxy_port + 1
+            )
+        if kafka:
+            env["REALCHAT_KAFKA__BOOTSTRAP_SERVERS"] = self.kafka.link_bootstrap_servers(kafka)
+        return env
 
     def balancer(self) -> Balancer | None:
         """HAProxy on the public entrypoint when several gateways run."""

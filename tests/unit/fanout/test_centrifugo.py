@@ -7,17 +7,7 @@ from pathlib import Path
 
 import jwt
 
-from realchat.loadtest.fanout.centrifugo import (
-    LDFLAGS,
-    VERSION,
-    CentrifugoConfig,
-    binary_path,
-    build_command,
-    channel,
-    client_token,
-    installed_version,
-    parse_version,
-)
+from realchat.loadtest.fanout.centrifugo import CentrifugoConfig, channel, client_token
 
 
 def test_config_uses_the_v6_nested_keys(tmp_path: Path) -> None:
@@ -33,25 +23,6 @@ def test_config_uses_the_v6_nested_keys(tmp_path: Path) -> None:
     assert document["admin"] == {"enabled": False}
     assert document["usage_stats"] == {"disabled": True}
     assert config.ws_url == "ws://127.0.0.1:18000/connection/websocket"
-
-
-def test_the_build_is_pinned_and_stamps_its_version(tmp_path: Path) -> None:
-    argv, env = build_command(tmp_path)
-    assert argv[-1] == f"github.com/centrifugal/centrifugo/v6@v{VERSION}"
-    assert LDFLAGS in argv
-    assert f"Version={VERSION}" in LDFLAGS
-    assert env["GOBIN"] == str(tmp_path.resolve())
-    assert env["GOFLAGS"] == "-mod=mod"
-    assert binary_path(Path("rel")).is_absolute()
-
-
-def test_version_line() -> None:
-    assert parse_version("Centrifugo v6.9.1 (Go version: go1.26.8)") == "6.9.1"
-    assert parse_version("command not found") is None
-
-
-def test_a_missing_binary_has_no_version(tmp_path: Path) -> None:
-    assert installed_version(tmp_path / "centrifugo") is None
 
 
 def test_client_token_is_hs256_with_the_user_as_subject() -> None:

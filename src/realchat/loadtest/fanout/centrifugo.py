@@ -1,8 +1,8 @@
-"""Centrifugo, the peer: built once from the Go module proxy, configured, run, published to.
+"""Centrifugo, the peer: built once from the Go module proxy (`stack.gotool`), configured, run,
+published to.
 
-Pinned to one version so runs compare; the binary lives under `.cache/` (never committed, never
-built in CI: a build takes minutes and needs Go). v6 configuration is nested JSON; an unknown key
-is only logged, so `config` is the one place that names keys and a unit test pins them.
+Never built in CI (a build takes minutes and needs Go). v6 configuration is nested JSON; an
+unknown key is only logged, so `config` is the one place that names keys and a unit test pins them.
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -23,72 +20,26 @@ from typing import Any
 import aiohttp
 import jwt
 
-VERSION = "6.9.1"
-MODULE = "github.com/centrifugal/centrifugo/v6"
-#: Without it the binary reports version 0.0.0 and logs a "development build" warning.
-LDFLAGS = f"-X {MODULE}/internal/build.Version={VERSION}"
+from realchat.stack.gotool import CENTRIFUGO, GoToolError
+
+VERSION = CENTRIFUGO.version
 DEFAULT_CACHE_DIR = Path(".cache/centrifugo")
 NAMESPACE = "bench"
-BUILD_TIMEOUT_S = 1800.0
 READY_TIMEOUT_S = 30.0
 
 Reporter = Callable[[str], None]
 
 
 class CentrifugoError(RuntimeError):
-    """Centrifugo could not be built, started or published to; the message says why."""
-
-
-def binary_path(cache_dir: Path) -> Path:
-    """Absolute: the server runs in a work directory of its own."""
-    return (cache_dir / "centrifugo").resolve()
-
-
-_VERSION_LINE = re.compile(r"Centrifugo v?(\S+)")
-
-
-def parse_version(output: str) -> str | None:
-    """`centrifugo version` prints `Centrifugo v6.9.1 (Go version: ...)`."""
-    found = _VERSION_LINE.search(output)
-    return found[1] if found else None
-
-
-def installed_version(binary: Path) -> str | None:
-    if not binary.is_file():
-        return None
-    try:
-        result = subprocess.run(
-            [str(binary), "version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return parse_version(result.stdout)
-
-
-def build_command(cache_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """`go install` of the pinned module into `cache_dir` (GOBIN must be absolute)."""
-    env = {**os.environ, "GOBIN": str(cache_dir.resolve()), "GOFLAGS": "-mod=mod"}
-    return ["go", "install", "-ldflags", LDFLAGS, f"{MODULE}@v{VERSION}"], env
+    """Centrifugo could not be started or published to; the message says why."""
 
 
 def ensure_built(cache_dir: Path, report: Reporter) -> Path:
-    """The pinned binary, built first when it is missing or another version."""
-    binary = binary_path(cache_dir)
-    if (found := installed_version(binary)) == VERSION:
-        return binary
-    if shutil.which("go") is None:
-        raise CentrifugoError("Go is needed once to build Centrifugo (https://go.dev/dl/)")
-    report(f"building Centrifugo {VERSION} into {cache_dir} (found: {found}; takes minutes) ...")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    argv, env = build_command(cache_dir)
-    result = subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
-    )
-    if result.returncode != 0:
-        raise CentrifugoError(f"go install failed ({result.returncode}): {result.stderr[-2000:]}")
-    if (built := installed_version(binary)) != VERSION:
-        raise CentrifugoError(f"built Centrifugo reports version {built}, not {VERSION}")
-    return binary
+    """The pinned binary (built once from the Go module proxy)."""
+    try:
+        return CENTRIFUGO.ensure_built(cache_dir, report)
+    except GoToolError as error:
+        raise CentrifugoError(str(error)) from error
 
 
 @dataclass(frozen=True)

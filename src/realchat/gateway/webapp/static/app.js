@@ -10,6 +10,8 @@ import { Timeline } from "./timeline.js";
 const HISTORY_WINDOW = 500;
 /** How long a gap may last before the page asks the server to sync that conversation. */
 const GAP_SYNC_MS = 2000;
+/** While live delivery is paused (the gateway lost its event bus), sync this often. */
+const PAUSED_SYNC_MS = 2000;
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 5000;
 /** Acks wait this long, so a burst of messages costs one ack. */
@@ -42,6 +44,9 @@ const state = {
   reconnectTimer: 0,
   heartbeatTimer: 0,
   lastFrameAt: 0,
+  /** The gateway paused live delivery (its event bus is away): sync every PAUSED_SYNC_MS. */
+  livePaused: false,
+  pausedSyncTimer: 0,
   /** @type {Map<string, {clientMsgId: string, conversationId: string, content: string, status: string, error: string}>} */
   outbox: new Map(),
   /** @type {Map<string, string>} user id -> "online" | "offline" */
@@ -200,6 +205,8 @@ function onClose(socket, code) {
   state.syncSent = false;
   state.synced = false;
   clearInterval(state.heartbeatTimer);
+  clearInterval(state.pausedSyncTimer);
+  state.livePaused = false;
   if (!state.session) return;
   if (code === 4001) {
     signOut("Your session has expired: sign in again.");
@@ -264,6 +271,9 @@ function onFrame(socket, frame) {
       state.presenceHeardAt.set(frame.user_id, performance.now());
       setPresence(frame.user_id, frame.status);
       break;
+    case "live":
+      onLive(socket, frame.paused === true);
+      break;
     case "error":
       onError(frame);
       break;
@@ -283,23 +293,52 @@ async function onHello(socket, frame) {
     // sync with what the page knows; conversations it lacks show up with their messages
   }
   if (socket !== state.socket) return;
-  const positions = {};
   for (const conversation of state.conversations.values()) {
-    positions[conversation.id] = conversation.timeline.have;
     conversation.ackSent = 0; // an ack in flight when the last connection died may be lost
   }
-  transmit({ type: "sync", positions });
+  transmit({ type: "sync", positions: positions() });
   state.syncSent = true;
   renderConversations();
   if (state.activeId) renderActive();
   void fetchPresence();
 }
 
+/** What this page holds of each conversation: where a sync continues from. */
+function positions() {
+  const found = {};
+  for (const conversation of state.conversations.values()) {
+    found[conversation.id] = conversation.timeline.have;
+  }
+  return found;
+}
+
+function showConnected() {
+  const text = state.livePaused ? "Connected · live updates paused, catching up every few seconds" : "Connected";
+  setConnection("online", text);
+}
+
+/** The gateway lost its event bus: messages are still stored and served by `sync`, only not
+ * pushed, so the page syncs every few seconds until live delivery resumes (docs/protocol.md). */
+function onLive(socket, paused) {
+  clearInterval(state.pausedSyncTimer);
+  state.livePaused = paused;
+  if (paused) {
+    state.pausedSyncTimer = setInterval(() => {
+      if (socket !== state.socket || !state.livePaused) {
+        clearInterval(state.pausedSyncTimer);
+        return;
+      }
+      if (state.syncSent) transmit({ type: "sync", positions: positions() });
+    }, PAUSED_SYNC_MS);
+  }
+  if (state.synced) showConnected();
+}
+
 function onSyncDone() {
   if (state.synced || !state.syncSent) return;
   state.synced = true;
   state.attempt = 0;
-  setConnection("online", "Connected");
+  showConnected();
   for (const item of state.outbox.values()) {
     if (item.status !== "failed") sendItem(item);
   }
