@@ -21,6 +21,7 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +96,8 @@ class IdleStackResult:
     idle_cores: dict[str, float] = field(default_factory=dict)
     machine_cores_busy_idle: float | None = None
     first_error: str | None = None
+    #: False until the idle CPU is measured: a report saved after each step says so.
+    complete: bool = False
 
 
 def _mib(value: int) -> float:
@@ -136,7 +139,10 @@ def _groups(view: StackView, pool: ClientPool) -> dict[str, Group]:
 
 
 async def run_idle_stack(
-    settings: Settings, options: IdleStackOptions, report: Any
+    settings: Settings,
+    options: IdleStackOptions,
+    report: Any,
+    save: Callable[[IdleStackResult], None],
 ) -> IdleStackResult:
     stack, view = await _view(settings)
     if options.fresh_gateways:
@@ -150,7 +156,7 @@ async def run_idle_stack(
         pool = ClientPool("realchat", "", specs, workers, "realchat.loadtest.idle_client")
         await pool.start()
         try:
-            return await _hold(http, view, pool, options, workers, report)
+            return await _hold(http, view, pool, options, workers, report, save)
         finally:
             report("closing the connections ...")
             await pool.close()
@@ -172,7 +178,10 @@ async def _hold(
     options: IdleStackOptions,
     workers: int,
     report: Any,
+    save: Callable[[IdleStackResult], None],
 ) -> IdleStackResult:
+    """Open the connections step by step; the report is saved after every step (a run cut
+    short still leaves what it measured)."""
     groups = _groups(view, pool)
     await asyncio.sleep(5.0)
     base = snapshot(groups)
@@ -210,6 +219,7 @@ async def _hold(
             load_average=os.getloadavg(),
         )
         result.steps.append(step)
+        save(result)
         report(
             "    "
             + ", ".join(
@@ -223,6 +233,8 @@ async def _hold(
     after = snapshot(groups)
     result.idle_cores = _cores(before, after)
     result.machine_cores_busy_idle = cores_busy(before, after)
+    result.complete = True
+    save(result)
     return result
 
 
@@ -265,31 +277,36 @@ def render(result: IdleStackResult) -> str:
     )
     if result.first_error:
         lines.append(f"first client error: {result.first_error}")
+    if not result.complete:
+        lines.append("incomplete: the run ended before its last step and the idle CPU window")
     return "\n".join(lines)
 
 
 def idle_stack_command(settings: Settings, options: IdleStackOptions, report: Any) -> int:
     load_before = os.getloadavg()
     started = datetime.now(UTC).isoformat(timespec="seconds")
+
+    def save(result: IdleStackResult) -> None:
+        text = render(result)
+        document = {
+            "benchmark": "bench-idle-stack",
+            "timestamp": started,
+            "cores": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_now": os.getloadavg(),
+            "settings": {k: str(v) for k, v in asdict(options).items()},
+            "result": asdict(result),
+            "text": text,
+        }
+        options.output.parent.mkdir(parents=True, exist_ok=True)
+        options.output.write_text(json.dumps(document, indent=2) + "\n")
+        options.output.with_suffix(".txt").write_text(text + "\n")
+
     try:
-        result = uvloop.run(run_idle_stack(settings, options, report))
+        result = uvloop.run(run_idle_stack(settings, options, report, save))
     except IdleStackError as exc:
         report(f"error: {exc}")
         return 1
-    text = render(result)
-    document = {
-        "benchmark": "bench-idle-stack",
-        "timestamp": started,
-        "cores": os.cpu_count(),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
-        "settings": {k: str(v) for k, v in asdict(options).items()},
-        "result": asdict(result),
-        "text": text,
-    }
-    options.output.parent.mkdir(parents=True, exist_ok=True)
-    options.output.write_text(json.dumps(document, indent=2) + "\n")
-    options.output.with_suffix(".txt").write_text(text + "\n")
-    report(text)
+    report(render(result))
     report(f"results written to {options.output} and {options.output.with_suffix('.txt')}")
     return 0
