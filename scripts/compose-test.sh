@@ -147,6 +147,8 @@ EOF
 # -- up, check, down -------------------------------------------------------------------------------
 services=(postgres redis kafka migrate create-topics auth chat outbox-publisher presence gateway
   balancer prometheus)
+# From a clean state: whatever an interrupted run left (containers, volumes) goes first.
+"${compose[@]}" "${project[@]}" down --volumes --remove-orphans > /dev/null 2>&1 || true
 say "starting the deployment: ${services[*]} (3 gateways)"
 started=$(date +%s)
 "${compose[@]}" "${project[@]}" up --detach --no-build --wait --wait-timeout 600 \
