@@ -42,9 +42,13 @@ async def gateway(realchat: RealChat, tmp_path: Path) -> AsyncIterator[ExtraGate
         yield extra
 
 
-async def cycle(http: aiohttp.ClientSession, url: str, users: list[User], rounds: int) -> None:
+async def cycle(
+    http: aiohttp.ClientSession, url: str, users: list[User], rounds: int, start: int
+) -> None:
     for n in range(rounds):
-        user = users[n % len(users)]
+        # Tasks start at different users: a few connections per user at once, well under the
+        # gateway's limit per user.
+        user = users[(start + n) % len(users)]
         async with http.ws_connect(f"{url}/v1/ws?token={user.token}", heartbeat=None) as ws:
             hello = await ws.receive_json(timeout=30)
             assert hello["type"] == "hello"
@@ -52,7 +56,9 @@ async def cycle(http: aiohttp.ClientSession, url: str, users: list[User], rounds
 
 async def cycles(http: aiohttp.ClientSession, url: str, users: list[User], total: int) -> None:
     per_task = total // CONCURRENCY
-    await asyncio.gather(*(cycle(http, url, users, per_task) for _ in range(CONCURRENCY)))
+    await asyncio.gather(
+        *(cycle(http, url, users, per_task, start) for start in range(CONCURRENCY))
+    )
 
 
 async def test_connect_disconnect_cycles_leave_the_registry_empty_and_rss_flat(
