@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 log = structlog.get_logger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass
 class TokenBucket:
     rate: float
     burst: float

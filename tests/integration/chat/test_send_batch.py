@@ -18,7 +18,6 @@ from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from tests.integration.chat.conftest import INTERNAL_TOKEN, as_user
-from tests.support.databases import new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -37,9 +36,9 @@ async def call(channel: grpc.aio.Channel, sends: list[pb.BatchedSend]) -> list[p
 
 
 async def test_each_batched_send_gets_its_own_outcome_in_request_order(
-    service: ChatService, channel: grpc.aio.Channel, pool: asyncpg.Pool
+    service: ChatService, channel: grpc.aio.Channel
 ) -> None:
-    alice, bob, carol = await new_users(pool, 3)
+    alice, bob, carol = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     room = str((await service.create_conversation(alice, [str(bob)], "")).conversation_id)
     earlier = await service.send_message(bob, room, "earlier", "sent before the batch")
     sends = [
@@ -110,9 +109,9 @@ def _batch_calls() -> float:
 
 
 async def test_the_gateway_client_gathers_concurrent_sends_into_fewer_calls(
-    service: ChatService, channel: grpc.aio.Channel, pool: asyncpg.Pool
+    service: ChatService, channel: grpc.aio.Channel
 ) -> None:
-    users = await new_users(pool, 20)
+    users = [uuid.uuid4() for _ in range(20)]
     room = str(
         (
             await service.create_conversation(users[0], [str(u) for u in users[1:]], "")

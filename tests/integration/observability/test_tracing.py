@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 import pytest_asyncio
 import structlog
@@ -48,7 +47,7 @@ from realchat.gateway.server import serve as serve_gateway
 from realchat.observability.logging import configure_logging
 from realchat.stack.supervisor import Stack
 from tests.support.client import User, connect
-from tests.support.databases import fresh_database, new_users
+from tests.support.databases import fresh_database
 from tests.support.ports import free_port_block
 from tests.support.waiting import eventually
 
@@ -63,15 +62,8 @@ class InProcess:
     issuer: TokenIssuer
     exporter: InMemorySpanExporter
 
-    dsn: str
-
-    async def user(self) -> User:
-        """An account that exists (members must) and a token for it."""
-        pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=1)
-        try:
-            [user_id] = await new_users(pool, 1)
-        finally:
-            await pool.close()
+    def user(self) -> User:
+        user_id = uuid.uuid4()
         token, _ = self.issuer.issue(user_id)
         return User(str(user_id), f"u{user_id.hex[:8]}", token)
 
@@ -122,7 +114,6 @@ async def services(
                     load_private_key(private_key, "key"), "realchat-1", "realchat", "realchat", 600
                 ),
                 exporter,
-                dsn,
             )
         finally:
             stop.set()
@@ -157,7 +148,7 @@ def parent_of(span: ReadableSpan, spans: list[ReadableSpan]) -> ReadableSpan | N
 
 
 async def test_one_trace_from_the_send_to_every_recipients_socket(services: InProcess) -> None:
-    alice, bob = await services.user(), await services.user()
+    alice, bob = services.user(), services.user()
     async with aiohttp.ClientSession() as http:
         headers = {"Authorization": f"Bearer {alice.token}"}
         body = {"member_ids": [bob.user_id]}
@@ -225,7 +216,7 @@ async def test_the_log_line_of_a_refused_send_carries_its_trace_id(
 ) -> None:
     configure_logging(LoggingSettings(), "gateway")
     try:
-        alice, stranger_conversation = await services.user(), str(uuid.uuid4())
+        alice, stranger_conversation = services.user(), str(uuid.uuid4())
         async with aiohttp.ClientSession() as http:
             device = await connect(http, services.base_url, alice)
             services.exporter.clear()
