@@ -41,9 +41,6 @@ class Timings:
     warmup_s: float
     settle_s: float
     quiesce_timeout_s: float = 120.0
-    #: After a fault's settle time, the next fault waits (this long at most) until every
-    #: device is connected and synced again: each fault starts from a steady system.
-    steady_timeout_s: float = 60.0
 
 
 FULL = Timings(warmup_s=10, settle_s=20)
@@ -93,7 +90,6 @@ async def run_chaos(
             await fault.run(stack)
             history.write(FaultMark(fault.name, injected, time.time()))
             await asyncio.sleep(timings.settle_s)
-            await _steady(traffic, timings.steady_timeout_s, fault.name, report)
             unexplained.update(_exits(stack, fault.name, report))
         await traffic.stop_sending()
         dsn = stack.postgres.dsn()
@@ -145,18 +141,6 @@ async def run_chaos(
     output.with_suffix(".txt").write_text(summary)
     report(summary)
     return result
-
-
-async def _steady(traffic: Traffic, timeout_s: float, after: str, report: Reporter) -> None:
-    """Until every device is connected and synced (reported if that takes longer than
-    `timeout_s`: the run goes on, and the checker judges what happened)."""
-    deadline = time.monotonic() + timeout_s
-    while not all(d.client.ready for d in traffic.devices):
-        if time.monotonic() >= deadline:
-            behind = [d.name for d in traffic.devices if not d.client.ready]
-            report(f"after {after}: devices not synced after {timeout_s:.0f} s: {behind}")
-            return
-        await asyncio.sleep(0.2)
 
 
 def _exits(stack: Stack, after: str, report: Reporter) -> dict[str, str]:
