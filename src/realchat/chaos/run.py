@@ -109,6 +109,8 @@ async def run_chaos(
         raise
     finally:
         await stack.down()
+    by_kind = _ByKind.of(records)
+    what = {f.name: f.what for f in faults}
     result = {
         "run_id": uuid.uuid4().hex[:8],
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -124,10 +126,7 @@ async def run_chaos(
             "sends_refused": traffic.send_failures,
             "sends_retried": traffic.send_retries,
         },
-        "faults": [
-            _fault_figures(records, mark, {f.name: f.what for f in faults})
-            for mark in _marks(records)
-        ],
+        "faults": [_fault_figures(by_kind, mark, what) for mark in by_kind.marks],
         # A process that ended with no fault killing it fails the run like a lost message.
         "verdict": {
             **verdict.as_dict(),
@@ -184,16 +183,30 @@ async def _quiesce(traffic: Traffic, dsn: str, timeout_s: float) -> bool:
         await conn.close()
 
 
-def _marks(records: list[Record]) -> list[FaultMark]:
-    return [r for r in records if isinstance(r, FaultMark)]
+@dataclass(frozen=True)
+class _ByKind:
+    """The history split by record kind once, not once per fault (a seeded run has hundreds)."""
+
+    marks: list[FaultMark]
+    sent: list[Sent]
+    received: list[Received]
+    refused: list[Refused]
+
+    @classmethod
+    def of(cls, records: list[Record]) -> _ByKind:
+        return cls(
+            [r for r in records if isinstance(r, FaultMark)],
+            [r for r in records if isinstance(r, Sent)],
+            [r for r in records if isinstance(r, Received)],
+            [r for r in records if isinstance(r, Refused)],
+        )
 
 
-def _fault_figures(records: list[Record], mark: FaultMark, what: dict[str, str]) -> dict[str, Any]:
+def _fault_figures(history: _ByKind, mark: FaultMark, what: dict[str, str]) -> dict[str, Any]:
     """Recovery: from the injection until a message started after it reached a recipient; how
     long after the component or link was back the messages sent during the fault had all
     arrived; and the send attempts refused meanwhile (a retried refusal counts each time)."""
-    sent = [r for r in records if isinstance(r, Sent)]
-    received = [r for r in records if isinstance(r, Received)]
+    sent, received = history.sent, history.received
     started_after = {(s.conversation_id, s.seq) for s in sent if s.started_at >= mark.at}
     first_delivery = min(
         (r.at for r in received if (r.conversation_id, r.seq) in started_after), default=None
@@ -205,11 +218,7 @@ def _fault_figures(records: list[Record], mark: FaultMark, what: dict[str, str])
         (r.at for r in received if (r.conversation_id, r.seq) in sent_during), default=None
     )
     latencies = [s.at - s.started_at for s in sent if mark.at <= s.at <= mark.restored_at + 5]
-    refused = [
-        r
-        for r in records
-        if isinstance(r, Refused) and mark.at <= r.at <= mark.restored_at + REFUSALS_AFTER_S
-    ]
+    refused = [r for r in history.refused if mark.at <= r.at <= mark.restored_at + REFUSALS_AFTER_S]
     return {
         "fault": mark.name,
         "what": what.get(mark.name, mark.name),
