@@ -46,17 +46,15 @@ class Deployment:
 
     def address_of(self, container: str) -> str:
         """The container's address on the deployment's network (reachable from this host)."""
-        docker = self.compose[0] if self.compose[0] == "docker" else "docker"
         done = subprocess.run(
-            [docker, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
              container],
             capture_output=True, text=True, check=True, timeout=60,
         )  # fmt: skip
         return done.stdout.strip()
 
     def kill(self, container: str) -> None:
-        docker = self.compose[0] if self.compose[0] == "docker" else "docker"
-        subprocess.run([docker, "kill", container], capture_output=True, check=True, timeout=60)
+        subprocess.run(["docker", "kill", container], capture_output=True, check=True, timeout=60)
 
 
 @pytest.fixture(scope="session")
