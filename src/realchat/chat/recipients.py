@@ -8,11 +8,11 @@ publisher adds it instead: the statement that reads a batch of pending events
 (`outbox_store.pending_batch`) also reads each of their conversations' members, once per
 conversation.
 
-Guarantee: `recipients` are the conversation's members when the event is published, a superset of
-the members when it was written (membership only grows: nothing removes a member). A member who
-joined in between also gets the live event, as they get the message from history anyway. Events
-that already carry recipients (written by an earlier version, or any other event type) go out
-unchanged.
+Guarantee: `recipients` are the conversation's members when the event is published. A member
+who joined in between also gets the live event, as they get the message from history anyway; a
+member who left or was removed in between does not (they may no longer read the conversation),
+and nothing written after a member left ever reaches them. Events that already carry recipients
+(written by an earlier version, or any other event type) go out unchanged.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import asyncpg
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from realchat.chat.outbox_store import pending_batch
 from realchat.chat.service import ChatService
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
+from tests.support.databases import new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -35,7 +35,7 @@ async def test_each_message_event_of_a_batch_gets_its_own_conversations_members(
 ) -> None:
     rooms = []
     for size in (2, 3):
-        users = [uuid.uuid4() for _ in range(size)]
+        users = await new_users(pool, size)
         room = await service.create_conversation(users[0], [str(u) for u in users[1:]], "")
         rooms.append((str(room.conversation_id), sorted(str(u) for u in users)))
     for n, (room, _) in enumerate(rooms * 2):

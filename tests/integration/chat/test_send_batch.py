@@ -18,6 +18,7 @@ from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from tests.integration.chat.conftest import INTERNAL_TOKEN, as_user
+from tests.support.databases import new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -36,9 +37,9 @@ async def call(channel: grpc.aio.Channel, sends: list[pb.BatchedSend]) -> list[p
 
 
 async def test_each_batched_send_gets_its_own_outcome_in_request_order(
-    service: ChatService, channel: grpc.aio.Channel
+    service: ChatService, channel: grpc.aio.Channel, pool: asyncpg.Pool
 ) -> None:
-    alice, bob, carol = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    alice, bob, carol = await new_users(pool, 3)
     room = str((await service.create_conversation(alice, [str(bob)], "")).conversation_id)
     earlier = await service.send_message(bob, room, "earlier", "sent before the batch")
     sends = [
@@ -109,9 +110,9 @@ def _batch_calls() -> float:
 
 
 async def test_the_gateway_client_gathers_concurrent_sends_into_fewer_calls(
-    service: ChatService, channel: grpc.aio.Channel
+    service: ChatService, channel: grpc.aio.Channel, pool: asyncpg.Pool
 ) -> None:
-    users = [uuid.uuid4() for _ in range(20)]
+    users = await new_users(pool, 20)
     room = str(
         (
             await service.create_conversation(users[0], [str(u) for u in users[1:]], "")

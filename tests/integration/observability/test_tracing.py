@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 import pytest_asyncio
 import structlog
@@ -47,7 +48,7 @@ from realchat.gateway.server import serve as serve_gateway
 from realchat.observability.logging import configure_logging
 from realchat.stack.supervisor import Stack
 from tests.support.client import User, connect
-from tests.support.databases import fresh_database
+from tests.support.databases import fresh_database, new_users, utc_pool
 from tests.support.ports import free_port_block
 from tests.support.waiting import eventually
 
@@ -61,11 +62,13 @@ class InProcess:
     base_url: str
     issuer: TokenIssuer
     exporter: InMemorySpanExporter
+    pool: asyncpg.Pool
 
-    def user(self) -> User:
-        user_id = uuid.uuid4()
+    async def user(self) -> User:
+        """A real account (members must exist) and a token for it."""
+        (user_id,) = await new_users(self.pool, 1)
         token, _ = self.issuer.issue(user_id)
-        return User(str(user_id), f"u{user_id.hex[:8]}", token)
+        return User(str(user_id), f"u{user_id.hex[:24]}", token)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +107,7 @@ async def services(
         stop = asyncio.Event()
         mains: list[ServiceMain] = [serve_chat, serve_publisher, serve_gateway]
         tasks = [asyncio.create_task(main(settings, stop)) for main in mains]
+        pool = await utc_pool(dsn, max_size=2)
         try:
             async with aiohttp.ClientSession() as http:
                 url = f"http://127.0.0.1:{base}"
@@ -114,10 +118,12 @@ async def services(
                     load_private_key(private_key, "key"), "realchat-1", "realchat", "realchat", 600
                 ),
                 exporter,
+                pool,
             )
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await pool.close()
 
 
 async def _until_ready(
@@ -148,7 +154,7 @@ def parent_of(span: ReadableSpan, spans: list[ReadableSpan]) -> ReadableSpan | N
 
 
 async def test_one_trace_from_the_send_to_every_recipients_socket(services: InProcess) -> None:
-    alice, bob = services.user(), services.user()
+    alice, bob = await services.user(), await services.user()
     async with aiohttp.ClientSession() as http:
         headers = {"Authorization": f"Bearer {alice.token}"}
         body = {"member_ids": [bob.user_id]}
@@ -216,7 +222,7 @@ async def test_the_log_line_of_a_refused_send_carries_its_trace_id(
 ) -> None:
     configure_logging(LoggingSettings(), "gateway")
     try:
-        alice, stranger_conversation = services.user(), str(uuid.uuid4())
+        alice, stranger_conversation = await services.user(), str(uuid.uuid4())
         async with aiohttp.ClientSession() as http:
             device = await connect(http, services.base_url, alice)
             services.exporter.clear()
