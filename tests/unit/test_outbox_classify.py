@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError
 
-from realchat.bus.kafka import Delivered, DeliveryError
+from realchat.bus.producer import Delivered, DeliveryError
 from realchat.outbox.publisher import classify
 from realchat.outbox.rows import OutboxEvent
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 from confluent_kafka import KafkaError
 
-from realchat.bus.kafka import Delivered, DeliveryError, producer_config
+from realchat.bus.producer import Delivered, DeliveryError, producer_config
 from realchat.config import OutboxSettings
 from realchat.observability.tracing import tracer
 from realchat.outbox.publisher import NotSentError, classify, produce_in_order

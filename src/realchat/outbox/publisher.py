@@ -30,7 +30,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
 from realchat.backoff import Backoff
-from realchat.bus.kafka import AsyncProducer, Delivered, DeliveryError, producer_config
+from realchat.bus.producer import AsyncProducer, Delivered, DeliveryError, producer_config
 from realchat.config import FaultSettings, OutboxSettings, Settings
 from realchat.events.models import EVENT_TYPE_HEADER
 from realchat.observability.ops import start_ops_server
@@ -403,9 +403,7 @@ class OutboxPublisher:
                 PENDING.set(count)
                 OLDEST_AGE.set(age)
                 if time.monotonic() - last_cleanup > 30:
-                    await store.delete_published_before(
-                        self._pool, self._settings.retention_s
-                    )
+                    await store.delete_published_before(self._pool, self._settings.retention_s)
                     last_cleanup = time.monotonic()
             except DATABASE_ERRORS as exc:
                 log.warning("outbox housekeeping failed", error=str(exc))
