@@ -218,9 +218,8 @@ class KafkaDelivery(ConsumerThread):
         self._commit(consumer, asynchronous=False)
 
     def _handle_on_loop(self, records: list[Message]) -> None:
-        self._on_loop(
-            self._handle(records)
-        )  # queued to every local recipient before the offsets move
+        # Queued to every local recipient before the offsets move.
+        self._on_loop(self._handle(records))
         for record in records:
             topic, partition, offset = record.topic(), record.partition(), record.offset()
             if topic is not None and partition is not None and offset is not None:
