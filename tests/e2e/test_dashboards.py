@@ -3,7 +3,9 @@
 A throw-away stack runs with its Prometheus (the stack's own component, config generated from the
 stack's ports, the shared alerts.yml, 1 s scrapes); a little traffic makes the processes' metrics
 exist; then every Grafana panel query and every alert expression is evaluated through Prometheus'
-HTTP API. Each must evaluate, return series, and name only metrics some process exposes. Alerts
+HTTP API, and so is every recording rule (recording.yml: the headline series under names of
+their own, Prometheus' stand-in for the dashboards). Each must evaluate, return series, and name
+only metrics some process exposes. Alerts
 are written `<signal> <comparison> <threshold>` (alerts.yml says so); the signal is what is
 evaluated, since the alert itself is rightly empty while nothing is wrong. A query with a
 misspelt metric name fails; `test_a_misspelt_metric_fails_the_check` proves that of the check.
@@ -41,6 +43,7 @@ OBSERVABILITY = ROOT / "deployments" / "observability"
 COMPOSE_FILE = ROOT / "deployments" / "docker-compose.yml"
 COMPOSE_PROMETHEUS = OBSERVABILITY / "prometheus" / "prometheus.yml"
 ALERTS = OBSERVABILITY / "prometheus" / "alerts.yml"
+RECORDING = OBSERVABILITY / "prometheus" / "recording.yml"
 DASHBOARDS = sorted((OBSERVABILITY / "grafana" / "dashboards").glob("*.json"))
 DATASOURCES = OBSERVABILITY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDERS = OBSERVABILITY / "grafana" / "provisioning" / "dashboards" / "realchat.yml"
@@ -244,11 +247,16 @@ def test_promtool_accepts_the_alert_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_promtool_accepts_the_recording_rules() -> None:
+    result = promtool("check", "rules", str(RECORDING))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_promtool_accepts_the_compose_configuration() -> None:
-    # Its rule_files entry is alerts.yml next to it: promtool checks that file as well.
+    # Its rule_files are alerts.yml and recording.yml next to it: promtool checks them as well.
     result = promtool("check", "config", str(COMPOSE_PROMETHEUS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 rule files found" in result.stdout
+    assert "2 rule files found" in result.stdout
 
 
 async def test_the_stack_scrapes_every_process_under_the_compose_job_names(
@@ -257,7 +265,7 @@ async def test_the_stack_scrapes_every_process_under_the_compose_job_names(
     result = promtool("check", "config", str(observed.prometheus.config_path))
     assert result.returncode == 0, result.stdout + result.stderr
     config = json.loads(observed.prometheus.config_path.read_text())
-    assert config["rule_files"] == [str(ALERTS.resolve())]
+    assert config["rule_files"] == [str(ALERTS.resolve()), str(RECORDING.resolve())]
     jobs = {s["metric"]["job"] for s in await observed.series("up")}
     # Compose runs no notifier: it needs the operator's push gateway (docs/notifications.md).
     assert jobs == set(yaml_value(COMPOSE_PROMETHEUS, "job_name")) | {"notifier"}
@@ -335,10 +343,12 @@ async def test_a_misspelt_metric_fails_the_check(observed: Observed) -> None:
 # -- alerts --------------------------------------------------------------------------------------
 
 
-async def loaded_rules(observed: Observed) -> list[dict[str, Any]]:
+async def loaded_rules(observed: Observed, kind: str = "alerting") -> list[dict[str, Any]]:
+    """The rules Prometheus loaded, of one type ("alerting" or "recording")."""
     body = await observed.api("rules")
     assert body["status"] == "success", body
-    return [rule for group in body["data"]["groups"] for rule in group["rules"]]
+    rules = [rule for group in body["data"]["groups"] for rule in group["rules"]]
+    return [rule for rule in rules if rule["type"] == kind]
 
 
 async def test_prometheus_loads_and_evaluates_every_alert(observed: Observed) -> None:
@@ -378,3 +388,30 @@ async def test_every_alert_signal_returns_series(observed: Observed) -> None:
         signal = Query(f"alert {rule['name']}", match["signal"])
         problems.extend(await observed.problems(signal))
     assert not problems, "\n".join(problems)
+
+
+# -- recording rules -----------------------------------------------------------------------------
+
+
+async def test_every_recording_rule_is_loaded_and_returns_series(observed: Observed) -> None:
+    declared = yaml_value(RECORDING, "record")
+    assert len(declared) == len(set(declared)) >= 10
+    found = await loaded_rules(observed, "recording")
+    assert sorted(r["name"] for r in found) == sorted(declared)
+    problems = []
+    for rule in found:
+        if rule["health"] == "err":
+            problems.append(f"recording {rule['name']}: {rule.get('lastError')}")
+        problems.extend(await observed.problems(Query(f"recording {rule['name']}", rule["query"])))
+    assert not problems, "\n".join(problems)
+
+
+async def test_recorded_series_appear_under_their_names(observed: Observed) -> None:
+    """What a user types into /graph: the recorded name itself, once Prometheus evaluated it."""
+    name = "realchat:gateway_active_connections:sum"
+    assert name in yaml_value(RECORDING, "record")
+
+    async def recorded() -> list[dict[str, Any]]:
+        return await observed.series(name)
+
+    assert await eventually_async(recorded, bool, 30)
