@@ -103,6 +103,7 @@ chaos: deps
 ## The compose deployment built and run for real (a Docker engine started if none runs; images
 ## from Debian packages and Maven Central where Docker Hub cannot be reached), checked from
 ## outside with a gateway killed mid-traffic, torn down. Report: reports/compose-test.{json,txt}.
+## COMPOSE_TEST_FRESH=1 makes every image again (earlier images removed, no layer cache).
 compose-test: deps-test
 	scripts/compose-test.sh
 
