@@ -188,7 +188,7 @@ def test_a_wrong_value_is_refused_by_lint_and_template(
         helmchart.lint(CHART, [path], cache_dir=HELM_CACHE)
 
 
-def test_the_gateway_grace_must_cover_its_drain(tmp_path: Path) -> None:
+def test_the_gateway_grace_must_cover_its_drain() -> None:
     with pytest.raises(helmchart.HelmError, match="terminationGracePeriodSeconds"):
         render(set_values=("gateway.drainTimeoutSeconds=40",))
 
