@@ -340,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=int, default=1, help="apply each fault this many times, in random order"
     )
     chaos.add_argument("--seed", type=int, default=1, help="the random order's seed")
+    chaos.add_argument(
+        "--kafka-nodes",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="the chaos stack's Kafka cluster (1: its only node is the fault)",
+    )
     chaos.add_argument("--output", type=Path, default=Path("reports/chaos"))
     return parser
 
@@ -351,7 +358,7 @@ def _service_main(name: str) -> ServiceMain:
 
         return chat
     if name == "outbox-publisher":
-        from realchat.chat.outbox import serve_publisher
+        from realchat.outbox.publisher import serve_publisher
 
         return serve_publisher
     if name == "auth-service":
@@ -421,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return create_topics_command(settings, _say)
     if args.command == "dead-letters":
-        from realchat.chat.dead_letters import dead_letters_command
+        from realchat.outbox.dead_letters import dead_letters_command
 
         return asyncio.run(dead_letters_command(settings, args, _say))
     if args.command == "users":
@@ -482,7 +489,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         names = args.faults.split(",") if args.faults else None
         return chaos_command(
-            settings, names, args.short, args.output, _say, rounds=args.rounds, seed=args.seed
+            settings,
+            names,
+            args.short,
+            args.output,
+            _say,
+            rounds=args.rounds,
+            seed=args.seed,
+            kafka_nodes=args.kafka_nodes,
         )
     if args.command == "loadtest":
         from realchat.loadtest.loadgen import loadtest_command, scenario_config
