@@ -1,8 +1,9 @@
-"""Tools written in Go (the Centrifugo peer, the Toxiproxy fault proxy), built once from the Go
-module proxy at a pinned version into `.cache/<tool>/` and reused while the version matches.
+"""Tools written in Go (the Centrifugo peer, the Toxiproxy fault proxy, Helm), built once from
+the Go module proxy at a pinned version into `.cache/<tool>/` and reused while the version matches.
 
 Pinned so that runs compare; never committed. A build needs Go once (`go install` of the module):
-the tools serve benchmarks and failure injection, not the services.
+the tools serve benchmarks, failure injection and the offline checks of the Helm chart, not the
+services.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ BUILD_TIMEOUT_S = 1800.0
 Reporter = Callable[[str], None]
 
 #: `centrifugo version` prints `Centrifugo v6.9.1 (...)`, `toxiproxy -version` prints
-#: `toxiproxy-server version 2.5.0`: the first dotted version number on the line.
+#: `toxiproxy-server version 2.5.0`, `helm version --short` prints `v4.3.2`: the first dotted
+#: version number on the line.
 _VERSION = re.compile(r"v?(\d+\.\d+\.\d+\S*)")
 
 
@@ -46,12 +48,16 @@ class GoTool:
     binary_name: str = ""
     #: The variable the build stamps with `version` (without it, the binary reports "git"/0.0.0).
     version_variable: str = ""
-    #: The argument that makes the binary print its version.
-    version_argument: str = "version"
+    #: What the stamped value puts before `version` (Helm's releases say "v4.3.2").
+    version_prefix: str = ""
+    #: The arguments that make the binary print its version.
+    version_arguments: tuple[str, ...] = ("version",)
 
     @property
     def ldflags(self) -> str:
-        return f"-X {self.version_variable}={self.version}" if self.version_variable else ""
+        if not self.version_variable:
+            return ""
+        return f"-X {self.version_variable}={self.version_prefix}{self.version}"
 
     def binary(self, cache_dir: Path) -> Path:
         """Absolute: servers may run in a work directory of their own."""
@@ -63,7 +69,7 @@ class GoTool:
             return None
         try:
             result = subprocess.run(
-                [str(binary), self.version_argument],
+                [str(binary), *self.version_arguments],
                 capture_output=True,
                 text=True,
                 timeout=30,
@@ -115,5 +121,15 @@ TOXIPROXY = GoTool(
     package="cmd/server",
     binary_name="server",
     version_variable="github.com/Shopify/toxiproxy/v2.Version",
-    version_argument="-version",
+    version_arguments=("-version",),
+)
+
+HELM = GoTool(
+    name="helm",
+    module="helm.sh/helm/v4",
+    version="4.3.2",
+    package="cmd/helm",
+    version_variable="helm.sh/helm/v4/internal/version.version",
+    version_prefix="v",
+    version_arguments=("version", "--short"),
 )
