@@ -11,7 +11,8 @@
 #   - the Apache Kafka broker jars from Maven Central (cached under .cache/kafka)
 #   - for tests, Toxiproxy (the failure tests' fault proxy) and Helm (the chart's offline checks),
 #     built at their pinned versions from the Go module proxy into .cache/toxiproxy and
-#     .cache/helm (with Debian's Go when the machine has none; Helm needs Go 1.26 or later)
+#     .cache/helm, with the machine's Go if it is 1.26 or later, else with Go 1.26.8 fetched
+#     (checksum pinned) from the module proxy into .cache (src/realchat/stack/gotoolchain.py)
 #   - a virtualenv (.venv) with the pinned Python dependencies (constraints.txt)
 #
 # Every Python package is installed from a wheel (--only-binary :all:), so nothing depends on a
@@ -49,7 +50,6 @@ python3.11 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3.11-venv)
 if [ "$tier" = test ]; then
   command -v kcat >/dev/null || missing+=(kcat)
   command -v chromium >/dev/null || missing+=(chromium)
-  command -v go >/dev/null || missing+=(golang-go)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"

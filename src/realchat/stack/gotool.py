@@ -1,7 +1,8 @@
 """Tools written in Go (the Centrifugo peer, the Toxiproxy fault proxy, Helm), built once from
 the Go module proxy at a pinned version into `.cache/<tool>/` and reused while the version matches.
 
-Pinned so that runs compare; never committed. A build needs Go once (`go install` of the module):
+Pinned so that runs compare; never committed. A build needs Go once (`go install` of the module;
+`gotoolchain.py` fetches a pinned Go when the machine has none recent enough):
 the tools serve benchmarks, failure injection and the offline checks of the Helm chart, not the
 services.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from realchat.stack.gotoolchain import GoToolchainError, go_binary
 
 BUILD_TIMEOUT_S = 1800.0
 
@@ -79,24 +81,32 @@ class GoTool:
             return None
         return parse_version(result.stdout + result.stderr)
 
-    def build_command(self, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
-        """`go install` of the pinned module into `cache_dir` (GOBIN must be absolute)."""
+    def build_command(self, cache_dir: Path, go: str = "go") -> tuple[list[str], dict[str, str]]:
+        """`go install` of the pinned module into `cache_dir` (GOBIN must be absolute), with
+        the toolchain `go` as it is (no switching to another one)."""
         flags = f"{os.environ.get('GOFLAGS', '')} -mod=mod".strip()  # keeps e.g. -modcacherw
-        env = {**os.environ, "GOBIN": str(cache_dir.resolve()), "GOFLAGS": flags}
+        env = {
+            **os.environ,
+            "GOBIN": str(cache_dir.resolve()),
+            "GOFLAGS": flags,
+            "GOTOOLCHAIN": "local",
+        }
         target = f"{self.module}/{self.package}" if self.package else self.module
         ldflags = ["-ldflags", self.ldflags] if self.ldflags else []
-        return ["go", "install", *ldflags, f"{target}@v{self.version}"], env
+        return [go, "install", *ldflags, f"{target}@v{self.version}"], env
 
     def ensure_built(self, cache_dir: Path, report: Reporter) -> Path:
         """The pinned binary, built first when it is missing or another version."""
         binary = self.binary(cache_dir)
         if (found := self.installed_version(cache_dir)) == self.version:
             return binary
-        if shutil.which("go") is None:
-            raise GoToolError(f"Go is needed once to build {self.name} (https://go.dev/dl/)")
+        try:
+            go = go_binary(cache_dir.parent, report)
+        except (GoToolchainError, OSError) as exc:
+            raise GoToolError(f"no Go to build {self.name} with: {exc}") from exc
         report(f"building {self.name} {self.version} into {cache_dir} (found: {found}) ...")
         cache_dir.mkdir(parents=True, exist_ok=True)
-        argv, env = self.build_command(cache_dir)
+        argv, env = self.build_command(cache_dir, go)
         result = subprocess.run(
             argv, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
         )
