@@ -86,6 +86,7 @@ class StackShape:
         self.settings = settings
         self.kafka_settings = app_settings.kafka
         self.include = frozenset(include)
+        self.report = report
         self.state_dir = settings.state_dir.resolve()
         self.secrets = StackSecrets(self.state_dir)
         self.postgres = Postgres(

@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
 from realchat.bus.admin import ensure_topics, realchat_topics
-from realchat.config import Settings
 from realchat.stack import process
 from realchat.stack.component import Component, ComponentNotReadyError
 from realchat.stack.haproxy import Balancer
 from realchat.stack.kafka import KafkaNode
 from realchat.stack.service import Service
-from realchat.stack.shape import EVERYTHING, Reporter, StackShape, quiet
+from realchat.stack.shape import StackShape
 from realchat.stack.state import STATE_ENTRIES, RunningComponent, StackState
 from realchat.storage.migrations import migrate_database
 
@@ -50,18 +49,14 @@ class Stack(StackShape):
     """The supervisor of the stack its shape describes: the children this process started, the
     state file it keeps, and every lifecycle command (`up`, `down`, `kill`, `start`, `status`)."""
 
-    def __init__(
-        self,
-        app_settings: Settings,
-        *,
-        include: Iterable[str] = EVERYTHING,
-        report: Reporter = quiet,
-    ) -> None:
-        super().__init__(app_settings, include=include, report=report)
-        self.report = report
-        self.state = StackState(self.state_dir, self.counts)
-        #: Handles of the children this process started, kept so they are reaped, not leaked.
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
+    @functools.cached_property
+    def state(self) -> StackState:
+        return StackState(self.state_dir, self.counts)
+
+    @functools.cached_property
+    def _children(self) -> dict[str, subprocess.Popen[bytes]]:
+        """Handles of the children this process started, kept so they are reaped, not leaked."""
+        return {}
 
     @property
     def state_file(self) -> Path:
