@@ -325,7 +325,6 @@ class _PhaseRun:
         cpu_after = self.sampler.cpu_seconds()
         cpu_window_s = time.monotonic() - started
         sent_totals = aggregate.totals()["counts"]
-        send_window_s = phase.seconds
         drained_s = round(time.monotonic() - started - phase.seconds, 1)
         expected, from_database = await self._expected(done, conversations)
         aggregate.phase_name = f"verify {number}"
@@ -339,43 +338,23 @@ class _PhaseRun:
         changed = delta(before, after)
         latency = {n: summarize(h) for n, h in aggregate.phase.items()}
         correctness = phase_correctness(verified, done, changed, after, expected, from_database)
-        send_ok = changed["counts"].get("send_ok", 0)
         live = latency["live"]
+        send_ok = changed["counts"].get("send_ok", 0)
         passed = phase_passed(correctness, live, send_ok, phase, self.config.ramp_p95_ms)
-        result = {
-            "phase": name,
-            "target_rate": phase.rate,
-            "seconds": phase.seconds,
-            "churn_per_min": phase.churn_per_min,
-            "sent": changed["counts"].get("sent", 0),
-            "send_ok": send_ok,
-            "send_skipped": changed["counts"].get("send_skipped", 0),
-            "send_refused": changed["counts"].get("send_refused", 0),
-            "sent_per_s": round(changed["counts"].get("sent", 0) / send_window_s, 1),
-            "send_ok_per_s": round(send_ok / send_window_s, 1),
-            "delivered": changed["counts"].get("delivered", 0),
-            "delivered_per_s": round(changed["counts"].get("delivered", 0) / send_window_s, 1),
-            "drain_s": drained_s,
-            "verify_s": round(time.monotonic() - verify_started, 1),
-            "reconnects": changed["counts"].get("reconnects", 0),
-            "churned": changed["counts"].get("churned", 0),
-            "resent": changed["counts"].get("resent", 0),
-            "disconnects": changed["disconnects"],
-            "errors": changed["errors"],
-            "latency_ms": latency,
-            "correctness": correctness,
-            "passed": passed,
-            # Over the send window and its drain (not the verification that follows), less what
-            # the same seconds cost with the clients connected and quiet.
-            "cpu_cost": cpu_cost(
-                cpu_before,
-                cpu_after,
-                sent_totals.get("send_ok", 0) - before["counts"].get("send_ok", 0),
-                sent_totals.get("delivered", 0) - before["counts"].get("delivered", 0),
-                self.idle_cpu,
-                cpu_window_s,
-            ),
-        }
+        # Over the send window and its drain (not the verification that follows), less what
+        # the same seconds cost with the clients connected and quiet.
+        cpu = cpu_cost(
+            cpu_before,
+            cpu_after,
+            sent_totals.get("send_ok", 0) - before["counts"].get("send_ok", 0),
+            sent_totals.get("delivered", 0) - before["counts"].get("delivered", 0),
+            self.idle_cpu,
+            cpu_window_s,
+        )
+        verify_s = round(time.monotonic() - verify_started, 1)
+        result = _phase_result(name, phase, changed, latency, correctness, drained_s, verify_s)
+        result["passed"] = passed
+        result["cpu_cost"] = cpu
         report(
             f"phase {name}: {result['send_ok_per_s']} msg/s acknowledged, "
             f"{result['delivered_per_s']} deliveries/s, live latency {live}, "
@@ -411,6 +390,43 @@ class _PhaseRun:
         for h in self.handles:
             await h.command(VerifyCommand(expected))
         return [await h.answer(Verified, timeout_s=900) for h in self.handles]
+
+
+def _phase_result(
+    name: str,
+    phase: Phase,
+    changed: dict[str, Any],
+    latency: dict[str, Any],
+    correctness: dict[str, Any],
+    drained_s: float,
+    verify_s: float,
+) -> dict[str, Any]:
+    """A phase's entry of the report (its verdict and CPU cost are added after)."""
+    counts = changed["counts"]
+    send_ok = counts.get("send_ok", 0)
+    return {
+        "phase": name,
+        "target_rate": phase.rate,
+        "seconds": phase.seconds,
+        "churn_per_min": phase.churn_per_min,
+        "sent": counts.get("sent", 0),
+        "send_ok": send_ok,
+        "send_skipped": counts.get("send_skipped", 0),
+        "send_refused": counts.get("send_refused", 0),
+        "sent_per_s": round(counts.get("sent", 0) / phase.seconds, 1),
+        "send_ok_per_s": round(send_ok / phase.seconds, 1),
+        "delivered": counts.get("delivered", 0),
+        "delivered_per_s": round(counts.get("delivered", 0) / phase.seconds, 1),
+        "drain_s": drained_s,
+        "verify_s": verify_s,
+        "reconnects": counts.get("reconnects", 0),
+        "churned": counts.get("churned", 0),
+        "resent": counts.get("resent", 0),
+        "disconnects": changed["disconnects"],
+        "errors": changed["errors"],
+        "latency_ms": latency,
+        "correctness": correctness,
+    }
 
 
 async def _idle(

@@ -127,23 +127,24 @@ class StackShape:
             found.append(prometheus)
         return found
 
+    def _service(
+        self, name: str, address: str, ops_port: int, command: str | None = None, **env: str
+    ) -> Service:
+        """One RealChat process: `realchat <command>` with this stack's environment plus `env`."""
+        return Service(
+            name=name,
+            command=(command or name,),
+            state_dir=self.state_dir,
+            address=address,
+            ops_url=f"http://{self.app_settings.ops_host}:{ops_port}",
+            env={**self.environment(), **env},
+        )
+
     def services(self) -> list[Service]:
         """RealChat's own processes, started after the infrastructure is ready."""
         app = self.app_settings
         host = app.ops_host
-
-        def service(
-            name: str, address: str, ops_port: int, command: str | None = None, **env: str
-        ) -> Service:
-            return Service(
-                name=name,
-                command=(command or name,),
-                state_dir=self.state_dir,
-                address=address,
-                ops_url=f"http://{host}:{ops_port}",
-                env={**self.environment(), **env},
-            )
-
+        service = self._service
         known = {
             "auth-service": service(
                 "auth-service",
