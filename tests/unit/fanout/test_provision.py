@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from realchat.loadtest.fanout import realchat_side
 from realchat.loadtest.fanout.realchat_side import provision
 from realchat.loadtest.population import ProvisioningError
 
@@ -78,3 +79,10 @@ async def test_a_refusal_other_than_taken_still_fails() -> None:
         with pytest.raises(ProvisioningError) as refused:
             await provision(http, str(server.make_url("")).rstrip("/"), 1, 1)
     assert refused.value.status == 400
+
+
+def test_subscribers_get_enough_accounts_for_the_connections_per_user_limit() -> None:
+    assert realchat_side.subscriber_users(10, 1000, per_user_limit=32) == 32
+    assert realchat_side.subscriber_users(10, 10_000, per_user_limit=32) == 313
+    assert realchat_side.subscriber_users(10, 200, per_user_limit=32) == 10
+    assert 1000 / realchat_side.subscriber_users(10, 1000, per_user_limit=7) <= 7

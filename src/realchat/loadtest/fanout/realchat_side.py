@@ -1,11 +1,12 @@
 """RealChat's side of the benchmark: users, one conversation, REST publishing, process groups.
 
-Subscribers are a few users with many devices each (default 10 users x 100 connections), not
-1,000 users: an account costs an argon2id hash (~3 per second on 2 cores), and what a delivery
-costs the gateway is per connection, while every event carries its conversation's member list,
-so 1,000 members would make each event 40 KB of recipients to decode. Publishers are separate
-users, each kept well under the per-user send limit (20/s) at `SENDS_PER_SENDER` messages per
-second.
+Subscribers are users with several devices each, as few as the gateways' connections-per-user
+limit allows (`subscriber_users`): what a delivery costs the gateway is per connection, while
+every event carries its conversation's member list (1,000 members would make each event 40 KB
+of recipients to decode). The accounts are created in bulk through the operator path when the
+stack's database and signing key are at hand (an argon2id hash per account over REST is ~3 a
+second on 2 cores). Publishers are separate users, each kept well under the per-user send limit
+(20/s) at `SENDS_PER_SENDER` messages per second.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import asyncpg
 
+from realchat.auth.passwords import Passwords
+from realchat.auth.provisioning import create_users, mint_tokens
+from realchat.auth.store import AuthStore
 from realchat.loadtest.fanout.measure import Group
 from realchat.loadtest.fanout.plan import ws_base
 from realchat.loadtest.fanout.publisher import Publish
-from realchat.loadtest.population import ProvisioningError, post_json
+from realchat.loadtest.population import Operator, ProvisioningError, post_json
 from realchat.stack.supervisor import Stack
 
 #: A quarter of the per-user limit: an open loop that fell behind catches up in a burst.
@@ -78,22 +83,36 @@ class Audience:
     seconds: float
 
 
+def subscriber_users(wanted: int, connections: int, per_user_limit: int) -> int:
+    """Enough accounts that `connections` spread over them stay within a gateway's limit of
+    connections per user (a subscriber past it would be refused with 1008)."""
+    return max(wanted, math.ceil(connections / per_user_limit))
+
+
 async def provision(
-    http: aiohttp.ClientSession, base_url: str, subscribers: int, senders: int
+    http: aiohttp.ClientSession,
+    base_url: str,
+    subscribers: int,
+    senders: int,
+    operator: Operator | None = None,
 ) -> Audience:
-    """Fresh users (a run prefix keeps names unique) and one conversation holding all of them."""
+    """Fresh users (a run prefix keeps names unique) and one conversation holding all of them:
+    in bulk with the `operator`'s database and signing key, else signed up over REST."""
     run = uuid.uuid4().hex[:8]
-    gate = asyncio.Semaphore(REGISTER_CONCURRENCY)
     loop = asyncio.get_running_loop()
     started = loop.time()
-
-    async def register(name: str) -> dict[str, Any]:
-        credentials = {"username": name, "password": PASSWORD}
-        async with gate:
-            return await _sign_up(http, base_url, credentials)
-
     names = [f"fo{run}s{n}" for n in range(subscribers)] + [f"fo{run}p{n}" for n in range(senders)]
-    users = await asyncio.gather(*(register(name) for name in names))
+    if operator is not None:
+        users = await _bulk(operator, names)
+    else:
+        gate = asyncio.Semaphore(REGISTER_CONCURRENCY)
+
+        async def register(name: str) -> dict[str, Any]:
+            credentials = {"username": name, "password": PASSWORD}
+            async with gate:
+                return await _sign_up(http, base_url, credentials)
+
+        users = list(await asyncio.gather(*(register(name) for name in names)))
     owner, others = users[-1], users[:-1]
     conversation = await post_json(
         http,
@@ -107,6 +126,20 @@ async def provision(
         conversation_id=str(conversation["conversation_id"]),
         seconds=round(loop.time() - started, 1),
     )
+
+
+async def _bulk(operator: Operator, names: list[str]) -> list[dict[str, Any]]:
+    """The accounts created as an operator would (one hash for all), with minted tokens."""
+    pool = await asyncpg.create_pool(operator.dsn, min_size=1, max_size=2)
+    try:
+        created = await create_users(AuthStore(pool), Passwords(), names, PASSWORD)
+    finally:
+        await pool.close()
+    minted = mint_tokens(operator.issuer, (u.user_id for u in created))
+    return [
+        {"user_id": str(u.user_id), "token": t.access_token}
+        for u, t in zip(created, minted, strict=True)
+    ]
 
 
 async def _sign_up(

@@ -9,6 +9,7 @@ latency and completeness over that window).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -337,8 +338,13 @@ async def run_realchat(run: Run, settings: Settings) -> None:
     if len(entries) < len(options.entries):
         run.notes.append("one gateway, no HAProxy: only the direct entry was measured")
     senders = realchat_side.senders_for(max(options.rates))
-    run.report(f"realchat: creating {options.users} subscriber and {senders} sender users ...")
-    audience = await realchat_side.provision(run.http, base_url, options.users, senders)
+    how = "in bulk" if view.operator is not None else "over REST"
+    run.report(
+        f"realchat: creating {options.users} subscriber and {senders} sender users {how} ..."
+    )
+    audience = await realchat_side.provision(
+        run.http, base_url, options.users, senders, view.operator
+    )
     run.report(f"  users and conversation ready in {audience.seconds:g} s")
     entrypoints = {"direct": view.gateway_urls, "haproxy": [base_url]}
 
@@ -401,6 +407,14 @@ async def run_bench_fanout(
 ) -> dict[str, Any]:
     load_before = os.getloadavg()
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    # Both servers get the same accounts: as many as RealChat's per-user limit needs.
+    connections = max(options.subscribers, 0 if options.skip_idle else options.idle_connections)
+    options = dataclasses.replace(
+        options,
+        users=realchat_side.subscriber_users(
+            options.users, connections, settings.gateway.max_connections_per_user
+        ),
+    )
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
         run = Run(options, report, http)
