@@ -297,6 +297,11 @@ class RealChatClient:
         other members as a receipt). Written now if connected, else after the reconnect."""
         await self._live().ack(conversation_id, seq)
 
+    async def typing(self, conversation_id: str, typing: bool = True) -> None:
+        """Tell the conversation's members that this user is typing (repeat every
+        `TYPING_REPEAT_S` while it lasts) or stopped. Ephemeral: dropped while disconnected."""
+        await self._live().typing(conversation_id, typing)
+
     def messages(self) -> AsyncIterator[Message]:
         """Every message once, in order per conversation, without gaps (see the module doc).
         Ends when the client is closed; raises what stopped it otherwise. Meant for a single

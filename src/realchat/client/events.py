@@ -7,6 +7,7 @@ the connection's ups and downs. All immutable; match on the type:
             case Presence(user_id=u, status=s): ...
             case LiveDelivery(paused=p): ...
             case Membership(conversation_id=c, change=ch, user_ids=u): ...
+            case Typing(conversation_id=c, user_id=u, typing=t): ...
             case Connected() | Disconnected() | ServerNotice(): ...
 """
 
@@ -14,7 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from realchat.contract.frames import LiveFrame, MemberFrame, PresenceFrame, ReceiptFrame
+from realchat.contract.frames import (
+    LiveFrame,
+    MemberFrame,
+    PresenceFrame,
+    ReceiptFrame,
+    UserTypingFrame,
+)
 
 #: Another member acknowledged a conversation up to `seq` (the contract's `receipt` frame).
 Receipt = ReceiptFrame
@@ -25,6 +32,9 @@ Presence = PresenceFrame
 LiveDelivery = LiveFrame
 #: Members were added to a conversation, left it, or were removed (the contract's `member` frame).
 Membership = MemberFrame
+#: A member started or stopped typing (the contract's `typing` frame); `TypingTracker` applies
+#: the expiry rule.
+Typing = UserTypingFrame
 
 
 @dataclass(frozen=True)
@@ -59,4 +69,13 @@ class Disconnected:
     reconnect_in: float | None
 
 
-Event = Receipt | Presence | LiveDelivery | Membership | ServerNotice | Connected | Disconnected
+Event = (
+    Receipt
+    | Presence
+    | LiveDelivery
+    | Membership
+    | Typing
+    | ServerNotice
+    | Connected
+    | Disconnected
+)

@@ -58,6 +58,8 @@ from realchat.contract.frames import (
     ServerFrame,
     SyncDoneFrame,
     SyncFrame,
+    TypingFrame,
+    UserTypingFrame,
 )
 
 log = structlog.get_logger(__name__)
@@ -259,7 +261,7 @@ class Session:
                 self._live_paused = paused
                 self._live_changed.set()
                 self._emit(frame)
-            case ReceiptFrame() | PresenceFrame() | MemberFrame():
+            case ReceiptFrame() | PresenceFrame() | MemberFrame() | UserTypingFrame():
                 self._emit(frame)
             case _:  # hello (only once), pong (never asked for)
                 pass
@@ -351,6 +353,15 @@ class Session:
         self.rate_limited_retries += 1
         with contextlib.suppress(LinkClosed):
             await link.send(pending.frame)
+
+    async def typing(self, conversation_id: str, typing: bool) -> None:
+        """Ephemeral: sent if connected and live, else dropped (the next repeat carries it)."""
+        self._raise_if_finished()
+        link = self._link
+        if not self._ready or link is None:
+            return
+        with contextlib.suppress(LinkClosed):
+            await link.send(TypingFrame(conversation_id, typing))
 
     async def ack(self, conversation_id: str, seq: int) -> None:
         self._raise_if_finished()

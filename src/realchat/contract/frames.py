@@ -58,7 +58,16 @@ class PingFrame(msgspec.Struct, tag="ping", tag_field="type", frozen=True):
     pass
 
 
-ClientFrame = SendFrame | SyncFrame | AckFrame | PingFrame
+class TypingFrame(msgspec.Struct, tag="typing", tag_field="type", frozen=True):
+    """The client's user started (`typing` true, repeated every few seconds while it lasts) or
+    stopped typing in a conversation. Ephemeral: relayed to the members' connected devices,
+    never stored."""
+
+    conversation_id: ConversationId
+    typing: bool = True
+
+
+ClientFrame = SendFrame | SyncFrame | AckFrame | PingFrame | TypingFrame
 
 _client_decoder = msgspec.json.Decoder(ClientFrame)
 
@@ -143,6 +152,21 @@ class LiveFrame(msgspec.Struct, tag="live", tag_field="type", frozen=True):
     paused: bool
 
 
+class UserTypingFrame(msgspec.Struct, tag="typing", tag_field="type", frozen=True):
+    """A member is typing (`typing` true) or stopped; a client forgets a `typing` true after
+    `TYPING_EXPIRY_S` without a repeat, so a lost stop costs a few seconds, never a stuck line."""
+
+    conversation_id: str
+    user_id: str
+    typing: bool
+
+
+#: How long a receiver shows a member as typing after their last `typing` true (seconds).
+TYPING_EXPIRY_S = 6.0
+#: How often a client repeats `typing` true while its user keeps typing (seconds).
+TYPING_REPEAT_S = 3.0
+
+
 class ErrorFrame(msgspec.Struct, tag="error", tag_field="type", frozen=True, omit_defaults=True):
     code: str
     message: str
@@ -160,6 +184,7 @@ ServerFrame = (
     | ErrorFrame
     | LiveFrame
     | MemberFrame
+    | UserTypingFrame
 )
 
 _encoder = msgspec.json.Encoder()

@@ -212,6 +212,11 @@ class ChatClient:
             if not token:
                 return found
 
+    async def member_ids(self, user: uuid.UUID, conversation_id: str) -> list[str]:
+        """The conversation's members, read as `user` (refused unless they are one)."""
+        request = pb.GetConversationRequest(conversation_id=conversation_id)
+        return list((await self._call(self._stub.GetConversation, request, user)).member_ids)
+
     async def remove_member(self, user: uuid.UUID, conversation_id: str, member: str) -> None:
         request = pb.RemoveMemberRequest(conversation_id=conversation_id, user_id=member)
         await self._call(self._stub.RemoveMember, request, user)

@@ -31,6 +31,7 @@ from realchat.contract.frames import (
     SendFrame,
     SendOkFrame,
     SyncFrame,
+    TypingFrame,
     decode_client_frame,
     encode,
 )
@@ -47,6 +48,7 @@ from realchat.gateway.rest import error_response
 from realchat.gateway.sessions import SessionGuard
 from realchat.gateway.socket_sink import SocketSink
 from realchat.gateway.sync import Backfiller
+from realchat.gateway.typing import TypingRelay
 from realchat.observability.tracing import tracer
 from realchat.presence.registry import DEVICE_PATTERN
 
@@ -123,6 +125,8 @@ class Session:
     limits: ConnectionLimits = field(default_factory=lambda: ConnectionLimits(2**31, 2**31))
     #: Peers whose `X-Forwarded-For` names the client (the balancer).
     trusted_proxies: tuple[Network, ...] = ()
+    #: Relays typing frames; without it they are refused (`typing_unavailable`).
+    typing: TypingRelay | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
@@ -265,6 +269,8 @@ class Session:
                 await self._ack(connection, frame)
             case SyncFrame():
                 connection.spawn(self._sync(connection, frame))
+            case TypingFrame():
+                await self._typing(connection, frame)
 
     def _refuse(
         self, connection: Connection, bad: BadFrame, client_msg_id: str | None = None
@@ -306,6 +312,14 @@ class Session:
         connection.push(encode(SendOkFrame(frame.client_msg_id, sent.message)))
         connection.note_own_send(sent.message.conversation_id, sent.message.seq)
         return None
+
+    async def _typing(self, connection: Connection, frame: TypingFrame) -> None:
+        if self.typing is None:
+            self._refuse(connection, BadFrame("typing_unavailable", "typing is not relayed here"))
+            return
+        refusal = await self.typing.typing(connection, frame)
+        if refusal is not None:
+            self._refuse(connection, refusal)
 
     async def _ack(self, connection: Connection, frame: AckFrame) -> None:
         try:
