@@ -64,6 +64,7 @@ def conversation_to_proto(c: ConversationRecord) -> pb.Conversation:
         created_at=_timestamp(c.created_at),
         last_seq=c.last_seq,
         acked_seq=c.acked_seq,
+        unread_count=c.unread_count,
     )
 
 

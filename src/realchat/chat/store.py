@@ -44,6 +44,8 @@ class ConversationRecord:
     last_seq: int
     #: The acknowledged cursor of the user the record was read for.
     acked_seq: int
+    #: Messages after that cursor sent by others (at most MAX_UNREAD_COUNTED).
+    unread_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -187,15 +189,28 @@ WITH moved AS (
 SELECT acked_seq FROM moved, event
 """
 
-#: Conversations by id, as seen by user $2 (whose acked cursor is returned).
-CONVERSATION = """
-SELECT c.id, c.title, c.created_at, c.last_seq,
-       array_agg(m.user_id ORDER BY m.joined_at, m.user_id) AS member_ids,
-       coalesce(max(m.acked_seq) FILTER (WHERE m.user_id = $2::uuid), 0) AS acked_seq
-  FROM conversations c JOIN conversation_members m ON m.conversation_id = c.id
- WHERE c.id = ANY($1::uuid[])
- GROUP BY c.id
- ORDER BY c.created_at, c.id
+#: Unread messages counted at most per conversation (a client shows "999+" beyond): the count
+#: reads the index entries after the reader's position, so it is bounded like a history page.
+MAX_UNREAD_COUNTED = 1000
+
+#: Conversations by id, as seen by user $2: their acknowledged cursor, and how many messages
+#: after it others sent (their own are read by definition), counted up to MAX_UNREAD_COUNTED.
+CONVERSATION = f"""
+WITH base AS (
+    SELECT c.id, c.title, c.created_at, c.last_seq,
+           array_agg(m.user_id ORDER BY m.joined_at, m.user_id) AS member_ids,
+           coalesce(max(m.acked_seq) FILTER (WHERE m.user_id = $2::uuid), 0) AS acked_seq
+      FROM conversations c JOIN conversation_members m ON m.conversation_id = c.id
+     WHERE c.id = ANY($1::uuid[])
+     GROUP BY c.id
+)
+SELECT b.*,
+       (SELECT count(*) FROM (SELECT 1 FROM messages u
+                               WHERE u.conversation_id = b.id AND u.seq > b.acked_seq
+                                 AND u.sender_id <> $2::uuid
+                               LIMIT {MAX_UNREAD_COUNTED}) unread) AS unread_count
+  FROM base b
+ ORDER BY b.created_at, b.id
 """
 
 
@@ -218,6 +233,7 @@ def conversation_record(row: asyncpg.Record) -> ConversationRecord:
         created_at=row["created_at"],
         last_seq=row["last_seq"],
         acked_seq=row["acked_seq"],
+        unread_count=row["unread_count"],
     )
 
 

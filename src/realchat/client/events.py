@@ -4,6 +4,7 @@ the connection's ups and downs. All immutable; match on the type:
     async for event in client.events():
         match event:
             case Receipt(conversation_id=c, user_id=u, seq=s): ...
+            case ReadPosition(conversation_id=c, seq=s): ...
             case Presence(user_id=u, status=s): ...
             case LiveDelivery(paused=p): ...
             case Membership(conversation_id=c, change=ch, user_ids=u): ...
@@ -19,12 +20,16 @@ from realchat.contract.frames import (
     LiveFrame,
     MemberFrame,
     PresenceFrame,
+    ReadFrame,
     ReceiptFrame,
     UserTypingFrame,
 )
 
 #: Another member acknowledged a conversation up to `seq` (the contract's `receipt` frame).
 Receipt = ReceiptFrame
+#: This user's own read position moved (an ack from any of their devices): unread counts
+#: shown elsewhere drop to the messages after `seq`.
+ReadPosition = ReadFrame
 #: A user who shares a conversation went `online` or `offline` (the contract's `presence` frame).
 Presence = PresenceFrame
 #: Live delivery paused (the gateway lost its event bus) or resumed. While paused the client
@@ -71,6 +76,7 @@ class Disconnected:
 
 Event = (
     Receipt
+    | ReadPosition
     | Presence
     | LiveDelivery
     | Membership

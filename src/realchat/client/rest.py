@@ -38,6 +38,10 @@ class Conversation(msgspec.Struct, frozen=True):
     member_ids: list[str]
     last_seq: int
     created_at: datetime | None = None
+    #: The user's read position (highest seq any of their devices acknowledged).
+    acked_seq: int = 0
+    #: Messages after `acked_seq` that others sent, at most 1000.
+    unread_count: int = 0
 
 
 class HistoryPage(msgspec.Struct, frozen=True):

@@ -52,6 +52,7 @@ from realchat.contract.frames import (
     Message,
     MessageFrame,
     PresenceFrame,
+    ReadFrame,
     ReceiptFrame,
     SendFrame,
     SendOkFrame,
@@ -261,7 +262,7 @@ class Session:
                 self._live_paused = paused
                 self._live_changed.set()
                 self._emit(frame)
-            case ReceiptFrame() | PresenceFrame() | MemberFrame() | UserTypingFrame():
+            case ReceiptFrame() | ReadFrame() | PresenceFrame() | MemberFrame() | UserTypingFrame():
                 self._emit(frame)
             case _:  # hello (only once), pong (never asked for)
                 pass

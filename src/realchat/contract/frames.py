@@ -126,6 +126,14 @@ class ReceiptFrame(msgspec.Struct, tag="receipt", tag_field="type", frozen=True)
     seq: int
 
 
+class ReadFrame(msgspec.Struct, tag="read", tag_field="type", frozen=True):
+    """The user's own read position moved (an ack from any of their devices): what keeps
+    unread counts right across devices. A state, not a delta: a repeat changes nothing."""
+
+    conversation_id: str
+    seq: int
+
+
 class PresenceFrame(msgspec.Struct, tag="presence", tag_field="type", frozen=True):
     user_id: str
     status: Literal["online", "offline"]
@@ -179,6 +187,7 @@ ServerFrame = (
     | SendOkFrame
     | SyncDoneFrame
     | ReceiptFrame
+    | ReadFrame
     | PresenceFrame
     | PongFrame
     | ErrorFrame

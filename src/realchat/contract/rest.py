@@ -60,6 +60,11 @@ class ConversationOut(BaseModel):
     member_ids: list[str]
     created_at: datetime
     last_seq: int
+    #: The caller's read position: the highest seq any of their devices acknowledged.
+    acked_seq: int = 0
+    #: Messages after `acked_seq` that others sent (the caller's own count as read), at most
+    #: 1000 (show "999+" beyond).
+    unread_count: int = 0
 
 
 class ConversationsOut(BaseModel):

@@ -21,7 +21,14 @@ import structlog
 from opentelemetry.context import Context
 
 from realchat.contract.close_codes import CloseCode
-from realchat.contract.frames import Message, MessageFrame, PresenceFrame, ReceiptFrame, encode
+from realchat.contract.frames import (
+    Message,
+    MessageFrame,
+    PresenceFrame,
+    ReadFrame,
+    ReceiptFrame,
+    encode,
+)
 from realchat.events.models import MessageAcknowledged, MessageCreated, PresenceChanged
 from realchat.gateway import metrics
 from realchat.gateway.connection import Connection
@@ -192,9 +199,13 @@ class Hub:
         return offered
 
     def dispatch_receipt(self, event: MessageAcknowledged) -> int:
-        """Tell the other members' connections that a member acknowledged up to a seq."""
+        """Tell the other members' connections that a member acknowledged up to a seq, and the
+        member's own connections that their read position moved (a `read` frame)."""
         frame: bytes | None = None
         offered = 0
+        for connection in list(self.connections_of(event.user_id)):
+            connection.push(encode(ReadFrame(str(event.conversation_id), event.seq)))
+            offered += 1
         for user_id in event.recipients:
             if user_id == event.user_id:
                 continue

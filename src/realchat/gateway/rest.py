@@ -147,6 +147,8 @@ def conversation_out(c: pb.Conversation) -> dict[str, Any]:
         "member_ids": list(c.member_ids),
         "created_at": c.created_at.ToJsonString(),
         "last_seq": c.last_seq,
+        "acked_seq": c.acked_seq,
+        "unread_count": c.unread_count,
     }
 
 
