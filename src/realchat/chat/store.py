@@ -33,6 +33,11 @@ class MessageRecord:
     sender_id: uuid.UUID
     content: str
     created_at: datetime
+    #: 1 when sent, +1 per edit or delete.
+    version: int = 1
+    edited_at: datetime | None = None
+    #: A tombstone: deleted by its sender, `content` empty, `seq` kept.
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class ConversationRecord:
     last_seq: int
     #: The acknowledged cursor of the user the record was read for.
     acked_seq: int
-    #: Messages after that cursor sent by others (at most MAX_UNREAD_COUNTED).
+    #: Messages after that cursor sent by others and not deleted (at most MAX_UNREAD_COUNTED).
     unread_count: int = 0
 
 
@@ -66,7 +71,10 @@ class PresenceRecord:
     since: datetime | None
 
 
-_MESSAGE_COLUMNS = "id, conversation_id, seq, sender_id, content, created_at"
+MESSAGE_COLUMNS = (
+    "id, conversation_id, seq, sender_id, content, created_at, version, edited_at,"
+    " deleted_at IS NOT NULL AS deleted"
+)
 
 #: A batch of new messages in one statement (group commit). The sends come as parallel arrays
 #: in arrival order (`ord`). A send whose key the sender already used is found, not written; a
@@ -83,7 +91,8 @@ WITH req AS (
       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::jsonb[])
            WITH ORDINALITY AS r(conversation_id, sender_id, content, key, shard, trace, ord)
 ), found AS (
-    SELECT r.ord, m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.created_at
+    SELECT r.ord, m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.created_at,
+           m.version, m.edited_at, m.deleted_at IS NOT NULL AS deleted
       FROM req r
       JOIN messages m ON m.sender_id = r.sender_id AND m.idempotency_key = r.key
 ), fresh AS (
@@ -131,10 +140,12 @@ WITH req AS (
  RETURNING id
 )
 SELECT n.ord, m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.created_at,
-       true AS created
+       1 AS version, NULL::timestamptz AS edited_at, false AS deleted, true AS created
   FROM message m JOIN numbered n ON n.conversation_id = m.conversation_id AND n.seq = m.seq
 UNION ALL
-SELECT ord, id, conversation_id, seq, sender_id, content, created_at, false FROM found
+SELECT ord, id, conversation_id, seq, sender_id, content, created_at, version, edited_at, deleted,
+       false
+  FROM found
 """
 
 _LOCK_IN_ID_ORDER = """), locked AS MATERIALIZED (
@@ -194,7 +205,8 @@ SELECT acked_seq FROM moved, event
 MAX_UNREAD_COUNTED = 1000
 
 #: Conversations by id, as seen by user $2: their acknowledged cursor, and how many messages
-#: after it others sent (their own are read by definition), counted up to MAX_UNREAD_COUNTED.
+#: after it others sent (their own are read by definition) and did not delete, counted up to
+#: MAX_UNREAD_COUNTED.
 CONVERSATION = f"""
 WITH base AS (
     SELECT c.id, c.title, c.created_at, c.last_seq,
@@ -207,14 +219,15 @@ WITH base AS (
 SELECT b.*,
        (SELECT count(*) FROM (SELECT 1 FROM messages u
                                WHERE u.conversation_id = b.id AND u.seq > b.acked_seq
-                                 AND u.sender_id <> $2::uuid
+                                 AND u.sender_id <> $2::uuid AND u.deleted_at IS NULL
                                LIMIT {MAX_UNREAD_COUNTED}) unread) AS unread_count
   FROM base b
  ORDER BY b.created_at, b.id
 """
 
 
-def _message(row: asyncpg.Record) -> MessageRecord:
+def message_record(row: asyncpg.Record) -> MessageRecord:
+    """A message row; a new one (the send batch's rows) has no change columns yet."""
     return MessageRecord(
         message_id=row["id"],
         conversation_id=row["conversation_id"],
@@ -222,6 +235,9 @@ def _message(row: asyncpg.Record) -> MessageRecord:
         sender_id=row["sender_id"],
         content=row["content"],
         created_at=row["created_at"],
+        version=row.get("version", 1),
+        edited_at=row.get("edited_at"),
+        deleted=row.get("deleted", False),
     )
 
 
@@ -323,7 +339,7 @@ class ChatStore:
                     raise
         outcomes: list[Stored] = [Refused()] * len(sends)
         for row in rows:
-            message = _message(row)
+            message = message_record(row)
             outcomes[row["ord"] - 1] = Created(message) if row["created"] else Existing(message)
         return outcomes
 
@@ -334,14 +350,14 @@ class ChatStore:
         """Messages after `after_seq` up to `up_to` (the last seq when the reader's membership was
         checked: a member who left since then gets nothing written after the leave)."""
         rows = await self._pool.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+            f"SELECT {MESSAGE_COLUMNS} FROM messages "
             "WHERE conversation_id = $1 AND seq > $2 AND seq <= $4 ORDER BY seq LIMIT $3",
             conversation_id,
             after_seq,
             limit,
             up_to,
         )
-        return [_message(r) for r in rows]
+        return [message_record(r) for r in rows]
 
     @db_operation("ack")
     async def ack(

@@ -12,13 +12,21 @@ from typing import Annotated, Literal
 import msgspec
 
 
-class Message(msgspec.Struct, frozen=True):
+class Message(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A message as it is now. The change fields are left out while they hold their defaults,
+    so a message never edited reads exactly as before they existed."""
+
     message_id: str
     conversation_id: str
     seq: int
     sender_id: str
     content: str
     created_at: datetime
+    #: 1 when sent, +1 per edit or delete: a client keeps the highest version it saw.
+    version: int = 1
+    edited_at: datetime | None = None
+    #: A tombstone: deleted by its sender, `content` empty, `seq` kept.
+    deleted: bool = False
 
 
 # -- client -> server ---------------------------------------------------------------------------
@@ -175,6 +183,24 @@ TYPING_EXPIRY_S = 6.0
 TYPING_REPEAT_S = 3.0
 
 
+class MessageUpdateFrame(msgspec.Struct, tag="message_update", tag_field="type", frozen=True):
+    """A message was edited or deleted: its state as of `message.version`. Comes after the
+    message itself on every connection; a client replaces its copy only with a higher version
+    (a repeat, or an update older than what a sync gave, changes nothing)."""
+
+    message: Message
+
+
+class ConversationUpdateFrame(
+    msgspec.Struct, tag="conversation_update", tag_field="type", frozen=True
+):
+    """A member (`by`) renamed the conversation. Comes after the messages sent before it."""
+
+    conversation_id: str
+    title: str
+    by: str
+
+
 class ErrorFrame(msgspec.Struct, tag="error", tag_field="type", frozen=True, omit_defaults=True):
     code: str
     message: str
@@ -194,6 +220,8 @@ ServerFrame = (
     | LiveFrame
     | MemberFrame
     | UserTypingFrame
+    | MessageUpdateFrame
+    | ConversationUpdateFrame
 )
 
 _encoder = msgspec.json.Encoder()

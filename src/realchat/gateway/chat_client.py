@@ -40,6 +40,7 @@ _HTTP_STATUS = {
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
 }
 
@@ -77,6 +78,9 @@ def message_from_proto(m: pb.Message) -> Message:
         sender_id=m.sender_id,
         content=m.content,
         created_at=m.created_at.ToDatetime(tzinfo=UTC),
+        version=m.version or 1,
+        edited_at=m.edited_at.ToDatetime(tzinfo=UTC) if m.HasField("edited_at") else None,
+        deleted=m.deleted,
     )
 
 
@@ -216,6 +220,27 @@ class ChatClient:
         """The conversation's members, read as `user` (refused unless they are one)."""
         request = pb.GetConversationRequest(conversation_id=conversation_id)
         return list((await self._call(self._stub.GetConversation, request, user)).member_ids)
+
+    async def edit(
+        self, user: uuid.UUID, conversation_id: str, seq: int, client_change_id: str, content: str
+    ) -> Sent:
+        request = pb.EditMessageRequest(
+            conversation_id=conversation_id,
+            seq=seq,
+            client_change_id=client_change_id,
+            content=content,
+        )
+        reply = await self._call(self._stub.EditMessage, request, user)
+        return Sent(message_from_proto(reply.message), reply.created)
+
+    async def delete(self, user: uuid.UUID, conversation_id: str, seq: int) -> Sent:
+        request = pb.DeleteMessageRequest(conversation_id=conversation_id, seq=seq)
+        reply = await self._call(self._stub.DeleteMessage, request, user)
+        return Sent(message_from_proto(reply.message), reply.created)
+
+    async def rename(self, user: uuid.UUID, conversation_id: str, title: str) -> pb.Conversation:
+        request = pb.RenameConversationRequest(conversation_id=conversation_id, title=title)
+        return await self._call(self._stub.RenameConversation, request, user)
 
     async def remove_member(self, user: uuid.UUID, conversation_id: str, member: str) -> None:
         request = pb.RemoveMemberRequest(conversation_id=conversation_id, user_id=member)

@@ -28,14 +28,17 @@ from opentelemetry.trace import SpanKind
 
 from realchat.events.models import (
     EVENT_TYPE_HEADER,
+    ConversationRenamed,
     Event,
     MembershipChanged,
     MessageAcknowledged,
+    MessageChanged,
     MessageCreated,
     UnknownEventTypeError,
     decode,
 )
 from realchat.events.topics import (
+    CONVERSATION_CHANGED,
     MEMBERSHIP_CHANGED,
     MESSAGE_ACKNOWLEDGED,
     MESSAGE_CREATED,
@@ -145,6 +148,8 @@ class EventDispatcher:
             if self._membership_changed is not None:
                 self._membership_changed(str(event.conversation_id))
             return dispatch_membership(event, self._hub.connections_of)
+        if isinstance(event, MessageChanged | ConversationRenamed):
+            return self._hub.dispatch_change(event)
         offered = self._hub.dispatch_presence(event)
         if offered is None:
             metrics.PRESENCE_STALE.inc()
@@ -250,6 +255,7 @@ class KafkaDelivery:
                     PRESENCE_ONLINE,
                     PRESENCE_OFFLINE,
                     MEMBERSHIP_CHANGED,
+                    CONVERSATION_CHANGED,
                 ],
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,

@@ -22,14 +22,22 @@ from opentelemetry.context import Context
 
 from realchat.contract.close_codes import CloseCode
 from realchat.contract.frames import (
+    ConversationUpdateFrame,
     Message,
     MessageFrame,
+    MessageUpdateFrame,
     PresenceFrame,
     ReadFrame,
     ReceiptFrame,
     encode,
 )
-from realchat.events.models import MessageAcknowledged, MessageCreated, PresenceChanged
+from realchat.events.models import (
+    ConversationRenamed,
+    MessageAcknowledged,
+    MessageChanged,
+    MessageCreated,
+    PresenceChanged,
+)
 from realchat.gateway import metrics
 from realchat.gateway.connection import Connection
 from realchat.gateway.flush import Flusher
@@ -73,6 +81,20 @@ def message_of(event: MessageCreated) -> Message:
         sender_id=str(event.sender_id),
         content=event.content,
         created_at=event.created_at,
+    )
+
+
+def changed_message_of(event: MessageChanged) -> Message:
+    return Message(
+        message_id=str(event.message_id),
+        conversation_id=str(event.conversation_id),
+        seq=event.seq,
+        sender_id=str(event.sender_id),
+        content=event.content,
+        created_at=event.created_at,
+        version=event.version,
+        edited_at=event.changed_at,
+        deleted=event.change == "deleted",
     )
 
 
@@ -198,6 +220,24 @@ class Hub:
             metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.created_at.timestamp()))
         return offered
 
+    def dispatch_change(self, event: MessageChanged | ConversationRenamed) -> int:
+        """Offer an edit, delete or rename to the recipients' connections; each sends it once
+        the message it concerns has gone out there (`Connection.offer_change`)."""
+        frame: bytes | None = None
+        conversation_id = str(event.conversation_id)
+        of_message = isinstance(event, MessageChanged)
+        offered = 0
+        for user_id in event.recipients:
+            connections = self.connections_of(user_id)
+            if not connections:
+                continue
+            if frame is None:
+                frame = text_frame(encode(_change_frame(event)))
+            for connection in connections:
+                connection.offer_change(conversation_id, event.seq, frame, of_message=of_message)
+            offered += len(connections)
+        return offered
+
     def dispatch_receipt(self, event: MessageAcknowledged) -> int:
         """Tell the other members' connections that a member acknowledged up to a seq, and the
         member's own connections that their read position moved (a `read` frame)."""
@@ -234,3 +274,11 @@ class Hub:
                 connection.push_frame(frame)
                 offered += 1
         return offered
+
+
+def _change_frame(
+    event: MessageChanged | ConversationRenamed,
+) -> MessageUpdateFrame | ConversationUpdateFrame:
+    if isinstance(event, MessageChanged):
+        return MessageUpdateFrame(changed_message_of(event))
+    return ConversationUpdateFrame(str(event.conversation_id), event.title, str(event.by))

@@ -105,6 +105,10 @@ class Backfiller:
                         if not await connection.push_backfill(encode(MessageFrame(message))):
                             return
                         sent += 1
+                    # Changes that waited for messages of this page (edits read before the page
+                    # or after it: a client applies only a higher version) follow them.
+                    if cursor.deferring:
+                        connection.release_changes(cursor)
                 finally:
                     self._pages.release(connection.user_id)
                 if cursor.on_page_end(short=len(page) < self._page_size):

@@ -208,5 +208,5 @@ class TypingRelay:
             except (RedisError, OSError) as exc:
                 log.warning("typing channel lost; subscribing again", error=str(exc))
             finally:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(RESUBSCRIBE_S)

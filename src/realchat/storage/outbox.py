@@ -3,11 +3,46 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 import zlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from realchat.storage.pool import Connection
 
 
 def outbox_shard(partition_key: uuid.UUID, shards: int) -> int:
     """The outbox shard of a partition key (a conversation, a user): stable, so the events of one
     key have one publisher at a time and go out in commit order."""
     return zlib.crc32(partition_key.bytes) % shards
+
+
+#: One event into the outbox, in the caller's transaction: its payload already encoded.
+_ENQUEUE = """
+INSERT INTO outbox (shard, topic, event_type, partition_key, payload, trace_context)
+VALUES ($1::int, $2::text, $3::text, $4::text, $5::bytea, $6::jsonb)
+"""
+
+
+async def enqueue(
+    conn: Connection,
+    *,
+    shards: int,
+    topic: str,
+    event_type: str,
+    key: uuid.UUID,
+    payload: bytes,
+    trace_context: dict[str, str],
+) -> None:
+    """Write one event in the transaction `conn` is in: it is published if and only if that
+    transaction commits, after the events of its key committed before it."""
+    await conn.execute(
+        _ENQUEUE,
+        outbox_shard(key, shards),
+        topic,
+        event_type,
+        str(key),
+        payload,
+        json.dumps(trace_context, separators=(",", ":")),
+    )
