@@ -37,10 +37,12 @@ from realchat.client.errors import (
 )
 from realchat.client.events import (
     Connected,
+    ConversationUpdate,
     Disconnected,
     Event,
     LiveDelivery,
     Membership,
+    MessageUpdate,
     Presence,
     ReadPosition,
     Receipt,
@@ -67,6 +69,7 @@ __all__ = [
     "Connected",
     "Conversation",
     "ConversationNotFound",
+    "ConversationUpdate",
     "Device",
     "Disconnected",
     "Event",
@@ -76,6 +79,7 @@ __all__ = [
     "LiveDelivery",
     "Membership",
     "Message",
+    "MessageUpdate",
     "NotAMember",
     "NotificationSettings",
     "Presence",

@@ -9,6 +9,8 @@ the connection's ups and downs. All immutable; match on the type:
             case LiveDelivery(paused=p): ...
             case Membership(conversation_id=c, change=ch, user_ids=u): ...
             case Typing(conversation_id=c, user_id=u, typing=t): ...
+            case MessageUpdate(message=m): ...         # m.version, m.deleted, m.content
+            case ConversationUpdate(conversation_id=c, title=t): ...
             case Connected() | Disconnected() | ServerNotice(): ...
 """
 
@@ -17,8 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from realchat.contract.frames import (
+    ConversationUpdateFrame,
     LiveFrame,
     MemberFrame,
+    MessageUpdateFrame,
     PresenceFrame,
     ReadFrame,
     ReceiptFrame,
@@ -37,6 +41,12 @@ Presence = PresenceFrame
 LiveDelivery = LiveFrame
 #: Members were added to a conversation, left it, or were removed (the contract's `member` frame).
 Membership = MemberFrame
+#: A message was edited or deleted (its new state, `message.version` grown): always after the
+#: message itself; apply it only above the version held. Not replayed: a sync's messages carry
+#: the current state.
+MessageUpdate = MessageUpdateFrame
+#: A member renamed a conversation.
+ConversationUpdate = ConversationUpdateFrame
 #: A member started or stopped typing (the contract's `typing` frame); `TypingTracker` applies
 #: the expiry rule.
 Typing = UserTypingFrame
@@ -81,6 +91,8 @@ Event = (
     | LiveDelivery
     | Membership
     | Typing
+    | MessageUpdate
+    | ConversationUpdate
     | ServerNotice
     | Connected
     | Disconnected

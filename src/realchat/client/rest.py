@@ -194,6 +194,21 @@ class RestApi:
         path = f"/v1/conversations/{quote(conversation_id, safe='')}/members"
         return await self._call("POST", path, Conversation, body={"user_ids": user_ids})
 
+    async def rename(self, conversation_id: str, title: str) -> Conversation:
+        path = f"/v1/conversations/{quote(conversation_id, safe='')}"
+        return await self._call("PATCH", path, Conversation, body={"title": title})
+
+    async def edit_message(
+        self, conversation_id: str, seq: int, content: str, client_change_id: str
+    ) -> Message:
+        path = f"/v1/conversations/{quote(conversation_id, safe='')}/messages/{seq}"
+        body = {"client_change_id": client_change_id, "content": content}
+        return await self._call("PATCH", path, Message, body=body)
+
+    async def delete_message(self, conversation_id: str, seq: int) -> Message:
+        path = f"/v1/conversations/{quote(conversation_id, safe='')}/messages/{seq}"
+        return await self._call("DELETE", path, Message)
+
     async def history(
         self, conversation_id: str, after_seq: int = 0, limit: int = 100
     ) -> HistoryPage:

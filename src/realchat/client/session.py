@@ -45,12 +45,14 @@ from realchat.client.ordering import Ordering
 from realchat.client.rest import RestApi
 from realchat.contract.frames import (
     AckFrame,
+    ConversationUpdateFrame,
     ErrorFrame,
     HelloFrame,
     LiveFrame,
     MemberFrame,
     Message,
     MessageFrame,
+    MessageUpdateFrame,
     PresenceFrame,
     ReadFrame,
     ReceiptFrame,
@@ -262,7 +264,15 @@ class Session:
                 self._live_paused = paused
                 self._live_changed.set()
                 self._emit(frame)
-            case ReceiptFrame() | ReadFrame() | PresenceFrame() | MemberFrame() | UserTypingFrame():
+            case (
+                ReceiptFrame()
+                | ReadFrame()
+                | PresenceFrame()
+                | MemberFrame()
+                | UserTypingFrame()
+                | MessageUpdateFrame()
+                | ConversationUpdateFrame()
+            ):
                 self._emit(frame)
             case _:  # hello (only once), pong (never asked for)
                 pass
