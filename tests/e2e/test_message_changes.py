@@ -189,3 +189,44 @@ async def test_changes_under_concurrent_sends_end_in_the_same_state_everywhere(
         await device.wait(lambda d: folded(d, conversation) == want)
         assert device.of_type("error") == []
         await device.close()
+
+
+async def test_a_returning_device_catches_up_on_changes_to_what_it_had(
+    realchat: RealChat, http: aiohttp.ClientSession
+) -> None:
+    """Edits and deletes made while a device was away, of messages at or before its position,
+    come after its next sync as `message_update`s (it names the change counter of its last
+    `sync_done`); it ends with what `GET .../messages` says."""
+    base = realchat.base_url
+    alice, bob = await register(http, base, "alice"), await register(http, base, "bob")
+    conversation = await create_conversation(http, base, alice, bob)
+    for n in range(3):
+        await send_rest(http, base, alice, conversation, f"message {n + 1}")
+    await edit(http, base, alice, conversation, 3, "message 3, fixed")
+    first = await connect(http, base, bob)
+    await first.send({"type": "sync", "positions": {conversation: 0}})
+    await first.wait(lambda d: d.of_type("sync_done"))
+    (done,) = first.of_type("sync_done")
+    assert done == {
+        "type": "sync_done",
+        "positions": {conversation: 3},
+        "changes": {conversation: 1},
+    }
+    held = folded(first, conversation)
+    await first.close()
+
+    # Away: message 1 edited, 2 deleted, 4 sent.
+    await edit(http, base, alice, conversation, 1, "message 1, fixed")
+    await delete(http, base, alice, conversation, 2)
+    await send_rest(http, base, alice, conversation, "message 4")
+    back = await connect(http, base, bob)
+    back.frames.extend(f for f in first.frames if f["type"] == "message")  # what it holds
+    await back.send({"type": "sync", "positions": {conversation: 3}, "changes": done["changes"]})
+    await back.wait(lambda d: d.of_type("sync_done"))
+    updates = [f["message"]["seq"] for f in back.of_type("message_update")]
+    assert sorted(updates) == [1, 2]  # the edit of 3 was before the counter it named
+    assert back.of_type("sync_done")[0]["changes"] == {conversation: 3}
+    want = await history(http, base, alice, conversation)
+    assert held != want
+    assert folded(back, conversation) == want
+    await back.close()

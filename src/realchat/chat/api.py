@@ -68,6 +68,7 @@ def conversation_to_proto(c: ConversationRecord) -> pb.Conversation:
         last_seq=c.last_seq,
         acked_seq=c.acked_seq,
         unread_count=c.unread_count,
+        last_change=c.last_change,
     )
 
 
@@ -450,6 +451,23 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             )
 
         return await self._call("DeleteMessage", context, handle)
+
+    async def GetChanges(
+        self, request: pb.GetChangesRequest, context: Context
+    ) -> pb.GetChangesResponse:
+        async def handle(caller: uuid.UUID) -> pb.GetChangesResponse:
+            messages, last = await self._service.changes(
+                caller,
+                request.conversation_id,
+                request.after_change,
+                request.up_to_seq,
+                request.limit,
+            )
+            return pb.GetChangesResponse(
+                messages=[message_to_proto(m) for m in messages], next_after_change=last
+            )
+
+        return await self._call("GetChanges", context, handle)
 
     async def RenameConversation(
         self, request: pb.RenameConversationRequest, context: Context

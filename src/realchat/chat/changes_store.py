@@ -69,11 +69,25 @@ SELECT {MESSAGE_COLUMNS} FROM messages
 """
 
 _APPLY = f"""
+WITH counted AS (
+    UPDATE conversations SET last_change = last_change + 1
+     WHERE id = $4::uuid
+ RETURNING last_change
+)
 UPDATE messages
    SET content = $2::text, version = version + 1, edited_at = clock_timestamp(),
-       deleted_at = CASE WHEN $3::bool THEN clock_timestamp() ELSE deleted_at END
+       deleted_at = CASE WHEN $3::bool THEN clock_timestamp() ELSE deleted_at END,
+       change_seq = (SELECT last_change FROM counted)
  WHERE id = $1::uuid
 RETURNING {MESSAGE_COLUMNS}
+"""
+
+#: Messages of a conversation changed after change `$2`, up to seq `$3`, in change order.
+_CHANGED_AFTER = f"""
+SELECT {MESSAGE_COLUMNS}, change_seq FROM messages
+ WHERE conversation_id = $1::uuid AND change_seq > $2::bigint AND seq <= $3::bigint
+ ORDER BY change_seq
+ LIMIT $4
 """
 
 _MEMBERS = """
@@ -121,7 +135,11 @@ class ChangesStore:
                 if not require_changeable(actor, target, deleting=deleting):
                     return Changed(message_record(_row(found)), created=False)
                 updated = message_record(
-                    _row(await conn.fetchrow(_APPLY, _row(found)["id"], content or "", deleting))
+                    _row(
+                        await conn.fetchrow(
+                            _APPLY, _row(found)["id"], content or "", deleting, conversation_id
+                        )
+                    )
                 )
                 if key is not None and content is not None:
                     await conn.execute(
@@ -140,6 +158,18 @@ class ChangesStore:
             # The same key in another conversation at the same moment: never the same edit.
             raise IdempotencyConflict("client_change_id is being used for another edit") from None
         return Changed(updated, created=True)
+
+    @db_operation("changes")
+    async def changed_after(
+        self, conversation_id: uuid.UUID, after_change: int, up_to_seq: int, limit: int
+    ) -> tuple[list[MessageRecord], int]:
+        """Messages changed after `after_change` (seq up to `up_to_seq`), as they are now, in
+        change order; and the change counter of the last one (`after_change` if none)."""
+        rows = await self._pool.fetch(
+            _CHANGED_AFTER, conversation_id, after_change, up_to_seq, limit
+        )
+        last = rows[-1]["change_seq"] if rows else after_change
+        return [message_record(r) for r in rows], last
 
     async def _earlier_edit(
         self, conn: Connection, actor: uuid.UUID, key: str

@@ -322,6 +322,26 @@ class ChatService:
             self._written()
         return changed
 
+    async def changes(
+        self,
+        caller: uuid.UUID,
+        conversation_id: str,
+        after_change: int,
+        up_to_seq: int,
+        limit: int,
+    ) -> tuple[list[MessageRecord], int]:
+        """What changed after `after_change` among the messages up to `up_to_seq` (a returning
+        client's catch-up: history gives it the messages after its position)."""
+        conversation = parse_id(conversation_id, "conversation_id")
+        if after_change < 0:
+            raise InvalidArgument("invalid_after_change", "after_change must be >= 0")
+        limit = limit or DEFAULT_HISTORY_LIMIT
+        if not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise InvalidArgument("invalid_limit", f"limit must be 1-{MAX_HISTORY_LIMIT}")
+        membership = await self._require_member(conversation, caller)
+        up_to = min(up_to_seq, membership.last_seq)
+        return await self._changes.changed_after(conversation, after_change, up_to, limit)
+
     async def rename_conversation(
         self, caller: uuid.UUID, conversation_id: str, title: str
     ) -> ConversationRecord:

@@ -51,6 +51,8 @@ class ConversationRecord:
     acked_seq: int
     #: Messages after that cursor sent by others and not deleted (at most MAX_UNREAD_COUNTED).
     unread_count: int = 0
+    #: The conversation's change counter (edits and deletes so far).
+    last_change: int = 0
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ MAX_UNREAD_COUNTED = 1000
 #: MAX_UNREAD_COUNTED.
 CONVERSATION = f"""
 WITH base AS (
-    SELECT c.id, c.title, c.created_at, c.last_seq,
+    SELECT c.id, c.title, c.created_at, c.last_seq, c.last_change,
            array_agg(m.user_id ORDER BY m.joined_at, m.user_id) AS member_ids,
            coalesce(max(m.acked_seq) FILTER (WHERE m.user_id = $2::uuid), 0) AS acked_seq
       FROM conversations c JOIN conversation_members m ON m.conversation_id = c.id
@@ -250,6 +252,7 @@ def conversation_record(row: asyncpg.Record) -> ConversationRecord:
         last_seq=row["last_seq"],
         acked_seq=row["acked_seq"],
         unread_count=row["unread_count"],
+        last_change=row["last_change"],
     )
 
 

@@ -127,6 +127,9 @@ class Session:
         self._inbox_changed = asyncio.Event()
         #: Conversations whose messages were not taken in because the inbox was full.
         self._overflowed: set[str] = set()
+        #: Each conversation's change counter as of the last `sync_done`: passed back in the
+        #: next handshake's sync, which then sends the messages changed since (edits, deletes).
+        self._change_counters: dict[str, int] = {}
         self._events: deque[Event] = deque(maxlen=options.max_buffered_events)
         self._events_changed = asyncio.Event()
         #: Events dropped because nobody read `events()` fast enough.
@@ -193,7 +196,10 @@ class Session:
             self._handshake_baseline = False
             for conversation in await self._rest.conversations():
                 self._deliver(self._ordering.start_at(conversation.conversation_id, 0, self._now()))
-            frames = [SyncFrame(chunk) for chunk in _chunks(self._ordering.positions())]
+            frames = [
+                SyncFrame(chunk, self._counters_of(chunk))
+                for chunk in _chunks(self._ordering.positions())
+            ]
         self._handshake_syncs_left = len(frames)
         self._handshake_link = link
         for frame in frames:
@@ -209,6 +215,10 @@ class Session:
                 pending.link = link
                 await link.send(pending.frame)
         self._gap_wake.set()
+
+    def _counters_of(self, positions: Mapping[str, int]) -> dict[str, int] | None:
+        counters = {c: self._change_counters[c] for c in positions if c in self._change_counters}
+        return counters or None
 
     def _go_live(self) -> None:
         """The handshake's last `sync_done` (called by the reader, so that no later frame's
@@ -241,7 +251,8 @@ class Session:
                 if pending is not None and not pending.reply.done():
                     pending.reply.set_result(message)
                 self._take_in(message, now)
-            case SyncDoneFrame(positions=positions):
+            case SyncDoneFrame(positions=positions, changes=changes):
+                self._change_counters.update(changes or {})
                 if self._handshake_syncs_left > 0:
                     self._handshake_syncs_left -= 1
                     if self._handshake_baseline:

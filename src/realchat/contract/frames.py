@@ -51,10 +51,14 @@ class SendFrame(msgspec.Struct, tag="send", tag_field="type", frozen=True):
 Seq = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
+SyncPositions = Annotated[dict[ConversationId, Seq], msgspec.Meta(max_length=MAX_SYNC_POSITIONS)]
+
+
 class SyncFrame(msgspec.Struct, tag="sync", tag_field="type", frozen=True):
-    positions: (
-        Annotated[dict[ConversationId, Seq], msgspec.Meta(max_length=MAX_SYNC_POSITIONS)] | None
-    ) = None
+    positions: SyncPositions | None = None
+    #: Per conversation, the change counter of the last `sync_done` the client took in: the
+    #: messages up to its position changed since then come as `message_update` frames.
+    changes: SyncPositions | None = None
 
 
 class AckFrame(msgspec.Struct, tag="ack", tag_field="type", frozen=True):
@@ -124,8 +128,12 @@ class SendOkFrame(msgspec.Struct, tag="send_ok", tag_field="type", frozen=True):
     message: Message
 
 
-class SyncDoneFrame(msgspec.Struct, tag="sync_done", tag_field="type", frozen=True):
+class SyncDoneFrame(
+    msgspec.Struct, tag="sync_done", tag_field="type", frozen=True, omit_defaults=True
+):
     positions: dict[str, int]
+    #: Each synced conversation's change counter: the client passes it as `changes` next time.
+    changes: dict[str, int] | None = None
 
 
 class ReceiptFrame(msgspec.Struct, tag="receipt", tag_field="type", frozen=True):

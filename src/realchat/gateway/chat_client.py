@@ -194,6 +194,18 @@ class ChatClient:
         reply = await self._call(self._stub.GetHistory, request, user)
         return [message_from_proto(m) for m in reply.messages], reply.last_seq
 
+    async def changes(
+        self, user: uuid.UUID, conversation_id: str, after_change: int, up_to_seq: int, limit: int
+    ) -> tuple[list[Message], int]:
+        request = pb.GetChangesRequest(
+            conversation_id=conversation_id,
+            after_change=after_change,
+            up_to_seq=up_to_seq,
+            limit=limit,
+        )
+        reply = await self._call(self._stub.GetChanges, request, user)
+        return [message_from_proto(m) for m in reply.messages], reply.next_after_change
+
     async def ack(self, user: uuid.UUID, conversation_id: str, seq: int) -> int:
         request = pb.AckRequest(conversation_id=conversation_id, seq=seq)
         return (await self._call(self._stub.Ack, request, user)).acked_seq

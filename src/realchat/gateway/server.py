@@ -88,6 +88,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         backfiller=Backfiller(
             chat,
             g.sync_page_size,
+            changes=chat,
             max_concurrent=g.max_concurrent_backfills,
             max_concurrent_per_user=g.max_concurrent_backfills_per_user,
         ),

@@ -338,13 +338,13 @@ class Session:
 
     async def _sync_positions(self, connection: Connection, frame: SyncFrame) -> None:
         try:
-            mine = {
-                c.conversation_id: c.acked_seq
-                for c in await self.chat.conversations(connection.user_id)
-            }
+            listed = await self.chat.conversations(connection.user_id)
         except ChatCallError as error:
             self._refuse(connection, BadFrame(error.code, error.message))
             return
+        mine = {c.conversation_id: c.acked_seq for c in listed}
+        # Read before anything is sent: a change after this reaches the client live.
+        counters = {c.conversation_id: c.last_change for c in listed}
         positions = mine if not frame.positions else {}
         for conversation_id, seq in (frame.positions or {}).items():
             if conversation_id not in mine:
@@ -357,7 +357,7 @@ class Session:
             else:
                 positions[conversation_id] = seq
         try:
-            await self.backfiller.sync(connection, positions)
+            await self.backfiller.sync(connection, positions, frame.changes, counters)
         except ChatCallError as error:
             self._refuse(connection, BadFrame("sync_failed", error.message))
 
