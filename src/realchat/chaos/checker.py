@@ -7,7 +7,11 @@ Invariants (each counted, each expected 0 except the wire duplicates):
 - each device saw each conversation in order, seq after seq (`order_violations`), and no message
   twice at the application (`app_duplicates`);
 - PostgreSQL has no seq twice and no gap in any conversation (`db_duplicate_seqs`, `db_gaps`);
-- every message's event is on Kafka (`unpublished_events`), and nothing is left in the outbox.
+- every message's event is on Kafka (`unpublished_events`), and nothing is left in the outbox;
+- versions: every acknowledged edit is in PostgreSQL at its version or later (`lost_edits`);
+  no device got a message's change before the message itself (`edits_before_message`); every
+  device ends with each message at the version PostgreSQL has (`stale_versions`), from the
+  messages it was handed and the changes that followed.
 Redeliveries the clients dropped are counted (`wire_duplicates`): at-least-once allows them.
 
 Facts are gathered with plain SQL and a raw Kafka consumer; the judgement is a pure function,
@@ -27,7 +31,7 @@ from typing import Any
 import asyncpg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from realchat.chaos.history import ClientSummary, Received, Record, Sent
+from realchat.chaos.history import ClientSummary, Edited, Received, Record, Sent, Updated
 
 MESSAGE_TOPIC = "chat.message.created.v1"
 #: How many examples of each violation the verdict keeps (the counts are complete).
@@ -44,6 +48,8 @@ class DatabaseFacts:
     duplicate_seqs: int
     #: Events still waiting in the outbox.
     unpublished_outbox: int
+    #: (conversation, seq) -> the message's version now (1 if never changed).
+    versions: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,10 @@ class Verdict:
     unpublished_events: int = 0
     wire_duplicates: int = 0
     bus_duplicate_records: int = 0
+    edits_acknowledged: int = 0
+    lost_edits: int = 0
+    edits_before_message: int = 0
+    stale_versions: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -81,6 +91,9 @@ class Verdict:
             or self.db_duplicate_seqs
             or self.db_gaps
             or self.unpublished_events
+            or self.lost_edits
+            or self.edits_before_message
+            or self.stale_versions
         )
 
     def note(self, kind: str, example: str) -> None:
@@ -153,7 +166,40 @@ def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdic
                 if stored.get((conversation, r.seq)) not in (None, r.message_id):
                     verdict.lost_deliveries += 1
                     verdict.note("wrong_message", f"{client} {conversation}#{r.seq}")
+    _judge_versions(verdict, records, db)
     return verdict
+
+
+def _judge_versions(verdict: Verdict, records: list[Record], db: DatabaseFacts) -> None:
+    """Edits acknowledged are stored; each device took a message before its changes and ends
+    with the version PostgreSQL has."""
+    for record in records:
+        if isinstance(record, Edited):
+            verdict.edits_acknowledged += 1
+            if db.versions.get((record.conversation_id, record.seq), 0) < record.version:
+                verdict.lost_edits += 1
+                verdict.note("lost_edits", f"{record.client} {record.conversation_id}#{record.seq}")
+    held: dict[tuple[str, str, int], int] = {}
+    for record in records:
+        if isinstance(record, Received):
+            key = (record.client, record.conversation_id, record.seq)
+            held[key] = max(held.get(key, 0), record.version)
+        elif isinstance(record, Updated):
+            key = (record.client, record.conversation_id, record.seq)
+            if key not in held:
+                verdict.edits_before_message += 1
+                verdict.note(
+                    "edits_before_message", f"{record.client} {record.conversation_id}#{record.seq}"
+                )
+                continue
+            held[key] = max(held[key], record.version)
+    for (client, conversation, seq), version in held.items():
+        now = db.versions.get((conversation, seq), 1)
+        if version != now:
+            verdict.stale_versions += 1
+            verdict.note(
+                "stale_versions", f"{client} {conversation}#{seq}: v{version}, stored v{now}"
+            )
 
 
 def _judge_stream(verdict: Verdict, client: str, conversation: str, stream: list[Received]) -> None:
@@ -182,8 +228,8 @@ async def database_facts(dsn: str, conversations: list[str]) -> DatabaseFacts:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT conversation_id, seq, id FROM messages WHERE conversation_id = ANY($1) "
-            "ORDER BY conversation_id, seq",
+            "SELECT conversation_id, seq, id, version FROM messages "
+            "WHERE conversation_id = ANY($1) ORDER BY conversation_id, seq",
             ids,
         )
         members = await conn.fetch(
@@ -207,7 +253,10 @@ async def database_facts(dsn: str, conversations: list[str]) -> DatabaseFacts:
     by_conversation: dict[str, set[str]] = defaultdict(set)
     for row in members:
         by_conversation[str(row["conversation_id"])].add(str(row["user_id"]))
-    return DatabaseFacts(messages, dict(by_conversation), int(duplicates), int(unpublished))
+    versions = {(str(r["conversation_id"]), r["seq"]): r["version"] for r in rows}
+    return DatabaseFacts(
+        messages, dict(by_conversation), int(duplicates), int(unpublished), versions
+    )
 
 
 def bus_facts(bootstrap_servers: str, conversations: list[str], timeout_s: float = 60) -> BusFacts:
