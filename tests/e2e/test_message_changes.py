@@ -13,7 +13,15 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import RealChat
-from tests.support.client import Device, User, connect, create_conversation, register, send_rest
+from tests.support.client import (
+    Device,
+    User,
+    barrier,
+    connect,
+    create_conversation,
+    register,
+    send_rest,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -70,12 +78,6 @@ def folded(device: Device, conversation: str) -> dict[int, tuple[int, str, bool]
         if m["seq"] not in state or state[m["seq"]][0] < seen[0]:
             state[m["seq"]] = seen
     return state
-
-
-async def barrier(device: Device) -> None:
-    pongs = len(device.of_type("pong"))
-    await device.send({"type": "ping"})
-    await device.wait(lambda d: len(d.of_type("pong")) > pongs)
 
 
 async def test_edit_delete_and_rename_rules_and_delivery(
@@ -200,9 +202,15 @@ async def test_a_returning_device_catches_up_on_changes_to_what_it_had(
     base = realchat.base_url
     alice, bob = await register(http, base, "alice"), await register(http, base, "bob")
     conversation = await create_conversation(http, base, alice, bob)
+    # Alice's device hears every event: once it has, no event still on its way through the
+    # bus can reach bob's devices live and blur what their syncs brought.
+    watcher = await connect(http, base, alice)
+    await watcher.send({"type": "sync"})
+    await watcher.wait(lambda d: d.of_type("sync_done"))
     for n in range(3):
         await send_rest(http, base, alice, conversation, f"message {n + 1}")
     await edit(http, base, alice, conversation, 3, "message 3, fixed")
+    await watcher.wait(lambda d: len(d.of_type("message_update")) == 1)
     first = await connect(http, base, bob)
     await first.send({"type": "sync", "positions": {conversation: 0}})
     await first.wait(lambda d: d.of_type("sync_done"))
@@ -219,6 +227,9 @@ async def test_a_returning_device_catches_up_on_changes_to_what_it_had(
     await edit(http, base, alice, conversation, 1, "message 1, fixed")
     await delete(http, base, alice, conversation, 2)
     await send_rest(http, base, alice, conversation, "message 4")
+    await watcher.wait(
+        lambda d: len(d.of_type("message_update")) == 3 and d.seqs(conversation) == [1, 2, 3, 4]
+    )
     back = await connect(http, base, bob)
     back.frames.extend(f for f in first.frames if f["type"] == "message")  # what it holds
     await back.send({"type": "sync", "positions": {conversation: 3}, "changes": done["changes"]})
@@ -230,3 +241,4 @@ async def test_a_returning_device_catches_up_on_changes_to_what_it_had(
     assert held != want
     assert folded(back, conversation) == want
     await back.close()
+    await watcher.close()

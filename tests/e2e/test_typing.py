@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from tests.e2e.conftest import RealChat
-from tests.support.client import Device, User, connect, create_conversation, register
+from tests.support.client import Device, User, barrier, connect, create_conversation, register
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -23,13 +23,6 @@ DELIVERY_BOUND_S = 0.2
 
 #: An idle PostgreSQL backend reports its statistics within this long (PGSTAT_IDLE_INTERVAL).
 STATS_IDLE_FLUSH_S = 10.0
-
-
-async def barrier(device: Device) -> None:
-    """Ping and wait for the pong: what the gateway queued to this device earlier has arrived."""
-    pongs = len(device.of_type("pong"))
-    await device.send({"type": "ping"})
-    await device.wait(lambda d: len(d.of_type("pong")) > pongs)
 
 
 def typing_of(device: Device) -> list[tuple[str, str, bool]]:

@@ -15,7 +15,6 @@ from realchat.stack.supervisor import Stack
 from tests.e2e.test_web_client import (
     DEADLINE_MS,
     PASSWORD,
-    Person,
     browser,
     one_gateway,
     open_person,
@@ -23,14 +22,6 @@ from tests.e2e.test_web_client import (
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 __all__ = ["browser", "one_gateway"]  # fixtures, used by name
-
-
-async def sign_in(person: Person, base_url: str, username: str) -> None:
-    await person.page.goto(f"{base_url}/")
-    await person.page.get_by_label("Username").fill(username)
-    await person.page.get_by_label("Password").fill(PASSWORD)
-    await person.page.get_by_role("button", name="Sign in").click()
-    await person.expect_connection("online")
 
 
 async def test_badges_typing_edit_and_delete(one_gateway: Stack, browser: Browser) -> None:
@@ -48,7 +39,7 @@ async def test_badges_typing_edit_and_delete(one_gateway: Stack, browser: Browse
     conversation = frank.page.get_by_role("button", name="erin, frank")
     await expect(conversation.locator(".unread")).to_have_text("3", timeout=DEADLINE_MS)
     phone = await open_person(browser, "frank-phone", 390, 780)
-    await sign_in(phone, base_url, "frank")
+    await phone.enter(base_url, "frank", "Sign in")
     phone_badge = phone.page.get_by_role("button", name="erin, frank").locator(".unread")
     await expect(phone_badge).to_have_text("3", timeout=DEADLINE_MS)
     await conversation.click()

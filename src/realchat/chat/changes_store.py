@@ -200,12 +200,22 @@ class ChangesStore:
             changed_at=message.edited_at or message.created_at,
             recipients=members,
         )
+        await self._enqueue(conn, MESSAGE_CHANGED, event, trace_context)
+
+    async def _enqueue(
+        self,
+        conn: Connection,
+        event_type: str,
+        event: MessageChanged | ConversationRenamed,
+        trace_context: dict[str, str],
+    ) -> None:
+        """The event into the outbox, in `conn`'s transaction, on the conversation's key."""
         await enqueue(
             conn,
             shards=self._shards,
             topic=CONVERSATION_CHANGED,
-            event_type=MESSAGE_CHANGED,
-            key=message.conversation_id,
+            event_type=event_type,
+            key=event.conversation_id,
             payload=_encoder.encode(event),
             trace_context=trace_context,
         )
@@ -243,14 +253,6 @@ class ChangesStore:
                     renamed_at=row["at"],
                     recipients=members,
                 )
-                await enqueue(
-                    conn,
-                    shards=self._shards,
-                    topic=CONVERSATION_CHANGED,
-                    event_type=CONVERSATION_RENAMED,
-                    key=conversation_id,
-                    payload=_encoder.encode(event),
-                    trace_context=trace_context,
-                )
+                await self._enqueue(conn, CONVERSATION_RENAMED, event, trace_context)
             record = _row(await conn.fetchrow(CONVERSATION, [conversation_id], actor))
         return conversation_record(record)

@@ -117,6 +117,10 @@ def _sent_or_error(result: pb.SendResult) -> Sent | ChatCallError:
     return ChatCallError(status, error.code, error.message)
 
 
+def _changed(reply: pb.ChangeMessageResponse) -> Sent:
+    return Sent(message_from_proto(reply.message), reply.created)
+
+
 class ChatClient:
     def __init__(
         self,
@@ -242,13 +246,11 @@ class ChatClient:
             client_change_id=client_change_id,
             content=content,
         )
-        reply = await self._call(self._stub.EditMessage, request, user)
-        return Sent(message_from_proto(reply.message), reply.created)
+        return _changed(await self._call(self._stub.EditMessage, request, user))
 
     async def delete(self, user: uuid.UUID, conversation_id: str, seq: int) -> Sent:
         request = pb.DeleteMessageRequest(conversation_id=conversation_id, seq=seq)
-        reply = await self._call(self._stub.DeleteMessage, request, user)
-        return Sent(message_from_proto(reply.message), reply.created)
+        return _changed(await self._call(self._stub.DeleteMessage, request, user))
 
     async def rename(self, user: uuid.UUID, conversation_id: str, title: str) -> pb.Conversation:
         request = pb.RenameConversationRequest(conversation_id=conversation_id, title=title)

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 
+import msgspec
 import structlog
 from opentelemetry.context import Context
 
@@ -73,8 +74,9 @@ class Shard:
         return len(self._by_user)
 
 
-def message_of(event: MessageCreated) -> Message:
-    return Message(
+def message_of(event: MessageCreated | MessageChanged) -> Message:
+    """The message an event carries: as sent, or (a change) as it is now."""
+    message = Message(
         message_id=str(event.message_id),
         conversation_id=str(event.conversation_id),
         seq=event.seq,
@@ -82,16 +84,10 @@ def message_of(event: MessageCreated) -> Message:
         content=event.content,
         created_at=event.created_at,
     )
-
-
-def changed_message_of(event: MessageChanged) -> Message:
-    return Message(
-        message_id=str(event.message_id),
-        conversation_id=str(event.conversation_id),
-        seq=event.seq,
-        sender_id=str(event.sender_id),
-        content=event.content,
-        created_at=event.created_at,
+    if isinstance(event, MessageCreated):
+        return message
+    return msgspec.structs.replace(
+        message,
         version=event.version,
         edited_at=event.changed_at,
         deleted=event.change == "deleted",
@@ -280,5 +276,5 @@ def _change_frame(
     event: MessageChanged | ConversationRenamed,
 ) -> MessageUpdateFrame | ConversationUpdateFrame:
     if isinstance(event, MessageChanged):
-        return MessageUpdateFrame(changed_message_of(event))
+        return MessageUpdateFrame(message_of(event))
     return ConversationUpdateFrame(str(event.conversation_id), event.title, str(event.by))
