@@ -9,9 +9,12 @@ Invariants (each counted, each expected 0 except the wire duplicates):
 - PostgreSQL has no seq twice and no gap in any conversation (`db_duplicate_seqs`, `db_gaps`);
 - every message's event is on Kafka (`unpublished_events`), and nothing is left in the outbox;
 - versions: every acknowledged edit is in PostgreSQL at its version or later (`lost_edits`);
-  no device got a message's change before the message itself (`edits_before_message`); every
+  no device got a change of a message it was never handed (`edits_without_message`); every
   device ends with each message at the version PostgreSQL has (`stale_versions`), from the
-  messages it was handed and the changes that followed.
+  messages it was handed and the changes it got. (The SDK hands messages and changes over on
+  two streams, so their order at the application says nothing of the order on the wire; that a
+  change never overtakes its message on a connection is asserted frame by frame in
+  tests/e2e/test_message_changes.py.)
 Redeliveries the clients dropped are counted (`wire_duplicates`): at-least-once allows them.
 
 Facts are gathered with plain SQL and a raw Kafka consumer; the judgement is a pure function,
@@ -77,7 +80,7 @@ class Verdict:
     bus_duplicate_records: int = 0
     edits_acknowledged: int = 0
     lost_edits: int = 0
-    edits_before_message: int = 0
+    edits_without_message: int = 0
     stale_versions: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -92,7 +95,7 @@ class Verdict:
             or self.db_gaps
             or self.unpublished_events
             or self.lost_edits
-            or self.edits_before_message
+            or self.edits_without_message
             or self.stale_versions
         )
 
@@ -171,35 +174,30 @@ def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdic
 
 
 def _judge_versions(verdict: Verdict, records: list[Record], db: DatabaseFacts) -> None:
-    """Edits acknowledged are stored; each device took a message before its changes and ends
-    with the version PostgreSQL has."""
+    """Edits acknowledged are stored; each device ends with the version PostgreSQL has, and got
+    no change of a message it never had."""
     for record in records:
         if isinstance(record, Edited):
             verdict.edits_acknowledged += 1
             if db.versions.get((record.conversation_id, record.seq), 0) < record.version:
                 verdict.lost_edits += 1
                 verdict.note("lost_edits", f"{record.client} {record.conversation_id}#{record.seq}")
-    held: dict[tuple[str, str, int], int] = {}
+    handed: dict[tuple[str, str, int], int] = {}
+    changed: dict[tuple[str, str, int], int] = {}
     for record in records:
-        if isinstance(record, Received):
+        if isinstance(record, Received | Updated):
+            found = handed if isinstance(record, Received) else changed
             key = (record.client, record.conversation_id, record.seq)
-            held[key] = max(held.get(key, 0), record.version)
-        elif isinstance(record, Updated):
-            key = (record.client, record.conversation_id, record.seq)
-            if key not in held:
-                verdict.edits_before_message += 1
-                verdict.note(
-                    "edits_before_message", f"{record.client} {record.conversation_id}#{record.seq}"
-                )
-                continue
-            held[key] = max(held[key], record.version)
-    for (client, conversation, seq), version in held.items():
+            found[key] = max(found.get(key, 0), record.version)
+    for key in changed.keys() - handed.keys():
+        verdict.edits_without_message += 1
+        verdict.note("edits_without_message", f"{key[0]} {key[1]}#{key[2]}")
+    for (client, conversation, seq), version in handed.items():
+        held = max(version, changed.get((client, conversation, seq), 0))
         now = db.versions.get((conversation, seq), 1)
-        if version != now:
+        if held != now:
             verdict.stale_versions += 1
-            verdict.note(
-                "stale_versions", f"{client} {conversation}#{seq}: v{version}, stored v{now}"
-            )
+            verdict.note("stale_versions", f"{client} {conversation}#{seq}: v{held}, stored v{now}")
 
 
 def _judge_stream(verdict: Verdict, client: str, conversation: str, stream: list[Received]) -> None:

@@ -297,6 +297,10 @@ class Session:
         (it is held, not delivered, so it costs no inbox room)."""
         cid = message.conversation_id
         position = self._ordering.position(cid)
+        if position is not None and message.seq <= position and message.version > 1:
+            # Handed over already, and changed since (a sync reads the current state): the
+            # application gets the change like a live one.
+            self._emit(MessageUpdateFrame(message))
         full = cid in self._overflowed or len(self._inbox) >= self._options.max_buffered_messages
         if full and position is not None and message.seq > position:
             self._overflowed.add(cid)

@@ -100,7 +100,7 @@ def test_edits_that_every_device_applied_after_their_message_pass() -> None:
     assert verdict.edits_acknowledged == 1
 
 
-def test_a_lost_edit_a_stale_device_and_an_edit_before_its_message_are_reported() -> None:
+def test_a_lost_edit_a_stale_device_and_a_change_without_its_message_are_reported() -> None:
     # The acknowledged edit to version 3 is not stored (version 2 is).
     lost = [*history([1, 2, 3]), Edited("alice/0", CONV, 2, 3, 3.0)]
     lost += [Updated(c, CONV, 2, 2, 3.1) for c in ("alice/0", "bob/0")]
@@ -111,13 +111,13 @@ def test_a_lost_edit_a_stale_device_and_an_edit_before_its_message_are_reported(
     verdict = judge(stale, versioned_db({2: 2}), bus())
     assert verdict.stale_versions == 1
     assert verdict.examples["stale_versions"] == ["bob/0 c1#2: v1, stored v2"]
-    # Bob got the change of message 3 before message 3 itself.
-    early = [
-        *history([1, 2]),
-        Updated("bob/0", CONV, 3, 2, 1.5),
-        Received("bob/0", CONV, 3, "m3", 2.0),
-    ]
-    early.append(Updated("alice/0", CONV, 3, 2, 3.1))
-    verdict = judge(early, versioned_db({3: 2}), bus())
-    assert verdict.edits_before_message == 1
+    # A sync gave bob the current version: not stale, whatever came live.
+    synced = [*history([1, 2]), Received("bob/0", CONV, 3, "m3", 2.0, version=2)]
+    synced.append(Updated("alice/0", CONV, 3, 2, 3.1))
+    assert judge(synced, versioned_db({3: 2}), bus()).ok
+    # Bob got a change of a message he was never handed (and so lost that message).
+    orphan = [*history([1, 2]), Updated("bob/0", CONV, 3, 2, 1.5)]
+    orphan.append(Updated("alice/0", CONV, 3, 2, 3.1))
+    verdict = judge(orphan, versioned_db({3: 2}), bus())
+    assert verdict.edits_without_message == 1
     assert not verdict.ok
