@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 
 .PHONY: deps deps-test run test lint typecheck unit integration e2e down status reset format bench-write \
-	bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos chaos-random compose-test
+	bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos chaos-random chaos-single-broker compose-test
 
 ## What running needs; `deps-test` adds the test runners, linters and checkers.
 deps:
@@ -98,6 +98,11 @@ reset:
 chaos: deps
 	$(BIN)/realchat chaos --output reports/chaos
 	REALCHAT_REGISTRY_CYCLES=100000 $(BIN)/pytest -q -s tests/e2e/test_registry_leak.py
+
+## The bus's only broker SIGKILLed for 60 s under traffic (a one-node Kafka), judged by the same
+## checker; report in reports/chaos-single-broker.{json,txt}.
+chaos-single-broker: deps
+	$(BIN)/realchat chaos --kafka-nodes 1 --output reports/chaos-single-broker
 
 ## The compose deployment built and run for real (a Docker engine started if none runs; images
 ## from Debian packages and Maven Central where Docker Hub cannot be reached), checked from

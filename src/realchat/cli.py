@@ -256,6 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
     idle.add_argument("--port", type=int, default=18999, help="the measured gateway's port")
     idle.add_argument("--output", type=Path, default=Path("reports/bench-idle.json"))
 
+    idle_stack = benchmarks.add_parser(
+        "idle-stack", help="idle connections held by the running stack's gateways (100k)"
+    )
+    idle_stack.add_argument("--connections", type=int, default=100_000)
+    idle_stack.add_argument("--steps", type=int, default=5)
+    idle_stack.add_argument("--settle-s", type=float, default=25.0)
+    idle_stack.add_argument("--idle-cpu-s", type=float, default=30.0)
+    idle_stack.add_argument("--workers", type=int, default=8, help="client worker processes")
+    idle_stack.add_argument("--users", type=int, default=20)
+    idle_stack.add_argument(
+        "--no-restart", action="store_true", help="measure on the running gateways"
+    )
+    idle_stack.add_argument("--output", type=Path, default=Path("reports/bench-idle-stack.json"))
     fanout = benchmarks.add_parser(
         "fanout", help="one channel's fan-out and idle connections, RealChat beside Centrifugo"
     )
@@ -327,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=int, default=1, help="apply each fault this many times, in random order"
     )
     chaos.add_argument("--seed", type=int, default=1, help="the random order's seed")
+    chaos.add_argument(
+        "--kafka-nodes",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="the chaos stack's Kafka cluster (1: its only node is the fault)",
+    )
     chaos.add_argument("--output", type=Path, default=Path("reports/chaos"))
     return parser
 
@@ -425,6 +445,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_idle_command(
             args.connections, args.step, args.settle_s, args.port, args.output
         )
+    if args.command == "bench" and args.benchmark == "idle-stack":
+        from realchat.loadtest.idle_stack import IdleStackOptions, idle_stack_command
+
+        idle_stack_options = IdleStackOptions(
+            connections=args.connections,
+            steps=args.steps,
+            settle_s=args.settle_s,
+            idle_cpu_s=args.idle_cpu_s,
+            workers=args.workers,
+            users=args.users,
+            fresh_gateways=not args.no_restart,
+            output=args.output,
+        )
+        return idle_stack_command(settings, idle_stack_options, _say)
     if args.command == "bench" and args.benchmark == "dispatch":
         from realchat.loadtest.bench_dispatch import bench_dispatch_command
 
@@ -455,7 +489,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         names = args.faults.split(",") if args.faults else None
         return chaos_command(
-            settings, names, args.short, args.output, _say, rounds=args.rounds, seed=args.seed
+            settings,
+            names,
+            args.short,
+            args.output,
+            _say,
+            rounds=args.rounds,
+            seed=args.seed,
+            kafka_nodes=args.kafka_nodes,
         )
     if args.command == "loadtest":
         from realchat.loadtest.loadgen import loadtest_command, scenario_config

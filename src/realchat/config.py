@@ -158,6 +158,9 @@ class GatewaySettings(BaseModel):
     #: with 4002; longer than the heartbeat, so a live client's pongs keep it open.
     idle_timeout_s: float = Field(default=60.0, gt=0)
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Connections the kernel completes before the gateway accepts them (`listen` backlog;
+    #: the kernel caps it at net.core.somaxconn): a burst of reconnects is not dropped.
+    accept_backlog: int = Field(default=4096, ge=128)
     #: Frames a client may send per second (burst of the same size); beyond: error, then 1008.
     max_frames_per_s: float = Field(default=50.0, gt=0)
     #: WebSockets one user may hold open on one gateway instance; past it the upgrade is closed

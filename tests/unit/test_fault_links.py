@@ -9,7 +9,20 @@ import itertools
 from collections import Counter
 from pathlib import Path
 
-from realchat.chaos.faults import FAULTS, SHORT_FAULTS, link_faults, random_schedule
+import pytest
+
+from realchat.chaos import faults as chaos_faults
+from realchat.chaos.faults import (
+    FAULTS,
+    PROCESS_FAULTS,
+    SHORT_FAULTS,
+    SINGLE_BROKER_FAULTS,
+    Fault,
+    bus_outage,
+    link_faults,
+    random_schedule,
+)
+from realchat.chaos.run import known_faults
 from realchat.config import PresenceSettings
 from realchat.stack.faultproxy import latency_toxics, partition_toxics
 from realchat.stack.layout import block_offsets, block_settings, block_stack
@@ -107,3 +120,48 @@ def test_a_random_schedule_applies_every_fault_as_often_and_repeats_with_its_see
     assert [f.name for f in drawn] == [f.name for f in random_schedule(faults, 20, seed=7)]
     assert [f.name for f in drawn] != [f.name for f in random_schedule(faults, 20, seed=8)]
     assert all(a.name != b.name for a, b in itertools.pairwise(drawn))
+
+
+class _Recorder:
+    """A stack that records what a fault kills and restarts, with the shape's components."""
+
+    def __init__(self, kafka_nodes: int) -> None:
+        shape = block_stack(Path("/tmp/links"), BASE, kafka_nodes, gateways=2, publishers=2)
+        self.names = {
+            c.name for c in Stack(block_settings(shape, BASE, PresenceSettings())).components()
+        }
+        self.killed: list[str] = []
+        self.started: list[str] = []
+
+    async def kill_component(self, name: str, sig: object = None) -> None:
+        assert name in self.names, f"no component {name} in this stack"
+        self.killed.append(name)
+
+    async def start_component(self, name: str) -> None:
+        self.started.append(name)
+
+
+@pytest.mark.parametrize(
+    ("kafka_nodes", "faults"),
+    [(3, {**PROCESS_FAULTS, "kafka-majority": bus_outage(10)}), (1, SINGLE_BROKER_FAULTS)],
+)
+async def test_every_process_fault_kills_and_restarts_components_its_stack_has(
+    kafka_nodes: int, faults: dict[str, Fault], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_wait(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(chaos_faults.asyncio, "sleep", no_wait)
+    for fault in faults.values():
+        stack = _Recorder(kafka_nodes)
+        await fault.run(stack)  # type: ignore[arg-type]
+        assert stack.killed, fault.name
+        assert stack.started == stack.killed, fault.name
+
+
+def test_a_one_node_stack_takes_its_brokers_outage_for_a_minute_and_nothing_else() -> None:
+    assert [(f.name, "60 s" in f.what) for f in known_faults(False, 1).values()] == [
+        ("kafka-single", True)
+    ]
+    assert [f.name for f in known_faults(True, 1).values()] == ["kafka-single"]
+    assert known_faults(False, 3) == FAULTS

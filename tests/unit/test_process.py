@@ -1,3 +1,5 @@
+import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -75,3 +77,13 @@ def test_a_crash_in_a_service_leaves_a_traceback_in_its_output() -> None:
     assert crashed.returncode == -signal.SIGSEGV
     assert "Fatal Python error: Segmentation fault" in crashed.stderr
     assert "deep_in_the_service" in crashed.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_a_process_spawned_for_a_user_runs_as_that_user_and_keeps_its_pid(tmp_path: Path) -> None:
+    log = tmp_path / "id.log"
+    script = 'echo "$(id -u) $(id -g) $(id -G) $$"'  # id -G: every group, the primary one too
+    child = process.spawn(ProcessSpec(["/bin/sh", "-c", script], log_path=log, user="nobody"))
+    assert child.wait(timeout=30) == 0
+    nobody = pwd.getpwnam("nobody")
+    assert process.tail(log) == f"{nobody.pw_uid} {nobody.pw_gid} {nobody.pw_gid} {child.pid}"

@@ -145,6 +145,20 @@ def bus_outage(down_s: float) -> Fault:
     )
 
 
+def single_broker_outage(down_s: float) -> Fault:
+    """The only Kafka node down (a one-node stack: `realchat chaos --kafka-nodes 1`)."""
+    return Fault(
+        "kafka-single",
+        f"SIGKILL the only Kafka node for {down_s:g} s under traffic, then restart it",
+        _kill_and_restart("kafka", down_s=down_s),
+    )
+
+
+#: `make chaos-single-broker`: the faults of a stack with one Kafka node.
+SINGLE_BROKER_FAULTS = {f.name: f for f in (single_broker_outage(60),)}
+SHORT_SINGLE_BROKER_FAULTS = {f.name: f for f in (single_broker_outage(10),)}
+
+
 def schedule(bus_down_s: float, hold_s: float, partition_s: float) -> dict[str, Fault]:
     """Every fault once, in this order, with these durations."""
     outage = bus_outage(bus_down_s)

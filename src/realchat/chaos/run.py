@@ -18,7 +18,14 @@ from typing import Any
 import asyncpg
 
 from realchat.chaos.checker import bus_facts, database_facts, judge
-from realchat.chaos.faults import FAULTS, SHORT_FAULTS, Fault, random_schedule
+from realchat.chaos.faults import (
+    FAULTS,
+    SHORT_FAULTS,
+    SHORT_SINGLE_BROKER_FAULTS,
+    SINGLE_BROKER_FAULTS,
+    Fault,
+    random_schedule,
+)
 from realchat.chaos.history import (
     FaultMark,
     HistoryWriter,
@@ -50,10 +57,10 @@ REFUSALS_AFTER_S = 5.0
 SHORT = Timings(warmup_s=5, settle_s=6)
 
 
-def chaos_settings(state_dir: Path, base: int = 21000) -> Settings:
+def chaos_settings(state_dir: Path, base: int = 21000, kafka_nodes: int = 3) -> Settings:
     """The chaos stack: its own dir and a port block below the ephemeral range (so it runs
     beside the dev and test stacks)."""
-    stack = block_stack(state_dir, base, kafka_nodes=3, gateways=2, publishers=2)
+    stack = block_stack(state_dir, base, kafka_nodes=kafka_nodes, gateways=2, publishers=2)
     stack = stack.model_copy(update={"kafka_heap_mb": 384, "fault_links": True})
     return block_settings(
         stack, base, PresenceSettings(heartbeat_s=2.0, key_ttl_s=6, sweep_interval_s=3.0)
@@ -115,9 +122,7 @@ async def run_chaos(
         "run_id": uuid.uuid4().hex[:8],
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.time() - started, 1),
-        "stack": "3 Kafka nodes (RF 3, min ISR 2), 2 gateways behind HAProxy, 2 outbox "
-        "publishers, presence, PostgreSQL, Redis"
-        + (", links through a fault proxy" if settings.stack.fault_links else ""),
+        "stack": _described(settings),
         "schedule": schedule or {"rounds": 1},
         "traffic": {
             "devices": len(traffic.devices),
@@ -309,6 +314,27 @@ def _summary(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _described(settings: Settings) -> str:
+    stack = settings.stack
+    kafka = (
+        "1 Kafka node (RF 1)"
+        if stack.kafka_nodes == 1
+        else f"{stack.kafka_nodes} Kafka nodes (RF 3, min ISR 2)"
+    )
+    return (
+        f"{kafka}, {stack.gateways} gateways behind HAProxy, {stack.publishers} outbox "
+        "publishers, presence, PostgreSQL, Redis"
+        + (", links through a fault proxy" if stack.fault_links else "")
+    )
+
+
+def known_faults(short: bool, kafka_nodes: int) -> dict[str, Fault]:
+    """The faults a stack of this shape can take (a one-node cluster has only its outage)."""
+    if kafka_nodes == 1:
+        return SHORT_SINGLE_BROKER_FAULTS if short else SINGLE_BROKER_FAULTS
+    return SHORT_FAULTS if short else FAULTS
+
+
 def chaos_command(
     settings: Settings,
     names: list[str] | None,
@@ -317,10 +343,15 @@ def chaos_command(
     report: Reporter,
     rounds: int = 1,
     seed: int = 1,
+    kafka_nodes: int = 3,
 ) -> int:
     """Every fault (or `names`) once in order; with `rounds` > 1, each `rounds` times in an
     order drawn from `seed`, with the short hold times (so that 20 rounds fit in hours)."""
-    known = SHORT_FAULTS if short or rounds > 1 else FAULTS
+    known = known_faults(short or rounds > 1, kafka_nodes)
+    unknown = sorted(set(names or ()) - set(known))
+    if unknown:
+        report(f"unknown faults for this stack: {', '.join(unknown)}; known: {', '.join(known)}")
+        return 2
     faults = [known[n] for n in (names or list(known))]
     if rounds > 1:
         faults = random_schedule(faults, rounds, seed)
@@ -329,7 +360,7 @@ def chaos_command(
     timings = SHORT if short or rounds > 1 else FULL
     result = asyncio.run(
         run_chaos(
-            chaos_settings(state_dir),
+            chaos_settings(state_dir, kafka_nodes=kafka_nodes),
             faults,
             timings,
             output,

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 log = structlog.get_logger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     rate: float
     burst: float

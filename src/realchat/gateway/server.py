@@ -14,6 +14,7 @@ from aiohttp import web
 from realchat.auth.revocation import TokenVersions
 from realchat.auth.tokens import load_verifier
 from realchat.config import Settings
+from realchat.filelimit import raise_file_limit
 from realchat.forwarded import trusted_networks
 from realchat.gateway import metrics
 from realchat.gateway.admission import ConnectionLimits
@@ -44,6 +45,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     if token is None:
         raise RuntimeError("REALCHAT_CHAT__INTERNAL_TOKEN is not set")
     g = settings.gateway
+    # Every WebSocket is a descriptor: the connections a gateway can hold are its file limit.
+    files = raise_file_limit()
     verifier = load_verifier(settings.auth)
     channel = grpc.aio.insecure_channel(
         f"{settings.chat.grpc_host}:{settings.chat.grpc_port}",
@@ -117,7 +120,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     app.router.add_routes(rest_api.routes())
     app.router.add_get("/v1/ws", session.handle)
     add_webapp_routes(app)
-    # Sessions are closed before the runner stops; what is left then gets one close grace.
+    # WebSocket sessions are not aiohttp's (handshake.py): the drain below closes them; what the
+    # runner still has when it stops (HTTP requests) gets one close grace.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=g.close_grace_s)
     await runner.setup()
 
@@ -139,13 +143,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
     ops = await start_ops_server(settings.ops_host, g.ops_port, ready)
     await delivery.wait_assigned(timeout_s=30)
-    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    site = web.TCPSite(runner, settings.http.host, settings.http.port, backlog=g.accept_backlog)
     await site.start()
     log.info(
         "gateway listening",
         address=f"{settings.http.host}:{settings.http.port}",
         instance=g.instance_id,
         shards=g.shards,
+        file_limit=files,
     )
     try:
         await stop.wait()
@@ -169,6 +174,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 # Commit what was handled, with what is left of the deadline (minus a moment
                 # for the rest): a broker that does not answer cannot hold the exit up.
                 await delivery.stop(timeout_s=max(0.1, deadline - loop.time() - 0.5))
+                # Sessions still closing (a client that does not answer its close frame) get
+                # until the deadline; their sockets are the gateway's, not aiohttp's.
+                await _until_empty(hub)
                 await runner.cleanup()
         except TimeoutError:
             log.warning(

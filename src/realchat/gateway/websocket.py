@@ -1,20 +1,21 @@
 """`GET /v1/ws`: one WebSocket session, from token check to close.
 
-Frames from the client are handled in order on the session's read loop (so one client's sends
-get seqs in the order it sent them); a sync runs as a task of its own so sends and acks are not
-held up by a long backfill. Bad frames get an error frame and the connection stays open.
+aiohttp routes the upgrade request and answers its refusals (JSON errors); the gateway then takes
+the socket over (`handshake.py`) and reads it itself (`wssocket.py`): an idle session holds no
+task and none of aiohttp's per-request objects. Messages from the client are handled one at a
+time, in the order they came (so one client's sends get seqs in the order it sent them); a sync
+runs as a task of its own so sends and acks are not held up by a long backfill. Bad frames get an
+error frame and the connection stays open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-from aiohttp import WSMsgType, web
-from aiohttp.base_protocol import BaseProtocol
+from aiohttp import web
 from opentelemetry.trace import SpanKind
 
 from realchat.auth.tokens import InvalidToken
@@ -40,6 +41,7 @@ from realchat.gateway import metrics
 from realchat.gateway.admission import ConnectionLimits
 from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.gateway.connection import Connection
+from realchat.gateway.handshake import take_over, taken
 from realchat.gateway.hub import Hub
 from realchat.gateway.live import LiveStatus
 from realchat.gateway.presence import PresenceHeartbeat
@@ -49,6 +51,8 @@ from realchat.gateway.sessions import SessionGuard
 from realchat.gateway.socket_sink import SocketSink
 from realchat.gateway.sync import Backfiller
 from realchat.gateway.typing import TypingRelay
+from realchat.gateway.wsreader import MESSAGE_TOO_BIG, FrameError, Opcode, Received
+from realchat.gateway.wssocket import WebSocket
 from realchat.observability.tracing import tracer
 from realchat.presence.registry import DEVICE_PATTERN
 
@@ -58,26 +62,21 @@ _PONG = encode(PongFrame())
 
 
 class WebSocketSink(SocketSink):
-    """An aiohttp WebSocket's socket as a connection's frame sink.
+    """A session's socket as its connection's frame sink: data frames and pings are whole, ready
+    frames written straight to the transport; closing sends the close frame and waits for the
+    client's."""
 
-    aiohttp keeps the handshake, the reading and the control frames it sends itself (pongs,
-    the close); the data frames and pings the gateway sends are whole, ready frames written
-    straight to the transport, between aiohttp's writes and never inside one."""
+    __slots__ = ("_socket",)
 
-    __slots__ = ("_ws",)
-
-    def __init__(
-        self, ws: web.WebSocketResponse, transport: asyncio.Transport, protocol: BaseProtocol
-    ) -> None:
-        super().__init__(transport, protocol)
-        self._ws = ws
+    def __init__(self, socket: WebSocket, transport: asyncio.Transport) -> None:
+        super().__init__(transport, socket)
+        self._socket = socket
 
     async def close(self, code: int, reason: str) -> None:
-        await self._ws.close(code=code, message=reason.encode())
+        await self._socket.close(code, reason)
 
 
 _REASONS: dict[int, str] = {
-    CloseCode.UNAUTHORIZED: "unauthorized",
     CloseCode.SLOW_CONSUMER: "slow_consumer",
     CloseCode.POLICY: "policy",
     CloseCode.TOO_BIG: "too_big",
@@ -86,18 +85,11 @@ _REASONS: dict[int, str] = {
 }
 
 
-_ENDED = (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
-
-
-def disconnect_reason(
-    connection: Connection, ws: web.WebSocketResponse, ended_by: BaseException | None
-) -> str:
+def disconnect_reason(connection: Connection, peer_close_code: int | None) -> str:
     """Why a session ended, as a bounded label: who closed it, with which code."""
-    code = connection.close_code if connection.close_code is not None else ws.close_code
+    code = connection.close_code if connection.close_code is not None else peer_close_code
     if code is not None and code in _REASONS:
         return _REASONS[code]
-    if ended_by is not None and not isinstance(ended_by, asyncio.CancelledError):
-        return "error"
     return "client_closed"
 
 
@@ -127,6 +119,8 @@ class Session:
     trusted_proxies: tuple[Network, ...] = ()
     #: Relays typing frames; without it they are refused (`typing_unavailable`).
     typing: TypingRelay | None = None
+    #: Ended sessions whose connection is still finishing (its close, its tasks).
+    _finishing: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
@@ -145,17 +139,7 @@ class Session:
             return error_response(
                 429, "too_many_connections", "too many connections from this address"
             )
-        ws = web.WebSocketResponse(
-            compress=False,  # deflate costs ~50 KiB per connection
-            # aiohttp refuses a frame of exactly max_msg_size; the limit is "above max_frame_bytes".
-            max_msg_size=s.max_frame_bytes + 1,
-            # No aiohttp heartbeat: its missing pong drops the TCP connection with no close frame
-            # (1006). The hub pings every connection; an idle one is closed with 4002 instead.
-            writer_limit=64 * 1024,
-            decode_text=False,
-            autoping=False,  # pings and pongs come to the read loop: they count as traffic
-        )
-        if not ws.can_prepare(request).ok:
+        if not web.WebSocketResponse().can_prepare(request).ok:
             # Else aiohttp answers a plain GET with a text/plain 400.
             return error_response(
                 400, "websocket_upgrade_required", "GET /v1/ws takes a WebSocket upgrade only"
@@ -164,27 +148,42 @@ class Session:
             return error_response(
                 503, "gateway_unavailable", "the gateway is starting; try again shortly"
             )
-        await ws.prepare(request)
-        transport = request.transport
-        if transport is None:  # the client is gone already
-            return ws
+        # No compression (deflate costs ~50 KiB per connection); no timer per connection: the
+        # hub pings every connection and closes (4002) the ones nothing came from.
+        socket = WebSocket(asyncio.get_running_loop(), self, s.max_frame_bytes)
+        socket.address = address
+        if not take_over(request, socket):  # the client is gone already
+            return taken()
         try:
-            claims = await self.guard.admit(request.query.get("token", ""))
+            await self._open(socket, request.query.get("token", ""), device)
+        except Exception:  # a bug here must not leave the taken socket to nobody
+            log.exception("opening a session failed")
+            socket.abort()
+        return taken()
+
+    async def _open(self, socket: WebSocket, token: str, device: str | None) -> None:
+        """Authenticate the client on its upgraded socket and register its connection."""
+        s = self.settings
+        try:
+            claims = await self.guard.admit(token)
         except InvalidToken:
             metrics.DISCONNECTS.labels(reason="unauthorized").inc()
-            await ws.close(code=CloseCode.UNAUTHORIZED, message=b"unauthorized")
-            return ws
+            await self._refuse_session(socket, CloseCode.UNAUTHORIZED, "unauthorized")
+            return
         if not self.accepting:
-            await ws.close(code=CloseCode.GOING_AWAY, message=b"draining")
-            return ws
+            await self._refuse_session(socket, CloseCode.GOING_AWAY, "draining")
+            return
         if self.limits.user_full(claims.user_id):
             metrics.DISCONNECTS.labels(reason="too_many_connections").inc()
-            await ws.close(code=CloseCode.POLICY, message=b"too many connections")
-            return ws
+            await self._refuse_session(socket, CloseCode.POLICY, "too many connections")
+            return
         user_id = claims.user_id
+        transport = socket.transport
+        if transport is None:
+            return
         connection = Connection(
             user_id,
-            WebSocketSink(ws, transport, request.protocol),
+            WebSocketSink(socket, transport),
             queue_size=s.send_queue_size,
             queue_bytes=s.send_queue_bytes,
             close_grace_s=s.close_grace_s,
@@ -195,7 +194,7 @@ class Session:
         )
         self.hub.register(connection)
         self.guard.track(connection, claims)
-        self.limits.opened(user_id, address)
+        self.limits.opened(user_id, socket.address)
         metrics.ACTIVE_CONNECTIONS.inc()
         connection.push(encode(HelloFrame(str(user_id), str(connection.session_id), s.heartbeat_s)))
         if self.live is not None and (paused := self.live.greeting()) is not None:
@@ -204,60 +203,65 @@ class Session:
         self.presence.connected(
             connection.session_id, user_id, device or str(connection.session_id)
         )
-        ended_by: BaseException | None = None
-        try:
-            await self._read_loop(ws, connection)
-        except BaseException as exc:
-            ended_by = exc
-            raise
-        finally:
-            metrics.DISCONNECTS.labels(reason=disconnect_reason(connection, ws, ended_by)).inc()
-            self.presence.disconnected(connection.session_id)
-            self.guard.untrack(connection)
-            self.limits.closed(user_id, address)
-            self.hub.unregister(connection)
-            metrics.ACTIVE_CONNECTIONS.dec()
-            await connection.finish()
-        return ws
+        socket.attach(connection)
 
-    async def _read_loop(self, ws: web.WebSocketResponse, connection: Connection) -> None:
-        flood = TokenBucket(
-            rate=self.settings.max_frames_per_s, burst=self.settings.max_frames_per_s
-        )
-        strikes = 0
-        while connection.is_open:
-            # No timeout per receive (a timer per connection): the hub's idle sweep closes a
-            # connection nothing arrived from; pings and pongs count as traffic.
-            msg = await ws.receive()
-            connection.last_heard = time.monotonic()
-            if msg.type in _ENDED or not connection.is_open:
-                break
-            if msg.type is WSMsgType.PING:
-                await ws.pong(msg.data)
-                continue
-            if msg.type is WSMsgType.PONG:
-                continue
-            if not flood.take():
-                strikes += 1
-                if strikes > self.settings.max_frames_per_s:
-                    # Leave the reading to the close: aiohttp's close reads (and drops) the rest
-                    # of the flood until the client's close frame only when nobody else reads.
-                    connection.close(CloseCode.POLICY, "too many frames")
-                    break
-                self._refuse(connection, BadFrame("rate_limited", "too many frames; slow down"))
-                continue
-            strikes = 0
-            if msg.type is not WSMsgType.TEXT:
-                self._refuse(connection, BadFrame("invalid_frame", "only text frames are accepted"))
-                continue
-            try:
-                frame = decode_client_frame(msg.data)
-            except BadFrame as bad:
-                self._refuse(connection, bad)
-                continue
-            await self._dispatch(connection, frame)
-        if ws.close_code == CloseCode.TOO_BIG:
+    async def _refuse_session(self, socket: WebSocket, code: int, reason: str) -> None:
+        """Close a session that is not opened, within the close grace."""
+        try:
+            await asyncio.wait_for(socket.close(code, reason), self.settings.close_grace_s)
+        except (TimeoutError, ConnectionError):
+            socket.abort()
+
+    def on_lost(self, socket: WebSocket) -> None:
+        connection = socket.connection
+        if connection is None:
+            return
+        socket.connection = None
+        reason = disconnect_reason(connection, socket.peer_close_code)
+        metrics.DISCONNECTS.labels(reason=reason).inc()
+        self.presence.disconnected(connection.session_id)
+        self.guard.untrack(connection)
+        self.limits.closed(connection.user_id, socket.address)
+        self.hub.unregister(connection)
+        metrics.ACTIVE_CONNECTIONS.dec()
+        finishing = asyncio.get_running_loop().create_task(connection.finish())
+        self._finishing.add(finishing)
+        finishing.add_done_callback(self._finishing.discard)
+
+    def on_violation(self, socket: WebSocket, violation: FrameError) -> None:
+        connection = socket.connection
+        if violation.code == MESSAGE_TOO_BIG:
             metrics.BAD_FRAMES.labels(code="too_big").inc()
+        if connection is None:
+            socket.abort()
+        else:
+            connection.close(violation.code, violation.reason)
+
+    async def on_message(self, socket: WebSocket, received: Received) -> None:
+        connection = socket.connection
+        if connection is None:
+            return
+        flood = socket.flood
+        if flood is None:
+            rate = self.settings.max_frames_per_s
+            flood = socket.flood = TokenBucket(rate=rate, burst=rate)
+        if not flood.take():
+            socket.strikes += 1
+            if socket.strikes > self.settings.max_frames_per_s:
+                connection.close(CloseCode.POLICY, "too many frames")
+                return
+            self._refuse(connection, BadFrame("rate_limited", "too many frames; slow down"))
+            return
+        socket.strikes = 0
+        if received.opcode is not Opcode.TEXT:
+            self._refuse(connection, BadFrame("invalid_frame", "only text frames are accepted"))
+            return
+        try:
+            frame = decode_client_frame(received.payload)
+        except BadFrame as bad:
+            self._refuse(connection, bad)
+            return
+        await self._dispatch(connection, frame)
 
     async def _dispatch(self, connection: Connection, frame: ClientFrame) -> None:
         match frame:

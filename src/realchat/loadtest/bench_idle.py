@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import sys
 import time
 import uuid
@@ -22,6 +21,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
+
+from realchat.filelimit import raise_file_limit
 
 #: Source addresses the client spreads its connections over.
 SOURCES = 8
@@ -33,11 +34,6 @@ class IdleStep:
     rss_kib: int
     kib_per_connection: float
     marginal_kib: float
-
-
-def _raise_fd_limit() -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def _serve(port: int) -> None:
@@ -157,7 +153,7 @@ async def bench_idle(connections: int, step: int, settle_s: float, port: int) ->
 def bench_idle_command(
     connections: int, step: int, settle_s: float, port: int, output: Path
 ) -> int:
-    _raise_fd_limit()
+    raise_file_limit()
     started = time.monotonic()
     steps = asyncio.run(bench_idle(connections, step, settle_s, port))
     report = {
@@ -177,5 +173,5 @@ def bench_idle_command(
 if __name__ == "__main__":  # the server side, started by bench_idle
     import uvloop
 
-    _raise_fd_limit()
+    raise_file_limit()
     uvloop.run(_serve(int(sys.argv[1])))

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import random
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from yarl import URL
 
 from realchat.auth.tokens import load_issuer
 from realchat.config import Settings
+from realchat.filelimit import raise_file_limit
 from realchat.loadtest.cost import cpu_cost, idle_rates
 from realchat.loadtest.population import (
     Operator,
@@ -135,19 +135,6 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 def scenario_config(scenario: str, **overrides: Any) -> LoadConfig:
     values = {**SCENARIOS[scenario], **{k: v for k, v in overrides.items() if v is not None}}
     return replace(LoadConfig(scenario=scenario), **values)
-
-
-def raise_fd_limit(wanted: int = 65536) -> int:
-    """Soft limit up to the hard one (and the hard one up, when allowed: root)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < wanted:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
-            return wanted
-    target = hard if hard != resource.RLIM_INFINITY else wanted
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 # -- workers ---------------------------------------------------------------------------------
@@ -388,7 +375,7 @@ async def _last_seqs(dsn: str | None, conversations: list[str]) -> dict[str, int
 
 
 async def run_loadtest(config: LoadConfig, view: StackView, report: Reporter) -> dict[str, Any]:
-    fd_limit = raise_fd_limit()
+    fd_limit = raise_file_limit()
     report(
         f"loadtest {config.scenario}: {config.connections} connections, "
         f"{config.workers} workers, open files limit {fd_limit}"

@@ -52,7 +52,7 @@ def _server_user() -> str | None:
 
 def _traversable_by(user: str, path: Path) -> bool:
     probe = ["test", "-x", str(path)]
-    return subprocess.run(probe, check=False, **as_user(user)).returncode == 0
+    return subprocess.run(as_user(user, probe), check=False).returncode == 0
 
 
 def fallback_home(state_dir: Path, root: Path = FALLBACK_ROOT) -> Path:
@@ -264,7 +264,7 @@ class Postgres:
         ]
         try:
             result = subprocess.run(
-                argv, capture_output=True, text=True, check=False, cwd="/", **as_user(user)
+                as_user(user, argv), capture_output=True, text=True, check=False, cwd="/"
             )
         finally:
             pwfile.unlink(missing_ok=True)

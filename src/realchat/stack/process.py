@@ -11,7 +11,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,23 +38,35 @@ def spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
     env = {**os.environ, **(spec.env or {})}
     with open(spec.log_path, "ab") as log:
         return subprocess.Popen(
-            list(spec.argv),
+            as_user(spec.user, spec.argv),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=spec.cwd,
             env=env,
             start_new_session=True,
-            **as_user(spec.user),
         )
 
 
-def as_user(user: str | None) -> dict[str, Any]:
-    """Popen arguments that drop root privileges to `user` (nothing when we are not root)."""
+def as_user(user: str | None, argv: Sequence[str]) -> list[str]:
+    """`argv` run as `user` when we are root (unchanged otherwise), through util-linux's
+    `setpriv`.
+
+    Why not Popen's `user=`: it makes Python fork() instead of vfork(), and a fork of a process
+    that has gRPC loaded runs gRPC's fork handlers in the child before the exec; under load
+    they crashed it (PostgreSQL "killed by SIGSEGV" while starting, a gRPC poller error in its
+    log). `setpriv` drops the privileges after the exec instead."""
     if user is None or os.geteuid() != 0:
-        return {}
+        return list(argv)
     entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    return [
+        "setpriv",
+        f"--reuid={entry.pw_uid}",
+        f"--regid={entry.pw_gid}",
+        "--clear-groups",
+        "--",
+        *argv,
+    ]
 
 
 def describe_exit(returncode: int) -> str:

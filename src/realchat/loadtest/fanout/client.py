@@ -21,11 +21,11 @@ import msgspec
 import uvloop
 from hdrh.histogram import HdrHistogram
 
+from realchat.filelimit import raise_file_limit
 from realchat.loadtest.fanout.payload import Stamp
 from realchat.loadtest.fanout.session import Session, SessionError
 from realchat.loadtest.fanout.session_centrifugo import CentrifugoSession
 from realchat.loadtest.fanout.session_realchat import RealChatSession
-from realchat.loadtest.loadgen import raise_fd_limit
 from realchat.loadtest.worker import HIST_MAX_US, emit, new_histogram, read_commands
 
 #: How long one connection may take from TCP connect to subscribed.
@@ -179,7 +179,7 @@ class ClientWorker:
 
 
 async def main() -> None:
-    raise_fd_limit()
+    raise_file_limit()
     commands = await read_commands()
     config = msgspec.json.decode(await commands.readline(), type=ClientConfig)
     worker = ClientWorker(config)

@@ -31,8 +31,17 @@ async def _read_replies(handle: WorkerHandle) -> None:
 class ClientPool:
     """`workers` processes holding `specs` between them; every command goes to all of them."""
 
-    def __init__(self, kind: str, channel: str, specs: Sequence[Spec], workers: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        channel: str,
+        specs: Sequence[Spec],
+        workers: int,
+        module: str = "realchat.loadtest.fanout.client",
+    ) -> None:
+        """`module`: the worker program (`python -m module`), speaking `client.py`'s lines."""
         self.kind = kind
+        self.module = module
         self.channel = channel
         self.dealt = deal(specs, workers)
         self.handles: list[WorkerHandle] = []
@@ -43,7 +52,7 @@ class ClientPool:
 
     async def start(self) -> None:
         for index, specs in enumerate(self.dealt):
-            handle = await WorkerHandle.spawn(index, "realchat.loadtest.fanout.client", 1 << 26)
+            handle = await WorkerHandle.spawn(index, self.module, 1 << 26)
             handle.reader = asyncio.create_task(_read_replies(handle))
             await handle.command(ClientConfig(self.kind, self.channel, specs))
             self.handles.append(handle)

@@ -316,7 +316,7 @@ async def run_centrifugo(run: Run, workdir: Path) -> None:
             await server.stop()
 
 
-async def _realchat_view(settings: Settings) -> tuple[Stack, StackView]:
+async def realchat_view(settings: Settings) -> tuple[Stack, StackView]:
     stack = Stack(settings)
     view = await stack_view(stack)
     if not view.gateway_urls or not all(name in view.pids for name in view.gateways):
@@ -329,7 +329,7 @@ async def _realchat_view(settings: Settings) -> tuple[Stack, StackView]:
 
 async def run_realchat(run: Run, settings: Settings) -> None:
     options = run.options
-    stack, view = await _realchat_view(settings)
+    stack, view = await realchat_view(settings)
     base_url = f"http://{settings.http.host}:{settings.http.port}"
     balanced = "balancer" in view.pids
     entries = [e for e in options.entries if e == "direct" or balanced]
@@ -350,7 +350,7 @@ async def run_realchat(run: Run, settings: Settings) -> None:
         if options.fresh_gateways:
             run.report(f"realchat: restarting {', '.join(view.gateways)} for the idle measurement")
             await realchat_side.restart_gateways(stack, view.gateways)
-            stack, view = await _realchat_view(settings)
+            stack, view = await realchat_view(settings)
         entry = options.idle_entry if balanced else "direct"
         run.report(f"realchat: idle, {options.idle_connections} connections via {entry}")
         run.idle.append(
