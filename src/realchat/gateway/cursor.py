@@ -24,8 +24,10 @@ import enum
 #: Bound on remembered own sends per conversation (a client sending faster than Kafka echoes).
 MAX_PENDING_ECHOES = 64
 #: Bound on changes (edits, deletes, renames) waiting for their message per conversation; past
-#: it the oldest is dropped (the client's next sync reads the current state anyway).
+#: it the oldest frame is dropped and only its seq kept (`MAX_STALE_SEQS` of them): that message
+#: is then read from history, in its current state, instead of going out from its live event.
 MAX_DEFERRED_CHANGES = 256
+MAX_STALE_SEQS = 65_536
 
 
 class Verdict(enum.Enum):
@@ -64,7 +66,7 @@ class IllegalTransitionError(RuntimeError):
 class ConversationCursor:
     """Delivery state of one conversation on one connection."""
 
-    __slots__ = ("_deferred", "_echoes", "delivered", "explicit", "seen", "state")
+    __slots__ = ("_deferred", "_echoes", "_stale", "delivered", "explicit", "seen", "state")
 
     def __init__(self) -> None:
         self.state = CursorState.LIVE
@@ -78,6 +80,8 @@ class ConversationCursor:
         self._echoes: set[int] | None = None
         #: Changes waiting for the message at their seq to be delivered, in arrival order.
         self._deferred: list[tuple[int, bytes]] | None = None
+        #: Seqs whose change was dropped from `_deferred`: their live event is out of date.
+        self._stale: set[int] | None = None
 
     @property
     def syncing(self) -> bool:
@@ -89,6 +93,13 @@ class ConversationCursor:
             return Verdict.REMEMBER
         delivered = self.delivered
         if delivered is None or seq == delivered + 1:
+            stale = self._stale
+            if stale and seq in stale:  # changed since: read it from history instead
+                self.delivered = seq - 1 if delivered is None else delivered
+                self.state = CursorState.BACKFILLING
+                self.seen = seq
+                self.explicit = False
+                return Verdict.BACKFILL
             self.delivered = seq
             echoes = self._echoes
             if echoes and seq in echoes:  # Kafka keeps order: everything before it was delivered
@@ -121,7 +132,12 @@ class ConversationCursor:
         if deferred is None:
             deferred = self._deferred = []
         if len(deferred) >= MAX_DEFERRED_CHANGES:
-            del deferred[0]
+            dropped, _ = deferred.pop(0)
+            stale = self._stale
+            if stale is None:
+                stale = self._stale = set()
+            if len(stale) < MAX_STALE_SEQS:
+                stale.add(dropped)
         deferred.append((seq, frame))
         return Verdict.DEFER
 
@@ -174,10 +190,16 @@ class ConversationCursor:
         if seq != (self.delivered or 0) + 1:
             return Verdict.DUPLICATE
         self.delivered = seq
+        stale = self._stale
+        changed = stale is not None and seq in stale
+        if stale is not None and changed:
+            stale.discard(seq)
         echoes = self._echoes
         if echoes and seq in echoes:
             echoes.discard(seq)
-            if not self.explicit:  # a sync re-sends what the client asked for, own sends too
+            # A sync re-sends what the client asked for, own sends too; a message changed since
+            # its send_ok goes out again in its current state.
+            if not self.explicit and not changed:
                 return Verdict.ECHO
         return Verdict.DELIVER
 

@@ -167,3 +167,21 @@ def test_deferred_changes_are_bounded() -> None:
 def test_changes_are_held_until_live_delivery_starts() -> None:
     cursors = Cursors(live=False)
     assert cursors.on_change("c", 1, b"edit", of_message=True) is Verdict.HOLD
+
+
+def test_past_the_bound_a_changed_message_is_read_from_history_instead_of_its_event() -> None:
+    cursor = ConversationCursor()
+    cursor.on_sync(0)
+    assert backfill_page(cursor, range(1, 2)) == [1]
+    assert cursor.on_page_end(short=True)
+    # Changes of messages 2.. arrive long before the messages (the bus caught up unevenly).
+    for seq in range(2, MAX_DEFERRED_CHANGES + 3):
+        assert cursor.on_change(seq, f"edit-{seq}".encode(), of_message=True) is Verdict.DEFER
+    # Message 2's change was dropped from the frames: its live event is stale, so it is read.
+    assert cursor.on_live(2) is Verdict.BACKFILL
+    cursor.on_own_send(2)  # even the client's own message: its send_ok copy is stale too
+    assert backfill_page(cursor, range(2, 4)) == [2, 3]
+    assert cursor.release() == [b"edit-3"]
+    assert cursor.on_page_end(short=True)
+    assert cursor.on_live(4) is Verdict.DELIVER  # not stale: its change frame is still held
+    assert cursor.release() == [b"edit-4"]
