@@ -80,6 +80,8 @@ class Verdict:
     unpublished_events: int = 0
     wire_duplicates: int = 0
     bus_duplicate_records: int = 0
+    #: Events the clients' SDKs dropped unread (a change among them leaves a stale version).
+    events_dropped: int = 0
     edits_acknowledged: int = 0
     lost_edits: int = 0
     edits_without_message: int = 0
@@ -117,6 +119,7 @@ def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdic
     verdict.wire_duplicates = sum(
         r.wire_duplicates for r in records if isinstance(r, ClientSummary)
     )
+    verdict.events_dropped = sum(r.events_dropped for r in records if isinstance(r, ClientSummary))
     verdict.messages = sum(len(m) for m in db.messages.values())
     verdict.db_duplicate_seqs = db.duplicate_seqs
     verdict.bus_duplicate_records = bus.duplicate_records

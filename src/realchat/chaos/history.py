@@ -75,6 +75,8 @@ class ClientSummary(msgspec.Struct, tag="client", frozen=True):
     #: Copies the client dropped as already seen (redeliveries): allowed on the wire.
     wire_duplicates: int
     reconnects: int
+    #: Events (changes, receipts...) the SDK dropped because the application read too slowly.
+    events_dropped: int = 0
 
 
 class FaultMark(msgspec.Struct, tag="fault", frozen=True):
