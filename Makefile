@@ -4,7 +4,8 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 
 .PHONY: deps deps-test run test lint typecheck unit integration e2e down status reset format bench-write \
-	bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos chaos-random chaos-single-broker compose-test
+	bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos chaos-random chaos-single-broker compose-test \
+	kubernetes-base
 
 ## What running needs; `deps-test` adds the test runners, linters and checkers.
 deps:
@@ -107,8 +108,14 @@ chaos-single-broker: deps
 ## The compose deployment built and run for real (a Docker engine started if none runs; images
 ## from Debian packages and Maven Central where Docker Hub cannot be reached), checked from
 ## outside with a gateway killed mid-traffic, torn down. Report: reports/compose-test.{json,txt}.
+## COMPOSE_TEST_FRESH=1 makes every image again (earlier images removed, no layer cache).
 compose-test: deps-test
 	scripts/compose-test.sh
+
+## The kustomize base (deployments/kubernetes/base/realchat.yaml) regenerated from the Helm chart,
+## its one source: run after changing deployments/helm/realchat (a unit test fails until then).
+kubernetes-base: deps-test
+	$(BIN)/python -m realchat.stack.helmchart
 
 ## Every fault kind CHAOS_ROUNDS times (20 by default) in an order drawn from CHAOS_SEED, with
 ## the short hold times; hours of traffic. Report in reports/chaos-random.{json,txt}.

@@ -9,8 +9,10 @@
 #     Prometheus, python3.11-venv when the machine's Python 3.11 cannot create a virtualenv;
 #     for tests also kcat and Chromium (the web client's browser test)
 #   - the Apache Kafka broker jars from Maven Central (cached under .cache/kafka)
-#   - for tests, Toxiproxy (the failure tests' fault proxy), built at its pinned version from the
-#     Go module proxy into .cache/toxiproxy (with Debian's Go when the machine has none)
+#   - for tests, Toxiproxy (the failure tests' fault proxy) and Helm (the chart's offline checks),
+#     built at their pinned versions from the Go module proxy into .cache/toxiproxy and
+#     .cache/helm, with the machine's Go if it is 1.26 or later, else with Go 1.26.8 fetched
+#     (checksum pinned) from the module proxy into .cache (src/realchat/stack/gotoolchain.py)
 #   - a virtualenv (.venv) with the pinned Python dependencies (constraints.txt)
 #
 # Every Python package is installed from a wheel (--only-binary :all:), so nothing depends on a
@@ -48,7 +50,6 @@ python3.11 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3.11-venv)
 if [ "$tier" = test ]; then
   command -v kcat >/dev/null || missing+=(kcat)
   command -v chromium >/dev/null || missing+=(chromium)
-  command -v go >/dev/null || missing+=(golang-go)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
@@ -107,12 +108,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -f src/realchat/chat/v1/c
   scripts/gen-proto.sh
   echo "$want" > "$stamp"
 fi
-# -- the fault proxy (test tier) ---------------------------------------------------------------
+# -- the fault proxy and Helm (test tier) ------------------------------------------------------
 if [ "$tier" = test ]; then
   "$venv/bin/python" - <<'PY'
-from realchat.stack.faultproxy import DEFAULT_CACHE_DIR
-from realchat.stack.gotool import TOXIPROXY
-TOXIPROXY.ensure_built(DEFAULT_CACHE_DIR, report=lambda line: print("==>", line))
+from realchat.stack import faultproxy, helmchart
+from realchat.stack.gotool import HELM, TOXIPROXY
+TOXIPROXY.ensure_built(faultproxy.DEFAULT_CACHE_DIR, report=lambda line: print("==>", line))
+HELM.ensure_built(helmchart.DEFAULT_CACHE_DIR, report=lambda line: print("==>", line))
 PY
 fi
 say "dependencies ready ($tier)"

@@ -7,6 +7,8 @@
 #   2. images from reachable sources only: BASE_IMAGE (default: a Debian 12 image made with
 #      mmdebstrap and `docker import` when none is given), RealChat's image from
 #      deployments/Dockerfile, the infrastructure stand-ins of deployments/images/;
+#      COMPOSE_TEST_FRESH=1 removes the images of earlier runs first and builds without the
+#      layer cache (from a clean state: nothing reused);
 #   3. the deployment (deployments/docker-compose.yml + docker-compose.local-images.yml) with
 #      three gateways behind HAProxy, fresh secrets and keys in var/compose/, its own project
 #      name and ports (a deployment of the user's is not touched);
@@ -92,7 +94,17 @@ trap cleanup EXIT
 
 # -- images --------------------------------------------------------------------------------------
 export DOCKER_BUILDKIT=0  # the classic builder: no buildx plugin needed
-build() { docker build --quiet --network host "$@" > /dev/null; }
+fresh=${COMPOSE_TEST_FRESH:-0}
+build_flags=()
+build_started=$(date +%s)
+if [ "$fresh" = 1 ]; then
+  say "COMPOSE_TEST_FRESH=1: removing the images of earlier runs; every image is made again"
+  docker image ls --format '{{.Repository}}:{{.Tag}}' \
+    | grep -E '^(realchat|realchat-base|realchat-local/[a-z]+):' \
+    | xargs -r docker image rm --force > /dev/null
+  build_flags=(--no-cache)
+fi
+build() { docker build --quiet --network host "${build_flags[@]}" "$@" > /dev/null; }
 if [ -z "${BASE_IMAGE:-}" ]; then
   BASE_IMAGE=realchat-base:bookworm
   if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
@@ -117,6 +129,8 @@ cp -a .cache/kafka/libs "$work/kafka-context/libs"
 cp -a deployments/images/kafka/bin "$work/kafka-context/bin"
 build --build-arg BASE_IMAGE="$BASE_IMAGE" -t realchat-local/kafka:4.1.1 \
   -f deployments/images/kafka/Dockerfile "$work/kafka-context"
+build_s=$(( $(date +%s) - build_started ))
+say "images ready after $build_s s"
 
 # -- configuration: fresh secrets, its own ports ----------------------------------------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -158,4 +172,5 @@ say "deployment healthy after $(( $(date +%s) - started )) s"
 REALCHAT_COMPOSE_URL=http://127.0.0.1:$public_port \
 REALCHAT_COMPOSE_COMMAND="${compose[*]} ${project[*]}" \
 REALCHAT_COMPOSE_STARTUP_S=$(( $(date +%s) - started )) \
+REALCHAT_COMPOSE_BUILD_S=$build_s REALCHAT_COMPOSE_FRESH=$fresh \
   .venv/bin/pytest -q -m compose -p no:cacheprovider tests/compose

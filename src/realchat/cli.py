@@ -358,7 +358,7 @@ def _service_main(name: str) -> ServiceMain:
 
         return chat
     if name == "outbox-publisher":
-        from realchat.chat.outbox import serve_publisher
+        from realchat.outbox.publisher import serve_publisher
 
         return serve_publisher
     if name == "auth-service":
@@ -428,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return create_topics_command(settings, _say)
     if args.command == "dead-letters":
-        from realchat.chat.dead_letters import dead_letters_command
+        from realchat.outbox.dead_letters import dead_letters_command
 
         return asyncio.run(dead_letters_command(settings, args, _say))
     if args.command == "users":

@@ -54,8 +54,10 @@ class ChatSettings(BaseModel):
     #: Shared secret of trusted internal callers (the gateway), sent as
     #: `authorization: Bearer <token>` with `x-realchat-user-id`. The local stack generates it.
     internal_token: SecretStr | None = None
-    #: Outbox shards: one conversation always maps to one shard, each shard has one active
-    #: publisher. Change it only with an empty outbox (docs/operations.md).
+    #: Outbox shards: one partition key (a conversation, a user) always maps to one shard, each
+    #: shard has one active publisher. Change it only with an empty outbox (docs/operations.md).
+    #: Every outbox writer reads it (chat and presence, `realchat.outbox.writer`); it stays in
+    #: this section because deployments set it as `REALCHAT_CHAT__OUTBOX_SHARDS`.
     outbox_shards: int = Field(default=16, ge=1, le=1024)
     max_members: int = Field(default=1000, ge=2)
     #: Group commit (chat/group_commit.py): most sends per batch (one statement, one commit).

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from realchat.bus.admin import TopicMismatchError, ensure_topics, realchat_topics
 from realchat.config import Settings
-from realchat.events.topics import TopicMismatchError, ensure_topics, realchat_topics
 from realchat.storage.migrations import MigrationError, migrate_database
 
 Reporter = Callable[[str], None]

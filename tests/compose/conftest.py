@@ -67,6 +67,9 @@ def deployment() -> Iterator[Deployment]:
     yield found
     report = {
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "build_s": float(os.environ.get("REALCHAT_COMPOSE_BUILD_S", "nan")),
+        # COMPOSE_TEST_FRESH=1: every image made again, no image or layer of an earlier run used.
+        "images_fresh": os.environ.get("REALCHAT_COMPOSE_FRESH") == "1",
         "startup_s": float(os.environ.get("REALCHAT_COMPOSE_STARTUP_S", "nan")),
         "checks_s": round(time.time() - started, 1),
         "deployment": "deployments/docker-compose.yml + docker-compose.local-images.yml: "
@@ -80,6 +83,12 @@ def deployment() -> Iterator[Deployment]:
     REPORT.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         f"compose test, {report['finished_at']}: {report['deployment']}",
+        f"images built in {report['build_s']:.0f} s "
+        + (
+            "from a clean state (COMPOSE_TEST_FRESH=1: nothing reused)"
+            if report["images_fresh"]
+            else "(images and layers of earlier runs reused where unchanged)"
+        ),
         f"deployment healthy after {report['startup_s']:.0f} s; checks took "
         f"{report['checks_s']:.0f} s",
         "",

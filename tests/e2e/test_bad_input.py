@@ -272,6 +272,10 @@ async def test_rest_refuses_bad_bodies_and_parameters_with_json_errors(
         ("GET", f"/v1/ws?token={alice.token}", 400, "websocket_upgrade_required"),
     ):
         assert_error(await call(http, method, f"{base}{path}", headers=alice.auth), status, code)
+    # A 405 says which methods the path takes (RFC 9110).
+    async with http.delete(f"{base}/v1/conversations", headers=alice.auth) as refused:
+        assert refused.status == 405
+        assert {"GET", "POST"} <= {m.strip() for m in refused.headers["Allow"].split(",")}
     # A path id that is not a UUID names no conversation.
     assert_error(
         await call(http, "GET", f"{base}/v1/conversations/nope/messages", headers=alice.auth),

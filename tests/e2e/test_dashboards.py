@@ -3,25 +3,25 @@
 A throw-away stack runs with its Prometheus (the stack's own component, config generated from the
 stack's ports, the shared alerts.yml, 1 s scrapes); a little traffic makes the processes' metrics
 exist; then every Grafana panel query and every alert expression is evaluated through Prometheus'
-HTTP API. Each must evaluate, return series, and name only metrics some process exposes. Alerts
+HTTP API, and so is every recording rule (recording.yml: the headline series under names of
+their own, Prometheus' stand-in for the dashboards). Each must evaluate, return series, and name
+only metrics some process exposes. Alerts
 are written `<signal> <comparison> <threshold>` (alerts.yml says so); the signal is what is
 evaluated, since the alert itself is rightly empty while nothing is wrong. A query with a
 misspelt metric name fails; `test_a_misspelt_metric_fails_the_check` proves that of the check.
 
-Grafana itself is not run: its files are checked for structure (ids, uids, data source, targets).
+The files themselves (dashboard JSON structure, promtool's checks) are tested without a stack:
+tests/unit/test_observability_files.py.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,23 +31,25 @@ import pytest_asyncio
 from realchat.stack.prometheus import Prometheus
 from realchat.stack.supervisor import Stack
 from tests.support.client import connect, create_conversation, register, send_rest
+from tests.support.observability import (
+    ALERTS,
+    COMPOSE_PROMETHEUS,
+    DASHBOARDS,
+    RECORDING,
+    all_panels,
+    expand,
+    load_dashboard,
+    promtool,
+    yaml_value,
+)
 from tests.support.ports import free_port_block
 from tests.support.push_gateway import RecordingPushGateway
 from tests.support.rest import call
 from tests.support.stacks import ROOT, throwaway_settings
 from tests.support.waiting import eventually_async
 
-OBSERVABILITY = ROOT / "deployments" / "observability"
-COMPOSE_FILE = ROOT / "deployments" / "docker-compose.yml"
-COMPOSE_PROMETHEUS = OBSERVABILITY / "prometheus" / "prometheus.yml"
-ALERTS = OBSERVABILITY / "prometheus" / "alerts.yml"
-DASHBOARDS = sorted((OBSERVABILITY / "grafana" / "dashboards").glob("*.json"))
-DATASOURCES = OBSERVABILITY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
-PROVIDERS = OBSERVABILITY / "grafana" / "provisioning" / "dashboards" / "realchat.yml"
 RUNBOOK = ROOT / "docs" / "operations.md"
 
-#: Grafana's built-in variables, expanded as Grafana would for the last few minutes.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
 #: alerts.yml's convention: `<signal> <comparison> <threshold>` at the top level.
 ALERT_EXPR = re.compile(r"^(?P<signal>.+?)\s*(?:>=|<=|==|!=|>|<)\s*-?\d+(?:\.\d+)?\s*$", re.S)
 METRIC_NAME = re.compile(r"\brealchat_[a-z0-9_]+\b")
@@ -64,24 +66,6 @@ class Query:
 # -- the files ---------------------------------------------------------------------------------
 
 
-def load_dashboard(path: Path) -> dict[str, Any]:
-    dashboard: dict[str, Any] = json.loads(path.read_text())
-    return dashboard
-
-
-def all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every panel, those inside (collapsed) rows included."""
-    for panel in panels:
-        yield panel
-        yield from all_panels(panel.get("panels", []))
-
-
-def expand(expr: str) -> str:
-    for variable, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(variable, value)
-    return expr
-
-
 def panel_queries() -> list[Query]:
     found = []
     for path in DASHBOARDS:
@@ -92,22 +76,10 @@ def panel_queries() -> list[Query]:
     return found
 
 
-def yaml_value(path: Path, key: str) -> list[str]:
-    """The values of `key: value` lines (the files are small and flat enough; no YAML parser)."""
-    return re.findall(rf"^\s*-?\s*{key}:\s*(\S+)\s*$", path.read_text(), re.M)
-
-
 def runbook_anchors() -> set[str]:
     """GitHub's anchors of the headings of docs/operations.md."""
     headings = re.findall(r"^#+\s+(.+?)\s*$", RUNBOOK.read_text(), re.M)
     return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
-
-
-def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    tool = shutil.which("promtool") or "/usr/bin/promtool"
-    if not Path(tool).exists():
-        pytest.fail("promtool is missing: scripts/bootstrap.sh installs Debian's prometheus")
-    return subprocess.run([tool, *args], capture_output=True, text=True, check=False)
 
 
 # -- Prometheus against a running stack ----------------------------------------------------------
@@ -236,28 +208,13 @@ async def observed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ob
         await push_gateway.close()
 
 
-# -- Prometheus' own checks ----------------------------------------------------------------------
-
-
-def test_promtool_accepts_the_alert_rules() -> None:
-    result = promtool("check", "rules", str(ALERTS))
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_promtool_accepts_the_compose_configuration() -> None:
-    # Its rule_files entry is alerts.yml next to it: promtool checks that file as well.
-    result = promtool("check", "config", str(COMPOSE_PROMETHEUS))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 rule files found" in result.stdout
-
-
 async def test_the_stack_scrapes_every_process_under_the_compose_job_names(
     observed: Observed,
 ) -> None:
     result = promtool("check", "config", str(observed.prometheus.config_path))
     assert result.returncode == 0, result.stdout + result.stderr
     config = json.loads(observed.prometheus.config_path.read_text())
-    assert config["rule_files"] == [str(ALERTS.resolve())]
+    assert config["rule_files"] == [str(ALERTS.resolve()), str(RECORDING.resolve())]
     jobs = {s["metric"]["job"] for s in await observed.series("up")}
     # Compose runs no notifier: it needs the operator's push gateway (docs/notifications.md).
     assert jobs == set(yaml_value(COMPOSE_PROMETHEUS, "job_name")) | {"notifier"}
@@ -265,53 +222,6 @@ async def test_the_stack_scrapes_every_process_under_the_compose_job_names(
 
 
 # -- dashboards ----------------------------------------------------------------------------------
-
-
-def test_dashboards_are_well_formed_grafana_json() -> None:
-    assert DASHBOARDS, "no dashboards"
-    datasource_uids = yaml_value(DATASOURCES, "uid")
-    assert len(datasource_uids) == 1
-    datasource = {"type": "prometheus", "uid": datasource_uids[0]}
-    # Grafana reaches the compose service `prometheus` on its container port.
-    assert yaml_value(DATASOURCES, "url") == ["http://prometheus:9090"]
-    # The provider reads the directory docker-compose.yml mounts the dashboards at.
-    (provider_path,) = yaml_value(PROVIDERS, "path")
-    assert f"target: {provider_path}" in COMPOSE_FILE.read_text()
-    uids, titles = set(), set()
-    for path in DASHBOARDS:
-        dashboard = load_dashboard(path)
-        where = path.name
-        assert dashboard["uid"], where
-        assert dashboard["uid"] not in uids, where
-        assert dashboard["title"], where
-        assert dashboard["title"] not in titles, where
-        uids.add(dashboard["uid"])
-        titles.add(dashboard["title"])
-        assert isinstance(dashboard["schemaVersion"], int), where
-        panels = list(all_panels(dashboard["panels"]))
-        ids = [p["id"] for p in panels]
-        assert len(ids) == len(set(ids)), f"{where}: panel ids repeat: {ids}"
-        assert not any("$" in v for v in json.dumps(dashboard.get("templating", {}))), where
-        for panel in panels:
-            at = f"{where} panel {panel['id']}"
-            assert panel["title"], at
-            grid = panel["gridPos"]
-            assert grid["x"] >= 0, at
-            assert grid["x"] + grid["w"] <= 24, at
-            assert grid["h"] > 0, at
-            if panel["type"] == "row":
-                continue
-            assert panel["datasource"] == datasource, at
-            targets = panel["targets"]
-            assert targets, f"{at}: no queries"
-            refs = [t["refId"] for t in targets]
-            assert len(refs) == len(set(refs)), f"{at}: refIds repeat"
-            for target in targets:
-                assert target["datasource"] == datasource, at
-                assert isinstance(target["expr"], str), at
-                assert target["expr"].strip(), at
-                leftover = re.findall(r"\$\w+", expand(target["expr"]))
-                assert not leftover, f"{at}: variables the test does not know: {leftover}"
 
 
 async def test_every_panel_query_returns_series(observed: Observed) -> None:
@@ -335,10 +245,12 @@ async def test_a_misspelt_metric_fails_the_check(observed: Observed) -> None:
 # -- alerts --------------------------------------------------------------------------------------
 
 
-async def loaded_rules(observed: Observed) -> list[dict[str, Any]]:
+async def loaded_rules(observed: Observed, kind: str = "alerting") -> list[dict[str, Any]]:
+    """The rules Prometheus loaded, of one type ("alerting" or "recording")."""
     body = await observed.api("rules")
     assert body["status"] == "success", body
-    return [rule for group in body["data"]["groups"] for rule in group["rules"]]
+    rules = [rule for group in body["data"]["groups"] for rule in group["rules"]]
+    return [rule for rule in rules if rule["type"] == kind]
 
 
 async def test_prometheus_loads_and_evaluates_every_alert(observed: Observed) -> None:
@@ -378,3 +290,30 @@ async def test_every_alert_signal_returns_series(observed: Observed) -> None:
         signal = Query(f"alert {rule['name']}", match["signal"])
         problems.extend(await observed.problems(signal))
     assert not problems, "\n".join(problems)
+
+
+# -- recording rules -----------------------------------------------------------------------------
+
+
+async def test_every_recording_rule_is_loaded_and_returns_series(observed: Observed) -> None:
+    declared = yaml_value(RECORDING, "record")
+    assert len(declared) == len(set(declared)) >= 10
+    found = await loaded_rules(observed, "recording")
+    assert sorted(r["name"] for r in found) == sorted(declared)
+    problems = []
+    for rule in found:
+        if rule["health"] == "err":
+            problems.append(f"recording {rule['name']}: {rule.get('lastError')}")
+        problems.extend(await observed.problems(Query(f"recording {rule['name']}", rule["query"])))
+    assert not problems, "\n".join(problems)
+
+
+async def test_recorded_series_appear_under_their_names(observed: Observed) -> None:
+    """What a user types into /graph: the recorded name itself, once Prometheus evaluated it."""
+    name = "realchat:gateway_active_connections:sum"
+    assert name in yaml_value(RECORDING, "record")
+
+    async def recorded() -> list[dict[str, Any]]:
+        return await observed.series(name)
+
+    assert await eventually_async(recorded, bool, 30)

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from realchat.events.topics import realchat_topics
+from realchat.bus.admin import realchat_topics
 from realchat.stack.supervisor import Stack
 from tests.support.kafka import QUIET, create_topic, durable_producer, produce_all
 

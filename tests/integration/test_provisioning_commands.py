@@ -14,8 +14,8 @@ import pytest
 import pytest_asyncio
 from confluent_kafka.admin import AdminClient
 
+from realchat.bus.admin import realchat_topics
 from realchat.config import Settings
-from realchat.events.topics import realchat_topics
 from realchat.stack.supervisor import Stack
 from realchat.storage.migrations import load_migrations
 from tests.support.stacks import throwaway_stack

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from realchat.chat.outbox_store import OutboxEvent
-from realchat.chat.recipients import add_recipients, needs_recipients, with_recipients
 from realchat.events.models import MessageCreated, decode
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
+from realchat.outbox.recipients import add_recipients, needs_recipients, with_recipients
+from realchat.outbox.rows import OutboxEvent
 
 CONVERSATION = uuid.uuid4()
 MEMBERS = sorted(uuid.uuid4() for _ in range(3))

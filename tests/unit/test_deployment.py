@@ -428,6 +428,7 @@ def test_dashboards_and_prometheus_configuration_are_mounted(
     assert {
         observability / "prometheus" / "prometheus.yml",
         observability / "prometheus" / "alerts.yml",
+        observability / "prometheus" / "recording.yml",
     } <= sources("prometheus")
     assert {
         observability / "grafana" / "provisioning",

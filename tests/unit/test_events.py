@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import uuid
 
 import msgspec
@@ -32,3 +34,14 @@ def test_missing_fields_and_unknown_types_are_refused() -> None:
         decode(MESSAGE_CREATED, b'{"seq": 1}')
     with pytest.raises(UnknownEventTypeError):
         decode("chat.message.deleted.v9", b"{}")
+
+
+def test_the_event_schema_imports_no_kafka_client() -> None:
+    """`realchat.events` is the pure schema every side shares: reading an event must not need
+    librdkafka. A fresh interpreter, since this one may have imported the client already."""
+    probe = (
+        "import sys, realchat.events, realchat.events.models, realchat.events.topics; "
+        "assert 'confluent_kafka' not in sys.modules, "
+        "sorted(m for m in sys.modules if 'kafka' in m)"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True)

@@ -4,7 +4,8 @@ import uuid
 import pytest
 
 from realchat.chat.errors import Unauthenticated
-from realchat.chat.identity import InternalCredential, internal_metadata
+from realchat.chat.identity import InternalCredential
+from realchat.chat.rpc import internal_metadata
 
 TOKEN = "a-long-enough-internal-token"
 

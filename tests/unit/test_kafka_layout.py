@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from realchat.events.topics import MESSAGE_CREATED, realchat_topics
+from realchat.bus.admin import realchat_topics
+from realchat.events.topics import MESSAGE_CREATED
 from realchat.stack.kafka import KafkaCluster, new_cluster_id
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import random
-
 from confluent_kafka import KafkaError
 
-from realchat.bus.kafka import Delivered, DeliveryError
-from realchat.chat.backoff import Backoff
-from realchat.chat.outbox import classify
-from realchat.chat.outbox_store import OutboxEvent
+from realchat.bus.producer import Delivered, DeliveryError
+from realchat.outbox.publisher import classify
+from realchat.outbox.rows import OutboxEvent
 
 
 def event(event_id: int, conversation: str) -> OutboxEvent:
@@ -55,15 +52,3 @@ def test_an_outage_is_never_poison_even_when_isolated() -> None:
     outcome = classify([event(1, "a")], [TIMEOUT], isolated=True)
     assert not outcome.poison
     assert list(outcome.retry) == [1]
-
-
-def test_backoff_grows_exponentially_to_its_cap_and_resets() -> None:
-    backoff = Backoff(initial_s=0.1, max_s=1.0, _random=random.Random(7))
-    delays = [backoff.failed(now=100.0) for _ in range(8)]
-    ceilings = [min(1.0, 0.1 * 2**i) for i in range(8)]
-    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
-    assert not backoff.ready(100.0)
-    assert backoff.ready(100.0 + 1.0)
-    backoff.succeeded()
-    assert backoff.ready(0.0)
-    assert backoff.failed(now=0.0) <= 0.1

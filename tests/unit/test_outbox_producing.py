@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import pytest
 from confluent_kafka import KafkaError
 
-from realchat.bus.kafka import Delivered, DeliveryError, producer_config
-from realchat.chat.outbox import NotSentError, classify, produce_in_order
-from realchat.chat.outbox_store import OutboxEvent
+from realchat.bus.producer import Delivered, DeliveryError, producer_config
 from realchat.config import OutboxSettings
 from realchat.observability.tracing import tracer
+from realchat.outbox.publisher import NotSentError, classify, produce_in_order
+from realchat.outbox.rows import OutboxEvent
 
 
 def event(event_id: int, conversation: str) -> OutboxEvent:

@@ -14,12 +14,8 @@ from pydantic import SecretStr
 from realchat.auth.keys import generate_keypair
 from realchat.auth.tokens import KeyConfigError, TokenIssuer, TokenVerifier
 from realchat.chat.errors import Unauthenticated
-from realchat.chat.identity import (
-    FirstOf,
-    InternalCredential,
-    TokenAuthenticator,
-    internal_metadata,
-)
+from realchat.chat.identity import FirstOf, InternalCredential, TokenAuthenticator
+from realchat.chat.rpc import internal_metadata
 from realchat.chat.server import authenticator
 from realchat.config import AuthSettings, ChatSettings, Settings
 

@@ -21,7 +21,7 @@ from realchat.auth.errors import AuthError, BadRequest, InvalidInput, Unauthoriz
 from realchat.auth.service import AuthService
 from realchat.auth.tokens import InvalidToken, TokenClaims, TokenVerifier
 from realchat.forwarded import client_address, trusted_networks
-from realchat.observability.http import route_of
+from realchat.http import bearer_token, error_response, http_error_response, observed_requests
 
 log = structlog.get_logger(__name__)
 
@@ -29,12 +29,6 @@ M = TypeVar("M", bound=BaseModel)
 
 #: Credentials are tiny; anything bigger is refused before it is parsed.
 MAX_BODY_BYTES = 64 * 1024
-
-_HTTP_ERROR_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "request_too_large",
-}
 
 
 class Credentials(BaseModel):
@@ -56,14 +50,6 @@ class PasswordChange(BaseModel):
     new_password: str
 
 
-def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.json_response(
-        {"error": {"code": code, "message": message}}, status=status, headers=headers
-    )
-
-
 HTTP_REQUESTS = Counter(
     "realchat_auth_http_requests_total",
     "Auth API requests by route and status",
@@ -71,16 +57,12 @@ HTTP_REQUESTS = Counter(
 )
 
 
-@web.middleware
-async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
-    route = route_of(request)
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    finally:
-        HTTP_REQUESTS.labels(route=route, status=str(status)).inc()
+def _observe(route: str, method: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(route=route, status=str(status)).inc()
+
+
+#: The request metrics (by route template and status).
+counted = observed_requests(_observe, traced=False)
 
 
 @web.middleware
@@ -93,9 +75,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        code = _HTTP_ERROR_CODES.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason, headers)
+        return http_error_response(exc)
     except Exception:
         log.exception("unhandled error", method=request.method, path=request.path)
         return error_response(500, "internal", "internal error")
@@ -186,11 +166,11 @@ class AuthApi:
 
     async def authenticate(self, request: web.Request) -> TokenClaims:
         """The claims of the request's access token: signed, unexpired and not revoked."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(request)
+        if token is None:
             raise Unauthorized("Authorization: Bearer <access_token> required")
         try:
-            claims = self._verifier.claims(token.strip())
+            claims = self._verifier.claims(token)
         except InvalidToken as exc:
             raise Unauthorized(f"access token not accepted ({exc.reason})") from None
         await self._service.check_current(claims)

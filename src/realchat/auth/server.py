@@ -29,6 +29,7 @@ from realchat.notifier.preferences import PreferencesStore
 from realchat.observability.ops import start_ops_server
 from realchat.storage.migrations import schema_is_current
 from realchat.storage.pool import create_pool
+from realchat.storage.redis import redis_client
 
 log = structlog.get_logger(__name__)
 
@@ -104,10 +105,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     async with contextlib.AsyncExitStack() as resources:
         pool = await create_pool(settings.database, "realchat-auth")
         resources.push_async_callback(pool.close)
-        redis = aioredis.Redis.from_url(
-            settings.redis.url,
-            socket_timeout=REDIS_TIMEOUT_S,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
+        redis = redis_client(
+            settings.redis.url, timeout_s=REDIS_TIMEOUT_S, connect_timeout_s=REDIS_TIMEOUT_S
         )
         resources.push_async_callback(redis.aclose)
 

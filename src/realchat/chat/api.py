@@ -19,6 +19,7 @@ from opentelemetry.trace import Span, SpanKind, set_span_in_context
 from realchat.chat.errors import ChatError, InvalidArgument, PermissionDenied
 from realchat.chat.identity import Authenticator, InternalCredential
 from realchat.chat.metrics import GRPC_DURATION, GRPC_REQUESTS
+from realchat.chat.rpc import ERROR_CODE_KEY, MAX_BATCH_SENDS, SERVICE_NAME
 from realchat.chat.send_limit import DirectSendLimit
 from realchat.chat.service import ChatService, SendRequest, SendResult
 from realchat.chat.store import ConversationRecord, MessageRecord
@@ -28,8 +29,6 @@ from realchat.observability.tracing import extract, inject, tracer
 
 log = structlog.get_logger(__name__)
 
-ERROR_CODE_KEY = "realchat-error-code"
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChatService"].full_name
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -88,10 +87,6 @@ def send_error(exc: ChatError) -> pb.SendError:
 INTERNAL_SEND_ERROR = pb.SendError(
     status=grpc.StatusCode.INTERNAL.value[0], code="internal", message="internal error"
 )
-
-
-#: Most sends in one SendMessageBatch call.
-MAX_BATCH_SENDS = 1000
 
 
 def _sender(value: str) -> uuid.UUID:

@@ -29,7 +29,7 @@ from realchat.chat.store import (
 )
 from realchat.events.models import ConversationRenamed, MessageChange, MessageChanged
 from realchat.events.topics import CONVERSATION_CHANGED, CONVERSATION_RENAMED, MESSAGE_CHANGED
-from realchat.storage.outbox import enqueue
+from realchat.outbox.writer import enqueue
 
 if TYPE_CHECKING:
     from realchat.storage.pool import Connection

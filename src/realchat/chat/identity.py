@@ -16,10 +16,7 @@ from typing import Protocol
 
 from realchat.auth.tokens import InvalidToken, TokenVerifier
 from realchat.chat.errors import Unauthenticated
-
-AUTHORIZATION = "authorization"
-ACTING_USER = "x-realchat-user-id"
-
+from realchat.chat.rpc import ACTING_USER, AUTHORIZATION
 
 #: The user's current token version, None if there is no such user (`auth/revocation.py`).
 TokenVersionOf = Callable[[uuid.UUID], Awaitable[int | None]]
@@ -105,14 +102,3 @@ class FirstOf:
                 refused = exc
         assert refused is not None
         raise refused
-
-
-def internal_metadata(token: str, user_id: uuid.UUID) -> tuple[tuple[str, str], ...]:
-    """The call metadata a trusted caller sends to act for `user_id`."""
-    return ((AUTHORIZATION, f"Bearer {token}"), (ACTING_USER, str(user_id)))
-
-
-def internal_only_metadata(token: str) -> tuple[tuple[str, str], ...]:
-    """The call metadata of a trusted caller's call that names its users in the request
-    (SendMessageBatch)."""
-    return ((AUTHORIZATION, f"Bearer {token}"),)

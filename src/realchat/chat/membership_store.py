@@ -8,7 +8,6 @@ checks the rules of `membership.py` on what it read under it, writes, and record
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from realchat.chat.store import CONVERSATION, ConversationRecord, conversation_r
 from realchat.events.models import MembershipChange
 from realchat.events.topics import MEMBERSHIP_CHANGED
 from realchat.observability.tracing import inject
-from realchat.storage.outbox import outbox_shard
+from realchat.outbox.writer import outbox_shard, trace_context_json
 
 if TYPE_CHECKING:
     from realchat.storage.pool import Connection
@@ -239,5 +238,5 @@ class MembershipStore:
             change,
             user_ids,
             actor,
-            json.dumps(inject(), separators=(",", ":")),
+            trace_context_json(inject()),
         )

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from realchat.chat.errors import RateLimited
-from realchat.chat.identity import AUTHORIZATION
+from realchat.chat.rpc import AUTHORIZATION
 
 
 class Limiter(Protocol):

@@ -19,7 +19,6 @@ from realchat.chat.identity import (
     TokenAuthenticator,
     TokenVersionOf,
 )
-from realchat.chat.outbox_wakeup import CommitNotifier
 from realchat.chat.send_limit import DirectSendLimit
 from realchat.chat.service import ChatService
 from realchat.chat.store import SESSION_SETTINGS, ChatStore
@@ -27,6 +26,7 @@ from realchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from realchat.config import Settings
 from realchat.gateway.ratelimit import SendLimiter
 from realchat.observability.ops import start_ops_server
+from realchat.outbox.wakeup import CommitNotifier
 from realchat.storage.migrations import schema_is_current
 from realchat.storage.pool import create_pool
 from realchat.storage.redis import redis_client

@@ -9,12 +9,10 @@ the batch.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -22,7 +20,7 @@ from realchat.chat.batch import Created, Existing, NewMessage, Refused, Stored
 from realchat.chat.metrics import db_operation
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
 from realchat.observability.tracing import inject
-from realchat.storage.outbox import outbox_shard
+from realchat.outbox.writer import outbox_shard, trace_context_json
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ MESSAGE_COLUMNS = (
 #: before the first is updated (the `locked` init plan), so concurrent batches never deadlock.
 #: Messages and outbox rows are inserted in (conversation, seq) order: within a conversation,
 #: outbox ids follow seqs. The event's recipients are not written: the publisher adds them
-#: (`chat.recipients`).
+#: (`outbox.recipients`).
 _INSERT_MESSAGES_TEMPLATE = """
 WITH req AS (
     SELECT *
@@ -326,7 +324,7 @@ class ChatStore:
             [s.content for s in sends],
             [s.idempotency_key for s in sends],
             [outbox_shard(s.conversation_id, self._shards) for s in sends],
-            [_json(s.trace_context) for s in sends],
+            [trace_context_json(s.trace_context) for s in sends],
         )
         one_conversation = len(set(columns[0])) == 1
         statement = _INSERT_MESSAGES_ONE_CONVERSATION if one_conversation else _INSERT_MESSAGES
@@ -378,7 +376,7 @@ class ChatStore:
             seq,
             outbox_shard(conversation_id, self._shards),
             MESSAGE_ACKNOWLEDGED,
-            _json(trace_context or inject()),
+            trace_context_json(trace_context or inject()),
         )
         return result
 
@@ -388,7 +386,3 @@ class ChatStore:
     ) -> list[PresenceRecord]:
         rows = await self._pool.fetch(_VISIBLE_PRESENCE, viewer, list(dict.fromkeys(user_ids)))
         return [PresenceRecord(r["user_id"], r["status"], r["since"]) for r in rows]
-
-
-def _json(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"))

@@ -35,7 +35,7 @@ from typing import Self
 import aiohttp
 import structlog
 
-from realchat.client.backoff import Backoff
+from realchat.backoff import Backoff
 from realchat.client.connection import Connection
 from realchat.client.errors import ClientClosed, Unauthorized
 from realchat.client.events import Event

@@ -35,7 +35,7 @@ import msgspec
 import structlog
 from yarl import URL
 
-from realchat.client.backoff import Backoff
+from realchat.backoff import Backoff
 from realchat.client.errors import Unauthorized
 from realchat.client.events import Disconnected
 from realchat.client.tokens import TokenSource

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
-from realchat.client.backoff import Backoff
+from realchat.backoff import Backoff
 from realchat.client.connection import Link, LinkClosed
 from realchat.client.errors import ClientClosed, RealChatError, SendTimeout, send_error
 from realchat.client.events import Connected, Disconnected, Event, ServerNotice

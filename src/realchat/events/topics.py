@@ -1,19 +1,10 @@
-"""The topics RealChat owns, created explicitly (the brokers have auto-create off).
+"""The topics RealChat owns, by name (their creation is `realchat.bus.admin`).
 
 Every topic is keyed so that one conversation (or one user, for presence) always maps to one
-partition: that is what preserves order. The partition count is therefore fixed at creation;
-docs/operations.md describes the only safe way to change it.
+partition: that is what preserves order.
 """
 
 from __future__ import annotations
-
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 MESSAGE_CREATED = "chat.message.created.v1"
 MESSAGE_ACKNOWLEDGED = "chat.message.acknowledged.v1"
@@ -28,81 +19,12 @@ CONVERSATION_CHANGED = "chat.conversation.changed.v1"
 MESSAGE_CHANGED = "chat.message.changed.v1"
 CONVERSATION_RENAMED = "chat.conversation.renamed.v1"
 
-RETENTION_MS = 7 * 24 * 3600 * 1000
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    replication_factor: int
-    config: Mapping[str, str] = field(default_factory=dict)
-
-
-def realchat_topics(
-    partitions: int, replication_factor: int, min_insync_replicas: int
-) -> list[TopicSpec]:
-    config = {
-        "cleanup.policy": "delete",
-        "retention.ms": str(RETENTION_MS),
-        "min.insync.replicas": str(min_insync_replicas),
-    }
-    names = (
-        MESSAGE_CREATED,
-        MESSAGE_ACKNOWLEDGED,
-        PRESENCE_ONLINE,
-        PRESENCE_OFFLINE,
-        MEMBERSHIP_CHANGED,
-        CONVERSATION_CHANGED,
-    )
-    return [TopicSpec(name, partitions, replication_factor, config) for name in names]
-
-
-class TopicMismatchError(RuntimeError):
-    """An existing topic has another partition count than configured: ordering would break."""
-
-
-def ensure_topics(admin: AdminClient, specs: Iterable[TopicSpec], timeout_s: float = 30) -> None:
-    """Create missing topics; refuse to run against a topic whose partition count differs."""
-    specs = list(specs)
-    existing = admin.list_topics(timeout=timeout_s).topics
-    missing = [s for s in specs if s.name not in existing]
-    for spec in specs:
-        if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions:
-            raise TopicMismatchError(
-                f"topic {spec.name} has {len(existing[spec.name].partitions)} partitions, "
-                f"configured {spec.partitions}; see docs/operations.md (repartitioning)"
-            )
-    if not missing:
-        return
-    futures = admin.create_topics(
-        [
-            NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config))
-            for s in missing
-        ],
-        request_timeout=timeout_s,
-    )
-    for name, future in futures.items():
-        try:
-            future.result(timeout=timeout_s)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise RuntimeError(f"creating topic {name} failed: {exc}") from exc
-    _wait_for_leaders(admin, [s.name for s in missing], timeout_s)
-
-
-def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
-    """A created topic is usable once every partition has a leader; return only then."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        topics = admin.list_topics(timeout=timeout_s).topics
-        leaderless = [
-            name
-            for name in names
-            if name not in topics or any(p.leader < 0 for p in topics[name].partitions.values())
-        ]
-        if not leaderless:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"topics without partition leaders: {', '.join(leaderless)}")
-        time.sleep(0.1)
+#: Every topic of RealChat's: the ones created, and the ones a gateway consumes.
+TOPICS = (
+    MESSAGE_CREATED,
+    MESSAGE_ACKNOWLEDGED,
+    PRESENCE_ONLINE,
+    PRESENCE_OFFLINE,
+    MEMBERSHIP_CHANGED,
+    CONVERSATION_CHANGED,
+)

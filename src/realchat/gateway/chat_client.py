@@ -21,9 +21,14 @@ from typing import TypeVar
 import grpc
 from opentelemetry.trace import SpanKind
 
-from realchat.chat.api import ERROR_CODE_KEY, SERVICE_NAME
 from realchat.chat.group_commit import GroupCommitLimits, GroupCommitter
-from realchat.chat.identity import internal_metadata, internal_only_metadata
+from realchat.chat.rpc import (
+    ERROR_CODE_KEY,
+    MAX_BATCH_SENDS,
+    SERVICE_NAME,
+    internal_metadata,
+    internal_only_metadata,
+)
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from realchat.contract.frames import Message
@@ -46,28 +51,34 @@ _HTTP_STATUS = {
 
 
 class ChatCallError(Exception):
-    """The chat service refused a call; `code` is its stable error code."""
+    """The chat service refused a call (`code`: its stable error code; `http_status`: the
+    status the contract gives that refusal), or could not be reached or failed on its side
+    (`chat_unavailable`, 503). Nothing of gRPC shows: callers speak the contract."""
 
-    def __init__(self, status: grpc.StatusCode, code: str, message: str) -> None:
+    def __init__(self, http_status: int, code: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
+        self.http_status = http_status
         self.code = code
         self.message = message
 
     @property
-    def http_status(self) -> int:
-        return _HTTP_STATUS.get(self.status, 503)
-
-    @property
     def is_client_error(self) -> bool:
-        return self.status in _HTTP_STATUS
+        """The caller's doing (retrying the same call cannot help), not the service's."""
+        return self.http_status < 500
+
+
+def _refused(status: grpc.StatusCode | None, code: str | None, message: str) -> ChatCallError:
+    """A refusal the caller can act on, or `chat_unavailable` (whatever failed on the
+    service's side is not shown)."""
+    http_status = _HTTP_STATUS.get(status) if status is not None else None
+    if code is None or http_status is None:
+        return ChatCallError(503, "chat_unavailable", "the chat service is unavailable")
+    return ChatCallError(http_status, code, message)
 
 
 def _error(exc: grpc.aio.AioRpcError) -> ChatCallError:
     code = next((str(v) for k, v in (exc.trailing_metadata() or ()) if k == ERROR_CODE_KEY), None)
-    if code is None or exc.code() not in _HTTP_STATUS:
-        return ChatCallError(exc.code(), "chat_unavailable", "the chat service is unavailable")
-    return ChatCallError(exc.code(), code, exc.details() or code)
+    return _refused(exc.code(), code, exc.details() or code or "")
 
 
 def message_from_proto(m: pb.Message) -> Message:
@@ -110,11 +121,7 @@ def _sent_or_error(result: pb.SendResult) -> Sent | ChatCallError:
         return Sent(message_from_proto(result.sent.message), result.sent.created)
     error = result.error
     status = next((s for s in grpc.StatusCode if s.value[0] == error.status), None)
-    if status is None or status not in _HTTP_STATUS:
-        return ChatCallError(
-            status or grpc.StatusCode.UNKNOWN, "chat_unavailable", "the chat service is unavailable"
-        )
-    return ChatCallError(status, error.code, error.message)
+    return _refused(status, error.code, error.message)
 
 
 def _changed(reply: pb.ChangeMessageResponse) -> Sent:
@@ -129,6 +136,8 @@ class ChatClient:
         timeout_s: float = 10,
         send_batching: GroupCommitLimits = SEND_BATCHING,
     ) -> None:
+        if send_batching.max_batch > MAX_BATCH_SENDS:
+            raise ValueError(f"the chat service takes at most {MAX_BATCH_SENDS} sends per call")
         self._stub = chat_pb2_grpc.ChatServiceStub(channel)
         self._token = internal_token
         self._timeout = timeout_s

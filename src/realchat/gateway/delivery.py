@@ -21,11 +21,12 @@ from typing import Any
 
 import msgspec
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from opentelemetry import trace as trace_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
+from realchat.bus.consumer import ConsumerConfig, ConsumerThread, commit, data_records, next_batch
 from realchat.events.models import (
     EVENT_TYPE_HEADER,
     ConversationRenamed,
@@ -37,14 +38,7 @@ from realchat.events.models import (
     UnknownEventTypeError,
     decode,
 )
-from realchat.events.topics import (
-    CONVERSATION_CHANGED,
-    MEMBERSHIP_CHANGED,
-    MESSAGE_ACKNOWLEDGED,
-    MESSAGE_CREATED,
-    PRESENCE_OFFLINE,
-    PRESENCE_ONLINE,
-)
+from realchat.events.topics import TOPICS
 from realchat.gateway import metrics
 from realchat.gateway.hub import Hub
 from realchat.gateway.membership import dispatch_membership
@@ -171,27 +165,16 @@ BATCH_SIZE = 500
 POLL_TIMEOUT_S = 0.1
 
 
-def _next_batch(consumer: Consumer) -> list[Message]:
-    """The next record as soon as it is there, plus whatever else is already fetched.
-
-    `consume(n, timeout)` alone returns only when n records came or the timeout passed: a
-    quiet moment's lone event would wait out the timeout (50 ms on average at 0.1 s)."""
-    first = consumer.poll(POLL_TIMEOUT_S)
-    if first is None:
-        return []
-    return [first, *consumer.consume(num_messages=BATCH_SIZE - 1, timeout=0)]
-
-
 #: Pause between attempts to look up the partitions' ends on the first assignment.
 END_OFFSETS_RETRY_S = 1.0
 
 
-class KafkaDelivery:
+class KafkaDelivery(ConsumerThread):
     """The consumer thread. `start()` on the loop; `stop()` commits what was handled and closes."""
 
     def __init__(
         self,
-        config: dict[str, str | int | bool],
+        config: ConsumerConfig,
         handle: BatchHandler,
         *,
         fresh_start_at_end: bool = False,
@@ -199,18 +182,14 @@ class KafkaDelivery:
         """`fresh_start_at_end`: the first assignment starts at the partitions' ends, not at the
         committed offsets (see `_on_assign`); only for a consumer with no one to deliver a
         backlog to (a gateway process, which refuses sessions until then)."""
-        self._config = config
+        super().__init__(config, TOPICS, name="kafka-delivery")
         self._handle = handle
         self._fresh_start_at_end = fresh_start_at_end
-        self._stopping = threading.Event()
         self._assigned = threading.Event()
         #: Set once, when the first assignment's start positions are resolved (never cleared).
         self._positioned = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         #: Offsets handled (next to read) per partition, not yet committed.
         self._handled: dict[tuple[str, int], int] = {}
-        self.failure: BaseException | None = None
         self._next_lag_export = 0.0
 
     @property
@@ -223,81 +202,42 @@ class KafkaDelivery:
         events published between the sync's read and the consumer's start."""
         return self._positioned.is_set()
 
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="kafka-delivery", daemon=True)
-        self._thread.start()
-
     async def wait_assigned(self, timeout_s: float) -> bool:
         return await asyncio.to_thread(self._assigned.wait, timeout_s)
 
-    async def stop(self, timeout_s: float | None = None) -> bool:
-        """Stop consuming, commit what was handled and leave; False if the thread was still at
-        it after `timeout_s` (a commit the brokers never answered): it is a daemon, the process
-        exits anyway. Polls instead of joining in a worker thread, which would hold up the
-        event loop's own shutdown for as long as the join."""
-        self._stopping.set()
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self._thread is not None and self._thread.is_alive():
-            if deadline is not None and time.monotonic() >= deadline:
-                log.warning("kafka consumer did not stop in time", timeout_s=timeout_s)
-                return False
-            await asyncio.sleep(0.02)
-        return True
+    def _subscribe(self, consumer: Consumer) -> None:
+        consumer.subscribe(
+            self._topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
 
-    def _run(self) -> None:
-        consumer = Consumer(self._config)
-        try:
-            consumer.subscribe(
-                [
-                    MESSAGE_CREATED,
-                    MESSAGE_ACKNOWLEDGED,
-                    PRESENCE_ONLINE,
-                    PRESENCE_OFFLINE,
-                    MEMBERSHIP_CHANGED,
-                    CONVERSATION_CHANGED,
-                ],
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
-            while not self._stopping.is_set():
-                records = _next_batch(consumer)
-                good = [r for r in records if not self._is_error(r)]
-                if good:
-                    self._handle_on_loop(good)
-                    self._commit(consumer, asynchronous=True)
-                if time.monotonic() >= self._next_lag_export:
-                    self._next_lag_export = time.monotonic() + 1.0
-                    self._export_lag(consumer)
-            self._commit(consumer, asynchronous=False)
-        except BaseException as exc:  # the process must see a dead consumer
-            self.failure = exc
-            log.error("kafka delivery thread failed", error=repr(exc))
-        finally:
-            consumer.close()
+    def _poll(self, consumer: Consumer) -> None:
+        records = next_batch(consumer, BATCH_SIZE, POLL_TIMEOUT_S)
+        good = data_records(records)
+        if good:
+            self._handle_on_loop(good)
+            self._commit(consumer, asynchronous=True)
+        if time.monotonic() >= self._next_lag_export:
+            self._next_lag_export = time.monotonic() + 1.0
+            self._export_lag(consumer)
+
+    def _stopped(self, consumer: Consumer) -> None:
+        self._commit(consumer, asynchronous=False)
 
     def _handle_on_loop(self, records: list[Message]) -> None:
-        assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(self._handle(records), self._loop)
-        future.result()  # queued to every local recipient before the offsets move
+        # Queued to every local recipient before the offsets move.
+        self._on_loop(self._handle(records))
         for record in records:
             topic, partition, offset = record.topic(), record.partition(), record.offset()
             if topic is not None and partition is not None and offset is not None:
                 self._handled[(topic, partition)] = offset + 1
 
     def _commit(self, consumer: Consumer, *, asynchronous: bool) -> None:
-        if not self._handled:
-            return
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._handled.items()]
         self._handled = {}
-        try:
-            if asynchronous:
-                consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                consumer.commit(offsets=offsets, asynchronous=False)
-        except Exception as exc:  # a failed commit means a re-delivery later, which is harmless
-            log.warning("offset commit failed", error=str(exc))
+        commit(consumer, offsets, asynchronous=asynchronous)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """With `fresh_start_at_end`, the process's first assignment starts every partition at
@@ -371,14 +311,6 @@ class KafkaDelivery:
         for tp in partitions:
             with contextlib.suppress(KeyError):
                 metrics.KAFKA_LAG.remove(tp.topic, str(tp.partition))
-
-    def _is_error(self, record: Message) -> bool:
-        error = record.error()
-        if error is None:
-            return False
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("kafka consume error", error=str(error))
-        return True
 
     def _export_lag(self, consumer: Consumer) -> None:
         try:

@@ -8,7 +8,6 @@ here with the auth service's public key, and goes to the chat service on the use
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
@@ -17,7 +16,6 @@ import aiohttp
 import msgspec
 import structlog
 from aiohttp import web
-from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from realchat.auth.tokens import InvalidToken
@@ -30,8 +28,13 @@ from realchat.gateway.chat_client import ChatCallError, ChatClient
 from realchat.gateway.openapi import openapi_document
 from realchat.gateway.ratelimit import SendLimiter
 from realchat.gateway.sessions import SessionGuard
-from realchat.observability.http import route_of
-from realchat.observability.tracing import extract, tracer
+from realchat.http import (
+    bearer_token,
+    error_response,
+    http_error_response,
+    observed_requests,
+    route_of,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -49,39 +52,17 @@ class ApiError(Exception):
         self.message = message
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    response = web.json_response({"error": {"code": code, "message": message}}, status=status)
-    if status == 503:  # a dependency is down: worth trying again shortly, not at once
-        response.headers["Retry-After"] = "1"
-    return response
-
-
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=_encoder.encode(body), status=status, content_type="application/json")
 
 
-@web.middleware
-async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A server span and the request metrics (by route template, method and status)."""
-    route = route_of(request)
-    if route == "/v1/ws":  # a session, not a request: counted by its disconnect reason
-        return await handler(request)
-    started = time.perf_counter()
-    status = 500
-    with tracer().start_as_current_span(
-        f"{request.method} {route}",
-        context=extract(dict(request.headers)),
-        kind=SpanKind.SERVER,
-        attributes={"http.request.method": request.method, "http.route": route},
-    ) as span:
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        finally:
-            span.set_attribute("http.response.status_code", status)
-            metrics.HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
-            metrics.HTTP_DURATION.labels(route).observe(time.perf_counter() - started)
+def _observe(route: str, method: str, status: int, seconds: float) -> None:
+    metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    metrics.HTTP_DURATION.labels(route).observe(seconds)
+
+
+#: A server span and the request metrics (by route template, method and status).
+observed = observed_requests(_observe, traced=True, unobserved_routes={"/v1/ws"})
 
 
 @web.middleware
@@ -93,12 +74,12 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return _refused(request, exc.status, exc.code, exc.message)
     except ChatCallError as exc:
         return _refused(request, exc.http_status, exc.code, exc.message)
-    except web.HTTPNotFound:
-        return error_response(404, "not_found", f"no route for {request.path}")
-    except web.HTTPMethodNotAllowed:
-        return error_response(405, "method_not_allowed", f"{request.method} not allowed here")
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(413, "request_too_large", "the body is larger than 64 KiB")
+    except web.HTTPNotFound as exc:
+        return http_error_response(exc, f"no route for {request.path}")
+    except web.HTTPMethodNotAllowed as exc:
+        return http_error_response(exc, f"{request.method} not allowed here")
+    except web.HTTPRequestEntityTooLarge as exc:
+        return http_error_response(exc, "the body is larger than 64 KiB")
 
 
 def _refused(request: web.Request, status: int, code: str, message: str) -> web.Response:
@@ -248,8 +229,8 @@ class RestApi:
         ]
 
     async def _user(self, request: web.Request) -> uuid.UUID:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(request)
+        if token is None:
             raise ApiError(401, "unauthorized", "Authorization: Bearer <access_token> required")
         try:
             return (await self._guard.admit(token)).user_id

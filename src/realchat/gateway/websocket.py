@@ -46,13 +46,13 @@ from realchat.gateway.hub import Hub
 from realchat.gateway.live import LiveStatus
 from realchat.gateway.presence import PresenceHeartbeat
 from realchat.gateway.ratelimit import SendLimiter, TokenBucket
-from realchat.gateway.rest import error_response
 from realchat.gateway.sessions import SessionGuard
 from realchat.gateway.socket_sink import SocketSink
 from realchat.gateway.sync import Backfiller
 from realchat.gateway.typing import TypingRelay
 from realchat.gateway.wsreader import MESSAGE_TOO_BIG, FrameError, Opcode, Received
 from realchat.gateway.wssocket import WebSocket
+from realchat.http import error_response
 from realchat.observability.tracing import tracer
 from realchat.presence.registry import DEVICE_PATTERN
 

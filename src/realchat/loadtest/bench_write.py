@@ -43,7 +43,7 @@ import grpc
 import uvloop
 from pydantic import SecretStr
 
-from realchat.chat.identity import internal_metadata
+from realchat.chat.rpc import internal_metadata
 from realchat.chat.service import ChatService
 from realchat.chat.store import SESSION_SETTINGS, ChatStore
 from realchat.chat.v1 import chat_pb2, chat_pb2_grpc

@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from realchat.backoff import delay_ceiling
+
 #: Namespace of the idempotency keys (uuid5): any fixed value, never to change.
 _KEY_NAMESPACE = uuid.UUID("5d3f0c39-5a52-4b0e-9f53-8c1c0f1f2a71")
 
@@ -133,4 +135,4 @@ def webhook_verdict(status: int | None) -> WebhookVerdict:
 def retry_delay_s(attempts: int, initial_s: float, max_s: float) -> float:
     """Capped exponential backoff after the `attempts`-th failure (no jitter: the rows of one
     outage fall due spread over the time they first fell due)."""
-    return float(min(max_s, initial_s * 2.0 ** max(0, attempts - 1)))
+    return delay_ceiling(max(0, attempts - 1), initial_s, max_s)

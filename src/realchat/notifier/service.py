@@ -97,7 +97,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             tasks.create_task(export_backlog(pool, stop))
             tasks.create_task(watch_consumer(consumer, stop))
     finally:
-        await consumer.stop()
+        await consumer.stop(timeout_s=10.0)
         await ops.cleanup()
         await http.close()
         await pool.close()

@@ -13,7 +13,7 @@ import asyncpg
 
 from realchat.events.models import PresenceStatus
 from realchat.events.topics import PRESENCE_OFFLINE, PRESENCE_ONLINE
-from realchat.storage.outbox import outbox_shard
+from realchat.outbox.writer import outbox_shard
 
 #: Creates the row if needed and, in the same statement, takes its lock until commit.
 _LOCK = """

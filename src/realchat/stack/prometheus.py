@@ -1,6 +1,6 @@
 """Prometheus next to the local stack: scrapes every RealChat process's ops endpoint and evaluates
-the alert rules of deployments/observability/prometheus/alerts.yml (the same file the Docker
-Compose deployment mounts).
+the alert and recording rules of deployments/observability/prometheus/ (alerts.yml, recording.yml:
+the same files the Docker Compose deployment mounts).
 
 The scrape configuration is generated from the stack's settings on every start, so it follows
 the ports and the number of gateways. It is written as JSON, which is YAML too.
@@ -19,14 +19,11 @@ from typing import Any
 from realchat.stack.component import expect_http_ok
 from realchat.stack.process import ProcessSpec
 
-#: The alert rules of the checkout (the stack runs from a checkout; an installed package has none).
-ALERT_RULES = (
-    Path(__file__).resolve().parents[3]
-    / "deployments"
-    / "observability"
-    / "prometheus"
-    / "alerts.yml"
-)
+#: The rules of the checkout (the stack runs from a checkout; an installed package has none).
+RULES_DIR = Path(__file__).resolve().parents[3] / "deployments" / "observability" / "prometheus"
+ALERT_RULES = RULES_DIR / "alerts.yml"
+#: The dashboards' headline series, recorded (Prometheus' /graph without Grafana).
+RECORDING_RULES = RULES_DIR / "recording.yml"
 
 
 def duration(seconds: float) -> str:
@@ -46,7 +43,7 @@ class Prometheus:
     targets: Mapping[str, Sequence[str]] = field(default_factory=dict)
     scrape_interval_s: float = 5.0
     retention: str = "7d"
-    rule_files: Sequence[Path] = (ALERT_RULES,)
+    rule_files: Sequence[Path] = (ALERT_RULES, RECORDING_RULES)
 
     name: str = "prometheus"
     #: SIGTERM: Prometheus stops scraping, flushes its head block and exits.

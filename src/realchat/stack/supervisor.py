@@ -22,8 +22,8 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from realchat.auth.keys import generate_keypair
+from realchat.bus.admin import ensure_topics, realchat_topics
 from realchat.config import Settings, to_environment
-from realchat.events.topics import ensure_topics, realchat_topics
 from realchat.stack import process
 from realchat.stack.component import Component, ComponentNotReadyError
 from realchat.stack.faultproxy import FaultProxy, Link

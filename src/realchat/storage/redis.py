@@ -5,9 +5,14 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 
-def redis_client(url: str) -> aioredis.Redis:
+def redis_client(
+    url: str, *, timeout_s: float = 5.0, connect_timeout_s: float = 2.0
+) -> aioredis.Redis:
     """Redis with timeouts: a hung Redis fails a call instead of stalling the caller (a send
-    waiting on the rate limiter, a heartbeat holding the presence lock)."""
+    waiting on the rate limiter, a heartbeat holding the presence lock, a login)."""
     return aioredis.Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=connect_timeout_s,
+        health_check_interval=10,
     )

@@ -11,7 +11,8 @@ import grpc
 import pytest_asyncio
 
 from realchat.chat.api import ChatServicer
-from realchat.chat.identity import InternalCredential, internal_metadata
+from realchat.chat.identity import InternalCredential
+from realchat.chat.rpc import internal_metadata
 from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
 from realchat.chat.v1 import chat_pb2_grpc

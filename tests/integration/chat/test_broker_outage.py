@@ -20,11 +20,11 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from realchat.chat.outbox import OutboxPublisher, producer_factory
 from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
 from realchat.config import FaultSettings, OutboxSettings
 from realchat.events.topics import MESSAGE_CREATED
+from realchat.outbox.publisher import OutboxPublisher, producer_factory
 from realchat.stack.supervisor import Stack
 from tests.support.databases import fresh_database, new_users, utc_pool
 from tests.support.outbox import (

@@ -21,8 +21,7 @@ import asyncpg
 import grpc
 import pytest
 
-from realchat.chat.identity import internal_metadata
-from realchat.chat.recipients import with_recipients
+from realchat.chat.rpc import internal_metadata
 from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
 from realchat.chat.v1 import chat_pb2 as pb
@@ -30,6 +29,7 @@ from realchat.chat.v1 import chat_pb2_grpc
 from realchat.events.models import MessageCreated, decode
 from realchat.events.topics import MESSAGE_CREATED
 from realchat.gateway.chat_client import ChatCallError, ChatClient
+from realchat.outbox.recipients import with_recipients
 from realchat.stack.supervisor import Stack
 from tests.support.databases import fresh_database, new_users, utc_pool
 from tests.support.outbox import (
@@ -231,7 +231,7 @@ async def _send_until_killed(
 def _unavailable(error: BaseException) -> bool:
     """How each transport reports a server that went away mid-call."""
     if isinstance(error, ChatCallError):
-        return error.status == grpc.StatusCode.UNAVAILABLE and error.code == "chat_unavailable"
+        return error.http_status == 503 and error.code == "chat_unavailable"
     return isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
 
 

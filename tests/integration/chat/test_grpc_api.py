@@ -8,7 +8,7 @@ import asyncpg
 import grpc
 import pytest
 
-from realchat.chat.api import ERROR_CODE_KEY
+from realchat.chat.rpc import ERROR_CODE_KEY
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from tests.integration.chat.conftest import as_user

@@ -10,11 +10,11 @@ import asyncpg
 import pytest
 
 from realchat.chat.errors import InvalidArgument, NotFound, PermissionDenied
-from realchat.chat.outbox_store import pending_batch
 from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
 from realchat.events.models import MembershipChanged, MessageCreated, decode
 from realchat.events.topics import MEMBERSHIP_CHANGED, MESSAGE_CREATED
+from realchat.outbox.store import pending_batch
 from tests.integration.chat.conftest import OUTBOX_SHARDS
 from tests.support.databases import new_users
 

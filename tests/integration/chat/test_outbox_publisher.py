@@ -25,12 +25,12 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from realchat.chat import outbox_store
-from realchat.chat.outbox import CLOSE_FLUSH_S, OutboxPublisher, producer_factory
 from realchat.chat.service import ChatService
 from realchat.config import OutboxSettings
 from realchat.events.models import MessageCreated
 from realchat.events.topics import MESSAGE_CREATED
+from realchat.outbox import store as outbox_store
+from realchat.outbox.publisher import CLOSE_FLUSH_S, OutboxPublisher, producer_factory
 from realchat.stack.supervisor import Stack
 from tests.support.databases import new_users
 from tests.support.kafka import QUIET

@@ -11,11 +11,11 @@ import uuid
 import asyncpg
 import pytest
 
-from realchat.chat.outbox import OutboxPublisher, producer_factory
-from realchat.chat.outbox_wakeup import CommitNotifier, WakeupListener
 from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
 from realchat.config import OutboxSettings
+from realchat.outbox.publisher import OutboxPublisher, producer_factory
+from realchat.outbox.wakeup import CommitNotifier, WakeupListener
 from realchat.stack.supervisor import Stack
 from tests.integration.chat.conftest import OUTBOX_SHARDS
 from tests.support.databases import new_users

@@ -7,9 +7,9 @@ import json
 import asyncpg
 import pytest
 
-from realchat.chat.outbox_store import pending_batch
 from realchat.chat.service import ChatService
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
+from realchat.outbox.store import pending_batch
 from tests.support.databases import new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 
 from realchat.chat.errors import IdempotencyConflict, InvalidArgument, NotFound, PermissionDenied
-from realchat.chat.outbox_store import pending_batch
 from realchat.chat.service import ChatService
 from realchat.events.models import MessageAcknowledged, MessageCreated, decode
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
+from realchat.outbox.store import pending_batch
 from tests.support.databases import new_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -10,9 +10,8 @@ import asyncpg
 import grpc
 import pytest
 
-from realchat.chat.api import MAX_BATCH_SENDS
-from realchat.chat.identity import internal_only_metadata
 from realchat.chat.metrics import GRPC_REQUESTS
+from realchat.chat.rpc import MAX_BATCH_SENDS, internal_only_metadata
 from realchat.chat.service import ChatService
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc

@@ -29,7 +29,6 @@ from pydantic import SecretStr
 
 from realchat.auth.keys import generate_keypair
 from realchat.auth.tokens import TokenIssuer, load_private_key
-from realchat.chat.outbox import serve_publisher
 from realchat.chat.server import serve as serve_chat
 from realchat.config import (
     AuthSettings,
@@ -46,6 +45,7 @@ from realchat.config import (
 )
 from realchat.gateway.server import serve as serve_gateway
 from realchat.observability.logging import configure_logging
+from realchat.outbox.publisher import serve_publisher
 from realchat.stack.supervisor import Stack
 from tests.support.client import User, connect
 from tests.support.databases import fresh_database, new_users, utc_pool

@@ -9,8 +9,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
-
 from realchat.contract.frames import Message
 from realchat.gateway.chat_client import ChatCallError
 
@@ -103,9 +101,7 @@ class FakeHistory:
         self.reads = 0
         #: Reads still to fail as if the chat service were down (then: `unavailable` error).
         self.failures = 0
-        self.failure = ChatCallError(
-            grpc.StatusCode.UNAVAILABLE, "chat_unavailable", "the chat service is unavailable"
-        )
+        self.failure = ChatCallError(503, "chat_unavailable", "the chat service is unavailable")
         #: Set once a read has taken its snapshot (and is waiting at the gate, if any).
         self.snapshot_taken = asyncio.Event()
 

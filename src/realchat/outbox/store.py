@@ -8,47 +8,19 @@ its rows pending for the next lease holder, and two publishers can never work on
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from realchat.chat.recipients import add_recipients
 from realchat.events.topics import MESSAGE_CREATED
+from realchat.outbox.recipients import add_recipients
+from realchat.outbox.rows import DeadLetter, OutboxEvent
 
 if TYPE_CHECKING:
     from realchat.storage.pool import Connection
 
 #: Namespace of the outbox shard advisory locks (the second key is the shard number).
 _LEASE_NAMESPACE = 0x4F555458  # "OUTX"
-
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    id: int
-    shard: int
-    topic: str
-    event_type: str
-    partition_key: str
-    payload: bytes
-    trace_context: dict[str, str]
-    attempts: int
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    id: int
-    outbox_id: int
-    topic: str
-    event_type: str
-    partition_key: str
-    payload: bytes
-    attempts: int
-    error: str
-    created_at: datetime
-    dead_lettered_at: datetime
-    replayed_at: datetime | None
 
 
 def _event(row: asyncpg.Record) -> OutboxEvent:

@@ -7,9 +7,9 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 
-from realchat.chat import outbox_store
-from realchat.chat.outbox_store import DeadLetter
 from realchat.config import Settings
+from realchat.outbox import store
+from realchat.outbox.rows import DeadLetter
 from realchat.storage.pool import create_pool
 
 
@@ -26,7 +26,7 @@ async def dead_letters_command(
     pool = await create_pool(settings.database, "realchat-dead-letters")
     try:
         if args.action == "list":
-            letters = await outbox_store.list_dead_letters(pool, include_replayed=args.all)
+            letters = await store.list_dead_letters(pool, include_replayed=args.all)
             if args.json:
                 say(json.dumps([_summary(d) for d in letters], indent=2))
             for d in [] if args.json else letters:
@@ -37,7 +37,7 @@ async def dead_letters_command(
                 )
             return 0
         if args.action == "show":
-            letter = await outbox_store.get_dead_letter(pool, args.id)
+            letter = await store.get_dead_letter(pool, args.id)
             if letter is None:
                 say(f"no dead letter {args.id}")
                 return 1
@@ -48,13 +48,13 @@ async def dead_letters_command(
         if args.action == "replay":
             ids = args.ids
             if args.all:
-                ids = [d.id for d in await outbox_store.list_dead_letters(pool, False)]
+                ids = [d.id for d in await store.list_dead_letters(pool, False)]
             if not ids:
                 say("nothing to replay (give ids or --all)")
                 return 1
             failed = 0
             for dead_letter_id in ids:
-                outbox_id = await outbox_store.replay_dead_letter(pool, dead_letter_id)
+                outbox_id = await store.replay_dead_letter(pool, dead_letter_id)
                 if outbox_id is None:
                     say(f"{dead_letter_id}: no such dead letter, or already replayed")
                     failed += 1

@@ -29,15 +29,15 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
-from realchat.bus.kafka import AsyncProducer, Delivered, DeliveryError, producer_config
-from realchat.chat import outbox_store
-from realchat.chat.backoff import Backoff
-from realchat.chat.outbox_store import OutboxEvent
-from realchat.chat.outbox_wakeup import WakeupListener
+from realchat.backoff import Backoff
+from realchat.bus.producer import AsyncProducer, Delivered, DeliveryError, producer_config
 from realchat.config import FaultSettings, OutboxSettings, Settings
 from realchat.events.models import EVENT_TYPE_HEADER
 from realchat.observability.ops import start_ops_server
 from realchat.observability.tracing import extract, inject, tracer
+from realchat.outbox import store
+from realchat.outbox.rows import OutboxEvent
+from realchat.outbox.wakeup import WakeupListener
 from realchat.storage.migrations import schema_is_current
 from realchat.storage.pool import DATABASE_ERRORS, create_pool
 
@@ -257,7 +257,7 @@ class OutboxPublisher:
                 # Whatever commits from here on is either seen by this scan or wakes the next.
                 self._wakeups.clear()
                 try:
-                    shards = await outbox_store.shards_with_pending(self._pool)
+                    shards = await store.shards_with_pending(self._pool)
                 except DATABASE_ERRORS as exc:
                     # PostgreSQL restarting: the events wait in the outbox; look again soon.
                     log.warning("outbox scan failed", error=repr(exc))
@@ -332,9 +332,9 @@ class OutboxPublisher:
         isolated = shard in self._isolate_until
         limit = 1 if isolated else self._settings.batch_size
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await outbox_store.try_lease(conn, shard):
+            if not await store.try_lease(conn, shard):
                 return False  # another publisher replica holds this shard
-            events = await outbox_store.pending_batch(conn, shard, limit)
+            events = await store.pending_batch(conn, shard, limit)
             if not events:
                 return False
             started = time.monotonic()
@@ -352,10 +352,10 @@ class OutboxPublisher:
                 log.warning("fault injection: SIGKILL after broker ack, before the mark")
                 os.kill(os.getpid(), signal.SIGKILL)
             outcome = classify(events, results, isolated=isolated)
-            await outbox_store.mark_published(conn, outcome.published)
-            await outbox_store.record_failures(conn, outcome.retry)
+            await store.mark_published(conn, outcome.published)
+            await store.record_failures(conn, outcome.retry)
             for event_id, error in outcome.poison.items():
-                await outbox_store.dead_letter(conn, event_id, error)
+                await store.dead_letter(conn, event_id, error)
         self._account(shard, events, outcome)
         return len(events) == limit and not outcome.retry
 
@@ -392,20 +392,18 @@ class OutboxPublisher:
                 shard=shard, events=len(retried), error=reason, retry_in=round(delay, 3),
             )  # fmt: skip
         else:
-            self._shard_backoff(shard).succeeded()
+            self._shard_backoff(shard).reset()
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         """Export the backlog gauges; delete rows published longer ago than the retention."""
         last_cleanup = 0.0
         while not stop.is_set():
             try:
-                count, age = await outbox_store.pending_stats(self._pool)
+                count, age = await store.pending_stats(self._pool)
                 PENDING.set(count)
                 OLDEST_AGE.set(age)
                 if time.monotonic() - last_cleanup > 30:
-                    await outbox_store.delete_published_before(
-                        self._pool, self._settings.retention_s
-                    )
+                    await store.delete_published_before(self._pool, self._settings.retention_s)
                     last_cleanup = time.monotonic()
             except DATABASE_ERRORS as exc:
                 log.warning("outbox housekeeping failed", error=str(exc))

@@ -5,7 +5,7 @@ members). Written into every outbox row, that list cost PostgreSQL more than the
 message: with 64 members, ~2.9 KB of JSON per row, built, compressed and WAL-logged once per
 message (a batch of 32 sends across conversations: 229 us per message with it, 77 without). The
 publisher adds it instead: the statement that reads a batch of pending events
-(`outbox_store.pending_batch`) also reads each of their conversations' members, once per
+(`store.pending_batch`) also reads each of their conversations' members, once per
 conversation.
 
 Guarantee: `recipients` are the conversation's members when the event is published. A member
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from realchat.events.topics import MESSAGE_CREATED
 
 if TYPE_CHECKING:
-    from realchat.chat.outbox_store import OutboxEvent
+    from realchat.outbox.rows import OutboxEvent
 
 #: The key as it appears in a payload that has it. Inside a JSON string a quote is escaped
 #: (`\"`), so message content can never contain this sequence.
