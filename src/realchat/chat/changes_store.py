@@ -95,6 +95,17 @@ SELECT user_id FROM conversation_members WHERE conversation_id = $1::uuid ORDER 
 """
 
 
+async def _lock_as_member(conn: Connection, conversation_id: uuid.UUID, actor: uuid.UUID) -> bool:
+    """Take the conversation's lock; False if there is no such conversation, PermissionDenied
+    if `actor` is not a member."""
+    member = await conn.fetchval(_LOCK, conversation_id, actor)
+    if member is None:
+        return False
+    if not member:
+        raise PermissionDenied("not_a_member", "you are not a member")
+    return True
+
+
 class ChangesStore:
     def __init__(self, pool: asyncpg.Pool, outbox_shards: int) -> None:
         self._pool = pool
@@ -116,11 +127,8 @@ class ChangesStore:
         deleting = content is None
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                member = await conn.fetchval(_LOCK, conversation_id, actor)
-                if member is None:
+                if not await _lock_as_member(conn, conversation_id, actor):
                     return None
-                if not member:
-                    raise PermissionDenied("not_a_member", "you are not a member")
                 if key is not None and content is not None:
                     earlier = await self._earlier_edit(conn, actor, key)
                     if is_replay(earlier, conversation_id, seq, content):
@@ -231,11 +239,8 @@ class ChangesStore:
         """Set the title and tell the members (nothing if it is the title already); None if
         there is no such conversation."""
         async with self._pool.acquire() as conn, conn.transaction():
-            member = await conn.fetchval(_LOCK, conversation_id, actor)
-            if member is None:
+            if not await _lock_as_member(conn, conversation_id, actor):
                 return None
-            if not member:
-                raise PermissionDenied("not_a_member", "you are not a member")
             row = await conn.fetchrow(
                 "UPDATE conversations SET title = $2 WHERE id = $1 AND title IS DISTINCT FROM $2 "
                 "RETURNING last_seq, clock_timestamp() AS at",

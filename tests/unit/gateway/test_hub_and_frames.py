@@ -8,17 +8,9 @@ import pytest
 
 from realchat.contract.frames import AckFrame, BadFrame, SendFrame, SyncFrame, decode_client_frame
 from realchat.events.models import MessageAcknowledged, MessageCreated
-from realchat.gateway.connection import Connection
 from realchat.gateway.hub import Hub
 from realchat.gateway.ratelimit import TokenBucket
-from tests.unit.gateway.fakes import FakeSink
-
-
-def connect(hub: Hub, user: uuid.UUID) -> tuple[Connection, FakeSink]:
-    sink = FakeSink()
-    conn = Connection(user, sink, queue_size=8, close_grace_s=0.1, on_gap=lambda c, x: None)
-    hub.register(conn)
-    return conn, sink
+from tests.unit.gateway.fakes import connect
 
 
 async def test_events_reach_every_device_of_every_recipient_and_no_one_else() -> None:

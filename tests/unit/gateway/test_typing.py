@@ -12,7 +12,6 @@ import pytest
 
 from realchat.contract.frames import TypingFrame, decode_client_frame
 from realchat.gateway.chat_client import ChatCallError
-from realchat.gateway.connection import Connection
 from realchat.gateway.hub import Hub
 from realchat.gateway.typing import (
     ConversationMembers,
@@ -20,7 +19,7 @@ from realchat.gateway.typing import (
     TypingRelay,
     TypingSignal,
 )
-from tests.unit.gateway.fakes import FakeSink
+from tests.unit.gateway.fakes import connect
 
 USER = uuid.uuid4()
 
@@ -91,13 +90,6 @@ async def test_a_user_missing_from_the_cache_is_checked_again() -> None:
         await members.of(carol, "c", now=0.0)  # a non-member: refused by the chat service
     reads.members["c"].append(str(carol))  # joined, event not yet seen
     assert str(carol) in await members.of(carol, "c", now=0.0)
-
-
-def connect(hub: Hub, user: uuid.UUID) -> tuple[Connection, FakeSink]:
-    sink = FakeSink()
-    conn = Connection(user, sink, queue_size=8, close_grace_s=0.1, on_gap=lambda c, x: None)
-    hub.register(conn)
-    return conn, sink
 
 
 async def test_a_signal_reaches_the_recipients_devices_but_not_its_origin() -> None:
