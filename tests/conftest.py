@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 
 from realchat.config import KafkaSettings, Settings
-from realchat.stack.supervisor import INFRASTRUCTURE, Stack
+from realchat.stack.shape import INFRASTRUCTURE
+from realchat.stack.supervisor import Stack
 from tests.support.stacks import TEST_STACK, purge_throwaway_data
 
 

@@ -13,7 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from realchat.config import PLACEHOLDER_SECRET, Settings, load_settings, placeholder_secrets
-from realchat.stack.supervisor import SHAPE_FIELDS, Stack, StackError, saved_shape
+from realchat.stack.shape import SHAPE_FIELDS
+from realchat.stack.state import saved_shape
+from realchat.stack.supervisor import Stack, StackError
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
 SERVICE_COMMANDS = (
@@ -499,7 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             kafka_nodes=args.kafka_nodes,
         )
     if args.command == "loadtest":
-        from realchat.loadtest.loadgen import loadtest_command, scenario_config
+        from realchat.loadtest.loadgen import loadtest_command
+        from realchat.loadtest.scenarios import scenario_config
 
         options = (
             "connections",

@@ -18,7 +18,8 @@ from realchat.config import (
     OutboxSettings,
     Settings,
 )
-from realchat.stack.supervisor import EVERYTHING, SERVICES, Stack
+from realchat.stack.shape import EVERYTHING, SERVICES
+from realchat.stack.supervisor import Stack
 from tests.support.ports import free_port_block
 from tests.support.stacks import FAST_PRESENCE, TEST_STACK
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from realchat.loadtest.loadgen import run_loadtest, scenario_config, stack_view
+from realchat.loadtest.loadgen import run_loadtest
+from realchat.loadtest.scenarios import scenario_config
+from realchat.loadtest.stackview import stack_view
 from realchat.stack.supervisor import Stack
 from tests.support.stacks import throwaway_settings
 

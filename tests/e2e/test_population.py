@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from realchat.loadtest.loadgen import stack_view
 from realchat.loadtest.population import Population, Shape, population_for
+from realchat.loadtest.stackview import stack_view
 from tests.e2e.conftest import RealChat
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -23,7 +23,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
 from realchat.client import RealChatClient
-from realchat.stack.supervisor import EVERYTHING, Stack
+from realchat.stack.shape import EVERYTHING
+from realchat.stack.supervisor import Stack
 from tests.support.stacks import ROOT, throwaway_settings
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]

@@ -10,7 +10,8 @@ import pytest
 
 from realchat.cli import _stack, build_parser
 from realchat.config import Settings, StackSettings
-from realchat.stack.supervisor import StackError, saved_shape
+from realchat.stack.state import saved_shape
+from realchat.stack.supervisor import StackError
 
 
 def settings_in(state_dir: Path) -> Settings:

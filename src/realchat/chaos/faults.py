@@ -16,13 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from realchat.stack.faultproxy import hold, latency_toxics, partition_toxics
-from realchat.stack.supervisor import (
-    CHAT_DATABASE_LINK,
-    GATEWAYS_LINK,
-    PUBLISHERS_LINK,
-    Stack,
-    kafka_links,
-)
+from realchat.stack.shape import CHAT_DATABASE_LINK, GATEWAYS_LINK, PUBLISHERS_LINK, kafka_links
+from realchat.stack.supervisor import Stack
 
 Inject = Callable[[Stack], Awaitable[None]]
 

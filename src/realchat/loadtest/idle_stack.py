@@ -37,7 +37,7 @@ from realchat.loadtest.fanout.plan import connection_specs, shares, source_addre
 from realchat.loadtest.fanout.pool import ClientPool
 from realchat.loadtest.fanout.realchat_side import ws_url
 from realchat.loadtest.fanout.run import FanoutError, realchat_view
-from realchat.loadtest.loadgen import StackView
+from realchat.loadtest.stackview import StackView
 from realchat.stack.supervisor import Stack
 
 #: Connections one client worker process holds at most (below a 20,000 file limit).

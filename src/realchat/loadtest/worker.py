@@ -1,9 +1,10 @@
 """One load-generator process: holds a share of the WebSocket clients, sends on an open-loop
 schedule, reads (some slowly), churns, and checks every message it receives.
 
-It speaks JSON lines with the coordinator (`realchat.loadtest.loadgen`): the first line on stdin
-is its configuration; then commands (`phase`, `verify`, `exit`) on stdin; progress (`tick` once
-a second, with interval HDR histograms) and answers on stdout. Only the public contract is used:
+It speaks JSON lines with the coordinator (`realchat.loadtest.loadgen`), typed in
+`realchat.loadtest.messages`: the first line on stdin is its configuration; then commands
+(`phase`, `verify`, `exit`) on stdin; progress (`tick` once a second, with interval HDR
+histograms) and answers on stdout. Only the public contract is used:
 `/v1/ws?token=...&device=...` with `send`, `sync` and `ack` frames, `/v1/tokens` to log in again.
 """
 
@@ -24,6 +25,19 @@ import msgspec
 import uvloop
 from hdrh.histogram import HdrHistogram
 
+from realchat.loadtest.messages import (
+    Done,
+    ExitCommand,
+    LossExample,
+    PhaseCommand,
+    PhaseDone,
+    Ready,
+    Tick,
+    Verified,
+    VerifyCommand,
+    WorkerConfig,
+    command_decoder,
+)
 from realchat.loadtest.tracking import ClientTracker, MessageRegistry
 
 #: Latencies are recorded in microseconds, up to 10 minutes, 3 significant digits.
@@ -51,7 +65,7 @@ def sends_due(elapsed_s: float, rate: float, total: int) -> int:
     return min(total, int(elapsed_s * rate) + 1)
 
 
-def emit(record: dict[str, Any]) -> None:
+def emit(record: dict[str, Any] | msgspec.Struct) -> None:
     sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
     sys.stdout.flush()
 
@@ -66,27 +80,26 @@ class UserInfo:
 
 
 class Worker:
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.index = int(config["worker"])
+    def __init__(self, config: WorkerConfig) -> None:
+        self.index = config.worker
         #: Names this run in every client_msg_id: a reused population's senders exist across
         #: runs, and an id sent again with other content is (rightly) an idempotency conflict.
         self.run = uuid.uuid4().hex[:8]
-        self.base = str(config["base_url"]).rstrip("/")
-        self.ws_base = str(config.get("ws_url") or self.base).rstrip("/").replace("http", "ws", 1)
-        self.source_ip: str | None = config.get("source_ip")
-        slow = config.get("slow", {})
-        self.read_delay_s = float(slow.get("read_delay_s", 0.5))
-        self.stall_s = float(slow.get("stall_s", 10.0))
-        self.stall_every_s = float(slow.get("stall_every_s", 30.0))
-        self.max_pending = int(config.get("max_pending_per_connection", 20))
-        self.connect_concurrency = int(config.get("connect_concurrency", 100))
+        self.base = config.base_url.rstrip("/")
+        self.ws_base = (config.ws_url or self.base).rstrip("/").replace("http", "ws", 1)
+        self.source_ip = config.source_ip
+        self.read_delay_s = config.slow.read_delay_s
+        self.stall_s = config.slow.stall_s
+        self.stall_every_s = config.slow.stall_every_s
+        self.max_pending = config.max_pending_per_connection
+        self.connect_concurrency = config.connect_concurrency
         self.users = {
-            key: UserInfo(u["username"], u["password"], u["token"], list(u["conversations"]))
-            for key, u in config["users"].items()
+            key: UserInfo(u.username, u.password, u.token, list(u.conversations))
+            for key, u in config.users.items()
         }
         self.clients = [
-            Client(self, n, self.users[user], device, kind)
-            for n, (user, device, kind) in enumerate(config["connections"])
+            Client(self, n, self.users[c.user], c.device, c.kind)
+            for n, c in enumerate(config.connections)
         ]
         self.registry = MessageRegistry()
         self.counts: Counter[str] = Counter()
@@ -107,25 +120,24 @@ class Worker:
     def connected(self) -> int:
         return sum(1 for c in self.clients if c.ws is not None and c.steady_once)
 
-    def tick(self) -> dict[str, Any]:
+    def tick(self) -> Tick:
         encoded = {}
         for name, hist in self.hist.items():
             encoded[name] = hist.encode().decode() if hist.get_total_count() else ""
             hist.reset()
-        return {
-            "type": "tick",
-            "worker": self.index,
-            "t": time.time(),
-            "connected": self.connected(),
-            "pending": sum(len(c.pending) for c in self.clients),
-            "counts": dict(self.counts),
-            "errors": dict(self.errors),
-            "disconnects": dict(self.disconnects),
-            "seq_conflicts": self.registry.seq_conflicts,
-            "app_duplicates": self.registry.app_duplicates,
-            "loop_lag_ms": round(self.loop_lag_ms, 1),
-            "hist": encoded,
-        }
+        return Tick(
+            worker=self.index,
+            t=time.time(),
+            connected=self.connected(),
+            pending=sum(len(c.pending) for c in self.clients),
+            counts=dict(self.counts),
+            errors=dict(self.errors),
+            disconnects=dict(self.disconnects),
+            seq_conflicts=self.registry.seq_conflicts,
+            app_duplicates=self.registry.app_duplicates,
+            loop_lag_ms=round(self.loop_lag_ms, 1),
+            hist=encoded,
+        )
 
     async def _ticker(self) -> None:
         while True:
@@ -159,7 +171,7 @@ class Worker:
 
         await asyncio.gather(*(start(c) for c in self.clients))
 
-    async def phase(self, rate: float, seconds: float, churn_per_min: float) -> dict[str, Any]:
+    async def phase(self, rate: float, seconds: float, churn_per_min: float) -> PhaseDone:
         self.slow_enabled = True
         senders = [c for c in self.clients if c.kind == "normal"]
         churner = asyncio.create_task(self._churn(churn_per_min))
@@ -185,7 +197,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await churner
         drained = await self._drain(timeout_s=max(30.0, seconds))
-        return {"type": "phase_done", "worker": self.index, "drained": drained, "acked": self.acked}
+        return PhaseDone(worker=self.index, drained=drained, acked=self.acked)
 
     async def _drain(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -207,7 +219,7 @@ class Worker:
             if client.ws is not None and client.steady_once:
                 client.churn()
 
-    async def verify(self, expected: dict[str, int]) -> dict[str, Any]:
+    async def verify(self, expected: dict[str, int]) -> Verified:
         """Every client, connected again if it was not, syncs from its positions; then each must
         hold 1..N of each of its conversations."""
         self.slow_enabled = False
@@ -224,7 +236,7 @@ class Worker:
         await asyncio.sleep(0.5)
         lost = 0
         with_loss = 0
-        examples: list[dict[str, Any]] = []
+        examples: list[LossExample] = []
         checked = 0
         for client in self.clients:
             missing = client.tracker.missing(expected)
@@ -233,19 +245,18 @@ class Worker:
                 lost += missing
                 with_loss += 1
                 if len(examples) < 5:
-                    examples.append({"device": client.device, "missing": missing})
-        return {
-            "type": "verified",
-            "worker": self.index,
-            "clients": len(self.clients),
-            "unverified": unverified,
-            "messages_checked": checked,
-            "lost": lost,
-            "clients_with_loss": with_loss,
-            "examples": examples,
-            "seq_conflicts": self.registry.seq_conflicts,
-            "app_duplicates": self.registry.app_duplicates,
-        }
+                    examples.append(LossExample(client.device, missing))
+        return Verified(
+            worker=self.index,
+            clients=len(self.clients),
+            unverified=unverified,
+            messages_checked=checked,
+            lost=lost,
+            clients_with_loss=with_loss,
+            examples=examples,
+            seq_conflicts=self.registry.seq_conflicts,
+            app_duplicates=self.registry.app_duplicates,
+        )
 
     async def close(self) -> None:
         self.closing = True
@@ -488,7 +499,7 @@ async def read_commands() -> asyncio.StreamReader:
 
 async def main() -> None:
     commands = await read_commands()
-    config = msgspec.json.decode(await commands.readline())
+    config = msgspec.json.decode(await commands.readline(), type=WorkerConfig)
     worker = Worker(config)
     local = (worker.source_ip, 0) if worker.source_ip else None
     connector = aiohttp.TCPConnector(limit=0, local_addr=local)
@@ -497,33 +508,19 @@ async def main() -> None:
         ticker = asyncio.create_task(worker._ticker())
         started = time.monotonic()
         await worker.connect_all()
-        emit(
-            {
-                "type": "ready",
-                "worker": worker.index,
-                "connected": worker.connected(),
-                "seconds": round(time.monotonic() - started, 2),
-            }
-        )
+        emit(Ready(worker.index, worker.connected(), round(time.monotonic() - started, 2)))
         while line := await commands.readline():
-            command = msgspec.json.decode(line)
-            match command["cmd"]:
-                case "phase":
-                    emit(
-                        await worker.phase(
-                            float(command["rate"]),
-                            float(command["seconds"]),
-                            float(command.get("churn_per_min", 0.0)),
-                        )
-                    )
-                case "verify":
-                    emit(await worker.verify(command["expected"]))
-                case "exit":
+            match command_decoder.decode(line):
+                case PhaseCommand(rate, seconds, churn_per_min):
+                    emit(await worker.phase(rate, seconds, churn_per_min))
+                case VerifyCommand(expected):
+                    emit(await worker.verify(expected))
+                case ExitCommand():
                     break
         ticker.cancel()
         emit(worker.tick())
         await worker.close()
-    emit({"type": "done", "worker": worker.index})
+    emit(Done(worker.index))
 
 
 if __name__ == "__main__":

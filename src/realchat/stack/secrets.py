@@ -9,6 +9,8 @@ import os
 import secrets
 from pathlib import Path
 
+from realchat.auth.keys import generate_keypair
+
 
 def secret_path(state_dir: Path, name: str) -> Path:
     """Where the secret `name` of a stack is kept."""
@@ -27,3 +29,20 @@ def local_secret(state_dir: Path, name: str) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
     return value
+
+
+class StackSecrets:
+    """The secrets of the stack in `state_dir`, each created the first time it is asked for."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    @property
+    def signing_keys(self) -> tuple[Path, Path]:
+        """The auth service's token key pair (private, public)."""
+        return generate_keypair(self.state_dir / "secrets")
+
+    @property
+    def internal_token(self) -> str:
+        """The credential trusted RealChat processes present to the chat service."""
+        return local_secret(self.state_dir, "chat-internal-token")

@@ -12,8 +12,8 @@ from hdrh.histogram import HdrHistogram
 
 from realchat.loadtest.fanout.client import ClientConfig, Spec
 from realchat.loadtest.fanout.plan import deal, shares
-from realchat.loadtest.loadgen import WorkerHandle
 from realchat.loadtest.worker import new_histogram
+from realchat.loadtest.workers import EXITED, WorkerHandle
 
 #: Opening a step of connections (each one through its handshake) may take this long.
 OPEN_TIMEOUT_S = 600.0
@@ -25,7 +25,7 @@ async def _read_replies(handle: WorkerHandle) -> None:
     while line := await handle.process.stdout.readline():
         with contextlib.suppress(msgspec.DecodeError):
             await handle.replies.put(msgspec.json.decode(line))
-    await handle.replies.put({"type": "exited"})
+    await handle.replies.put(EXITED)
 
 
 class ClientPool:

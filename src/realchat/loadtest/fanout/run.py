@@ -27,6 +27,7 @@ import aiohttp
 import uvloop
 
 from realchat.config import Settings
+from realchat.loadtest.aggregation import summarize
 from realchat.loadtest.fanout import centrifugo, realchat_side
 from realchat.loadtest.fanout.client import Spec
 from realchat.loadtest.fanout.measure import (
@@ -43,8 +44,8 @@ from realchat.loadtest.fanout.pool import ANSWER_TIMEOUT_S, ClientPool
 from realchat.loadtest.fanout.publisher import Publish, open_loop
 from realchat.loadtest.fanout.render import render
 from realchat.loadtest.fanout.results import FanoutResult, IdleResult, IdleStep, ratios
-from realchat.loadtest.loadgen import StackView, stack_view, summarize
 from realchat.loadtest.population import ProvisioningError
+from realchat.loadtest.stackview import StackView, stack_view
 from realchat.stack.supervisor import Stack
 
 Reporter = Callable[[str], None]

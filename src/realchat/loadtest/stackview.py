@@ -1,0 +1,45 @@
+"""What a load test samples of the stack it runs against: pids, ops endpoints, the database,
+the gateways' addresses, and (the local stack) an operator that provisions users in bulk."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from realchat.auth.tokens import load_issuer
+from realchat.loadtest.population import Operator
+from realchat.stack.supervisor import Stack
+
+
+@dataclass
+class StackView:
+    """What the coordinator samples on the server side (all optional)."""
+
+    pids: dict[str, int] = field(default_factory=dict)
+    metrics_urls: dict[str, str] = field(default_factory=dict)
+    dsn: str | None = None
+    gateways: list[str] = field(default_factory=list)
+    gateway_urls: list[str] = field(default_factory=list)
+    #: The local stack's database and signing key: users provisioned in bulk and reused.
+    operator: Operator | None = None
+
+
+async def stack_view(stack: Stack) -> StackView:
+    """What a running stack offers to sample (`realchat stack status`): pids, ops ports, DSN."""
+    statuses = await stack.status()
+    services = stack.services()
+    view = StackView(
+        pids={s.name: s.pid for s in statuses if s.pid is not None and s.running},
+        metrics_urls={s.name: f"{s.ops_url}/metrics" for s in services},
+        gateways=[s.name for s in services if s.name.startswith("gateway")],
+        gateway_urls=[f"http://{s.address}" for s in services if s.name.startswith("gateway")],
+    )
+    if "postgres" in stack.include:
+        with contextlib.suppress(OSError, ValueError):
+            view.dsn = stack.postgres.dsn()
+    if view.dsn is not None:
+        auth = stack.app_settings.auth.model_copy(
+            update={"private_key_file": stack.signing_keys[0]}
+        )
+        view.operator = Operator(view.dsn, load_issuer(auth), stack.state_dir / "loadtest")
+    return view
