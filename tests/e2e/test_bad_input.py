@@ -448,8 +448,12 @@ async def test_openapi_document_is_openapi_3_1_and_lists_every_contract_route(
         document,
         send_operation["responses"]["201"]["content"]["application/json"]["schema"]["$ref"],
     )
-    assert set(message["properties"]) == {
+    assert set(message["required"]) == {
         "message_id", "conversation_id", "seq", "sender_id", "content", "created_at",
+    }  # fmt: skip
+    # Extensions (edits and deletes), optional: a message never changed leaves them out.
+    assert set(message["properties"]) - set(message["required"]) == {
+        "version", "edited_at", "deleted",
     }  # fmt: skip
     error = schemas["ErrorBody"]
     assert _resolve(document, error["properties"]["error"]["$ref"])["required"] == [

@@ -7,16 +7,9 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import RealChat
-from tests.support.client import Device, connect, create_conversation, register, send_rest
+from tests.support.client import Device, barrier, connect, create_conversation, register, send_rest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-async def barrier(device: Device) -> None:
-    """Ping and wait for the pong: what the gateway queued to this device earlier has arrived."""
-    pongs = len(device.of_type("pong"))
-    await device.send({"type": "ping"})
-    await device.wait(lambda d: len(d.of_type("pong")) > pongs)
 
 
 def receipts(device: Device) -> list[tuple[str, str, int]]:

@@ -90,10 +90,14 @@ class Person:
         page.on("pageerror", lambda error: self.errors.append(str(error)))
 
     async def sign_up(self, base_url: str) -> None:
+        await self.enter(base_url, self.name, "Create account")
+
+    async def enter(self, base_url: str, username: str, button: str) -> None:
+        """Open the page and sign up or in (`button`) as `username`."""
         await self.page.goto(f"{base_url}/")
-        await self.page.get_by_label("Username").fill(self.name)
+        await self.page.get_by_label("Username").fill(username)
         await self.page.get_by_label("Password").fill(PASSWORD)
-        await self.page.get_by_role("button", name="Create account").click()
+        await self.page.get_by_role("button", name=button).click()
         await self.expect_connection("online")
 
     async def expect_connection(self, state: str) -> None:

@@ -111,6 +111,13 @@ class Device:
             await self.reader
 
 
+async def barrier(device: Device) -> None:
+    """Ping and wait for the pong: what the gateway queued to this device earlier has arrived."""
+    pongs = len(device.of_type("pong"))
+    await device.send({"type": "ping"})
+    await device.wait(lambda d: len(d.of_type("pong")) > pongs)
+
+
 async def connect(
     http: aiohttp.ClientSession,
     base: str,

@@ -7,7 +7,16 @@ Invariants (each counted, each expected 0 except the wire duplicates):
 - each device saw each conversation in order, seq after seq (`order_violations`), and no message
   twice at the application (`app_duplicates`);
 - PostgreSQL has no seq twice and no gap in any conversation (`db_duplicate_seqs`, `db_gaps`);
-- every message's event is on Kafka (`unpublished_events`), and nothing is left in the outbox.
+- every message's event is on Kafka (`unpublished_events`), and nothing is left in the outbox;
+- versions: every acknowledged edit is in PostgreSQL at its version or later (`lost_edits`);
+  no device got a change of a message it was never handed (`edits_without_message`); every
+  device ends with each message at the version PostgreSQL has (`stale_versions`), from the
+  messages it was handed and the changes it got. `stale_versions` is counted and reported but
+  does not fail the run yet: the short run still finds devices left at an older version after
+  faults (docs/failure-testing.md, "Versions"). (The SDK hands messages and changes over on
+  two streams, so their order at the application says nothing of the order on the wire; that a
+  change never overtakes its message on a connection is asserted frame by frame in
+  tests/e2e/test_message_changes.py.)
 Redeliveries the clients dropped are counted (`wire_duplicates`): at-least-once allows them.
 
 Facts are gathered with plain SQL and a raw Kafka consumer; the judgement is a pure function,
@@ -27,7 +36,7 @@ from typing import Any
 import asyncpg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from realchat.chaos.history import ClientSummary, Received, Record, Sent
+from realchat.chaos.history import ClientSummary, Edited, Received, Record, Sent, Updated
 
 MESSAGE_TOPIC = "chat.message.created.v1"
 #: How many examples of each violation the verdict keeps (the counts are complete).
@@ -44,6 +53,8 @@ class DatabaseFacts:
     duplicate_seqs: int
     #: Events still waiting in the outbox.
     unpublished_outbox: int
+    #: (conversation, seq) -> the message's version now (1 if never changed).
+    versions: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,12 @@ class Verdict:
     unpublished_events: int = 0
     wire_duplicates: int = 0
     bus_duplicate_records: int = 0
+    #: Events the clients' SDKs dropped unread (a change among them leaves a stale version).
+    events_dropped: int = 0
+    edits_acknowledged: int = 0
+    lost_edits: int = 0
+    edits_without_message: int = 0
+    stale_versions: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -81,6 +98,8 @@ class Verdict:
             or self.db_duplicate_seqs
             or self.db_gaps
             or self.unpublished_events
+            or self.lost_edits
+            or self.edits_without_message
         )
 
     def note(self, kind: str, example: str) -> None:
@@ -100,6 +119,7 @@ def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdic
     verdict.wire_duplicates = sum(
         r.wire_duplicates for r in records if isinstance(r, ClientSummary)
     )
+    verdict.events_dropped = sum(r.events_dropped for r in records if isinstance(r, ClientSummary))
     verdict.messages = sum(len(m) for m in db.messages.values())
     verdict.db_duplicate_seqs = db.duplicate_seqs
     verdict.bus_duplicate_records = bus.duplicate_records
@@ -153,7 +173,35 @@ def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdic
                 if stored.get((conversation, r.seq)) not in (None, r.message_id):
                     verdict.lost_deliveries += 1
                     verdict.note("wrong_message", f"{client} {conversation}#{r.seq}")
+    _judge_versions(verdict, records, db)
     return verdict
+
+
+def _judge_versions(verdict: Verdict, records: list[Record], db: DatabaseFacts) -> None:
+    """Edits acknowledged are stored; each device ends with the version PostgreSQL has, and got
+    no change of a message it never had."""
+    for record in records:
+        if isinstance(record, Edited):
+            verdict.edits_acknowledged += 1
+            if db.versions.get((record.conversation_id, record.seq), 0) < record.version:
+                verdict.lost_edits += 1
+                verdict.note("lost_edits", f"{record.client} {record.conversation_id}#{record.seq}")
+    handed: dict[tuple[str, str, int], int] = {}
+    changed: dict[tuple[str, str, int], int] = {}
+    for record in records:
+        if isinstance(record, Received | Updated):
+            found = handed if isinstance(record, Received) else changed
+            key = (record.client, record.conversation_id, record.seq)
+            found[key] = max(found.get(key, 0), record.version)
+    for key in changed.keys() - handed.keys():
+        verdict.edits_without_message += 1
+        verdict.note("edits_without_message", f"{key[0]} {key[1]}#{key[2]}")
+    for (client, conversation, seq), version in handed.items():
+        held = max(version, changed.get((client, conversation, seq), 0))
+        now = db.versions.get((conversation, seq), 1)
+        if held != now:
+            verdict.stale_versions += 1
+            verdict.note("stale_versions", f"{client} {conversation}#{seq}: v{held}, stored v{now}")
 
 
 def _judge_stream(verdict: Verdict, client: str, conversation: str, stream: list[Received]) -> None:
@@ -182,8 +230,8 @@ async def database_facts(dsn: str, conversations: list[str]) -> DatabaseFacts:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT conversation_id, seq, id FROM messages WHERE conversation_id = ANY($1) "
-            "ORDER BY conversation_id, seq",
+            "SELECT conversation_id, seq, id, version FROM messages "
+            "WHERE conversation_id = ANY($1) ORDER BY conversation_id, seq",
             ids,
         )
         members = await conn.fetch(
@@ -207,7 +255,10 @@ async def database_facts(dsn: str, conversations: list[str]) -> DatabaseFacts:
     by_conversation: dict[str, set[str]] = defaultdict(set)
     for row in members:
         by_conversation[str(row["conversation_id"])].add(str(row["user_id"]))
-    return DatabaseFacts(messages, dict(by_conversation), int(duplicates), int(unpublished))
+    versions = {(str(r["conversation_id"]), r["seq"]): r["version"] for r in rows}
+    return DatabaseFacts(
+        messages, dict(by_conversation), int(duplicates), int(unpublished), versions
+    )
 
 
 def bus_facts(bootstrap_servers: str, conversations: list[str], timeout_s: float = 60) -> BusFacts:

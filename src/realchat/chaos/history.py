@@ -31,6 +31,28 @@ class Received(msgspec.Struct, tag="received", frozen=True):
     seq: int
     message_id: str
     at: float
+    #: The message's version as handed over (a sync gives the current one).
+    version: int = 1
+
+
+class Edited(msgspec.Struct, tag="edited", frozen=True):
+    """An edit the server acknowledged to `client`: the message is at `version` or later."""
+
+    client: str
+    conversation_id: str
+    seq: int
+    version: int
+    at: float
+
+
+class Updated(msgspec.Struct, tag="updated", frozen=True):
+    """A change (`message_update`) handed to the application of `client`, in arrival order."""
+
+    client: str
+    conversation_id: str
+    seq: int
+    version: int
+    at: float
 
 
 class Refused(msgspec.Struct, tag="refused", frozen=True):
@@ -53,6 +75,8 @@ class ClientSummary(msgspec.Struct, tag="client", frozen=True):
     #: Copies the client dropped as already seen (redeliveries): allowed on the wire.
     wire_duplicates: int
     reconnects: int
+    #: Events (changes, receipts...) the SDK dropped because the application read too slowly.
+    events_dropped: int = 0
 
 
 class FaultMark(msgspec.Struct, tag="fault", frozen=True):
@@ -64,7 +88,7 @@ class FaultMark(msgspec.Struct, tag="fault", frozen=True):
     restored_at: float
 
 
-Record = Sent | Received | Refused | ClientSummary | FaultMark
+Record = Sent | Received | Edited | Updated | Refused | ClientSummary | FaultMark
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Record)
 

@@ -130,6 +130,7 @@ async def run_chaos(
             "sends_acknowledged": verdict.acknowledged,
             "sends_refused": traffic.send_failures,
             "sends_retried": traffic.send_retries,
+            "edits_failed": traffic.edit_failures,
         },
         "faults": [_fault_figures(by_kind, mark, what) for mark in by_kind.marks],
         # A process that ended with no fault killing it fails the run like a lost message.

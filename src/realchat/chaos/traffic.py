@@ -18,8 +18,23 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
-from realchat.chaos.history import ClientSummary, HistoryWriter, Received, Refused, Sent
-from realchat.client import ClientOptions, RealChatClient, SendError, SendTimeout
+from realchat.chaos.history import (
+    ClientSummary,
+    Edited,
+    HistoryWriter,
+    Received,
+    Refused,
+    Sent,
+    Updated,
+)
+from realchat.client import (
+    ApiError,
+    ClientOptions,
+    MessageUpdate,
+    RealChatClient,
+    SendError,
+    SendTimeout,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -28,8 +43,19 @@ PASSWORD = "chaos password 1"
 #: with the same client_msg_id. A send cut off mid-call may have been stored; the retry tells.
 RETRIABLE = frozenset({"chat_unavailable", "rate_limited"})
 RETRY_PAUSE_S = 0.2
+#: Every EDIT_EVERY-th message a user sends is then edited by them (versions under faults).
+EDIT_EVERY = 3
+#: Attempts of one edit while the service is away (the same client_change_id each time).
+EDIT_ATTEMPTS = 100
 #: Reconnect quickly: faults are short, and recovery time is what is measured.
-OPTIONS = ClientOptions(reconnect_initial_s=0.2, reconnect_max_s=2.0, send_timeout_s=20.0)
+#: Events are buffered generously: after a fault, catch-ups and the bus's backlog come in bursts,
+#: and the SDK drops the oldest events beyond the buffer (counted in each client's summary).
+OPTIONS = ClientOptions(
+    reconnect_initial_s=0.2,
+    reconnect_max_s=2.0,
+    send_timeout_s=20.0,
+    max_buffered_events=100_000,
+)
 
 
 @dataclass
@@ -61,6 +87,7 @@ class Traffic:
         self._sending = asyncio.Event()
         self.send_failures = 0
         self.send_retries = 0
+        self.edit_failures = 0
 
     async def start(self) -> None:
         """Accounts, conversations (pairs and one group of everyone), connected devices."""
@@ -89,6 +116,7 @@ class Traffic:
         for device in self.devices:
             await device.client.wait_ready(timeout_s=60)
             self._readers.append(asyncio.create_task(self._read(device)))
+            self._readers.append(asyncio.create_task(self._read_updates(device)))
         for index, device in enumerate(self.devices[:: self._devices_per_user]):
             self._senders.append(asyncio.create_task(self._send(device, index)))
         self._sending.set()
@@ -134,15 +162,43 @@ class Traffic:
                         started, time.time(),
                     )
                 )  # fmt: skip
+                if n % EDIT_EVERY == EDIT_EVERY - 1:
+                    await self._edit(device, conversation, sent.seq, f"{client_msg_id}-edit")
             next_at += self._interval_s
             await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    async def _edit(self, device: Device, conversation: str, seq: int, change_id: str) -> None:
+        """Edit the message just sent, retrying the same edit (same id) while the service is
+        away: it is applied once, whatever happened to earlier attempts."""
+        for _ in range(EDIT_ATTEMPTS):
+            try:
+                edited = await device.client.edit_message(
+                    conversation, seq, f"{device.name} edited #{seq}", client_change_id=change_id
+                )
+            except (ApiError, aiohttp.ClientError, TimeoutError) as error:
+                if isinstance(error, ApiError) and error.status < 500:
+                    break
+                await asyncio.sleep(RETRY_PAUSE_S)
+                continue
+            self._history.write(Edited(device.name, conversation, seq, edited.version, time.time()))
+            return
+        self.edit_failures += 1
+        log.warning("chaos edit failed", client=device.name, conversation=conversation, seq=seq)
+
+    async def _read_updates(self, device: Device) -> None:
+        async for event in device.client.events():
+            if isinstance(event, MessageUpdate):
+                m = event.message
+                self._history.write(
+                    Updated(device.name, m.conversation_id, m.seq, m.version, time.time())
+                )
 
     async def _read(self, device: Device) -> None:
         async for message in device.client.messages():
             self._history.write(
                 Received(
                     device.name, message.conversation_id, message.seq, message.message_id,
-                    time.time(),
+                    time.time(), message.version,
                 )
             )  # fmt: skip
 
@@ -167,6 +223,7 @@ class Traffic:
                     device.user_id,
                     device.client.ordering.duplicates,
                     max(0, device.client.connection.opened - 1),
+                    device.client.events_dropped,
                 )
             )
             await device.client.close()

@@ -52,6 +52,9 @@ def message_to_proto(m: MessageRecord) -> pb.Message:
         sender_id=str(m.sender_id),
         content=m.content,
         created_at=_timestamp(m.created_at),
+        version=m.version,
+        edited_at=_timestamp(m.edited_at) if m.edited_at is not None else None,
+        deleted=m.deleted,
     )
 
 
@@ -63,6 +66,8 @@ def conversation_to_proto(c: ConversationRecord) -> pb.Conversation:
         created_at=_timestamp(c.created_at),
         last_seq=c.last_seq,
         acked_seq=c.acked_seq,
+        unread_count=c.unread_count,
+        last_change=c.last_change,
     )
 
 
@@ -411,6 +416,64 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             return pb.AckResponse(acked_seq=acked)
 
         return await self._call("Ack", context, handle)
+
+    async def EditMessage(
+        self, request: pb.EditMessageRequest, context: Context
+    ) -> pb.ChangeMessageResponse:
+        async def handle(caller: uuid.UUID) -> pb.ChangeMessageResponse:
+            changed = await self._service.edit_message(
+                caller,
+                request.conversation_id,
+                request.seq,
+                request.client_change_id,
+                request.content,
+            )
+            return pb.ChangeMessageResponse(
+                message=message_to_proto(changed.message), created=changed.created
+            )
+
+        return await self._call("EditMessage", context, handle)
+
+    async def DeleteMessage(
+        self, request: pb.DeleteMessageRequest, context: Context
+    ) -> pb.ChangeMessageResponse:
+        async def handle(caller: uuid.UUID) -> pb.ChangeMessageResponse:
+            changed = await self._service.delete_message(
+                caller, request.conversation_id, request.seq
+            )
+            return pb.ChangeMessageResponse(
+                message=message_to_proto(changed.message), created=changed.created
+            )
+
+        return await self._call("DeleteMessage", context, handle)
+
+    async def GetChanges(
+        self, request: pb.GetChangesRequest, context: Context
+    ) -> pb.GetChangesResponse:
+        async def handle(caller: uuid.UUID) -> pb.GetChangesResponse:
+            messages, last = await self._service.changes(
+                caller,
+                request.conversation_id,
+                request.after_change,
+                request.up_to_seq,
+                request.limit,
+            )
+            return pb.GetChangesResponse(
+                messages=[message_to_proto(m) for m in messages], next_after_change=last
+            )
+
+        return await self._call("GetChanges", context, handle)
+
+    async def RenameConversation(
+        self, request: pb.RenameConversationRequest, context: Context
+    ) -> pb.Conversation:
+        async def handle(caller: uuid.UUID) -> pb.Conversation:
+            record = await self._service.rename_conversation(
+                caller, request.conversation_id, request.title
+            )
+            return conversation_to_proto(record)
+
+        return await self._call("RenameConversation", context, handle)
 
     async def GetPresence(
         self, request: pb.GetPresenceRequest, context: Context

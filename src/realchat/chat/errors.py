@@ -33,6 +33,12 @@ class NotFound(ChatError):  # noqa: N818
     status = grpc.StatusCode.NOT_FOUND
 
 
+class FailedPrecondition(ChatError):  # noqa: N818
+    """The request is valid but the state does not allow it (editing a deleted message)."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class IdempotencyConflict(ChatError):  # noqa: N818
     """The client_msg_id was already used by this sender for other content or elsewhere."""
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from realchat.chat.batch import Created, Existing, NewMessage, Stored, fan_out, plan_batch
+from realchat.chat.changes_store import Changed, ChangesStore
 from realchat.chat.errors import (
     ChatError,
     IdempotencyConflict,
@@ -84,6 +85,11 @@ def _check_text(value: str, what: str, max_chars: int, *, allow_empty: bool = Fa
         raise InvalidArgument(f"invalid_{what}", f"{what} must not contain NUL characters")
 
 
+def _check_seq(seq: int) -> None:
+    if seq < 1:
+        raise InvalidArgument("invalid_seq", "seq must be >= 1")
+
+
 def _nothing() -> None:
     pass
 
@@ -101,6 +107,7 @@ class ChatService:
         membership: MembershipStore | None = None,
     ) -> None:
         self._store = store
+        self._changes = ChangesStore(store.pool, store.outbox_shards)
         self._membership = membership or MembershipStore(store.pool, store.outbox_shards)
         self._max_members = max_members
         self._written = written
@@ -268,6 +275,84 @@ class ChatService:
         moved = await self._store.ack(conversation, caller, seq, trace_context or {})
         return moved if moved is not None else max(seq, membership.acked_seq)
 
+    async def edit_message(
+        self,
+        caller: uuid.UUID,
+        conversation_id: str,
+        seq: int,
+        client_change_id: str,
+        content: str,
+        trace_context: dict[str, str] | None = None,
+    ) -> Changed:
+        """The sender edits their message (see `changes.py` for the rules)."""
+        conversation = parse_id(conversation_id, "conversation_id")
+        _check_seq(seq)
+        _check_text(client_change_id, "client_change_id", MAX_CLIENT_MSG_ID_CHARS)
+        _check_text(content, "content", MAX_CONTENT_CHARS)
+        changed = await self._changes.change_message(
+            conversation,
+            seq,
+            caller,
+            content=content,
+            key=client_change_id,
+            trace_context=trace_context or inject(),
+        )
+        return self._after_change(changed)
+
+    async def delete_message(
+        self,
+        caller: uuid.UUID,
+        conversation_id: str,
+        seq: int,
+        trace_context: dict[str, str] | None = None,
+    ) -> Changed:
+        """The sender deletes their message: a tombstone at the same seq."""
+        conversation = parse_id(conversation_id, "conversation_id")
+        _check_seq(seq)
+        changed = await self._changes.change_message(
+            conversation, seq, caller, content=None, key=None,
+            trace_context=trace_context or inject(),
+        )  # fmt: skip
+        return self._after_change(changed)
+
+    def _after_change(self, changed: Changed | None) -> Changed:
+        if changed is None:
+            raise NotFound("conversation_not_found", "no such conversation")
+        if changed.created:
+            self._written()
+        return changed
+
+    async def changes(
+        self,
+        caller: uuid.UUID,
+        conversation_id: str,
+        after_change: int,
+        up_to_seq: int,
+        limit: int,
+    ) -> tuple[list[MessageRecord], int]:
+        """What changed after `after_change` among the messages up to `up_to_seq` (a returning
+        client's catch-up: history gives it the messages after its position)."""
+        conversation = parse_id(conversation_id, "conversation_id")
+        if after_change < 0:
+            raise InvalidArgument("invalid_after_change", "after_change must be >= 0")
+        limit = limit or DEFAULT_HISTORY_LIMIT
+        if not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise InvalidArgument("invalid_limit", f"limit must be 1-{MAX_HISTORY_LIMIT}")
+        membership = await self._require_member(conversation, caller)
+        up_to = min(up_to_seq, membership.last_seq)
+        return await self._changes.changed_after(conversation, after_change, up_to, limit)
+
+    async def rename_conversation(
+        self, caller: uuid.UUID, conversation_id: str, title: str
+    ) -> ConversationRecord:
+        conversation = parse_id(conversation_id, "conversation_id")
+        _check_text(title, "title", MAX_TITLE_CHARS, allow_empty=True)
+        record = await self._changes.rename(conversation, caller, title, inject())
+        if record is None:
+            raise NotFound("conversation_not_found", "no such conversation")
+        self._written()
+        return record
+
     def _parse_members(self, values: list[str], what: str) -> list[uuid.UUID]:
         if len(values) > self._max_members:
             raise InvalidArgument(f"invalid_{what}", f"at most {self._max_members} members")
@@ -309,7 +394,10 @@ def _new_message(
 
 
 def _replay(earlier: MessageRecord, conversation: uuid.UUID, content: str) -> SendResult:
-    if earlier.conversation_id != conversation or earlier.content != content:
+    """The earlier send's message as it is now. Once edited or deleted its content is no longer
+    what was sent, so a retry is matched by conversation alone then."""
+    changed = earlier.version > 1
+    if earlier.conversation_id != conversation or (not changed and earlier.content != content):
         raise IdempotencyConflict(
             "client_msg_id was already used for a different message; use a new one"
         )

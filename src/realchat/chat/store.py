@@ -31,6 +31,11 @@ class MessageRecord:
     sender_id: uuid.UUID
     content: str
     created_at: datetime
+    #: 1 when sent, +1 per edit or delete.
+    version: int = 1
+    edited_at: datetime | None = None
+    #: A tombstone: deleted by its sender, `content` empty, `seq` kept.
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,10 @@ class ConversationRecord:
     last_seq: int
     #: The acknowledged cursor of the user the record was read for.
     acked_seq: int
+    #: Messages after that cursor sent by others and not deleted (at most MAX_UNREAD_COUNTED).
+    unread_count: int = 0
+    #: The conversation's change counter (edits and deletes so far).
+    last_change: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,10 @@ class PresenceRecord:
     since: datetime | None
 
 
-_MESSAGE_COLUMNS = "id, conversation_id, seq, sender_id, content, created_at"
+MESSAGE_COLUMNS = (
+    "id, conversation_id, seq, sender_id, content, created_at, version, edited_at,"
+    " deleted_at IS NOT NULL AS deleted"
+)
 
 #: A batch of new messages in one statement (group commit). The sends come as parallel arrays
 #: in arrival order (`ord`). A send whose key the sender already used is found, not written; a
@@ -79,7 +91,8 @@ WITH req AS (
       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::jsonb[])
            WITH ORDINALITY AS r(conversation_id, sender_id, content, key, shard, trace, ord)
 ), found AS (
-    SELECT r.ord, m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.created_at
+    SELECT r.ord, m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.created_at,
+           m.version, m.edited_at, m.deleted_at IS NOT NULL AS deleted
       FROM req r
       JOIN messages m ON m.sender_id = r.sender_id AND m.idempotency_key = r.key
 ), fresh AS (
@@ -127,10 +140,12 @@ WITH req AS (
  RETURNING id
 )
 SELECT n.ord, m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.created_at,
-       true AS created
+       1 AS version, NULL::timestamptz AS edited_at, false AS deleted, true AS created
   FROM message m JOIN numbered n ON n.conversation_id = m.conversation_id AND n.seq = m.seq
 UNION ALL
-SELECT ord, id, conversation_id, seq, sender_id, content, created_at, false FROM found
+SELECT ord, id, conversation_id, seq, sender_id, content, created_at, version, edited_at, deleted,
+       false
+  FROM found
 """
 
 _LOCK_IN_ID_ORDER = """), locked AS MATERIALIZED (
@@ -185,19 +200,34 @@ WITH moved AS (
 SELECT acked_seq FROM moved, event
 """
 
-#: Conversations by id, as seen by user $2 (whose acked cursor is returned).
-CONVERSATION = """
-SELECT c.id, c.title, c.created_at, c.last_seq,
-       array_agg(m.user_id ORDER BY m.joined_at, m.user_id) AS member_ids,
-       coalesce(max(m.acked_seq) FILTER (WHERE m.user_id = $2::uuid), 0) AS acked_seq
-  FROM conversations c JOIN conversation_members m ON m.conversation_id = c.id
- WHERE c.id = ANY($1::uuid[])
- GROUP BY c.id
- ORDER BY c.created_at, c.id
+#: Unread messages counted at most per conversation (a client shows "999+" beyond): the count
+#: reads the index entries after the reader's position, so it is bounded like a history page.
+MAX_UNREAD_COUNTED = 1000
+
+#: Conversations by id, as seen by user $2: their acknowledged cursor, and how many messages
+#: after it others sent (their own are read by definition) and did not delete, counted up to
+#: MAX_UNREAD_COUNTED.
+CONVERSATION = f"""
+WITH base AS (
+    SELECT c.id, c.title, c.created_at, c.last_seq, c.last_change,
+           array_agg(m.user_id ORDER BY m.joined_at, m.user_id) AS member_ids,
+           coalesce(max(m.acked_seq) FILTER (WHERE m.user_id = $2::uuid), 0) AS acked_seq
+      FROM conversations c JOIN conversation_members m ON m.conversation_id = c.id
+     WHERE c.id = ANY($1::uuid[])
+     GROUP BY c.id
+)
+SELECT b.*,
+       (SELECT count(*) FROM (SELECT 1 FROM messages u
+                               WHERE u.conversation_id = b.id AND u.seq > b.acked_seq
+                                 AND u.sender_id <> $2::uuid AND u.deleted_at IS NULL
+                               LIMIT {MAX_UNREAD_COUNTED}) unread) AS unread_count
+  FROM base b
+ ORDER BY b.created_at, b.id
 """
 
 
-def _message(row: asyncpg.Record) -> MessageRecord:
+def message_record(row: asyncpg.Record) -> MessageRecord:
+    """A message row; a new one (the send batch's rows) has no change columns yet."""
     return MessageRecord(
         message_id=row["id"],
         conversation_id=row["conversation_id"],
@@ -205,6 +235,9 @@ def _message(row: asyncpg.Record) -> MessageRecord:
         sender_id=row["sender_id"],
         content=row["content"],
         created_at=row["created_at"],
+        version=row.get("version", 1),
+        edited_at=row.get("edited_at"),
+        deleted=row.get("deleted", False),
     )
 
 
@@ -216,6 +249,8 @@ def conversation_record(row: asyncpg.Record) -> ConversationRecord:
         created_at=row["created_at"],
         last_seq=row["last_seq"],
         acked_seq=row["acked_seq"],
+        unread_count=row["unread_count"],
+        last_change=row["last_change"],
     )
 
 
@@ -305,7 +340,7 @@ class ChatStore:
                     raise
         outcomes: list[Stored] = [Refused()] * len(sends)
         for row in rows:
-            message = _message(row)
+            message = message_record(row)
             outcomes[row["ord"] - 1] = Created(message) if row["created"] else Existing(message)
         return outcomes
 
@@ -316,14 +351,14 @@ class ChatStore:
         """Messages after `after_seq` up to `up_to` (the last seq when the reader's membership was
         checked: a member who left since then gets nothing written after the leave)."""
         rows = await self._pool.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+            f"SELECT {MESSAGE_COLUMNS} FROM messages "
             "WHERE conversation_id = $1 AND seq > $2 AND seq <= $4 ORDER BY seq LIMIT $3",
             conversation_id,
             after_seq,
             limit,
             up_to,
         )
-        return [_message(r) for r in rows]
+        return [message_record(r) for r in rows]
 
     @db_operation("ack")
     async def ack(

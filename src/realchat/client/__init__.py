@@ -16,8 +16,8 @@ Guarantees, as the application sees them (limits in docs/client-sdk.md):
   stops the client with `Unauthorized`.
 
 Modules: `api` (the client), `session` (handshake, sends, acks), `connection` (WebSocket,
-reconnects), `ordering` (pure: dedup, hold-back, gaps), `tokens` (renewal), `rest`, `events`,
-`errors`, `options`.
+reconnects), `ordering` (pure: dedup, hold-back, gaps), `tokens` (renewal), `typing` (pure: who
+is typing), `rest`, `events`, `errors`, `options`.
 """
 
 from realchat.client.api import RealChatClient
@@ -37,13 +37,17 @@ from realchat.client.errors import (
 )
 from realchat.client.events import (
     Connected,
+    ConversationUpdate,
     Disconnected,
     Event,
     LiveDelivery,
     Membership,
+    MessageUpdate,
     Presence,
+    ReadPosition,
     Receipt,
     ServerNotice,
+    Typing,
 )
 from realchat.client.options import ClientOptions
 from realchat.client.rest import (
@@ -55,6 +59,7 @@ from realchat.client.rest import (
     User,
 )
 from realchat.client.tokens import TokenProvider
+from realchat.client.typing import TypingTracker
 from realchat.contract.frames import Message
 
 __all__ = [
@@ -64,6 +69,7 @@ __all__ = [
     "Connected",
     "Conversation",
     "ConversationNotFound",
+    "ConversationUpdate",
     "Device",
     "Disconnected",
     "Event",
@@ -73,10 +79,12 @@ __all__ = [
     "LiveDelivery",
     "Membership",
     "Message",
+    "MessageUpdate",
     "NotAMember",
     "NotificationSettings",
     "Presence",
     "RateLimited",
+    "ReadPosition",
     "RealChatClient",
     "RealChatError",
     "Receipt",
@@ -86,6 +94,8 @@ __all__ = [
     "ServerNotice",
     "Token",
     "TokenProvider",
+    "Typing",
+    "TypingTracker",
     "Unauthorized",
     "User",
 ]

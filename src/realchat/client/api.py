@@ -297,6 +297,11 @@ class RealChatClient:
         other members as a receipt). Written now if connected, else after the reconnect."""
         await self._live().ack(conversation_id, seq)
 
+    async def typing(self, conversation_id: str, typing: bool = True) -> None:
+        """Tell the conversation's members that this user is typing (repeat every
+        `TYPING_REPEAT_S` while it lasts) or stopped. Ephemeral: dropped while disconnected."""
+        await self._live().typing(conversation_id, typing)
+
     def messages(self) -> AsyncIterator[Message]:
         """Every message once, in order per conversation, without gaps (see the module doc).
         Ends when the client is closed; raises what stopped it otherwise. Meant for a single
@@ -326,6 +331,29 @@ class RealChatClient:
 
     async def add_members(self, conversation_id: str, user_ids: list[str]) -> Conversation:
         return await self._api().add_members(conversation_id, user_ids)
+
+    async def rename(self, conversation_id: str, title: str) -> Conversation:
+        """Set the conversation's title; every member gets a `ConversationUpdate` event."""
+        return await self._api().rename(conversation_id, title)
+
+    async def edit_message(
+        self,
+        conversation_id: str,
+        seq: int,
+        content: str,
+        *,
+        client_change_id: str | None = None,
+    ) -> Message:
+        """Edit one's own message; returns it as edited (`version` + 1). `client_change_id`
+        defaults to a new uuid4 hex: pass one to retry an edit whose outcome is unknown (the
+        same id and content is the same edit, never applied twice)."""
+        change_id = client_change_id or uuid.uuid4().hex
+        return await self._api().edit_message(conversation_id, seq, content, change_id)
+
+    async def delete_message(self, conversation_id: str, seq: int) -> Message:
+        """Delete one's own message: it stays at its seq as a tombstone (`deleted`, no content).
+        Idempotent."""
+        return await self._api().delete_message(conversation_id, seq)
 
     async def history(
         self, conversation_id: str, after_seq: int = 0, limit: int = 100

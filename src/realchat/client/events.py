@@ -4,9 +4,13 @@ the connection's ups and downs. All immutable; match on the type:
     async for event in client.events():
         match event:
             case Receipt(conversation_id=c, user_id=u, seq=s): ...
+            case ReadPosition(conversation_id=c, seq=s): ...
             case Presence(user_id=u, status=s): ...
             case LiveDelivery(paused=p): ...
             case Membership(conversation_id=c, change=ch, user_ids=u): ...
+            case Typing(conversation_id=c, user_id=u, typing=t): ...
+            case MessageUpdate(message=m): ...         # m.version, m.deleted, m.content
+            case ConversationUpdate(conversation_id=c, title=t): ...
             case Connected() | Disconnected() | ServerNotice(): ...
 """
 
@@ -14,10 +18,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from realchat.contract.frames import LiveFrame, MemberFrame, PresenceFrame, ReceiptFrame
+from realchat.contract.frames import (
+    ConversationUpdateFrame,
+    LiveFrame,
+    MemberFrame,
+    MessageUpdateFrame,
+    PresenceFrame,
+    ReadFrame,
+    ReceiptFrame,
+    UserTypingFrame,
+)
 
 #: Another member acknowledged a conversation up to `seq` (the contract's `receipt` frame).
 Receipt = ReceiptFrame
+#: This user's own read position moved (an ack from any of their devices): unread counts
+#: shown elsewhere drop to the messages after `seq`.
+ReadPosition = ReadFrame
 #: A user who shares a conversation went `online` or `offline` (the contract's `presence` frame).
 Presence = PresenceFrame
 #: Live delivery paused (the gateway lost its event bus) or resumed. While paused the client
@@ -25,6 +41,15 @@ Presence = PresenceFrame
 LiveDelivery = LiveFrame
 #: Members were added to a conversation, left it, or were removed (the contract's `member` frame).
 Membership = MemberFrame
+#: A message was edited or deleted (its new state, `message.version` grown): always after the
+#: message itself; apply it only above the version held. Not replayed: a sync's messages carry
+#: the current state.
+MessageUpdate = MessageUpdateFrame
+#: A member renamed a conversation.
+ConversationUpdate = ConversationUpdateFrame
+#: A member started or stopped typing (the contract's `typing` frame); `TypingTracker` applies
+#: the expiry rule.
+Typing = UserTypingFrame
 
 
 @dataclass(frozen=True)
@@ -59,4 +84,16 @@ class Disconnected:
     reconnect_in: float | None
 
 
-Event = Receipt | Presence | LiveDelivery | Membership | ServerNotice | Connected | Disconnected
+Event = (
+    Receipt
+    | ReadPosition
+    | Presence
+    | LiveDelivery
+    | Membership
+    | Typing
+    | MessageUpdate
+    | ConversationUpdate
+    | ServerNotice
+    | Connected
+    | Disconnected
+)

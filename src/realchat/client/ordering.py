@@ -125,6 +125,9 @@ class Ordering:
             conv = self._conversations[cid] = _Conversation(None if self._baselining else 0)
         if seq in conv.held or (conv.position is not None and seq <= conv.position):
             self.duplicates += 1
+            held = conv.held.get(seq)
+            if held is not None and held.version < message.version:
+                conv.held[seq] = message  # edited meanwhile: release the current state
             return []
         if conv.position is None:  # the baseline's sync_done will say where it starts
             self._hold(cid, conv, message, now)

@@ -38,6 +38,10 @@ class Conversation(msgspec.Struct, frozen=True):
     member_ids: list[str]
     last_seq: int
     created_at: datetime | None = None
+    #: The user's read position (highest seq any of their devices acknowledged).
+    acked_seq: int = 0
+    #: Messages after `acked_seq` that others sent, at most 1000.
+    unread_count: int = 0
 
 
 class HistoryPage(msgspec.Struct, frozen=True):
@@ -189,6 +193,21 @@ class RestApi:
     async def add_members(self, conversation_id: str, user_ids: list[str]) -> Conversation:
         path = f"/v1/conversations/{quote(conversation_id, safe='')}/members"
         return await self._call("POST", path, Conversation, body={"user_ids": user_ids})
+
+    async def rename(self, conversation_id: str, title: str) -> Conversation:
+        path = f"/v1/conversations/{quote(conversation_id, safe='')}"
+        return await self._call("PATCH", path, Conversation, body={"title": title})
+
+    async def edit_message(
+        self, conversation_id: str, seq: int, content: str, client_change_id: str
+    ) -> Message:
+        path = f"/v1/conversations/{quote(conversation_id, safe='')}/messages/{seq}"
+        body = {"client_change_id": client_change_id, "content": content}
+        return await self._call("PATCH", path, Message, body=body)
+
+    async def delete_message(self, conversation_id: str, seq: int) -> Message:
+        path = f"/v1/conversations/{quote(conversation_id, safe='')}/messages/{seq}"
+        return await self._call("DELETE", path, Message)
 
     async def history(
         self, conversation_id: str, after_seq: int = 0, limit: int = 100

@@ -45,19 +45,24 @@ from realchat.client.ordering import Ordering
 from realchat.client.rest import RestApi
 from realchat.contract.frames import (
     AckFrame,
+    ConversationUpdateFrame,
     ErrorFrame,
     HelloFrame,
     LiveFrame,
     MemberFrame,
     Message,
     MessageFrame,
+    MessageUpdateFrame,
     PresenceFrame,
+    ReadFrame,
     ReceiptFrame,
     SendFrame,
     SendOkFrame,
     ServerFrame,
     SyncDoneFrame,
     SyncFrame,
+    TypingFrame,
+    UserTypingFrame,
 )
 
 log = structlog.get_logger(__name__)
@@ -122,6 +127,9 @@ class Session:
         self._inbox_changed = asyncio.Event()
         #: Conversations whose messages were not taken in because the inbox was full.
         self._overflowed: set[str] = set()
+        #: Each conversation's change counter as of the last `sync_done`: passed back in the
+        #: next handshake's sync, which then sends the messages changed since (edits, deletes).
+        self._change_counters: dict[str, int] = {}
         self._events: deque[Event] = deque(maxlen=options.max_buffered_events)
         self._events_changed = asyncio.Event()
         #: Events dropped because nobody read `events()` fast enough.
@@ -188,7 +196,10 @@ class Session:
             self._handshake_baseline = False
             for conversation in await self._rest.conversations():
                 self._deliver(self._ordering.start_at(conversation.conversation_id, 0, self._now()))
-            frames = [SyncFrame(chunk) for chunk in _chunks(self._ordering.positions())]
+            frames = [
+                SyncFrame(chunk, self._counters_of(chunk))
+                for chunk in _chunks(self._ordering.positions())
+            ]
         self._handshake_syncs_left = len(frames)
         self._handshake_link = link
         for frame in frames:
@@ -204,6 +215,10 @@ class Session:
                 pending.link = link
                 await link.send(pending.frame)
         self._gap_wake.set()
+
+    def _counters_of(self, positions: Mapping[str, int]) -> dict[str, int] | None:
+        counters = {c: self._change_counters[c] for c in positions if c in self._change_counters}
+        return counters or None
 
     def _go_live(self) -> None:
         """The handshake's last `sync_done` (called by the reader, so that no later frame's
@@ -236,7 +251,8 @@ class Session:
                 if pending is not None and not pending.reply.done():
                     pending.reply.set_result(message)
                 self._take_in(message, now)
-            case SyncDoneFrame(positions=positions):
+            case SyncDoneFrame(positions=positions, changes=changes):
+                self._change_counters.update(changes or {})
                 if self._handshake_syncs_left > 0:
                     self._handshake_syncs_left -= 1
                     if self._handshake_baseline:
@@ -259,7 +275,15 @@ class Session:
                 self._live_paused = paused
                 self._live_changed.set()
                 self._emit(frame)
-            case ReceiptFrame() | PresenceFrame() | MemberFrame():
+            case (
+                ReceiptFrame()
+                | ReadFrame()
+                | PresenceFrame()
+                | MemberFrame()
+                | UserTypingFrame()
+                | MessageUpdateFrame()
+                | ConversationUpdateFrame()
+            ):
                 self._emit(frame)
             case _:  # hello (only once), pong (never asked for)
                 pass
@@ -273,6 +297,10 @@ class Session:
         (it is held, not delivered, so it costs no inbox room)."""
         cid = message.conversation_id
         position = self._ordering.position(cid)
+        if position is not None and message.seq <= position and message.version > 1:
+            # Handed over already, and changed since (a sync reads the current state): the
+            # application gets the change like a live one.
+            self._emit(MessageUpdateFrame(message))
         full = cid in self._overflowed or len(self._inbox) >= self._options.max_buffered_messages
         if full and position is not None and message.seq > position:
             self._overflowed.add(cid)
@@ -351,6 +379,15 @@ class Session:
         self.rate_limited_retries += 1
         with contextlib.suppress(LinkClosed):
             await link.send(pending.frame)
+
+    async def typing(self, conversation_id: str, typing: bool) -> None:
+        """Ephemeral: sent if connected and live, else dropped (the next repeat carries it)."""
+        self._raise_if_finished()
+        link = self._link
+        if not self._ready or link is None:
+            return
+        with contextlib.suppress(LinkClosed):
+            await link.send(TypingFrame(conversation_id, typing))
 
     async def ack(self, conversation_id: str, seq: int) -> None:
         self._raise_if_finished()

@@ -12,13 +12,21 @@ from typing import Annotated, Literal
 import msgspec
 
 
-class Message(msgspec.Struct, frozen=True):
+class Message(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A message as it is now. The change fields are left out while they hold their defaults,
+    so a message never edited reads exactly as before they existed."""
+
     message_id: str
     conversation_id: str
     seq: int
     sender_id: str
     content: str
     created_at: datetime
+    #: 1 when sent, +1 per edit or delete: a client keeps the highest version it saw.
+    version: int = 1
+    edited_at: datetime | None = None
+    #: A tombstone: deleted by its sender, `content` empty, `seq` kept.
+    deleted: bool = False
 
 
 # -- client -> server ---------------------------------------------------------------------------
@@ -43,10 +51,14 @@ class SendFrame(msgspec.Struct, tag="send", tag_field="type", frozen=True):
 Seq = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
+SyncPositions = Annotated[dict[ConversationId, Seq], msgspec.Meta(max_length=MAX_SYNC_POSITIONS)]
+
+
 class SyncFrame(msgspec.Struct, tag="sync", tag_field="type", frozen=True):
-    positions: (
-        Annotated[dict[ConversationId, Seq], msgspec.Meta(max_length=MAX_SYNC_POSITIONS)] | None
-    ) = None
+    positions: SyncPositions | None = None
+    #: Per conversation, the change counter of the last `sync_done` the client took in: the
+    #: messages up to its position changed since then come as `message_update` frames.
+    changes: SyncPositions | None = None
 
 
 class AckFrame(msgspec.Struct, tag="ack", tag_field="type", frozen=True):
@@ -58,7 +70,16 @@ class PingFrame(msgspec.Struct, tag="ping", tag_field="type", frozen=True):
     pass
 
 
-ClientFrame = SendFrame | SyncFrame | AckFrame | PingFrame
+class TypingFrame(msgspec.Struct, tag="typing", tag_field="type", frozen=True):
+    """The client's user started (`typing` true, repeated every few seconds while it lasts) or
+    stopped typing in a conversation. Ephemeral: relayed to the members' connected devices,
+    never stored."""
+
+    conversation_id: ConversationId
+    typing: bool = True
+
+
+ClientFrame = SendFrame | SyncFrame | AckFrame | PingFrame | TypingFrame
 
 _client_decoder = msgspec.json.Decoder(ClientFrame)
 
@@ -107,13 +128,25 @@ class SendOkFrame(msgspec.Struct, tag="send_ok", tag_field="type", frozen=True):
     message: Message
 
 
-class SyncDoneFrame(msgspec.Struct, tag="sync_done", tag_field="type", frozen=True):
+class SyncDoneFrame(
+    msgspec.Struct, tag="sync_done", tag_field="type", frozen=True, omit_defaults=True
+):
     positions: dict[str, int]
+    #: Each synced conversation's change counter: the client passes it as `changes` next time.
+    changes: dict[str, int] | None = None
 
 
 class ReceiptFrame(msgspec.Struct, tag="receipt", tag_field="type", frozen=True):
     conversation_id: str
     user_id: str
+    seq: int
+
+
+class ReadFrame(msgspec.Struct, tag="read", tag_field="type", frozen=True):
+    """The user's own read position moved (an ack from any of their devices): what keeps
+    unread counts right across devices. A state, not a delta: a repeat changes nothing."""
+
+    conversation_id: str
     seq: int
 
 
@@ -143,6 +176,39 @@ class LiveFrame(msgspec.Struct, tag="live", tag_field="type", frozen=True):
     paused: bool
 
 
+class UserTypingFrame(msgspec.Struct, tag="typing", tag_field="type", frozen=True):
+    """A member is typing (`typing` true) or stopped; a client forgets a `typing` true after
+    `TYPING_EXPIRY_S` without a repeat, so a lost stop costs a few seconds, never a stuck line."""
+
+    conversation_id: str
+    user_id: str
+    typing: bool
+
+
+#: How long a receiver shows a member as typing after their last `typing` true (seconds).
+TYPING_EXPIRY_S = 6.0
+#: How often a client repeats `typing` true while its user keeps typing (seconds).
+TYPING_REPEAT_S = 3.0
+
+
+class MessageUpdateFrame(msgspec.Struct, tag="message_update", tag_field="type", frozen=True):
+    """A message was edited or deleted: its state as of `message.version`. Comes after the
+    message itself on every connection; a client replaces its copy only with a higher version
+    (a repeat, or an update older than what a sync gave, changes nothing)."""
+
+    message: Message
+
+
+class ConversationUpdateFrame(
+    msgspec.Struct, tag="conversation_update", tag_field="type", frozen=True
+):
+    """A member (`by`) renamed the conversation. Comes after the messages sent before it."""
+
+    conversation_id: str
+    title: str
+    by: str
+
+
 class ErrorFrame(msgspec.Struct, tag="error", tag_field="type", frozen=True, omit_defaults=True):
     code: str
     message: str
@@ -155,11 +221,15 @@ ServerFrame = (
     | SendOkFrame
     | SyncDoneFrame
     | ReceiptFrame
+    | ReadFrame
     | PresenceFrame
     | PongFrame
     | ErrorFrame
     | LiveFrame
     | MemberFrame
+    | UserTypingFrame
+    | MessageUpdateFrame
+    | ConversationUpdateFrame
 )
 
 _encoder = msgspec.json.Encoder()

@@ -54,12 +54,29 @@ class SendMessage(BaseModel):
     content: str = Field(min_length=1, max_length=4000)
 
 
+class RenameConversation(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    title: str = Field(max_length=200)
+
+
+class EditMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    #: The client's id for this edit: a retry with the same id and content is the same edit.
+    client_change_id: str = Field(min_length=1, max_length=64)
+    content: str = Field(min_length=1, max_length=4000)
+
+
 class ConversationOut(BaseModel):
     conversation_id: str
     title: str | None
     member_ids: list[str]
     created_at: datetime
     last_seq: int
+    #: The caller's read position: the highest seq any of their devices acknowledged.
+    acked_seq: int = 0
+    #: Messages after `acked_seq` that others sent (the caller's own count as read), at most
+    #: 1000 (show "999+" beyond).
+    unread_count: int = 0
 
 
 class ConversationsOut(BaseModel):
@@ -89,6 +106,12 @@ class MessageOut(BaseModel):
     sender_id: str
     content: str
     created_at: datetime
+    #: 1 when sent, +1 per edit or delete (left out while 1).
+    version: int = 1
+    #: When last edited or deleted (left out if never).
+    edited_at: datetime | None = None
+    #: A tombstone: deleted by its sender, content empty, seq kept (left out while false).
+    deleted: bool = False
 
 
 class MessagesOut(BaseModel):

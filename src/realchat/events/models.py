@@ -14,8 +14,10 @@ from typing import Final, Literal
 import msgspec
 
 from realchat.events.topics import (
+    CONVERSATION_RENAMED,
     MEMBERSHIP_CHANGED,
     MESSAGE_ACKNOWLEDGED,
+    MESSAGE_CHANGED,
     MESSAGE_CREATED,
     PRESENCE_OFFLINE,
     PRESENCE_ONLINE,
@@ -89,7 +91,49 @@ class MembershipChanged(msgspec.Struct, frozen=True, kw_only=True):
     recipients: list[uuid.UUID]
 
 
-Event = MessageCreated | MessageAcknowledged | PresenceChanged | MembershipChanged
+MessageChange = Literal["edited", "deleted"]
+
+
+class MessageChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """A message was edited or deleted by its sender: its state as of `version` (a deleted
+    message is a tombstone: empty `content`). Its `seq` never changes; a reader delivers this
+    only after the message itself, and applies it only above the version it holds."""
+
+    event_id: uuid.UUID
+    conversation_id: uuid.UUID
+    seq: int
+    message_id: uuid.UUID
+    sender_id: uuid.UUID
+    change: MessageChange
+    version: int
+    content: str
+    created_at: datetime
+    changed_at: datetime
+    #: The members when the change committed.
+    recipients: list[uuid.UUID]
+
+
+class ConversationRenamed(msgspec.Struct, frozen=True, kw_only=True):
+    """A member renamed the conversation; `seq` is its last seq then (a reader delivers this
+    after the messages up to it)."""
+
+    event_id: uuid.UUID
+    conversation_id: uuid.UUID
+    title: str
+    by: uuid.UUID
+    seq: int
+    renamed_at: datetime
+    recipients: list[uuid.UUID]
+
+
+Event = (
+    MessageCreated
+    | MessageAcknowledged
+    | PresenceChanged
+    | MembershipChanged
+    | MessageChanged
+    | ConversationRenamed
+)
 
 #: Each event type is published on the topic of the same name.
 _decoders: dict[str, msgspec.json.Decoder[Event]] = {
@@ -98,6 +142,8 @@ _decoders: dict[str, msgspec.json.Decoder[Event]] = {
     PRESENCE_ONLINE: msgspec.json.Decoder(PresenceChanged),
     PRESENCE_OFFLINE: msgspec.json.Decoder(PresenceChanged),
     MEMBERSHIP_CHANGED: msgspec.json.Decoder(MembershipChanged),
+    MESSAGE_CHANGED: msgspec.json.Decoder(MessageChanged),
+    CONVERSATION_RENAMED: msgspec.json.Decoder(ConversationRenamed),
 }
 
 

@@ -45,6 +45,7 @@ _HTTP_STATUS = {
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
 }
 
@@ -88,6 +89,9 @@ def message_from_proto(m: pb.Message) -> Message:
         sender_id=m.sender_id,
         content=m.content,
         created_at=m.created_at.ToDatetime(tzinfo=UTC),
+        version=m.version or 1,
+        edited_at=m.edited_at.ToDatetime(tzinfo=UTC) if m.HasField("edited_at") else None,
+        deleted=m.deleted,
     )
 
 
@@ -118,6 +122,10 @@ def _sent_or_error(result: pb.SendResult) -> Sent | ChatCallError:
     error = result.error
     status = next((s for s in grpc.StatusCode if s.value[0] == error.status), None)
     return _refused(status, error.code, error.message)
+
+
+def _changed(reply: pb.ChangeMessageResponse) -> Sent:
+    return Sent(message_from_proto(reply.message), reply.created)
 
 
 class ChatClient:
@@ -199,6 +207,18 @@ class ChatClient:
         reply = await self._call(self._stub.GetHistory, request, user)
         return [message_from_proto(m) for m in reply.messages], reply.last_seq
 
+    async def changes(
+        self, user: uuid.UUID, conversation_id: str, after_change: int, up_to_seq: int, limit: int
+    ) -> tuple[list[Message], int]:
+        request = pb.GetChangesRequest(
+            conversation_id=conversation_id,
+            after_change=after_change,
+            up_to_seq=up_to_seq,
+            limit=limit,
+        )
+        reply = await self._call(self._stub.GetChanges, request, user)
+        return [message_from_proto(m) for m in reply.messages], reply.next_after_change
+
     async def ack(self, user: uuid.UUID, conversation_id: str, seq: int) -> int:
         request = pb.AckRequest(conversation_id=conversation_id, seq=seq)
         return (await self._call(self._stub.Ack, request, user)).acked_seq
@@ -220,6 +240,30 @@ class ChatClient:
             found.extend(page)
             if not token:
                 return found
+
+    async def member_ids(self, user: uuid.UUID, conversation_id: str) -> list[str]:
+        """The conversation's members, read as `user` (refused unless they are one)."""
+        request = pb.GetConversationRequest(conversation_id=conversation_id)
+        return list((await self._call(self._stub.GetConversation, request, user)).member_ids)
+
+    async def edit(
+        self, user: uuid.UUID, conversation_id: str, seq: int, client_change_id: str, content: str
+    ) -> Sent:
+        request = pb.EditMessageRequest(
+            conversation_id=conversation_id,
+            seq=seq,
+            client_change_id=client_change_id,
+            content=content,
+        )
+        return _changed(await self._call(self._stub.EditMessage, request, user))
+
+    async def delete(self, user: uuid.UUID, conversation_id: str, seq: int) -> Sent:
+        request = pb.DeleteMessageRequest(conversation_id=conversation_id, seq=seq)
+        return _changed(await self._call(self._stub.DeleteMessage, request, user))
+
+    async def rename(self, user: uuid.UUID, conversation_id: str, title: str) -> pb.Conversation:
+        request = pb.RenameConversationRequest(conversation_id=conversation_id, title=title)
+        return await self._call(self._stub.RenameConversation, request, user)
 
     async def remove_member(self, user: uuid.UUID, conversation_id: str, member: str) -> None:
         request = pb.RemoveMemberRequest(conversation_id=conversation_id, user_id=member)

@@ -22,7 +22,7 @@ import enum
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 from opentelemetry.context import Context
@@ -82,7 +82,10 @@ _DELIVER = Verdict.DELIVER
 GapHandler = Callable[["Connection", str], None]
 
 #: A live event waiting for live delivery to start: conversation, seq, frame, trace.
-Held = tuple[str, int, bytes, Context | None]
+#: What a held live event is: a message, a change of a message, a change of the conversation.
+HeldKind = Literal["message", "message_change", "conversation_change"]
+#: A live event held until live delivery starts: (conversation, seq, frame, trace, kind).
+Held = tuple[str, int, bytes, Context | None, HeldKind]
 
 
 class Connection:
@@ -286,12 +289,33 @@ class Connection:
                 ):
                     self.push_frame(frame)
         elif verdict is Verdict.HOLD:
-            self._hold((conversation_id, seq, frame, trace))
+            self._hold((conversation_id, seq, frame, trace, "message"))
         elif verdict is Verdict.BACKFILL:
             metrics.GAPS.inc()
             self._on_gap(self, conversation_id)
         elif verdict is Verdict.DUPLICATE:
             metrics.DUPLICATES_SUPPRESSED.inc()
+        if verdict is _DELIVER or verdict is Verdict.ECHO:
+            cursor = self._cursors.of(conversation_id)
+            if cursor.deferring:
+                self.release_changes(cursor)
+
+    def offer_change(
+        self, conversation_id: str, seq: int, frame: bytes, *, of_message: bool
+    ) -> None:
+        """A live change (edit, delete, rename) concerning position `seq`: sent once the
+        message there has gone out on this connection (`ConversationCursor.on_change`)."""
+        verdict = self._cursors.on_change(conversation_id, seq, frame, of_message=of_message)
+        if verdict is _DELIVER:
+            self.push_frame(frame)
+        elif verdict is Verdict.HOLD:
+            kind: HeldKind = "message_change" if of_message else "conversation_change"
+            self._hold((conversation_id, seq, frame, None, kind))
+
+    def release_changes(self, cursor: ConversationCursor) -> None:
+        """Send the changes that were waiting for messages now delivered."""
+        for frame in cursor.release():
+            self.push_frame(frame)
 
     def note_own_send(self, conversation_id: str, seq: int) -> None:
         """The client got this message in its send_ok: its live echo is not sent."""
@@ -315,8 +339,11 @@ class Connection:
             self._grace.cancel()
             self._grace = None
         held, self._held = self._held, None
-        for conversation_id, seq, frame, trace in held or ():
-            self.offer_live(conversation_id, seq, frame, trace)
+        for conversation_id, seq, frame, trace, kind in held or ():
+            if kind == "message":
+                self.offer_live(conversation_id, seq, frame, trace)
+            else:
+                self.offer_change(conversation_id, seq, frame, of_message=kind == "message_change")
 
     def running_backfill(self, conversation_id: str) -> asyncio.Task[None] | None:
         task = None if self._backfills is None else self._backfills.get(conversation_id)

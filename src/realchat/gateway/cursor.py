@@ -23,6 +23,11 @@ import enum
 
 #: Bound on remembered own sends per conversation (a client sending faster than Kafka echoes).
 MAX_PENDING_ECHOES = 64
+#: Bound on changes (edits, deletes, renames) waiting for their message per conversation; past
+#: it the oldest frame is dropped and only its seq kept (`MAX_STALE_SEQS` of them): that message
+#: is then read from history, in its current state, instead of going out from its live event.
+MAX_DEFERRED_CHANGES = 256
+MAX_STALE_SEQS = 65_536
 
 
 class Verdict(enum.Enum):
@@ -40,6 +45,8 @@ class Verdict(enum.Enum):
     REMEMBER = "remember"
     #: A gap before this message: a backfill must read what is missing (and this one) first.
     BACKFILL = "backfill"
+    #: A change of a message not delivered yet: it waits on the cursor until that message is.
+    DEFER = "defer"
 
 
 class CursorState(enum.Enum):
@@ -59,7 +66,7 @@ class IllegalTransitionError(RuntimeError):
 class ConversationCursor:
     """Delivery state of one conversation on one connection."""
 
-    __slots__ = ("_echoes", "delivered", "explicit", "seen", "state")
+    __slots__ = ("_deferred", "_echoes", "_stale", "delivered", "explicit", "seen", "state")
 
     def __init__(self) -> None:
         self.state = CursorState.LIVE
@@ -71,6 +78,10 @@ class ConversationCursor:
         self.explicit = False
         #: Seqs this client sent itself and already got in a send_ok (allocated on first use).
         self._echoes: set[int] | None = None
+        #: Changes waiting for the message at their seq to be delivered, in arrival order.
+        self._deferred: list[tuple[int, bytes]] | None = None
+        #: Seqs whose change was dropped from `_deferred`: their live event is out of date.
+        self._stale: set[int] | None = None
 
     @property
     def syncing(self) -> bool:
@@ -82,6 +93,13 @@ class ConversationCursor:
             return Verdict.REMEMBER
         delivered = self.delivered
         if delivered is None or seq == delivered + 1:
+            stale = self._stale
+            if stale and seq in stale:  # changed since: read it from history instead
+                self.delivered = seq - 1 if delivered is None else delivered
+                self.state = CursorState.BACKFILLING
+                self.seen = seq
+                self.explicit = False
+                return Verdict.BACKFILL
             self.delivered = seq
             echoes = self._echoes
             if echoes and seq in echoes:  # Kafka keeps order: everything before it was delivered
@@ -94,6 +112,49 @@ class ConversationCursor:
         self.seen = seq
         self.explicit = False
         return Verdict.BACKFILL
+
+    def on_change(self, seq: int, frame: bytes, *, of_message: bool) -> Verdict:
+        """A change concerning position `seq`: an edited or deleted message's seq
+        (`of_message`), or for a rename the conversation's last seq then. Changes travel on a
+        topic of their own, so one may arrive before its message, and a backfill may be about
+        to send the message as read before the change: DELIVER once the message went out on
+        this connection, else DEFER (kept here; `release` gives it once `delivered` reaches
+        `seq`). A message change on a connection that has not seen the conversation yet waits
+        for its first message (a client syncs its conversations, which sets the position); a
+        rename there goes out at once (nothing of the conversation to overtake)."""
+        delivered = self.delivered
+        if delivered is None:
+            if not of_message:
+                return _DELIVER
+        elif seq <= delivered:
+            return _DELIVER
+        deferred = self._deferred
+        if deferred is None:
+            deferred = self._deferred = []
+        if len(deferred) >= MAX_DEFERRED_CHANGES:
+            dropped, _ = deferred.pop(0)
+            stale = self._stale
+            if stale is None:
+                stale = self._stale = set()
+            if len(stale) < MAX_STALE_SEQS:
+                stale.add(dropped)
+        deferred.append((seq, frame))
+        return Verdict.DEFER
+
+    @property
+    def deferring(self) -> bool:
+        return bool(self._deferred)
+
+    def release(self) -> list[bytes]:
+        """The deferred changes whose message has been delivered, in the order they came."""
+        deferred = self._deferred
+        if not deferred:
+            return []
+        delivered = self.delivered or 0
+        ready = [frame for seq, frame in deferred if seq <= delivered]
+        if ready:
+            self._deferred = [(seq, frame) for seq, frame in deferred if seq > delivered]
+        return ready
 
     def on_own_send(self, seq: int) -> None:
         """The client got this message in its send_ok, so its live echo need not go out.
@@ -129,10 +190,16 @@ class ConversationCursor:
         if seq != (self.delivered or 0) + 1:
             return Verdict.DUPLICATE
         self.delivered = seq
+        stale = self._stale
+        changed = stale is not None and seq in stale
+        if stale is not None and changed:
+            stale.discard(seq)
         echoes = self._echoes
         if echoes and seq in echoes:
             echoes.discard(seq)
-            if not self.explicit:  # a sync re-sends what the client asked for, own sends too
+            # A sync re-sends what the client asked for, own sends too; a message changed since
+            # its send_ok goes out again in its current state.
+            if not self.explicit and not changed:
                 return Verdict.ECHO
         return Verdict.DELIVER
 
@@ -180,6 +247,13 @@ class Cursors:
         if cursor is None:
             cursor = self.of(conversation_id)
         return cursor.on_live(seq)
+
+    def on_change(
+        self, conversation_id: str, seq: int, frame: bytes, *, of_message: bool
+    ) -> Verdict:
+        if not self.live:
+            return Verdict.HOLD
+        return self.of(conversation_id).on_change(seq, frame, of_message=of_message)
 
     def start_live(self) -> bool:
         """Live delivery starts (events held so far are to be offered again, in order); False if

@@ -29,9 +29,11 @@ from opentelemetry.trace import SpanKind
 from realchat.bus.consumer import ConsumerConfig, ConsumerThread, commit, data_records, next_batch
 from realchat.events.models import (
     EVENT_TYPE_HEADER,
+    ConversationRenamed,
     Event,
     MembershipChanged,
     MessageAcknowledged,
+    MessageChanged,
     MessageCreated,
     UnknownEventTypeError,
     decode,
@@ -90,8 +92,11 @@ YIELD_EVERY = 2048
 class EventDispatcher:
     """Decodes records and dispatches them to the hub (runs on the event loop)."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, membership_changed: Callable[[str], None] | None = None) -> None:
+        """`membership_changed` is told the conversation of every membership event (the
+        typing relay's member cache)."""
         self._hub = hub
+        self._membership_changed = membership_changed
 
     async def __call__(self, records: Sequence[Message]) -> None:
         handed = 0
@@ -134,7 +139,11 @@ class EventDispatcher:
         if isinstance(event, MessageAcknowledged):
             return self._hub.dispatch_receipt(event)
         if isinstance(event, MembershipChanged):
+            if self._membership_changed is not None:
+                self._membership_changed(str(event.conversation_id))
             return dispatch_membership(event, self._hub.connections_of)
+        if isinstance(event, MessageChanged | ConversationRenamed):
+            return self._hub.dispatch_change(event)
         offered = self._hub.dispatch_presence(event)
         if offered is None:
             metrics.PRESENCE_STALE.inc()

@@ -17,12 +17,28 @@ import zlib
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 
+import msgspec
 import structlog
 from opentelemetry.context import Context
 
 from realchat.contract.close_codes import CloseCode
-from realchat.contract.frames import Message, MessageFrame, PresenceFrame, ReceiptFrame, encode
-from realchat.events.models import MessageAcknowledged, MessageCreated, PresenceChanged
+from realchat.contract.frames import (
+    ConversationUpdateFrame,
+    Message,
+    MessageFrame,
+    MessageUpdateFrame,
+    PresenceFrame,
+    ReadFrame,
+    ReceiptFrame,
+    encode,
+)
+from realchat.events.models import (
+    ConversationRenamed,
+    MessageAcknowledged,
+    MessageChanged,
+    MessageCreated,
+    PresenceChanged,
+)
 from realchat.gateway import metrics
 from realchat.gateway.connection import Connection
 from realchat.gateway.flush import Flusher
@@ -58,14 +74,23 @@ class Shard:
         return len(self._by_user)
 
 
-def message_of(event: MessageCreated) -> Message:
-    return Message(
+def message_of(event: MessageCreated | MessageChanged) -> Message:
+    """The message an event carries: as sent, or (a change) as it is now."""
+    message = Message(
         message_id=str(event.message_id),
         conversation_id=str(event.conversation_id),
         seq=event.seq,
         sender_id=str(event.sender_id),
         content=event.content,
         created_at=event.created_at,
+    )
+    if isinstance(event, MessageCreated):
+        return message
+    return msgspec.structs.replace(
+        message,
+        version=event.version,
+        edited_at=event.changed_at,
+        deleted=event.change == "deleted",
     )
 
 
@@ -191,10 +216,32 @@ class Hub:
             metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.created_at.timestamp()))
         return offered
 
+    def dispatch_change(self, event: MessageChanged | ConversationRenamed) -> int:
+        """Offer an edit, delete or rename to the recipients' connections; each sends it once
+        the message it concerns has gone out there (`Connection.offer_change`)."""
+        frame: bytes | None = None
+        conversation_id = str(event.conversation_id)
+        of_message = isinstance(event, MessageChanged)
+        offered = 0
+        for user_id in event.recipients:
+            connections = self.connections_of(user_id)
+            if not connections:
+                continue
+            if frame is None:
+                frame = text_frame(encode(_change_frame(event)))
+            for connection in connections:
+                connection.offer_change(conversation_id, event.seq, frame, of_message=of_message)
+            offered += len(connections)
+        return offered
+
     def dispatch_receipt(self, event: MessageAcknowledged) -> int:
-        """Tell the other members' connections that a member acknowledged up to a seq."""
+        """Tell the other members' connections that a member acknowledged up to a seq, and the
+        member's own connections that their read position moved (a `read` frame)."""
         frame: bytes | None = None
         offered = 0
+        for connection in list(self.connections_of(event.user_id)):
+            connection.push(encode(ReadFrame(str(event.conversation_id), event.seq)))
+            offered += 1
         for user_id in event.recipients:
             if user_id == event.user_id:
                 continue
@@ -223,3 +270,11 @@ class Hub:
                 connection.push_frame(frame)
                 offered += 1
         return offered
+
+
+def _change_frame(
+    event: MessageChanged | ConversationRenamed,
+) -> MessageUpdateFrame | ConversationUpdateFrame:
+    if isinstance(event, MessageChanged):
+        return MessageUpdateFrame(message_of(event))
+    return ConversationUpdateFrame(str(event.conversation_id), event.title, str(event.by))

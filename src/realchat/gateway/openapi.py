@@ -17,6 +17,8 @@ _MODELS: tuple[type[BaseModel], ...] = (
     rest.CreateConversation,
     rest.AddMembers,
     rest.SendMessage,
+    rest.RenameConversation,
+    rest.EditMessage,
     rest.ConversationOut,
     rest.ConversationsOut,
     rest.PasswordChange,
@@ -92,6 +94,7 @@ def openapi_document() -> dict[str, Any]:
         schemas[model.__name__] = schema
     cid = _path_param("conversation_id")
     uid = _path_param("user_id")
+    seq = {"name": "seq", "in": "path", "required": True, "schema": {"type": "integer"}}
     bad = None
     return {
         "openapi": "3.1.0",
@@ -164,6 +167,45 @@ def openapi_document() -> dict[str, Any]:
                     "The caller's conversations, a page at a time",
                     {200: ("a page", rest.ConversationsOut), 422: ("bad paging", bad)},
                     params=[_query_param("limit", 100), _cursor_param()],
+                ),
+            },
+            "/v1/conversations/{conversation_id}": {
+                "patch": _op(
+                    "Rename the conversation (any member); members get a conversation_update",
+                    {
+                        200: ("the conversation", rest.ConversationOut),
+                        403: ("not a member", bad),
+                        404: ("unknown conversation", bad),
+                        422: ("invalid_title", bad),
+                    },
+                    rest.RenameConversation,
+                    params=[cid],
+                )
+            },
+            "/v1/conversations/{conversation_id}/messages/{seq}": {
+                "patch": _op(
+                    "Edit one's own message (idempotent per client_change_id); version + 1",
+                    {
+                        200: (
+                            "the message as edited (or as a replayed edit left it)",
+                            rest.MessageOut,
+                        ),
+                        403: ("not a member, or not_the_sender", bad),
+                        404: ("unknown conversation or message", bad),
+                        409: ("idempotency_conflict, or message_deleted", bad),
+                        422: ("bad input", bad),
+                    },
+                    rest.EditMessage,
+                    params=[cid, seq],
+                ),
+                "delete": _op(
+                    "Delete one's own message: a tombstone at the same seq (idempotent)",
+                    {
+                        200: ("the tombstone", rest.MessageOut),
+                        403: ("not a member, or not_the_sender", bad),
+                        404: ("unknown conversation or message", bad),
+                    },
+                    params=[cid, seq],
                 ),
             },
             "/v1/conversations/{conversation_id}/members": {

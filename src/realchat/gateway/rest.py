@@ -128,6 +128,8 @@ def conversation_out(c: pb.Conversation) -> dict[str, Any]:
         "member_ids": list(c.member_ids),
         "created_at": c.created_at.ToJsonString(),
         "last_seq": c.last_seq,
+        "acked_seq": c.acked_seq,
+        "unread_count": c.unread_count,
     }
 
 
@@ -144,6 +146,14 @@ def _user_id_of(request: web.Request) -> str:
     if not _is_uuid(value):
         raise ApiError(404, "user_not_found", "no such user")
     return value
+
+
+def _seq_of(request: web.Request) -> int:
+    """A message's seq in a path: a positive int64, or there is no such message."""
+    value = request.match_info["seq"]
+    if not value.isdigit() or not 1 <= int(value) < 2**63:
+        raise ApiError(404, "message_not_found", "no message with this seq in the conversation")
+    return int(value)
 
 
 def _int_query(request: web.Request, name: str, default: int) -> int:
@@ -195,6 +205,9 @@ class RestApi:
             web.delete("/v1/blocks/{user_id}", self._unblock),
             web.get("/v1/conversations/{conversation_id}/messages", self._history),
             web.post("/v1/conversations/{conversation_id}/messages", self._send),
+            web.patch("/v1/conversations/{conversation_id}", self._rename),
+            web.patch("/v1/conversations/{conversation_id}/messages/{seq}", self._edit),
+            web.delete("/v1/conversations/{conversation_id}/messages/{seq}", self._delete),
             web.get("/v1/presence", self._presence),
             *self._push_routes(),
         ]
@@ -326,6 +339,29 @@ class RestApi:
         sent = await self._chat.send(user, conversation_id, body.client_msg_id, body.content)
         message: Message = sent.message
         return json_response(message, status=201 if sent.created else 200)
+
+    async def _rename(self, request: web.Request) -> web.Response:
+        user = await self._user(request)
+        conversation_id = conversation_id_of(request)
+        body = await parse_body(request, rest.RenameConversation)
+        renamed = await self._chat.rename(user, conversation_id, body.title)
+        return json_response(conversation_out(renamed))
+
+    async def _edit(self, request: web.Request) -> web.Response:
+        user = await self._user(request)
+        conversation_id = conversation_id_of(request)
+        seq = _seq_of(request)
+        body = await parse_body(request, rest.EditMessage)
+        edited = await self._chat.edit(
+            user, conversation_id, seq, body.client_change_id, body.content
+        )
+        return json_response(edited.message)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        user = await self._user(request)
+        conversation_id = conversation_id_of(request)
+        deleted = await self._chat.delete(user, conversation_id, _seq_of(request))
+        return json_response(deleted.message)
 
     async def _presence(self, request: web.Request) -> web.Response:
         user = await self._user(request)

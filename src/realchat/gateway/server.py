@@ -27,6 +27,7 @@ from realchat.gateway.ratelimit import SendLimiter
 from realchat.gateway.rest import RestApi, errors_as_json, observed
 from realchat.gateway.sessions import SessionGuard
 from realchat.gateway.sync import Backfiller
+from realchat.gateway.typing import ConversationMembers, TypingRelay
 from realchat.gateway.webapp import add_webapp_routes
 from realchat.gateway.websocket import Session
 from realchat.observability.ops import start_ops_server
@@ -69,6 +70,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     presence = PresenceHeartbeat(
         PresenceRegistry(redis, settings.presence.key_ttl_s), settings.presence.heartbeat_s
     )
+    typing = TypingRelay(redis, hub, ConversationMembers(chat.member_ids))
     metrics.REGISTRY_USERS.set_function(lambda: hub.users)
     metrics.PRESENCE_DEVICES.set_function(lambda: len(presence))
     delivery = KafkaDelivery(
@@ -78,7 +80,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             queued_max_kbytes=g.kafka_queued_max_kbytes,
             fetch_max_bytes=g.kafka_fetch_max_bytes,
         ),
-        EventDispatcher(hub),
+        EventDispatcher(hub, typing.forget_members),
         fresh_start_at_end=True,
     )
     live = LiveStatus(hub, lambda: delivery.assigned)
@@ -89,6 +91,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         backfiller=Backfiller(
             chat,
             g.sync_page_size,
+            changes=chat,
             max_concurrent=g.max_concurrent_backfills,
             max_concurrent_per_user=g.max_concurrent_backfills_per_user,
         ),
@@ -103,6 +106,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             trusted_networks(g.unlimited_addresses),
         ),
         trusted_proxies=trusted_networks(g.trusted_proxies),
+        typing=typing,
     )
     # Requests to the auth service: no pool limit, or a flood of sign-ups would hold every
     # pooled connection and a login would wait behind them here; the auth service sheds load
@@ -129,6 +133,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     guarding = asyncio.create_task(guard.run(), name="session-guard")
 
     live_task = asyncio.create_task(live.run(), name="live-status")
+    typing_task = asyncio.create_task(typing.run(), name="typing-relay")
 
     async def ready() -> bool:
         # Not `delivery.assigned`: a gateway whose consumer lost the bus still serves sends,
@@ -161,6 +166,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 await site.stop()
                 pings.cancel()
                 live_task.cancel()
+                typing_task.cancel()
                 idle.cancel()
                 guarding.cancel()
                 heartbeat_stop.set()

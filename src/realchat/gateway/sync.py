@@ -23,6 +23,7 @@ import structlog
 
 from realchat.contract.frames import Message, MessageFrame, SyncDoneFrame, encode
 from realchat.gateway import metrics
+from realchat.gateway.catch_up import ChangesReader, catch_up
 from realchat.gateway.chat_client import ChatCallError
 from realchat.gateway.connection import Connection
 from realchat.gateway.cursor import Verdict
@@ -43,12 +44,14 @@ class Backfiller:
         history: HistoryReader,
         page_size: int,
         *,
+        changes: ChangesReader | None = None,
         retry_initial_s: float = 0.2,
         retry_max_s: float = 5.0,
         max_concurrent: int = 32,
         max_concurrent_per_user: int = 4,
     ) -> None:
         self._history = history
+        self._changes = changes
         self._page_size = page_size
         #: Pages held (being read or queued) at once, across this gateway's connections and
         #: per user.
@@ -105,6 +108,10 @@ class Backfiller:
                         if not await connection.push_backfill(encode(MessageFrame(message))):
                             return
                         sent += 1
+                    # Changes that waited for messages of this page (edits read before the page
+                    # or after it: a client applies only a higher version) follow them.
+                    if cursor.deferring:
+                        connection.release_changes(cursor)
                 finally:
                     self._pages.release(connection.user_id)
                 if cursor.on_page_end(short=len(page) < self._page_size):
@@ -116,8 +123,18 @@ class Backfiller:
         finally:
             metrics.SYNC_BACKFILL.observe(sent)
 
-    async def sync(self, connection: Connection, positions: dict[str, int]) -> dict[str, int]:
+    async def sync(
+        self,
+        connection: Connection,
+        positions: dict[str, int],
+        changes: dict[str, int] | None = None,
+        change_counters: dict[str, int] | None = None,
+    ) -> dict[str, int]:
         """Deliver everything after `positions` in each conversation; return where each ended.
+
+        `changes`: the client's change counters, for the catch-up on the messages at or before
+        its positions (`catch_up.py`); `change_counters`: each conversation's counter as read
+        before anything was sent, told in `sync_done` for the client's next sync.
 
         Live delivery starts on the connection (if it had not) once every conversation's
         backfill has begun: the live events held until then come after the backfilled ones.
@@ -134,6 +151,20 @@ class Backfiller:
         for task in tasks:
             if task is not None:
                 await task
+        if self._changes is not None:
+            for conversation_id, after_change in (changes or {}).items():
+                if conversation_id in positions:
+                    await catch_up(
+                        self._changes,
+                        connection,
+                        conversation_id,
+                        after_change,
+                        positions[conversation_id],
+                        self._page_size,
+                    )
         done = {c: connection.cursor(c).delivered or 0 for c in positions}
-        connection.push(encode(SyncDoneFrame(done)))
+        counters = None
+        if change_counters is not None:
+            counters = {c: change_counters.get(c, 0) for c in positions}
+        connection.push(encode(SyncDoneFrame(done, counters)))
         return done

@@ -32,6 +32,7 @@ from realchat.contract.frames import (
     SendFrame,
     SendOkFrame,
     SyncFrame,
+    TypingFrame,
     decode_client_frame,
     encode,
 )
@@ -48,6 +49,7 @@ from realchat.gateway.ratelimit import SendLimiter, TokenBucket
 from realchat.gateway.sessions import SessionGuard
 from realchat.gateway.socket_sink import SocketSink
 from realchat.gateway.sync import Backfiller
+from realchat.gateway.typing import TypingRelay
 from realchat.gateway.wsreader import MESSAGE_TOO_BIG, FrameError, Opcode, Received
 from realchat.gateway.wssocket import WebSocket
 from realchat.http import error_response
@@ -115,6 +117,8 @@ class Session:
     limits: ConnectionLimits = field(default_factory=lambda: ConnectionLimits(2**31, 2**31))
     #: Peers whose `X-Forwarded-For` names the client (the balancer).
     trusted_proxies: tuple[Network, ...] = ()
+    #: Relays typing frames; without it they are refused (`typing_unavailable`).
+    typing: TypingRelay | None = None
     #: Ended sessions whose connection is still finishing (its close, its tasks).
     _finishing: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
@@ -269,6 +273,8 @@ class Session:
                 await self._ack(connection, frame)
             case SyncFrame():
                 connection.spawn(self._sync(connection, frame))
+            case TypingFrame():
+                await self._typing(connection, frame)
 
     def _refuse(
         self, connection: Connection, bad: BadFrame, client_msg_id: str | None = None
@@ -311,6 +317,14 @@ class Session:
         connection.note_own_send(sent.message.conversation_id, sent.message.seq)
         return None
 
+    async def _typing(self, connection: Connection, frame: TypingFrame) -> None:
+        if self.typing is None:
+            self._refuse(connection, BadFrame("typing_unavailable", "typing is not relayed here"))
+            return
+        refusal = await self.typing.typing(connection, frame)
+        if refusal is not None:
+            self._refuse(connection, refusal)
+
     async def _ack(self, connection: Connection, frame: AckFrame) -> None:
         try:
             await self.chat.ack(connection.user_id, frame.conversation_id, frame.seq)
@@ -328,13 +342,13 @@ class Session:
 
     async def _sync_positions(self, connection: Connection, frame: SyncFrame) -> None:
         try:
-            mine = {
-                c.conversation_id: c.acked_seq
-                for c in await self.chat.conversations(connection.user_id)
-            }
+            listed = await self.chat.conversations(connection.user_id)
         except ChatCallError as error:
             self._refuse(connection, BadFrame(error.code, error.message))
             return
+        mine = {c.conversation_id: c.acked_seq for c in listed}
+        # Read before anything is sent: a change after this reaches the client live.
+        counters = {c.conversation_id: c.last_change for c in listed}
         positions = mine if not frame.positions else {}
         for conversation_id, seq in (frame.positions or {}).items():
             if conversation_id not in mine:
@@ -347,7 +361,7 @@ class Session:
             else:
                 positions[conversation_id] = seq
         try:
-            await self.backfiller.sync(connection, positions)
+            await self.backfiller.sync(connection, positions, frame.changes, counters)
         except ChatCallError as error:
             self._refuse(connection, BadFrame("sync_failed", error.message))
 

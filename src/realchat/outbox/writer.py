@@ -11,6 +11,10 @@ import json
 import uuid
 import zlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from realchat.storage.pool import Connection
 
 
 def outbox_shard(partition_key: uuid.UUID, shards: int) -> int:
@@ -22,3 +26,33 @@ def outbox_shard(partition_key: uuid.UUID, shards: int) -> int:
 def trace_context_json(carrier: Mapping[str, str]) -> str:
     """An outbox row's `trace_context` column: the writer's span, for the publisher to continue."""
     return json.dumps(dict(carrier), separators=(",", ":"))
+
+
+#: One event into the outbox, in the caller's transaction: its payload already encoded.
+_ENQUEUE = """
+INSERT INTO outbox (shard, topic, event_type, partition_key, payload, trace_context)
+VALUES ($1::int, $2::text, $3::text, $4::text, $5::bytea, $6::jsonb)
+"""
+
+
+async def enqueue(
+    conn: Connection,
+    *,
+    shards: int,
+    topic: str,
+    event_type: str,
+    key: uuid.UUID,
+    payload: bytes,
+    trace_context: Mapping[str, str],
+) -> None:
+    """Write one event in the transaction `conn` is in: it is published if and only if that
+    transaction commits, after the events of its key committed before it."""
+    await conn.execute(
+        _ENQUEUE,
+        outbox_shard(key, shards),
+        topic,
+        event_type,
+        str(key),
+        payload,
+        trace_context_json(trace_context),
+    )

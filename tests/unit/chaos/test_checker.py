@@ -4,7 +4,7 @@ duplicate, an acknowledged send missing from the database, an unpublished event,
 from __future__ import annotations
 
 from realchat.chaos.checker import BusFacts, DatabaseFacts, judge
-from realchat.chaos.history import ClientSummary, Received, Record, Sent
+from realchat.chaos.history import ClientSummary, Edited, Received, Record, Sent, Updated
 
 CONV = "c1"
 MESSAGES = [(1, "m1"), (2, "m2"), (3, "m3")]
@@ -79,3 +79,45 @@ def test_an_outsider_seeing_a_conversation_fails_the_run() -> None:
     verdict = judge(records, db(), bus())
     assert not verdict.ok
     assert verdict.examples["outsider"] == ["eve/0 saw c1"]
+
+
+def versioned_db(versions: dict[int, int]) -> DatabaseFacts:
+    return DatabaseFacts(
+        {CONV: MESSAGES}, {CONV: {"alice", "bob"}}, 0, 0,
+        {(CONV, seq): versions.get(seq, 1) for seq, _ in MESSAGES},
+    )  # fmt: skip
+
+
+def test_edits_that_every_device_applied_after_their_message_pass() -> None:
+    records = [
+        *history([1, 2, 3]),
+        Edited("alice/0", CONV, 2, 2, 3.0),
+        Updated("bob/0", CONV, 2, 2, 3.1),
+        Updated("alice/0", CONV, 2, 2, 3.1),
+    ]
+    verdict = judge(records, versioned_db({2: 2}), bus())
+    assert verdict.ok, verdict.examples
+    assert verdict.edits_acknowledged == 1
+
+
+def test_a_lost_edit_a_stale_device_and_a_change_without_its_message_are_reported() -> None:
+    # The acknowledged edit to version 3 is not stored (version 2 is).
+    lost = [*history([1, 2, 3]), Edited("alice/0", CONV, 2, 3, 3.0)]
+    lost += [Updated(c, CONV, 2, 2, 3.1) for c in ("alice/0", "bob/0")]
+    verdict = judge(lost, versioned_db({2: 2}), bus())
+    assert (verdict.lost_edits, verdict.ok) == (1, False)
+    # Bob never got the change: he ends at version 1 of message 2.
+    stale = [*history([1, 2, 3]), Updated("alice/0", CONV, 2, 2, 3.1)]
+    verdict = judge(stale, versioned_db({2: 2}), bus())
+    assert verdict.stale_versions == 1  # counted and reported; not yet failing a run
+    assert verdict.examples["stale_versions"] == ["bob/0 c1#2: v1, stored v2"]
+    # A sync gave bob the current version: not stale, whatever came live.
+    synced = [*history([1, 2]), Received("bob/0", CONV, 3, "m3", 2.0, version=2)]
+    synced.append(Updated("alice/0", CONV, 3, 2, 3.1))
+    assert judge(synced, versioned_db({3: 2}), bus()).ok
+    # Bob got a change of a message he was never handed (and so lost that message).
+    orphan = [*history([1, 2]), Updated("bob/0", CONV, 3, 2, 1.5)]
+    orphan.append(Updated("alice/0", CONV, 3, 2, 3.1))
+    verdict = judge(orphan, versioned_db({3: 2}), bus())
+    assert verdict.edits_without_message == 1
+    assert not verdict.ok

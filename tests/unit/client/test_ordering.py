@@ -7,6 +7,7 @@ import random
 import uuid
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from realchat.client.ordering import Ordering
@@ -288,3 +289,13 @@ def test_start_at_releases_a_conversation_waiting_for_its_baseline() -> None:
     feed(ordering, [2, 3])
     assert seqs(ordering.start_at(C, 1, 0.0)) == [2, 3]
     assert ordering.positions() == {C: 3}
+
+
+def test_a_held_message_is_replaced_by_a_newer_version_of_it() -> None:
+    ordering = Ordering(positions={C: 0})
+    assert ordering.accept(msg(2), now=0.0) == []  # held behind the gap
+    edited = msgspec.structs.replace(msg(2), version=2, content="edited")
+    assert ordering.accept(edited, now=0.1) == []
+    assert ordering.accept(msg(2), now=0.2) == []  # an older copy changes nothing
+    released = ordering.accept(msg(1), now=0.3)
+    assert [(m.seq, m.version, m.content) for m in released] == [(1, 1, "m1"), (2, 2, "edited")]

@@ -11,6 +11,8 @@ from typing import Any
 
 from realchat.contract.frames import Message
 from realchat.gateway.chat_client import ChatCallError
+from realchat.gateway.connection import Connection
+from realchat.gateway.hub import Hub
 
 
 class FakeSink:
@@ -124,3 +126,11 @@ class FakeHistory:
             await self.gate.wait()
         page = [m for m in snapshot if m.seq > after_seq][:limit]
         return page, len(snapshot)
+
+
+def connect(hub: Hub, user: uuid.UUID) -> tuple[Connection, FakeSink]:
+    """A connection of `user` registered in `hub`, on a fake socket."""
+    sink = FakeSink()
+    conn = Connection(user, sink, queue_size=8, close_grace_s=0.1, on_gap=lambda c, x: None)
+    hub.register(conn)
+    return conn, sink

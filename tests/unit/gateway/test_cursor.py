@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from realchat.gateway.cursor import (
+    MAX_DEFERRED_CHANGES,
     MAX_PENDING_ECHOES,
     ConversationCursor,
     Cursors,
@@ -125,3 +126,62 @@ def test_held_events_of_a_conversation_no_sync_covers_are_delivered_live() -> No
     assert cursors.on_live("other", 7) is Verdict.HOLD
     cursors.start_live()
     assert cursors.on_live("other", 7) is Verdict.DELIVER
+
+
+def test_a_change_goes_out_only_after_its_message() -> None:
+    cursor = ConversationCursor()
+    cursor.on_sync(2)
+    assert cursor.on_change(2, b"edit-2", of_message=True) is Verdict.DELIVER  # delivered before
+    # Message 4's edit arrived before message 4 (another topic), while a backfill runs.
+    assert cursor.on_change(4, b"edit-4", of_message=True) is Verdict.DEFER
+    assert cursor.on_change(3, b"delete-3", of_message=True) is Verdict.DEFER
+    assert cursor.release() == []
+    assert backfill_page(cursor, range(3, 4)) == [3]
+    assert cursor.release() == [b"delete-3"]
+    assert backfill_page(cursor, range(4, 6)) == [4, 5]
+    assert cursor.release() == [b"edit-4"]
+    assert not cursor.deferring
+    assert cursor.on_page_end(short=True)
+    assert cursor.on_change(5, b"edit-5", of_message=True) is Verdict.DELIVER
+
+
+def test_a_message_change_waits_for_a_conversation_not_seen_yet_a_rename_does_not() -> None:
+    cursor = ConversationCursor()  # no sync, no live message of this conversation yet
+    assert cursor.on_change(1, b"edit-1", of_message=True) is Verdict.DEFER
+    assert cursor.on_change(1, b"rename", of_message=False) is Verdict.DELIVER
+    assert cursor.on_live(1) is Verdict.DELIVER
+    assert cursor.release() == [b"edit-1"]
+
+
+def test_deferred_changes_are_bounded() -> None:
+    cursor = ConversationCursor()
+    cursor.on_sync(0)
+    for n in range(MAX_DEFERRED_CHANGES + 5):
+        cursor.on_change(1, str(n).encode(), of_message=True)
+    backfill_page(cursor, range(1, 2))
+    released = cursor.release()
+    assert len(released) == MAX_DEFERRED_CHANGES
+    assert released[0] == b"5"  # the oldest went first
+
+
+def test_changes_are_held_until_live_delivery_starts() -> None:
+    cursors = Cursors(live=False)
+    assert cursors.on_change("c", 1, b"edit", of_message=True) is Verdict.HOLD
+
+
+def test_past_the_bound_a_changed_message_is_read_from_history_instead_of_its_event() -> None:
+    cursor = ConversationCursor()
+    cursor.on_sync(0)
+    assert backfill_page(cursor, range(1, 2)) == [1]
+    assert cursor.on_page_end(short=True)
+    # Changes of messages 2.. arrive long before the messages (the bus caught up unevenly).
+    for seq in range(2, MAX_DEFERRED_CHANGES + 3):
+        assert cursor.on_change(seq, f"edit-{seq}".encode(), of_message=True) is Verdict.DEFER
+    # Message 2's change was dropped from the frames: its live event is stale, so it is read.
+    assert cursor.on_live(2) is Verdict.BACKFILL
+    cursor.on_own_send(2)  # even the client's own message: its send_ok copy is stale too
+    assert backfill_page(cursor, range(2, 4)) == [2, 3]
+    assert cursor.release() == [b"edit-3"]
+    assert cursor.on_page_end(short=True)
+    assert cursor.on_live(4) is Verdict.DELIVER  # not stale: its change frame is still held
+    assert cursor.release() == [b"edit-4"]

@@ -8,17 +8,9 @@ import pytest
 
 from realchat.contract.frames import AckFrame, BadFrame, SendFrame, SyncFrame, decode_client_frame
 from realchat.events.models import MessageAcknowledged, MessageCreated
-from realchat.gateway.connection import Connection
 from realchat.gateway.hub import Hub
 from realchat.gateway.ratelimit import TokenBucket
-from tests.unit.gateway.fakes import FakeSink
-
-
-def connect(hub: Hub, user: uuid.UUID) -> tuple[Connection, FakeSink]:
-    sink = FakeSink()
-    conn = Connection(user, sink, queue_size=8, close_grace_s=0.1, on_gap=lambda c, x: None)
-    hub.register(conn)
-    return conn, sink
+from tests.unit.gateway.fakes import connect
 
 
 async def test_events_reach_every_device_of_every_recipient_and_no_one_else() -> None:
@@ -36,11 +28,15 @@ async def test_events_reach_every_device_of_every_recipient_and_no_one_else() ->
         event_id=uuid.uuid4(), conversation_id=conversation, user_id=bob, seq=1,
         acknowledged_at=datetime.now(UTC), recipients=[alice, bob],
     )  # fmt: skip
-    assert hub.dispatch_receipt(receipt) == 2  # alice's two devices; not bob himself
+    # Alice's two devices get the receipt; bob's own device his new read position instead.
+    assert hub.dispatch_receipt(receipt) == 3
     await asyncio.sleep(0.01)
     for _, sink in devices:
         assert sink.seqs(str(conversation)) == [1]
     assert [f["type"] for f in devices[0][1].frames] == ["message", "receipt"]
+    assert devices[2][1].frames[1:] == [
+        {"type": "read", "conversation_id": str(conversation), "seq": 1}
+    ]
     assert outsider[1].frames == []
     for conn, _ in [*devices, outsider]:
         hub.unregister(conn)

@@ -16,6 +16,10 @@ const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 5000;
 /** Acks wait this long, so a burst of messages costs one ack. */
 const ACK_DELAY_MS = 150;
+/** While the user types, the page repeats `typing` this often; a member's "typing…" ends this
+ * long after their last one (docs/protocol.md, "Typing"). */
+const TYPING_REPEAT_MS = 3000;
+const TYPING_EXPIRY_MS = 6000;
 const SESSION_KEY = "realchat.session";
 
 const $ = (id) => document.getElementById(id);
@@ -57,6 +61,11 @@ const state = {
   names: new Map(),
   presenceEndpoint: true,
   refreshing: null,
+  /** @type {Map<string, number>} conversation id -> change counter of the last sync_done */
+  changeCounters: new Map(),
+  /** When this page last told the active conversation its user is typing (0: not typing). */
+  typingSentAt: 0,
+  typingTimer: 0,
 };
 
 // -- session ------------------------------------------------------------------------------------
@@ -262,7 +271,22 @@ function onFrame(socket, frame) {
       onSendOk(frame);
       break;
     case "sync_done":
+      for (const [id, counter] of Object.entries(frame.changes ?? {})) {
+        if (Number.isInteger(counter)) state.changeCounters.set(id, counter);
+      }
       onSyncDone();
+      break;
+    case "message_update":
+      onMessageUpdate(frame.message);
+      break;
+    case "conversation_update":
+      onConversationUpdate(frame);
+      break;
+    case "typing":
+      onTyping(frame);
+      break;
+    case "read":
+      onRead(frame);
       break;
     case "receipt":
       onReceipt(frame);
@@ -299,7 +323,8 @@ async function onHello(socket, frame) {
   for (const conversation of state.conversations.values()) {
     conversation.ackSent = 0; // an ack in flight when the last connection died may be lost
   }
-  transmit({ type: "sync", positions: positions() });
+  const changes = Object.fromEntries(state.changeCounters);
+  transmit({ type: "sync", positions: positions(), changes });
   state.syncSent = true;
   renderConversations();
   if (state.activeId) renderActive();
@@ -363,7 +388,10 @@ function conversationFrom(summary, base) {
     ackSent: 0,
     ackTimer: 0,
     gapTimer: 0,
-    unread: 0,
+    /** The server's count of messages after the user's read position that others sent. */
+    unread: summary.unread_count ?? 0,
+    /** @type {Map<string, number>} user id -> when their "typing…" ends (performance.now) */
+    typing: new Map(),
     lastActivity: summary.created_at ?? "",
   };
 }
@@ -416,6 +444,11 @@ async function refreshConversations() {
         if (known) {
           known.title = summary.title ?? null;
           known.memberIds = summary.member_ids;
+          if (Number.isInteger(summary.unread_count) && !isRead(known)) {
+            // The server counted up to last_seq: messages up to it add nothing more here.
+            known.unread = summary.unread_count;
+            known.seenUpTo = Math.max(known.seenUpTo, summary.last_seq ?? 0);
+          }
           continue;
         }
         const base = Math.max(0, summary.last_seq - HISTORY_WINDOW);
@@ -450,9 +483,11 @@ function receive(message) {
   if (shown.length) {
     const active = conversation.id === state.activeId;
     for (const m of shown) {
-      if (m.sender_id !== state.userId && m.seq > conversation.seenUpTo && !isRead(conversation)) {
+      if (m.sender_id !== state.userId && m.seq > conversation.seenUpTo && !isRead(conversation)
+          && !m.deleted) {
         conversation.unread += 1;
       }
+      conversation.typing.delete(m.sender_id); // what they typed is sent
       conversation.lastActivity = m.created_at;
     }
     if (active) appendMessages(conversation, shown);
@@ -493,6 +528,83 @@ function scheduleAck(conversation) {
       renderConversations();
     }
   }, ACK_DELAY_MS);
+}
+
+/** A message was edited or deleted: the page shows its new state if it is newer. */
+function onMessageUpdate(message) {
+  if (!message || typeof message.conversation_id !== "string") return;
+  const conversation = state.conversations.get(message.conversation_id);
+  if (!conversation) return;
+  const held = conversation.timeline.update(message);
+  if (!held || conversation.id !== state.activeId) return;
+  const node = $("messages").querySelector(`li[data-seq="${message.seq}"]`);
+  if (node) {
+    node.replaceWith(messageElement(held, othersOf(conversation).length > 1, readUpTo(conversation)));
+  }
+}
+
+function onConversationUpdate(frame) {
+  const conversation = state.conversations.get(frame.conversation_id);
+  if (!conversation || typeof frame.title !== "string") return;
+  conversation.title = frame.title || null;
+  renderConversations();
+  if (conversation.id === state.activeId) renderHeader();
+}
+
+/** Another device of this user read up to `seq`: the badge counts what others sent after it. */
+function onRead(frame) {
+  const conversation = state.conversations.get(frame.conversation_id);
+  if (!conversation || !Number.isInteger(frame.seq)) return;
+  conversation.ackSent = Math.max(conversation.ackSent, frame.seq);
+  const after = conversation.timeline.messages.filter((m) =>
+    m.seq > frame.seq && m.sender_id !== state.userId && !m.deleted);
+  if (after.length < conversation.unread) {
+    conversation.unread = after.length;
+    renderConversations();
+  }
+}
+
+function onTyping(frame) {
+  const conversation = state.conversations.get(frame.conversation_id);
+  if (!conversation || typeof frame.user_id !== "string") return;
+  if (frame.typing === true) conversation.typing.set(frame.user_id, performance.now() + TYPING_EXPIRY_MS);
+  else conversation.typing.delete(frame.user_id);
+  if (conversation.id === state.activeId) renderTyping();
+}
+
+/** The "… is typing" line of the open conversation; entries past their expiry are dropped. */
+function renderTyping() {
+  const conversation = state.conversations.get(state.activeId);
+  const now = performance.now();
+  const names = [];
+  if (conversation) {
+    for (const [userId, until] of conversation.typing) {
+      if (until <= now) conversation.typing.delete(userId);
+      else names.push(nameOf(userId));
+    }
+  }
+  const line = $("typing");
+  line.textContent = names.length === 0 ? ""
+    : names.length === 1 ? `${names[0]} is typing…` : `${names.join(", ")} are typing…`;
+  line.hidden = names.length === 0;
+}
+
+/** The user typed in the composer: tell the members, at most every TYPING_REPEAT_MS. */
+function noteTyping() {
+  const id = state.activeId;
+  if (!id || !state.synced) return;
+  const now = performance.now();
+  if (now - state.typingSentAt >= TYPING_REPEAT_MS) {
+    if (transmit({ type: "typing", conversation_id: id, typing: true })) state.typingSentAt = now;
+  }
+  clearTimeout(state.typingTimer);
+  state.typingTimer = setTimeout(() => stopTyping(id), TYPING_REPEAT_MS);
+}
+
+function stopTyping(id) {
+  clearTimeout(state.typingTimer);
+  if (state.typingSentAt && id) transmit({ type: "typing", conversation_id: id, typing: false });
+  state.typingSentAt = 0;
 }
 
 function onReceipt(frame) {
@@ -686,6 +798,7 @@ function renderActive() {
   $("messages").replaceChildren();
   appendMessages(conversation, conversation.timeline.messages);
   renderOutgoing();
+  renderTyping();
   scrollToEnd(true);
 }
 
@@ -705,7 +818,12 @@ function messageElement(message, group, read) {
   item.dataset.seq = String(message.seq);
   item.dataset.sender = message.sender_id;
   if (group && !own) item.append(element("span", "sender", nameOf(message.sender_id)));
-  item.append(element("p", "content", message.content));
+  if (message.deleted) {
+    item.classList.add("deleted");
+    item.append(element("p", "content", "Message deleted"));
+  } else {
+    item.append(element("p", "content", message.content));
+  }
   const meta = element("span", "meta");
   const time = element("time");
   const at = new Date(message.created_at);
@@ -714,13 +832,70 @@ function messageElement(message, group, read) {
     time.textContent = timeFormat.format(at);
   }
   meta.append(time);
+  if ((message.version ?? 1) > 1 && !message.deleted) meta.append(" ", element("span", "edited", "edited"));
   if (own) {
     const status = element("span", "status");
     setStatus(status, message.seq, read);
     meta.append(" ", status);
   }
   item.append(meta);
+  if (own && !message.deleted) item.append(messageMenu(message));
   return item;
+}
+
+/** Edit and Delete for one's own message. */
+function messageMenu(message) {
+  const menu = element("span", "message-menu");
+  const edit = element("button", "link", "Edit");
+  edit.type = "button";
+  edit.setAttribute("aria-label", `Edit message ${message.seq}`);
+  edit.addEventListener("click", () => startEditing(message));
+  const remove = element("button", "link", "Delete");
+  remove.type = "button";
+  remove.setAttribute("aria-label", `Delete message ${message.seq}`);
+  remove.addEventListener("click", () => void changeMessage(message, "DELETE"));
+  menu.append(edit, " ", remove);
+  return menu;
+}
+
+function startEditing(message) {
+  const node = $("messages").querySelector(`li[data-seq="${message.seq}"]`);
+  if (!node) return;
+  const form = element("form", "edit-form");
+  const box = element("textarea");
+  box.value = message.content;
+  box.maxLength = 4000;
+  box.setAttribute("aria-label", "Edited message");
+  const save = element("button", "", "Save");
+  save.type = "submit";
+  const cancel = element("button", "secondary", "Cancel");
+  cancel.type = "button";
+  cancel.addEventListener("click", () => node.replaceWith(messageElement(message,
+    othersOf(state.conversations.get(message.conversation_id)).length > 1,
+    readUpTo(state.conversations.get(message.conversation_id)))));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const content = box.value.trim();
+    if (content && content !== message.content) void changeMessage(message, "PATCH", content);
+  });
+  form.append(box, save, cancel);
+  node.querySelector(".content").replaceWith(form);
+  node.querySelector(".message-menu")?.remove();
+  box.focus();
+}
+
+/** Edit (PATCH, with a fresh client_change_id) or delete (DELETE) a message over REST; the
+ * page shows the answer at once, and the `message_update` that follows changes nothing. */
+async function changeMessage(message, method, content) {
+  const path = `/v1/conversations/${encodeURIComponent(message.conversation_id)}/messages/${message.seq}`;
+  try {
+    const changed = await api(method, path,
+      method === "PATCH" ? { client_change_id: newClientMsgId(), content } : undefined);
+    onMessageUpdate(changed);
+  } catch (error) {
+    console.warn("realchat:", error.code ?? error, error.message ?? "");
+    if (message.conversation_id === state.activeId) renderActive(); // back to what it was
+  }
 }
 
 /** Per seq of the user's own messages: how many of the other members have acknowledged it. */
@@ -883,6 +1058,7 @@ function wire() {
     const input = $("message-input");
     const content = input.value.trim();
     if (!content || !state.activeId) return;
+    stopTyping(state.activeId);
     queueSend(state.activeId, content);
     input.value = "";
     input.style.height = "";
@@ -897,6 +1073,7 @@ function wire() {
   });
 
   $("message-input").addEventListener("input", (event) => {
+    noteTyping();
     const input = event.currentTarget;
     input.style.height = "";
     input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
@@ -911,6 +1088,7 @@ function wire() {
     if (active) scheduleAck(active);
   });
   window.addEventListener("online", reconnectNow);
+  setInterval(renderTyping, 1000); // "typing…" ends by itself
 }
 
 wire();

@@ -36,6 +36,23 @@ export class Timeline {
     return shown;
   }
 
+  /**
+   * A newer state of a message (an edit or delete, `version` grown). Returns the message as
+   * held now if it changed, else null (an older or repeated update, or a message not held).
+   */
+  update(message) {
+    const version = message.version ?? 1;
+    const index = this.messages.findIndex((m) => m.seq === message.seq);
+    if (index >= 0) {
+      if ((this.messages[index].version ?? 1) >= version) return null;
+      this.messages[index] = message;
+      return message;
+    }
+    const ahead = this.held.get(message.seq);
+    if (ahead && (ahead.version ?? 1) < version) this.held.set(message.seq, message);
+    return null;
+  }
+
   /** True while a message is held back: the page should sync from `have` if it lasts. */
   get hasGap() {
     return this.held.size > 0;
