@@ -127,8 +127,10 @@ class Session:
         self._inbox_changed = asyncio.Event()
         #: Conversations whose messages were not taken in because the inbox was full.
         self._overflowed: set[str] = set()
-        #: Each conversation's change counter as of the last `sync_done`: passed back in the
-        #: next handshake's sync, which then sends the messages changed since (edits, deletes).
+        #: Each conversation's change counter as of the last `sync_done`: passed back in every
+        #: sync (handshake, gap and paused ones), which then sends the messages changed since
+        #: (edits, deletes). A sync without it would move the counter past changes whose live
+        #: frame was lost (a fault cut the connection or the bus) without sending them.
         self._change_counters: dict[str, int] = {}
         self._events: deque[Event] = deque(maxlen=options.max_buffered_events)
         self._events_changed = asyncio.Event()
@@ -449,7 +451,7 @@ class Session:
                     for chunk in _chunks(due):
                         log.info("realchat gap sync", positions=chunk)
                         self.gap_syncs += 1
-                        await link.send(SyncFrame(chunk))
+                        await link.send(SyncFrame(chunk, self._counters_of(chunk)))
                 except LinkClosed:
                     pass  # the next connection's handshake syncs everything
                 next_due = self._ordering.next_due()
@@ -484,7 +486,7 @@ class Session:
         with contextlib.suppress(LinkClosed):
             for chunk in _chunks(self._ordering.positions()):
                 self.paused_syncs += 1
-                await link.send(SyncFrame(chunk))
+                await link.send(SyncFrame(chunk, self._counters_of(chunk)))
 
     # -- what the application reads --------------------------------------------------------------
 

@@ -66,8 +66,13 @@ class FakeConnection:
         for seq in seqs:
             await self.send({"type": "message", "message": message(conversation_id, seq)})
 
-    async def sync_done(self, positions: dict[str, int]) -> None:
-        await self.send({"type": "sync_done", "positions": positions})
+    async def sync_done(
+        self, positions: dict[str, int], changes: dict[str, int] | None = None
+    ) -> None:
+        frame: dict[str, Any] = {"type": "sync_done", "positions": positions}
+        if changes is not None:
+            frame["changes"] = changes
+        await self.send(frame)
 
     async def expect(self, kind: str) -> dict[str, Any]:
         """The next frame of type `kind` the client sends (frames of other types are skipped,

@@ -266,6 +266,27 @@ async def test_a_gap_the_server_does_not_fill_is_synced_after_the_gap_timeout() 
         await server.script_done(0)
 
 
+async def test_a_gap_sync_passes_the_change_counters_so_changes_lost_live_are_sent() -> None:
+    """A gap sync without the counters would move them past an edit whose live frame was lost
+    (its sync_done tells the newer counter), and the edit would never come."""
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.hello()
+        await conn.expect("sync")
+        await conn.messages(C, 1)
+        await conn.sync_done({C: 1}, changes={C: 4})
+        await conn.messages(C, 3)  # 2 never comes by itself
+        sync = await conn.expect("sync")
+        assert sync["positions"] == {C: 1}
+        assert sync["changes"] == {C: 4}, "the server cannot catch up what it is not asked for"
+        await conn.messages(C, 2, 3)
+        await conn.sync_done({C: 3}, changes={C: 6})
+
+    async with FakeServer([script]) as server, client_of(server) as client:
+        assert await take_messages(client.messages(), 3) == in_c(1, 2, 3)
+        await server.script_done(0)
+
+
 async def test_a_silent_handshake_is_abandoned_and_the_baseline_is_asked_for_again() -> None:
     async def silent(conn: FakeConnection) -> None:
         await conn.hello()

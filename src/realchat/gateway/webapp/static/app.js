@@ -356,7 +356,7 @@ function onLive(socket, paused) {
         clearInterval(state.pausedSyncTimer);
         return;
       }
-      if (state.syncSent) transmit({ type: "sync", positions: positions() });
+      if (state.syncSent) transmit(syncFrame(positions()));
     }, PAUSED_SYNC_MS);
   }
   if (state.synced) showConnected();
@@ -456,7 +456,7 @@ async function refreshConversations() {
         state.conversations.set(conversation.id, conversation);
         if (state.syncSent && summary.last_seq > base) fresh[conversation.id] = base;
       }
-      if (Object.keys(fresh).length) transmit({ type: "sync", positions: fresh });
+      if (Object.keys(fresh).length) transmit(syncFrame(fresh));
       const unknown = [...state.conversations.values()]
         .some((c) => othersOf(c).some((id) => !state.presence.has(id)));
       if (unknown && state.syncSent) void fetchPresence();
@@ -497,13 +497,24 @@ function receive(message) {
   if (conversation.timeline.hasGap) scheduleGapSync(conversation);
 }
 
+/** A `sync` of `wanted` ({conversation id: position}) with those conversations' change
+ * counters: without them the `sync_done` would move the counters past edits whose live frame
+ * was lost (a cut connection, a paused bus), and those edits would never come. */
+function syncFrame(wanted) {
+  const changes = {};
+  for (const id of Object.keys(wanted)) {
+    if (state.changeCounters.has(id)) changes[id] = state.changeCounters.get(id);
+  }
+  return { type: "sync", positions: wanted, changes };
+}
+
 function scheduleGapSync(conversation) {
   if (conversation.gapTimer) return;
   conversation.gapTimer = setTimeout(() => {
     conversation.gapTimer = 0;
     if (!conversation.timeline.hasGap) return;
     if (state.syncSent) {
-      transmit({ type: "sync", positions: { [conversation.id]: conversation.timeline.have } });
+      transmit(syncFrame({ [conversation.id]: conversation.timeline.have }));
     }
     scheduleGapSync(conversation);
   }, GAP_SYNC_MS);
