@@ -535,8 +535,8 @@ async def seed(dsn: str, conversations: int, users: int) -> None:
 
 
 _RESET = (
-    "TRUNCATE messages, outbox",
-    "UPDATE conversations SET last_seq = 0",
+    "TRUNCATE messages, message_changes, outbox",
+    "UPDATE conversations SET last_seq = 0, last_change = 0",
     "VACUUM ANALYZE conversations, conversation_members",
     # So that no run pays for the previous run's dirty pages.
     "CHECKPOINT",
