@@ -605,7 +605,9 @@ function noteTyping() {
   const id = state.activeId;
   if (!id || !state.synced) return;
   const now = performance.now();
-  if (now - state.typingSentAt >= TYPING_REPEAT_MS) {
+  // 0: not told yet (performance.now() counts from the page's load, so a page younger than
+  // TYPING_REPEAT_MS would otherwise wait that long before its first signal).
+  if (!state.typingSentAt || now - state.typingSentAt >= TYPING_REPEAT_MS) {
     if (transmit({ type: "typing", conversation_id: id, typing: true })) state.typingSentAt = now;
   }
   clearTimeout(state.typingTimer);
