@@ -187,15 +187,7 @@ async def _provision(
     started = time.monotonic()
     names = numbered_usernames(f"lt{shape.key}", shape.users)
     report(f"population {shape.key}: creating {len(names)} accounts in bulk ...")
-    pool = await asyncpg.create_pool(operator.dsn, min_size=1, max_size=2)
-    try:
-        created = await create_users(AuthStore(pool), Passwords(), names, PASSWORD)
-    finally:
-        await pool.close()
-    users: list[dict[str, Any]] = [
-        {"username": u.username, "password": PASSWORD, "user_id": str(u.user_id)} for u in created
-    ]
-    _give_tokens(users, operator.issuer)
+    users = await bulk_accounts(operator, names, PASSWORD)
     register_s = round(time.monotonic() - started, 1)
     plans, ids, conversations_s = await _create_conversations(http, base_url, shape, users, report)
     kept = [{k: u[k] for k in ("username", "password", "user_id", "conversations")} for u in users]
@@ -252,6 +244,23 @@ def _save(cache: Path, saved: dict[str, Any]) -> None:
     tmp = cache.with_suffix(".tmp")
     tmp.write_text(json.dumps(saved))
     tmp.replace(cache)
+
+
+async def bulk_accounts(
+    operator: Operator, names: list[str], password: str
+) -> list[dict[str, Any]]:
+    """The accounts created as an operator would (one hash for the batch), each with its
+    username, password, user_id and a minted token."""
+    pool = await asyncpg.create_pool(operator.dsn, min_size=1, max_size=2)
+    try:
+        created = await create_users(AuthStore(pool), Passwords(), names, password)
+    finally:
+        await pool.close()
+    users: list[dict[str, Any]] = [
+        {"username": u.username, "password": password, "user_id": str(u.user_id)} for u in created
+    ]
+    _give_tokens(users, operator.issuer)
+    return users
 
 
 def _give_tokens(users: list[dict[str, Any]], issuer: TokenIssuer) -> None:

@@ -19,15 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import asyncpg
 
-from realchat.auth.passwords import Passwords
-from realchat.auth.provisioning import create_users, mint_tokens
-from realchat.auth.store import AuthStore
 from realchat.loadtest.fanout.measure import Group
 from realchat.loadtest.fanout.plan import ws_base
 from realchat.loadtest.fanout.publisher import Publish
-from realchat.loadtest.population import Operator, ProvisioningError, post_json
+from realchat.loadtest.population import Operator, ProvisioningError, bulk_accounts, post_json
 from realchat.stack.supervisor import Stack
 
 #: A quarter of the per-user limit: an open loop that fell behind catches up in a burst.
@@ -103,7 +99,7 @@ async def provision(
     started = loop.time()
     names = [f"fo{run}s{n}" for n in range(subscribers)] + [f"fo{run}p{n}" for n in range(senders)]
     if operator is not None:
-        users = await _bulk(operator, names)
+        users = await bulk_accounts(operator, names, PASSWORD)
     else:
         gate = asyncio.Semaphore(REGISTER_CONCURRENCY)
 
@@ -126,20 +122,6 @@ async def provision(
         conversation_id=str(conversation["conversation_id"]),
         seconds=round(loop.time() - started, 1),
     )
-
-
-async def _bulk(operator: Operator, names: list[str]) -> list[dict[str, Any]]:
-    """The accounts created as an operator would (one hash for all), with minted tokens."""
-    pool = await asyncpg.create_pool(operator.dsn, min_size=1, max_size=2)
-    try:
-        created = await create_users(AuthStore(pool), Passwords(), names, PASSWORD)
-    finally:
-        await pool.close()
-    minted = mint_tokens(operator.issuer, (u.user_id for u in created))
-    return [
-        {"user_id": str(u.user_id), "token": t.access_token}
-        for u, t in zip(created, minted, strict=True)
-    ]
 
 
 async def _sign_up(
