@@ -7,32 +7,38 @@ import re
 
 import pytest
 
-from realchat.loadtest.bench_write import (
-    CONVERSATION_PREFIX,
-    SINGLE_MESSAGE_SQL,
-    USER_PREFIX,
-    BenchError,
+from realchat.loadtest.bench_write.cpu import (
     CpuSample,
-    PathResult,
     ProcStat,
-    Sample,
-    Scenario,
-    Window,
     cpu_busy_pct,
     cpu_us_per_message,
-    indexed_uuid,
-    indexed_uuid_sql,
-    parse_pgbench_log,
-    parse_pgbench_summary,
     parse_pid_stat,
     parse_proc_stat,
-    percentile,
+)
+from realchat.loadtest.bench_write.pgbench import (
+    SINGLE_MESSAGE_SQL,
+    parse_pgbench_log,
+    parse_pgbench_summary,
     pgbench_script,
-    render_table,
+)
+from realchat.loadtest.bench_write.render import render_table
+from realchat.loadtest.bench_write.results import (
+    BenchError,
+    PathResult,
+    Sample,
+    Window,
+    percentile,
     scenario_result,
     summarize_latencies,
     wal_usage,
     window_result,
+)
+from realchat.loadtest.bench_write.scenarios import (
+    CONVERSATION_PREFIX,
+    USER_PREFIX,
+    Scenario,
+    indexed_uuid,
+    indexed_uuid_sql,
 )
 
 PGBENCH_15_OUTPUT = """\
