@@ -9,16 +9,15 @@ latency and completeness over that window).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
-import platform
 import secrets
-import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ import uvloop
 
 from realchat.config import Settings
 from realchat.loadtest.aggregation import summarize
+from realchat.loadtest.bench_report import machine_facts, write_atomically
 from realchat.loadtest.fanout import centrifugo, realchat_side
 from realchat.loadtest.fanout.client import Spec
 from realchat.loadtest.fanout.measure import (
@@ -46,6 +46,7 @@ from realchat.loadtest.fanout.publisher import Publish, open_loop
 from realchat.loadtest.fanout.render import render
 from realchat.loadtest.fanout.results import FanoutResult, IdleResult, IdleStep, ratios
 from realchat.loadtest.population import ProvisioningError
+from realchat.loadtest.ports import free_ports
 from realchat.loadtest.stackview import StackView, stack_view
 from realchat.stack.supervisor import Stack
 
@@ -96,12 +97,6 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _mib(value: int) -> float:
     return round(value / 2**20, 1)
 
@@ -116,20 +111,34 @@ def _with_client(groups: dict[str, Group], pool: ClientPool) -> dict[str, Group]
 # -- blocks ---------------------------------------------------------------------------------------
 
 
-async def idle_block(
-    run: Run,
-    server: str,
-    entry: str,
-    kind: str,
-    channel: str,
-    specs: list[Spec],
-    groups: dict[str, Group],
-) -> IdleResult:
-    options = run.options
-    pool = ClientPool(kind, channel, specs, options.workers)
+@dataclass(frozen=True)
+class Block:
+    """What one block measures: the server and entry its results are filed under, the kind of
+    client and the channel its connections use, and the process groups whose CPU and memory
+    count."""
+
+    server: str
+    entry: str
+    kind: str
+    channel: str
+    groups: dict[str, Group]
+
+
+@contextlib.asynccontextmanager
+async def _client_pool(block: Block, specs: list[Spec], workers: int) -> AsyncIterator[ClientPool]:
+    """The block's client worker processes, closed (with their connections) afterwards."""
+    pool = ClientPool(block.kind, block.channel, specs, workers)
     await pool.start()
     try:
-        measured = _with_client(groups, pool)
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def idle_block(run: Run, block: Block, specs: list[Spec]) -> IdleResult:
+    options = run.options
+    async with _client_pool(block, specs, options.workers) as pool:
+        measured = _with_client(block.groups, pool)
         await asyncio.sleep(min(5.0, options.idle_settle_s))
         base = snapshot(measured)
         steps: list[IdleStep] = []
@@ -138,8 +147,8 @@ async def idle_block(
         for count in shares(len(specs), options.idle_steps):
             status = await pool.open(count)
             run.report(
-                f"  {server} idle: {status['open']} open, {status['failed']} failed; settling "
-                f"{options.idle_settle_s:g} s"
+                f"  {block.server} idle: {status['open']} open, {status['failed']} failed; "
+                f"settling {options.idle_settle_s:g} s"
             )
             await asyncio.sleep(options.idle_settle_s)
             snaps.append(snapshot(measured))
@@ -154,8 +163,8 @@ async def idle_block(
         added = steps[-1].connections - (steps[-2].connections if len(steps) > 1 else 0)
         open_now = steps[-1].connections
         return IdleResult(
-            server=server,
-            entry=entry,
+            server=block.server,
+            entry=block.entry,
             connections=open_now,
             settle_s=options.idle_settle_s,
             baseline_rss_mib={name: _mib(rss) for name, rss in base.rss.items()},
@@ -171,8 +180,6 @@ async def idle_block(
             load_average=os.getloadavg(),
             first_error=status.get("first_error"),
         )
-    finally:
-        await pool.close()
 
 
 async def _drain(pool: ClientPool, tag: str, expected: int, deadline_s: float) -> None:
@@ -186,69 +193,72 @@ async def _drain(pool: ClientPool, tag: str, expected: int, deadline_s: float) -
         await asyncio.sleep(0.25)
 
 
-async def fanout_block(
-    run: Run,
-    server: str,
-    entry: str,
-    kind: str,
-    channel: str,
-    specs: list[Spec],
-    groups: dict[str, Group],
-    publish: Publish,
-) -> None:
-    options = run.options
-    pool = ClientPool(kind, channel, specs, options.workers)
-    await pool.start()
-    try:
+async def fanout_block(run: Run, block: Block, specs: list[Spec], publish: Publish) -> None:
+    """Subscribers connected once; then each rate in turn (`fanout_at`)."""
+    async with _client_pool(block, specs, run.options.workers) as pool:
         status = await pool.open(len(specs))
-        run.report(f"  {server} {entry}: {status['open']} subscribers ({status['failed']} failed)")
+        where = f"{block.server} {block.entry}"
+        run.report(f"  {where}: {status['open']} subscribers ({status['failed']} failed)")
         if status["open"] == 0:
-            raise FanoutError(
-                f"{server} {entry}: no subscriber connected ({status['first_error']})"
-            )
-        measured = _with_client(groups, pool)
-        for rate in options.rates:
-            tag = f"{run.tag}.{server}.{entry}.{rate:g}"
-            idle_start = snapshot(measured)
-            await asyncio.sleep(options.idle_cpu_s)
-            idle = idle_rates(idle_start, snapshot(measured))
-            subscribers = status["open"]
-            before = snapshot(measured)
-            published = await open_loop(publish, tag, rate, options.seconds)
-            published_at = time.monotonic()
-            expected = published.published * subscribers
-            await _drain(pool, tag, expected, max(10.0, 2 * options.seconds))
-            after = snapshot(measured)
-            delivered, hist, status = await pool.report(tag)
-            result = FanoutResult(
-                server=server,
-                entry=entry,
-                rate_msgs_per_s=rate,
-                subscribers=subscribers,
-                seconds=options.seconds,
-                published=published.published,
-                publish_errors=published.errors,
-                first_publish_error=published.first_error,
-                publish_lag_max_ms=published.lag_max_ms,
-                expected=expected,
-                delivered=delivered,
-                window_s=round(after.at - before.at, 2),
-                drain_s=round(after.at - published_at, 2),
-                latency_ms=summarize(hist),
-                cpu=group_cpu(before, after, idle, delivered, published.published),
-                machine_cores_busy=cores_busy(before, after),
-                load_average=os.getloadavg(),
-                connections=status,
-            )
+            raise FanoutError(f"{where}: no subscriber connected ({status['first_error']})")
+        measured = _with_client(block.groups, pool)
+        subscribers = status["open"]
+        for rate in run.options.rates:
+            result = await fanout_at(run, block, pool, measured, rate, subscribers, publish)
+            # The next rate counts the subscribers the workers had open at the end of this one.
+            subscribers = result.connections["open"]
             run.fanout.append(result)
             run.report(
-                f"  {server} {entry} {rate:g} msg/s: {delivered}/{expected} delivered, edge "
-                f"{result.edge()} us/delivery, p50/p95/p99 {result.latency_ms.get('p50')}/"
-                f"{result.latency_ms.get('p95')}/{result.latency_ms.get('p99')} ms, "
-                f"{result.machine_cores_busy} cores busy"
+                f"  {where} {rate:g} msg/s: {result.delivered}/{result.expected} delivered, "
+                f"edge {result.edge()} us/delivery, p50/p95/p99 "
+                f"{result.latency_ms.get('p50')}/{result.latency_ms.get('p95')}/"
+                f"{result.latency_ms.get('p99')} ms, {result.machine_cores_busy} cores busy"
             )
-    finally:
-        await pool.close()
+
+
+async def fanout_at(
+    run: Run,
+    block: Block,
+    pool: ClientPool,
+    measured: dict[str, Group],
+    rate: float,
+    subscribers: int,
+    publish: Publish,
+) -> FanoutResult:
+    """One rate: the idle CPU rate first, then an open-loop publish, then waiting until every
+    delivery arrived or a deadline; CPU, latency and completeness over that window."""
+    options = run.options
+    tag = f"{run.tag}.{block.server}.{block.entry}.{rate:g}"
+    idle_start = snapshot(measured)
+    await asyncio.sleep(options.idle_cpu_s)
+    idle = idle_rates(idle_start, snapshot(measured))
+    before = snapshot(measured)
+    published = await open_loop(publish, tag, rate, options.seconds)
+    published_at = time.monotonic()
+    expected = published.published * subscribers
+    await _drain(pool, tag, expected, max(10.0, 2 * options.seconds))
+    after = snapshot(measured)
+    delivered, hist, status = await pool.report(tag)
+    return FanoutResult(
+        server=block.server,
+        entry=block.entry,
+        rate_msgs_per_s=rate,
+        subscribers=subscribers,
+        seconds=options.seconds,
+        published=published.published,
+        publish_errors=published.errors,
+        first_publish_error=published.first_error,
+        publish_lag_max_ms=published.lag_max_ms,
+        expected=expected,
+        delivered=delivered,
+        window_s=round(after.at - before.at, 2),
+        drain_s=round(after.at - published_at, 2),
+        latency_ms=summarize(hist),
+        cpu=group_cpu(before, after, idle, delivered, published.published),
+        machine_cores_busy=cores_busy(before, after),
+        load_average=os.getloadavg(),
+        connections=status,
+    )
 
 
 # -- servers --------------------------------------------------------------------------------------
@@ -259,7 +269,7 @@ async def run_centrifugo(run: Run, workdir: Path) -> None:
     binary = await asyncio.to_thread(centrifugo.ensure_built, options.cache_dir, run.report)
     config = centrifugo.CentrifugoConfig(
         host="127.0.0.1",
-        port=_free_port(),
+        port=free_ports(1)[0],
         hmac_secret=secrets.token_urlsafe(32),
         api_key=secrets.token_urlsafe(24),
         pid_file=workdir / "centrifugo.pid",
@@ -272,50 +282,32 @@ async def run_centrifugo(run: Run, workdir: Path) -> None:
     def specs(count: int) -> list[Spec]:
         return connection_specs([config.ws_url], tokens, count, lambda url, _token: url)
 
-    async def fresh(block: str) -> centrifugo.CentrifugoServer:
-        server = centrifugo.CentrifugoServer(binary, config, workdir / block)
-        await server.start()
-        return server
+    async def publish(seq: int, payload: str) -> None:
+        await centrifugo.publish(run.http, config, chan, payload)
 
     if not options.skip_idle:
         run.report(f"centrifugo: idle, {options.idle_connections} connections (fresh server)")
-        server = await fresh("idle")
-        try:
-            groups = {"centrifugo": Group((server.pid,))}
-            run.idle.append(
-                await idle_block(
-                    run,
-                    "centrifugo",
-                    "direct",
-                    "centrifugo",
-                    chan,
-                    specs(options.idle_connections),
-                    groups,
-                )
-            )
-        finally:
-            await server.stop()
+        async with _centrifugo(binary, config, workdir / "idle", chan) as block:
+            run.idle.append(await idle_block(run, block, specs(options.idle_connections)))
     if not options.skip_fanout:
         run.report(f"centrifugo: fan-out to {options.subscribers} subscribers (fresh server)")
-        server = await fresh("fanout")
+        async with _centrifugo(binary, config, workdir / "fanout", chan) as block:
+            await fanout_block(run, block, specs(options.subscribers), publish)
 
-        async def publish(seq: int, payload: str) -> None:
-            await centrifugo.publish(run.http, config, chan, payload)
 
-        try:
-            groups = {"centrifugo": Group((server.pid,))}
-            await fanout_block(
-                run,
-                "centrifugo",
-                "direct",
-                "centrifugo",
-                chan,
-                specs(options.subscribers),
-                groups,
-                publish,
-            )
-        finally:
-            await server.stop()
+@contextlib.asynccontextmanager
+async def _centrifugo(
+    binary: Path, config: centrifugo.CentrifugoConfig, workdir: Path, chan: str
+) -> AsyncIterator[Block]:
+    """A fresh Centrifugo server for one block, stopped afterwards."""
+    server = centrifugo.CentrifugoServer(binary, config, workdir)
+    await server.start()
+    try:
+        yield Block(
+            "centrifugo", "direct", "centrifugo", chan, {"centrifugo": Group((server.pid,))}
+        )
+    finally:
+        await server.stop()
 
 
 async def realchat_view(settings: Settings) -> tuple[Stack, StackView]:
@@ -360,46 +352,34 @@ async def run_realchat(run: Run, settings: Settings) -> None:
             stack, view = await realchat_view(settings)
         entry = options.idle_entry if balanced else "direct"
         run.report(f"realchat: idle, {options.idle_connections} connections via {entry}")
-        run.idle.append(
-            await idle_block(
-                run,
-                "realchat",
-                entry,
-                "realchat",
-                audience.conversation_id,
-                specs(entry, options.idle_connections),
-                realchat_side.edge_groups(view.pids),
-            )
+        block = Block(
+            "realchat",
+            entry,
+            "realchat",
+            audience.conversation_id,
+            realchat_side.edge_groups(view.pids),
         )
+        run.idle.append(await idle_block(run, block, specs(entry, options.idle_connections)))
     if not options.skip_fanout:
         for entry in entries:
             # Publish where the clients connect: through HAProxy, or straight to a gateway.
             publish = realchat_side.rest_publisher(run.http, entrypoints[entry][0], audience)
             run.report(f"realchat: fan-out to {options.subscribers} subscribers via {entry}")
-            await fanout_block(
-                run,
+            block = Block(
                 "realchat",
                 entry,
                 "realchat",
                 audience.conversation_id,
-                specs(entry, options.subscribers),
                 realchat_side.groups(view.pids),
-                publish,
             )
+            await fanout_block(run, block, specs(entry, options.subscribers), publish)
 
 
 # -- the command ----------------------------------------------------------------------------------
 
 
 def _machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
-    return {
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_average_before": [round(v, 2) for v in load_before],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "note": "servers and load client share this one machine",
-    }
+    return {**machine_facts(load_before), "note": "servers and load client share this one machine"}
 
 
 async def run_bench_fanout(
@@ -445,15 +425,9 @@ async def run_bench_fanout(
 
 def write(document: dict[str, Any], output: Path) -> Path:
     """The JSON report and the text beside it (same stem, .txt); atomically each."""
-    output.parent.mkdir(parents=True, exist_ok=True)
     text = output.with_suffix(".txt")
-    for path, content in (
-        (output, json.dumps(document, indent=2, default=str) + "\n"),
-        (text, document["text"] + "\n"),
-    ):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(content)
-        os.replace(tmp, path)
+    write_atomically(output, json.dumps(document, indent=2, default=str) + "\n")
+    write_atomically(text, document["text"] + "\n")
     return text
 
 
