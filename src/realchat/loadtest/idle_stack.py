@@ -192,39 +192,15 @@ async def _hold(
         baseline_rss_mib={name: _mib(rss) for name, rss in base.rss.items()},
     )
     for count in shares(options.connections, options.steps):
-        started = time.monotonic()
-        status = await pool.open(count)
-        connect_s = round(time.monotonic() - started, 1)
-        result.first_error = result.first_error or status.get("first_error")
-        report(
-            f"  {status['open']} open, {status['failed']} failed (+{count} in {connect_s} s); "
-            f"settling {options.settle_s:g} s"
-        )
-        await asyncio.sleep(options.settle_s)
-        now = snapshot(groups)
-        counts = await _gateway_counts(http, view)
-        step = Step(
-            connections=int(status["open"]),
-            failed=int(status["failed"]),
-            connect_s=connect_s,
-            gateways={
-                name: GatewayIdle(
-                    counts[name],
-                    _mib(now.rss[name]),
-                    per_connection_kib(base.rss[name], now.rss[name], counts[name]),
-                )
-                for name in view.gateways
-            },
-            client_rss_mib=_mib(now.rss["client"]),
-            load_average=os.getloadavg(),
-        )
-        result.steps.append(step)
+        step = await _step(http, view, pool, groups, base, count, options, report)
+        result.first_error = result.first_error or step.first_error
+        result.steps.append(step.measured)
         save(result)
         report(
             "    "
             + ", ".join(
                 f"{n}: {g.connections} @ {g.kib_per_connection} KiB"
-                for n, g in step.gateways.items()
+                for n, g in step.measured.gateways.items()
             )
         )
     report(f"measuring CPU while idle for {options.idle_cpu_s:g} s ...")
@@ -236,6 +212,51 @@ async def _hold(
     result.complete = True
     save(result)
     return result
+
+
+@dataclass(frozen=True)
+class _StepOutcome:
+    measured: Step
+    first_error: str | None
+
+
+async def _step(
+    http: aiohttp.ClientSession,
+    view: StackView,
+    pool: ClientPool,
+    groups: dict[str, Group],
+    base: Snapshot,
+    count: int,
+    options: IdleStackOptions,
+    report: Any,
+) -> _StepOutcome:
+    """`count` more connections, a settle, then each gateway's count and memory."""
+    started = time.monotonic()
+    status = await pool.open(count)
+    connect_s = round(time.monotonic() - started, 1)
+    report(
+        f"  {status['open']} open, {status['failed']} failed (+{count} in {connect_s} s); "
+        f"settling {options.settle_s:g} s"
+    )
+    await asyncio.sleep(options.settle_s)
+    now = snapshot(groups)
+    counts = await _gateway_counts(http, view)
+    step = Step(
+        connections=int(status["open"]),
+        failed=int(status["failed"]),
+        connect_s=connect_s,
+        gateways={
+            name: GatewayIdle(
+                counts[name],
+                _mib(now.rss[name]),
+                per_connection_kib(base.rss[name], now.rss[name], counts[name]),
+            )
+            for name in view.gateways
+        },
+        client_rss_mib=_mib(now.rss["client"]),
+        load_average=os.getloadavg(),
+    )
+    return _StepOutcome(step, status.get("first_error"))
 
 
 def _cores(before: Snapshot, after: Snapshot) -> dict[str, float]:
