@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from realchat.config import PLACEHOLDER_SECRET, Settings, load_settings, placeholder_secrets
-from realchat.stack.shape import SHAPE_FIELDS
-from realchat.stack.state import saved_shape
-from realchat.stack.supervisor import Stack, StackError
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
 SERVICE_COMMANDS = (
@@ -32,120 +26,36 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _stack(settings: Settings, args: argparse.Namespace) -> Stack:
-    """The stack the command acts on: its shape comes from the flags, else from what its last
-    `up` recorded (so `status`, `kill`, `start`, `down` see every component), else settings."""
-    flags = {
-        name: value for name in SHAPE_FIELDS if (value := getattr(args, name, None)) is not None
-    }
-    recorded = saved_shape(settings.stack.state_dir)
-    if args.action == "up" and recorded:
-        _refuse_another_shape(settings, recorded, flags)
-    overrides = {**recorded, **flags}
-    if overrides:
-        stack_settings = settings.stack.model_copy(update=overrides)
-        settings = settings.model_copy(update={"stack": stack_settings})
-    return Stack(settings, report=_say)
+#: `realchat loadtest` flags that override the scenario's settings: flag, the scenario option it
+#: sets (`scenario_config`'s keyword), type, help.
+_LOADTEST_OVERRIDES: tuple[tuple[str, str, Callable[[str], Any], str | None], ...] = (
+    ("--connections", "connections", int, None),
+    ("--devices-per-user", "devices_per_user", int, None),
+    ("--conversations-per-user", "conversations_per_user", int, None),
+    ("--group-share", "group_share", float, "share of group conversations"),
+    ("--group-size", "group_size", int, None),
+    ("--rate", "rate", float, "target messages per second (open loop)"),
+    ("--duration", "duration_s", float, "seconds of sending"),
+    ("--slow-share", "slow_share", float, "share of slow/stalling readers"),
+    ("--churn", "churn_per_min", float, "reconnects/connection/min"),
+    ("--workers", "workers", int, "load generator processes"),
+    ("--register-concurrency", "register_concurrency", int, None),
+    ("--ramp-start", "ramp_start", float, None),
+    ("--ramp-step", "ramp_step", float, None),
+    ("--ramp-step-s", "ramp_step_s", float, None),
+    ("--ramp-max", "ramp_max", float, None),
+    ("--output-dir", "output_dir", Path, None),
+    ("--name", "name", str, "report file stem (default: the scenario)"),
+)
 
 
-def _refuse_another_shape(
-    settings: Settings, recorded: dict[str, int], flags: dict[str, int]
-) -> None:
-    """`up` with flags that contradict a stack still running would mix two shapes."""
-    conflicts = {k: v for k, v in flags.items() if recorded.get(k, v) != v}
-    if conflicts and Stack(settings).any_running():
-        was = ", ".join(f"--{k.replace('_', '-')} {recorded[k]}" for k in conflicts)
-        raise StackError(
-            f"the stack in {settings.stack.state_dir} runs with {was}; "
-            "stop it with `realchat stack down` before changing its shape"
-        )
-
-
-async def _up(stack: Stack, detach: bool) -> int:
-    """Bring the stack up; in the foreground, hold it until Ctrl-C (even one during start-up)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
-    starting = asyncio.create_task(stack.up())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if not starting.done():
-        _say("interrupted while starting; stopping what was started ...")
-        starting.cancel()
-        with contextlib.suppress(asyncio.CancelledError, StackError):
-            await starting
-        await stack.down()
-        return 130
-    stopping.cancel()
-    if (error := starting.exception()) is not None:
-        _say(f"error: {error}")
-        _say("stopping what was started ...")
-        await stack.down()
-        return 1
-    _say("")
-    _say("RealChat stack is up:")
-    for status in await stack.status():
-        _say(f"  {status.name:<17} {status.address:<22} pid {status.pid}")
-    _say(f"  logs and data in {stack.state_dir}")
-    if "postgres" in stack.include and stack.postgres.in_fallback:
-        _say(
-            f"  PostgreSQL data in {stack.postgres.data_dir} (the postgres user cannot enter "
-            f"{stack.state_dir}); `realchat stack reset` deletes it"
-        )
-    if "gateway" in stack.include:
-        http = stack.app_settings.http
-        _say(f"  chat in a browser: http://{http.host}:{http.port}/")
-    _say("  environment for RealChat processes: `realchat stack env`")
-    if detach:
-        _say("detached; stop it with `realchat stack down`")
-        return 0
-    _say("press Ctrl-C to stop everything")
-    await stack.watch(stop)
-    _say("stopping ...")
-    await stack.down()
-    _say("stopped; nothing left running")
-    return 0
-
-
-async def _status(stack: Stack, as_json: bool) -> int:
-    statuses = await stack.status()
-    if as_json:
-        print(json.dumps([asdict(s) for s in statuses], indent=2))
-    else:
-        for s in statuses:
-            state = "healthy" if s.healthy else ("UNHEALTHY" if s.running else "stopped")
-            _say(f"{s.name:<10} {state:<10} {s.address:<22} pid {s.pid or '-':<8} {s.detail}")
-    return 0 if statuses and all(s.healthy for s in statuses) else 1
-
-
-def _stack_command(settings: Settings, args: argparse.Namespace) -> int:
-    stack = _stack(settings, args)
-    action = args.action
-    if action == "up":
-        return asyncio.run(_up(stack, args.detach))
-    if action == "down":
-        asyncio.run(stack.down())
-        return 0
-    if action == "reset":
-        try:
-            asyncio.run(stack.reset())
-        except RuntimeError as exc:
-            raise StackError(str(exc)) from exc
-        return 0
-    if action == "status":
-        return asyncio.run(_status(stack, args.json))
-    if action == "env":
-        for key, value in stack.environment().items():
-            print(f"export {key}='{value}'")
-        return 0
-    if action == "start":
-        asyncio.run(stack.start_component(args.name))
-        return 0
-    if action == "kill":
-        asyncio.run(stack.kill_component(args.name, signal.Signals[f"SIG{args.signal.upper()}"]))
-        return 0
-    raise AssertionError(action)
+def _add_shape_flags(action: argparse.ArgumentParser) -> None:
+    """The stack's shape, on every action: `up` records it, the others act on that stack."""
+    action.add_argument("--kafka-nodes", type=int, choices=(1, 3), help="Kafka KRaft nodes")
+    action.add_argument(
+        "--gateways", type=int, help="gateway instances (default: one per core; >1 adds HAProxy)"
+    )
+    action.add_argument("--publishers", type=int, help="outbox publisher replicas (default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,38 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     actions = stack.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="start everything and wait until it is ready")
     up.add_argument("--detach", action="store_true", help="return once ready, leave it running")
-    up.add_argument("--kafka-nodes", type=int, choices=(1, 3), help="Kafka KRaft nodes")
-    up.add_argument(
-        "--gateways", type=int, help="gateway instances (default: one per core; >1 adds HAProxy)"
+    _add_shape_flags(up)
+    _add_shape_flags(actions.add_parser("down", help="stop everything the stack started"))
+    _add_shape_flags(
+        actions.add_parser(
+            "reset", help="stop everything and delete all its data (PostgreSQL's included)"
+        )
     )
-    up.add_argument("--publishers", type=int, help="outbox publisher replicas (default 1)")
-    down = actions.add_parser("down", help="stop everything the stack started")
-    down.add_argument("--kafka-nodes", type=int, choices=(1, 3))
-    down.add_argument("--gateways", type=int)
-    down.add_argument("--publishers", type=int)
-    reset = actions.add_parser(
-        "reset", help="stop everything and delete all its data (PostgreSQL's included)"
-    )
-    reset.add_argument("--kafka-nodes", type=int, choices=(1, 3))
-    reset.add_argument("--gateways", type=int)
-    reset.add_argument("--publishers", type=int)
     status = actions.add_parser("status", help="each component: pid, address, health")
     status.add_argument("--json", action="store_true")
-    status.add_argument("--kafka-nodes", type=int, choices=(1, 3))
-    status.add_argument("--gateways", type=int)
-    status.add_argument("--publishers", type=int)
+    _add_shape_flags(status)
     actions.add_parser("env", help="print the REALCHAT_* variables that reach this stack")
     start = actions.add_parser("start", help="(re)start one component, e.g. after `kill`")
     start.add_argument("name")
-    start.add_argument("--kafka-nodes", type=int, choices=(1, 3))
-    start.add_argument("--gateways", type=int)
-    start.add_argument("--publishers", type=int)
+    _add_shape_flags(start)
     kill = actions.add_parser("kill", help="failure injection: signal one component")
     kill.add_argument("name")
     kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "STOP", "CONT"))
-    kill.add_argument("--kafka-nodes", type=int, choices=(1, 3))
-    kill.add_argument("--gateways", type=int)
-    kill.add_argument("--publishers", type=int)
+    _add_shape_flags(kill)
     commands.add_parser("chat-service", help="run the chat service (gRPC)")
     commands.add_parser("outbox-publisher", help="run an outbox publisher replica")
     commands.add_parser("auth-service", help="run the auth service (accounts, tokens)")
@@ -307,17 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--direct", action="store_true", help="WebSockets straight to the gateways, not HAProxy"
     )
-    load.add_argument("--connections", type=int)
-    load.add_argument("--devices-per-user", type=int)
-    load.add_argument("--conversations-per-user", type=int)
-    load.add_argument("--group-share", type=float, help="share of group conversations")
-    load.add_argument("--group-size", type=int)
-    load.add_argument("--rate", type=float, help="target messages per second (open loop)")
-    load.add_argument("--duration", type=float, dest="duration_s", help="seconds of sending")
-    load.add_argument("--slow-share", type=float, help="share of slow/stalling readers")
-    load.add_argument("--churn", type=float, dest="churn_per_min", help="reconnects/connection/min")
-    load.add_argument("--workers", type=int, help="load generator processes")
-    load.add_argument("--register-concurrency", type=int)
+    for flag, dest, kind, text in _LOADTEST_OVERRIDES:
+        load.add_argument(flag, type=kind, dest=dest, help=text)
     load.add_argument(
         "--register-over-rest",
         action="store_true",
@@ -325,12 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="sign every user up and in through the API, even beside the stack (default: "
         "provision in bulk with the stack's database and signing key, reuse across runs)",
     )
-    load.add_argument("--ramp-start", type=float)
-    load.add_argument("--ramp-step", type=float)
-    load.add_argument("--ramp-step-s", type=float)
-    load.add_argument("--ramp-max", type=float)
-    load.add_argument("--output-dir", type=Path)
-    load.add_argument("--name", help="report file stem (default: the scenario)")
     chaos = commands.add_parser(
         "chaos", help="failure injection under traffic, judged by the invariant checker"
     )
@@ -397,6 +278,174 @@ def _run_service(settings: Settings, name: str) -> int:
 _DEPLOYED_COMMANDS = (*SERVICE_COMMANDS, "migrate", "topics")
 
 
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def _stack(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.stack.command import stack_command
+    from realchat.stack.supervisor import StackError
+
+    try:
+        return stack_command(settings, args, _say)
+    except (StackError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.client.terminal import chat
+
+    url = args.url or f"http://127.0.0.1:{settings.http.port}"
+    return asyncio.run(chat(url, args.username, args.password, args.conversation))
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.provisioning import migrate_command
+
+    return asyncio.run(migrate_command(settings, _say))
+
+
+def _topics(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.provisioning import create_topics_command
+
+    return create_topics_command(settings, _say)
+
+
+def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.outbox.dead_letters import dead_letters_command
+
+    return asyncio.run(dead_letters_command(settings, args, _say))
+
+
+def _users(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.auth.admin import users_create_command
+
+    return asyncio.run(users_create_command(settings, args.prefix, args.count, _say))
+
+
+def _tokens(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.auth.admin import tokens_mint_command
+
+    return asyncio.run(tokens_mint_command(settings, sys.stdin, _say))
+
+
+def _bench_write(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.loadtest.bench_write.command import bench_write_command
+
+    return bench_write_command(
+        settings,
+        seconds=args.seconds,
+        concurrency=args.concurrency,
+        output=args.output,
+        report=_say,
+    )
+
+
+def _bench_dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.loadtest.bench_dispatch import bench_dispatch_command
+
+    return bench_dispatch_command(args.events, args.connections, args.output, args.fanout)
+
+
+def _bench_idle(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.loadtest.bench_idle import bench_idle_command
+
+    return bench_idle_command(args.connections, args.step, args.settle_s, args.port, args.output)
+
+
+def _bench_idle_stack(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.loadtest.idle_stack import IdleStackOptions, idle_stack_command
+
+    options = IdleStackOptions(
+        connections=args.connections,
+        steps=args.steps,
+        settle_s=args.settle_s,
+        idle_cpu_s=args.idle_cpu_s,
+        workers=args.workers,
+        users=args.users,
+        fresh_gateways=not args.no_restart,
+        output=args.output,
+    )
+    return idle_stack_command(settings, options, _say)
+
+
+def _bench_fanout(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.loadtest.fanout.run import FanoutOptions, bench_fanout_command
+
+    options = FanoutOptions(
+        seconds=args.seconds,
+        rates=tuple(float(r) for r in args.rates.split(",")),
+        subscribers=args.subscribers,
+        users=args.users,
+        entries=tuple(args.entries.split(",")),
+        idle_connections=args.idle_connections,
+        idle_steps=args.idle_steps,
+        idle_settle_s=args.idle_settle,
+        idle_entry=args.idle_entry,
+        workers=args.workers,
+        fresh_gateways=not args.no_restart,
+        servers=tuple(args.servers.split(",")),
+        skip_idle=args.skip_idle,
+        skip_fanout=args.skip_fanout,
+        output=args.output,
+    )
+    return bench_fanout_command(settings, options, _say)
+
+
+_BENCHMARKS: dict[str, Handler] = {
+    "write": _bench_write,
+    "dispatch": _bench_dispatch,
+    "idle": _bench_idle,
+    "idle-stack": _bench_idle_stack,
+    "fanout": _bench_fanout,
+}
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    return _BENCHMARKS[args.benchmark](settings, args)
+
+
+def _chaos(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.chaos.run import chaos_command
+
+    names = args.faults.split(",") if args.faults else None
+    return chaos_command(
+        settings,
+        names,
+        args.short,
+        args.output,
+        _say,
+        rounds=args.rounds,
+        seed=args.seed,
+        kafka_nodes=args.kafka_nodes,
+    )
+
+
+def _loadtest(settings: Settings, args: argparse.Namespace) -> int:
+    from realchat.loadtest.loadgen import loadtest_command
+    from realchat.loadtest.scenarios import scenario_config
+
+    names = [dest for _, dest, _, _ in _LOADTEST_OVERRIDES] + ["register_over_rest"]
+    config = scenario_config(args.scenario, **{name: getattr(args, name) for name in names})
+    config.base_url = args.url or f"http://{settings.http.host}:{settings.http.port}"
+    return loadtest_command(settings, config, _say, direct=args.direct)
+
+
+#: Every command but the services, by name.
+_HANDLERS: dict[str, Handler] = {
+    "stack": _stack,
+    "chat": _chat,
+    "migrate": _migrate,
+    "topics": _topics,
+    "dead-letters": _dead_letters,
+    "users": _users,
+    "tokens": _tokens,
+    "bench": _bench,
+    "chaos": _chaos,
+    "loadtest": _loadtest,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings()
@@ -408,136 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.command == "stack":
-        try:
-            return _stack_command(settings, args)
-        except (StackError, KeyError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
     if args.command in SERVICE_COMMANDS:
         return _run_service(settings, args.command)
-    if args.command == "chat":
-        from realchat.client.terminal import chat
-
-        url = args.url or f"http://127.0.0.1:{settings.http.port}"
-        return asyncio.run(chat(url, args.username, args.password, args.conversation))
-    if args.command == "migrate":
-        from realchat.provisioning import migrate_command
-
-        return asyncio.run(migrate_command(settings, _say))
-    if args.command == "topics":
-        from realchat.provisioning import create_topics_command
-
-        return create_topics_command(settings, _say)
-    if args.command == "dead-letters":
-        from realchat.outbox.dead_letters import dead_letters_command
-
-        return asyncio.run(dead_letters_command(settings, args, _say))
-    if args.command == "users":
-        from realchat.auth.admin import users_create_command
-
-        return asyncio.run(users_create_command(settings, args.prefix, args.count, _say))
-    if args.command == "tokens":
-        from realchat.auth.admin import tokens_mint_command
-
-        return asyncio.run(tokens_mint_command(settings, sys.stdin, _say))
-    if args.command == "bench" and args.benchmark == "idle":
-        from realchat.loadtest.bench_idle import bench_idle_command
-
-        return bench_idle_command(
-            args.connections, args.step, args.settle_s, args.port, args.output
-        )
-    if args.command == "bench" and args.benchmark == "idle-stack":
-        from realchat.loadtest.idle_stack import IdleStackOptions, idle_stack_command
-
-        idle_stack_options = IdleStackOptions(
-            connections=args.connections,
-            steps=args.steps,
-            settle_s=args.settle_s,
-            idle_cpu_s=args.idle_cpu_s,
-            workers=args.workers,
-            users=args.users,
-            fresh_gateways=not args.no_restart,
-            output=args.output,
-        )
-        return idle_stack_command(settings, idle_stack_options, _say)
-    if args.command == "bench" and args.benchmark == "dispatch":
-        from realchat.loadtest.bench_dispatch import bench_dispatch_command
-
-        return bench_dispatch_command(args.events, args.connections, args.output, args.fanout)
-    if args.command == "bench" and args.benchmark == "fanout":
-        from realchat.loadtest.fanout.run import FanoutOptions, bench_fanout_command
-
-        fanout_options = FanoutOptions(
-            seconds=args.seconds,
-            rates=tuple(float(r) for r in args.rates.split(",")),
-            subscribers=args.subscribers,
-            users=args.users,
-            entries=tuple(args.entries.split(",")),
-            idle_connections=args.idle_connections,
-            idle_steps=args.idle_steps,
-            idle_settle_s=args.idle_settle,
-            idle_entry=args.idle_entry,
-            workers=args.workers,
-            fresh_gateways=not args.no_restart,
-            servers=tuple(args.servers.split(",")),
-            skip_idle=args.skip_idle,
-            skip_fanout=args.skip_fanout,
-            output=args.output,
-        )
-        return bench_fanout_command(settings, fanout_options, _say)
-    if args.command == "chaos":
-        from realchat.chaos.run import chaos_command
-
-        names = args.faults.split(",") if args.faults else None
-        return chaos_command(
-            settings,
-            names,
-            args.short,
-            args.output,
-            _say,
-            rounds=args.rounds,
-            seed=args.seed,
-            kafka_nodes=args.kafka_nodes,
-        )
-    if args.command == "loadtest":
-        from realchat.loadtest.loadgen import loadtest_command
-        from realchat.loadtest.scenarios import scenario_config
-
-        options = (
-            "connections",
-            "devices_per_user",
-            "conversations_per_user",
-            "group_share",
-            "group_size",
-            "rate",
-            "duration_s",
-            "slow_share",
-            "churn_per_min",
-            "workers",
-            "register_concurrency",
-            "register_over_rest",
-            "ramp_start",
-            "ramp_step",
-            "ramp_step_s",
-            "ramp_max",
-            "output_dir",
-            "name",
-        )
-        config = scenario_config(args.scenario, **{k: getattr(args, k) for k in options})
-        config.base_url = args.url or f"http://{settings.http.host}:{settings.http.port}"
-        return loadtest_command(settings, config, _say, direct=args.direct)
-    if args.command == "bench":
-        from realchat.loadtest.bench_write import bench_write_command
-
-        return bench_write_command(
-            settings,
-            seconds=args.seconds,
-            concurrency=args.concurrency,
-            output=args.output,
-            report=_say,
-        )
-    raise AssertionError(args.command)
+    return _HANDLERS[args.command](settings, args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The services run without the tools: no service process loads the load generator, the chaos
-runner or the `tools` extra's packages (hdrhistogram), so the service image can leave them out."""
+runner, the local stack's supervisor or the `tools` extra's packages (hdrhistogram), so the
+service image can leave them out."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import sys
 
 import pytest
 
-#: What only the tools (`realchat loadtest`, `realchat chaos`, the benchmarks) may load.
-TOOLS_ONLY = ("hdrh", "realchat.loadtest", "realchat.chaos")
+#: What only the tools (`realchat stack`, `realchat loadtest`, `realchat chaos`, the benchmarks)
+#: may load.
+TOOLS_ONLY = ("hdrh", "realchat.loadtest", "realchat.chaos", "realchat.stack")
 
 #: Each service's entrypoint, as `realchat <service>` (realchat.cli) imports it.
 SERVICE_MODULES = (

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from realchat.cli import _stack, build_parser
+from realchat.cli import build_parser
+from realchat.stack.command import stack_for
 from realchat.config import Settings, StackSettings
 from realchat.stack.state import saved_shape
 from realchat.stack.supervisor import StackError
@@ -29,7 +30,7 @@ def record(state_dir: Path, shape: dict[str, int], running_pid: int | None = Non
 
 
 def names(settings: Settings, *argv: str) -> set[str]:
-    stack = _stack(settings, build_parser().parse_args(["stack", *argv]))
+    stack = stack_for(settings, build_parser().parse_args(["stack", *argv]))
     return {c.name for c in stack.components()}
 
 
@@ -53,6 +54,6 @@ def test_up_refuses_another_shape_while_the_recorded_one_runs(tmp_path: Path) ->
     record(tmp_path, {"kafka_nodes": 3, "gateways": 1, "publishers": 1}, running_pid=os.getpid())
     args = build_parser().parse_args(["stack", "up", "--kafka-nodes", "1"])
     with pytest.raises(StackError, match="--kafka-nodes 3"):
-        _stack(settings_in(tmp_path), args)
+        stack_for(settings_in(tmp_path), args)
     same = build_parser().parse_args(["stack", "up", "--kafka-nodes", "3"])
-    assert _stack(settings_in(tmp_path), same).settings.kafka_nodes == 3
+    assert stack_for(settings_in(tmp_path), same).settings.kafka_nodes == 3
