@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from realchat.cli import build_parser
-from realchat.stack.command import stack_for
 from realchat.config import Settings, StackSettings
+from realchat.stack.command import stack_for
 from realchat.stack.state import saved_shape
 from realchat.stack.supervisor import StackError
 

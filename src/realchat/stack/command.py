@@ -19,9 +19,7 @@ from realchat.stack.supervisor import Stack, StackError
 Reporter = Callable[[str], None]
 
 
-def stack_for(
-    settings: Settings, args: argparse.Namespace, report: Reporter = print
-) -> Stack:
+def stack_for(settings: Settings, args: argparse.Namespace, report: Reporter = print) -> Stack:
     """The stack the command acts on: its shape comes from the flags, else from what its last
     `up` recorded (so `status`, `kill`, `start`, `down` see every component), else settings."""
     flags = {
