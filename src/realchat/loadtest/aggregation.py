@@ -9,8 +9,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from realchat.loadtest.histograms import HISTOGRAMS, new_histogram
 from realchat.loadtest.messages import Tick
-from realchat.loadtest.worker import HISTOGRAMS, new_histogram
 
 
 class Aggregate:

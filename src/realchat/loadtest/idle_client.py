@@ -22,7 +22,7 @@ from yarl import URL
 
 from realchat.filelimit import raise_file_limit
 from realchat.loadtest.fanout.client import ClientConfig, Spec
-from realchat.loadtest.worker import emit, read_commands
+from realchat.loadtest.pipe import emit, read_commands
 
 #: How long one connection may take from TCP connect to `hello`.
 HANDSHAKE_TIMEOUT_S = 120.0

@@ -26,7 +26,8 @@ from realchat.loadtest.fanout.payload import Stamp
 from realchat.loadtest.fanout.session import Session, SessionError
 from realchat.loadtest.fanout.session_centrifugo import CentrifugoSession
 from realchat.loadtest.fanout.session_realchat import RealChatSession
-from realchat.loadtest.worker import HIST_MAX_US, emit, new_histogram, read_commands
+from realchat.loadtest.histograms import new_histogram, record_us
+from realchat.loadtest.pipe import emit, read_commands
 
 #: How long one connection may take from TCP connect to subscribed.
 HANDSHAKE_TIMEOUT_S = 60.0
@@ -73,8 +74,7 @@ class Deliveries:
             if hist is None:
                 hist = self.latency[stamp.tag] = new_histogram()
             self.counts[stamp.tag] = self.counts.get(stamp.tag, 0) + 1
-            latency_us = (now_ns - stamp.published_ns) // 1000
-            hist.record_value(min(max(1, latency_us), HIST_MAX_US))
+            record_us(hist, (now_ns - stamp.published_ns) // 1000)
 
     def encoded(self, tag: str) -> str:
         hist = self.latency.get(tag)

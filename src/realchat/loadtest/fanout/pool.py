@@ -12,7 +12,7 @@ from hdrh.histogram import HdrHistogram
 
 from realchat.loadtest.fanout.client import ClientConfig, Spec
 from realchat.loadtest.fanout.plan import deal, shares
-from realchat.loadtest.worker import new_histogram
+from realchat.loadtest.histograms import new_histogram
 from realchat.loadtest.workers import EXITED, WorkerHandle
 
 #: Opening a step of connections (each one through its handshake) may take this long.

@@ -1,0 +1,265 @@
+"""One WebSocket client of a load-generator worker: its connection loop (reconnects, re-sends,
+token refresh), its sends, and the check of every frame it reads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import msgspec
+
+from realchat.loadtest.tracking import ClientTracker
+
+if TYPE_CHECKING:
+    from realchat.loadtest.worker import Worker
+
+CLOSE_REASONS = {
+    1000: "server_closed",
+    1001: "going_away",
+    1008: "policy",
+    1009: "too_big",
+    4001: "unauthorized",
+    4008: "slow_consumer",
+}
+PADDING = "x" * 60
+
+
+@dataclass
+class UserInfo:
+    username: str
+    password: str
+    token: str
+    conversations: list[str]
+    refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Client:
+    def __init__(self, worker: Worker, index: int, user: UserInfo, device: str, kind: str) -> None:
+        self.worker = worker
+        self.index = index
+        self.user = user
+        self.device = device
+        self.kind = kind  # normal, slow (reads with a delay per frame), stall (stops reading)
+        self.tracker = ClientTracker(user.conversations)
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.pending: dict[str, tuple[str, str, float]] = {}
+        self.synced = asyncio.Event()
+        self.steady_once = False
+        self.churning = False
+        self.task: asyncio.Task[None] | None = None
+        self.sent = 0
+        self.stall_offset = random.uniform(0, worker.stall_every_s)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def wait_steady(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.synced.wait(), timeout_s)
+
+    def can_send(self) -> bool:
+        return (
+            self.ws is not None
+            and self.synced.is_set()
+            and len(self.pending) < self.worker.max_pending
+        )
+
+    async def send(self, scheduled: float) -> None:
+        assert self.ws is not None
+        self.sent += 1
+        client_msg_id = f"{self.worker.run}w{self.worker.index}c{self.index}n{self.sent}"
+        conversation = random.choice(self.user.conversations)
+        content = f"{client_msg_id} {scheduled:.6f} {PADDING}"
+        self.pending[client_msg_id] = (conversation, content, scheduled)
+        self.worker.counts["sent"] += 1
+        await self._send_frame(conversation, client_msg_id, content)
+
+    async def _send_frame(self, conversation: str, client_msg_id: str, content: str) -> None:
+        frame = {
+            "type": "send",
+            "conversation_id": conversation,
+            "client_msg_id": client_msg_id,
+            "content": content,
+        }
+        ws = self.ws
+        if ws is None:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
+            await ws.send_str(msgspec.json.encode(frame).decode())
+
+    def churn(self) -> None:
+        ws = self.ws
+        if ws is None:
+            return
+        self.churning = True
+        self.worker.counts["churned"] += 1
+        asyncio.create_task(ws.close())  # noqa: RUF006 - the session loop notices the end
+
+    async def final_sync(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.ws is None or not self.synced.is_set():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+        self.synced.clear()
+        self.tracker.start_session()
+        await self._sync()
+        try:
+            await asyncio.wait_for(self.synced.wait(), max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+    async def _sync(self) -> None:
+        if self.ws is not None:
+            frame = {"type": "sync", "positions": self.tracker.positions()}
+            with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
+                await self.ws.send_str(msgspec.json.encode(frame).decode())
+
+    async def _run(self) -> None:
+        worker = self.worker
+        first = True
+        while not worker.closing:
+            if not first:
+                worker.counts["reconnects"] += 1
+            first = False
+            reason = await self._session()
+            if worker.closing:
+                return
+            worker.disconnects[reason] += 1
+            churned = reason == "churn"
+            await asyncio.sleep(random.uniform(0.2, 1.0) if churned else random.uniform(0.5, 2.0))
+
+    async def _session(self) -> str:
+        worker = self.worker
+        assert worker.session is not None
+        token = self.user.token
+        url = f"{worker.ws_base}/v1/ws?token={token}&device={self.device}"
+        try:
+            ws = await worker.session.ws_connect(url, heartbeat=None, autoping=True)
+        except aiohttp.WSServerHandshakeError as exc:
+            worker.errors[f"connect_http_{exc.status}"] += 1
+            return "connect_failed"
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            worker.errors[f"connect_{type(exc).__name__}"] += 1
+            return "connect_failed"
+        self.ws = ws
+        self.churning = False
+        self.synced.clear()
+        self.tracker.start_session()
+        try:
+            await self._sync()
+            for client_msg_id, (conversation, content, _) in list(self.pending.items()):
+                # Unanswered sends go again with the same client_msg_id: stored at most once.
+                worker.counts["resent"] += 1
+                await self._send_frame(conversation, client_msg_id, content)
+            await self._read(ws)
+        except (ConnectionError, aiohttp.ClientError, TimeoutError) as exc:
+            worker.errors[f"read_{type(exc).__name__}"] += 1
+        finally:
+            self.ws = None
+        if self.churning:
+            return "churn"
+        code = ws.close_code
+        if code == 4001:
+            await worker.refresh_token(self.user, token)
+        return CLOSE_REASONS.get(code, f"close_{code}") if code is not None else "abnormal"
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        worker = self.worker
+        decode = msgspec.json.decode
+        while True:
+            if self.kind == "stall":
+                await self._stall()
+            msg = await ws.receive()
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                if msg.type in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSING,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.ERROR,
+                ):
+                    return
+                continue
+            frame = decode(msg.data)
+            kind = frame.get("type")
+            if kind == "message":
+                self._message(frame["message"])
+            elif kind == "send_ok":
+                self._send_ok(frame)
+            elif kind == "sync_done":
+                self.tracker.sync_done()
+                self.steady_once = True
+                self.synced.set()
+            elif kind == "error":
+                worker.errors[str(frame.get("code"))] += 1
+                client_msg_id = frame.get("client_msg_id")
+                if client_msg_id and self.pending.pop(client_msg_id, None) is not None:
+                    worker.counts["send_refused"] += 1
+            elif kind is not None:
+                worker.counts[f"frames_{kind}"] += 1
+            if self.kind == "slow" and worker.slow_enabled:
+                await asyncio.sleep(worker.read_delay_s)
+
+    async def _stall(self) -> None:
+        worker = self.worker
+        while worker.slow_enabled:
+            phase = (time.time() + self.stall_offset) % worker.stall_every_s
+            if phase >= worker.stall_s:
+                return
+            await asyncio.sleep(min(0.25, worker.stall_s - phase))
+
+    def _message(self, message: dict[str, Any]) -> None:
+        worker = self.worker
+        conversation = message["conversation_id"]
+        seq = int(message["seq"])
+        content = message["content"]
+        client_msg_id, _, rest = content.partition(" ")
+        worker.registry.observe(conversation, seq, message["message_id"], client_msg_id)
+        steady = self.tracker.steady
+        verdict = self.tracker.message(conversation, seq)
+        if verdict.order_violation:
+            worker.counts["order_violations"] += 1
+        if verdict.gap:
+            worker.counts["gaps"] += 1
+        if verdict.duplicate:
+            worker.counts["duplicate_frames"] += 1
+            return
+        worker.counts["delivered"] += 1
+        try:
+            scheduled = float(rest.partition(" ")[0])
+        except ValueError:
+            return
+        latency = time.time() - scheduled
+        if steady and self.kind == "normal":
+            worker.record("live", latency)
+        else:
+            worker.record("backfill", latency)
+
+    def _send_ok(self, frame: dict[str, Any]) -> None:
+        worker = self.worker
+        message = frame["message"]
+        conversation = message["conversation_id"]
+        seq = int(message["seq"])
+        worker.registry.observe(conversation, seq, message["message_id"], frame["client_msg_id"])
+        self.tracker.own(conversation, seq)
+        if seq > worker.acked.get(conversation, 0):
+            worker.acked[conversation] = seq
+        pending = self.pending.pop(frame["client_msg_id"], None)
+        if pending is not None:
+            worker.counts["send_ok"] += 1
+            worker.record("send_ok", time.time() - pending[2])
