@@ -26,6 +26,30 @@ async def expect_http_ok(url: str) -> None:
         raise ComponentNotReadyError(f"{url} unreachable: {exc}") from exc
 
 
+def component_log(state_dir: Path, name: str) -> Path:
+    """Where a component's output goes: one file per component under the stack's state dir."""
+    return state_dir / "logs" / f"{name}.log"
+
+
+class ListensLocally:
+    """What the stack's single-process components share: they listen on `host:port` and log to
+    `component_log(state_dir, name)`. A mixin: each component is its own dataclass and declares
+    these fields itself."""
+
+    state_dir: Path
+    host: str
+    port: int
+    name: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return component_log(self.state_dir, self.name)
+
+
 class Component(Protocol):
     """One process of the stack.
 

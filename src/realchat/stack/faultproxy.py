@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from realchat.stack.component import ComponentNotReadyError, expect_http_ok
+from realchat.stack.component import ComponentNotReadyError, component_log, expect_http_ok
 from realchat.stack.gotool import TOXIPROXY
 from realchat.stack.process import ProcessSpec
 
@@ -109,7 +109,7 @@ class FaultProxy:
 
     @property
     def log_path(self) -> Path:
-        return self.state_dir / "logs" / "fault-proxy.log"
+        return component_log(self.state_dir, self.name)
 
     @property
     def _config_path(self) -> Path:

@@ -13,7 +13,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from realchat.stack.component import expect_http_ok
+from realchat.stack.component import ListensLocally, expect_http_ok
 from realchat.stack.process import ProcessSpec
 
 #: Connections the balancer holds at most, where the machine's file limit allows it.
@@ -43,7 +43,7 @@ class Backend:
 
 
 @dataclass
-class Balancer:
+class Balancer(ListensLocally):
     state_dir: Path
     host: str
     port: int
@@ -53,14 +53,6 @@ class Balancer:
     #: SIGUSR1 is HAProxy's soft stop: it stops listening and lets open connections finish.
     stop_signal: signal.Signals = signal.SIGUSR1
     stop_grace_s: float = 10.0
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.state_dir / "logs" / "balancer.log"
 
     @property
     def config_path(self) -> Path:

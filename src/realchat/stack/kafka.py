@@ -17,7 +17,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from realchat.stack.component import ComponentNotReadyError
+from realchat.stack.component import ComponentNotReadyError, component_log
 from realchat.stack.process import ProcessSpec
 
 _LOG4J2 = """\
@@ -151,7 +151,7 @@ class KafkaNode:
 
     @property
     def log_path(self) -> Path:
-        return self.cluster.state_dir / "logs" / f"{self.name}.log"
+        return component_log(self.cluster.state_dir, self.name)
 
     @property
     def dir(self) -> Path:

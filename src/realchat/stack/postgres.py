@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-from realchat.stack.component import ComponentNotReadyError
+from realchat.stack.component import ComponentNotReadyError, ListensLocally
 from realchat.stack.process import ProcessSpec, as_user, is_alive
 from realchat.stack.secrets import local_secret, secret_path
 
@@ -109,7 +109,7 @@ def _quiet(_: str) -> None:
 
 
 @dataclass
-class Postgres:
+class Postgres(ListensLocally):
     """A PostgreSQL server listening on loopback TCP only (no Unix socket), password-protected."""
 
     state_dir: Path
@@ -125,14 +125,6 @@ class Postgres:
     #: SIGINT is PostgreSQL's fast shutdown: SIGTERM would wait for every client to leave.
     stop_signal: signal.Signals = signal.SIGINT
     stop_grace_s: float = 30.0
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.state_dir / "logs" / "postgres.log"
 
     @functools.cached_property
     def home(self) -> Path:

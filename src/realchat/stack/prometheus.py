@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from realchat.stack.component import expect_http_ok
+from realchat.stack.component import ListensLocally, expect_http_ok
 from realchat.stack.process import ProcessSpec
 
 #: The rules of the checkout (the stack runs from a checkout; an installed package has none).
@@ -34,7 +34,7 @@ def duration(seconds: float) -> str:
 
 
 @dataclass
-class Prometheus:
+class Prometheus(ListensLocally):
     state_dir: Path
     host: str
     port: int
@@ -51,16 +51,8 @@ class Prometheus:
     stop_grace_s: float = 15.0
 
     @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
     def url(self) -> str:
         return f"http://{self.address}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.state_dir / "logs" / "prometheus.log"
 
     @property
     def config_path(self) -> Path:

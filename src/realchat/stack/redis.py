@@ -13,13 +13,13 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from realchat.stack.component import ComponentNotReadyError
+from realchat.stack.component import ComponentNotReadyError, ListensLocally
 from realchat.stack.process import ProcessSpec
 from realchat.stack.secrets import local_secret
 
 
 @dataclass
-class Redis:
+class Redis(ListensLocally):
     state_dir: Path
     host: str
     port: int
@@ -28,14 +28,6 @@ class Redis:
     #: SIGTERM: Redis exits at once (no persistence to flush).
     stop_signal: signal.Signals = signal.SIGTERM
     stop_grace_s: float = 10.0
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.state_dir / "logs" / "redis.log"
 
     @property
     def url(self) -> str:

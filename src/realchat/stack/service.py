@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from realchat.stack.component import ComponentNotReadyError
+from realchat.stack.component import ComponentNotReadyError, component_log
 from realchat.stack.process import ProcessSpec
 
 
@@ -31,7 +31,7 @@ class Service:
 
     @property
     def log_path(self) -> Path:
-        return self.state_dir / "logs" / f"{self.name}.log"
+        return component_log(self.state_dir, self.name)
 
     def prepare(self) -> None:
         pass
