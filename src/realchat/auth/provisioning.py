@@ -17,19 +17,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from realchat.auth.passwords import Passwords
-from realchat.auth.service import check_password, normalize_username
+from realchat.auth.service import User, check_password, normalize_username
 from realchat.auth.store import AuthStore
 from realchat.auth.tokens import TokenIssuer
 
 #: Accounts per INSERT statement: large enough to amortise the round trip, small enough that
 #: one statement's arrays stay a few hundred kilobytes.
 CHUNK = 5_000
-
-
-@dataclass(frozen=True)
-class ProvisionedUser:
-    user_id: uuid.UUID
-    username: str
 
 
 @dataclass(frozen=True)
@@ -46,7 +40,7 @@ def numbered_usernames(prefix: str, count: int) -> list[str]:
 
 async def create_users(
     store: AuthStore, passwords: Passwords, usernames: Sequence[str], password: str
-) -> list[ProvisionedUser]:
+) -> list[User]:
     """Every one of `usernames` exists afterwards with `password` (accounts that existed keep
     theirs); returned in the order given. Invalid input is refused before anything is written."""
     names = [normalize_username(name) for name in usernames]
@@ -54,10 +48,10 @@ async def create_users(
     if not names:
         return []
     password_hash = await passwords.hash(password)
-    found: list[ProvisionedUser] = []
+    found: list[User] = []
     for start in range(0, len(names), CHUNK):
         records = await store.create_users(names[start : start + CHUNK], password_hash)
-        found.extend(ProvisionedUser(r.user_id, r.username) for r in records)
+        found.extend(User(r.user_id, r.username) for r in records)
     return found
 
 
