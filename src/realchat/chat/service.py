@@ -85,6 +85,17 @@ def _check_text(value: str, what: str, max_chars: int, *, allow_empty: bool = Fa
         raise InvalidArgument(f"invalid_{what}", f"{what} must not contain NUL characters")
 
 
+def _page(position: int, what: str, limit: int) -> int:
+    """A page request's checks (a position from 0, a limit up to `MAX_HISTORY_LIMIT`); the
+    limit to use (0: the default)."""
+    if position < 0:
+        raise InvalidArgument(f"invalid_{what}", f"{what} must be >= 0")
+    limit = limit or DEFAULT_HISTORY_LIMIT
+    if not 1 <= limit <= MAX_HISTORY_LIMIT:
+        raise InvalidArgument("invalid_limit", f"limit must be 1-{MAX_HISTORY_LIMIT}")
+    return limit
+
+
 def _check_seq(seq: int) -> None:
     if seq < 1:
         raise InvalidArgument("invalid_seq", "seq must be >= 1")
@@ -250,11 +261,7 @@ class ChatService:
         self, caller: uuid.UUID, conversation_id: str, after_seq: int, limit: int
     ) -> tuple[list[MessageRecord], int]:
         conversation = parse_id(conversation_id, "conversation_id")
-        if after_seq < 0:
-            raise InvalidArgument("invalid_after_seq", "after_seq must be >= 0")
-        limit = limit or DEFAULT_HISTORY_LIMIT
-        if not 1 <= limit <= MAX_HISTORY_LIMIT:
-            raise InvalidArgument("invalid_limit", f"limit must be 1-{MAX_HISTORY_LIMIT}")
+        limit = _page(after_seq, "after_seq", limit)
         membership = await self._require_member(conversation, caller)
         messages = await self._store.history(conversation, after_seq, limit, membership.last_seq)
         return messages, membership.last_seq
@@ -333,11 +340,7 @@ class ChatService:
         """What changed after `after_change` among the messages up to `up_to_seq` (a returning
         client's catch-up: history gives it the messages after its position)."""
         conversation = parse_id(conversation_id, "conversation_id")
-        if after_change < 0:
-            raise InvalidArgument("invalid_after_change", "after_change must be >= 0")
-        limit = limit or DEFAULT_HISTORY_LIMIT
-        if not 1 <= limit <= MAX_HISTORY_LIMIT:
-            raise InvalidArgument("invalid_limit", f"limit must be 1-{MAX_HISTORY_LIMIT}")
+        limit = _page(after_change, "after_change", limit)
         membership = await self._require_member(conversation, caller)
         up_to = min(up_to_seq, membership.last_seq)
         return await self._changes.changed_after(conversation, after_change, up_to, limit)
