@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from realchat.config import PLACEHOLDER_SECRET, Settings, load_settings, placeholder_secrets
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
-SERVICE_COMMANDS = (
-    "chat-service",
-    "outbox-publisher",
-    "auth-service",
-    "gateway",
-    "presence",
-    "notifier",
-)
+#: Each service's command and its long-running coroutine (module, function).
+_SERVICE_MAINS = {
+    "chat-service": ("realchat.chat.server", "serve"),
+    "outbox-publisher": ("realchat.outbox.publisher", "serve_publisher"),
+    "auth-service": ("realchat.auth.server", "serve"),
+    "gateway": ("realchat.gateway.server", "serve"),
+    "presence": ("realchat.presence.server", "serve"),
+    "notifier": ("realchat.notifier.service", "serve"),
+}
+SERVICE_COMMANDS = tuple(_SERVICE_MAINS)
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def _say(line: str) -> None:
@@ -56,6 +64,14 @@ def _add_shape_flags(action: argparse.ArgumentParser) -> None:
         "--gateways", type=int, help="gateway instances (default: one per core; >1 adds HAProxy)"
     )
     action.add_argument("--publishers", type=int, help="outbox publisher replicas (default 1)")
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in text.split(","))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(text.split(","))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     idle_stack.add_argument("--workers", type=int, default=8, help="client worker processes")
     idle_stack.add_argument("--users", type=int, default=20)
     idle_stack.add_argument(
-        "--no-restart", action="store_true", help="measure on the running gateways"
+        "--no-restart",
+        action="store_false",
+        dest="fresh_gateways",
+        help="measure on the running gateways",
     )
     idle_stack.add_argument("--output", type=Path, default=Path("reports/bench-idle-stack.json"))
     fanout = benchmarks.add_parser(
@@ -172,25 +191,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fanout.add_argument("--seconds", type=float, default=30.0, help="publishing seconds per rate")
     fanout.add_argument(
-        "--rates", default="10,50", help="messages/s to publish, comma-separated (default 10,50)"
+        "--rates",
+        type=_numbers,
+        default="10,50",
+        help="messages/s to publish, comma-separated (default 10,50)",
     )
     fanout.add_argument("--subscribers", type=int, default=1000)
     fanout.add_argument(
         "--users", type=int, default=10, help="accounts the connections are spread over"
     )
     fanout.add_argument(
-        "--entries", default="direct,haproxy", help="RealChat: clients to gateways and/or HAProxy"
+        "--entries",
+        type=_names,
+        default="direct,haproxy",
+        help="RealChat: clients to gateways and/or HAProxy",
     )
     fanout.add_argument("--idle-connections", type=int, default=10_000)
     fanout.add_argument("--idle-steps", type=int, default=4)
-    fanout.add_argument("--idle-settle", type=float, default=30.0, help="seconds after each step")
+    fanout.add_argument(
+        "--idle-settle",
+        type=float,
+        dest="idle_settle_s",
+        default=30.0,
+        help="seconds after each step",
+    )
     fanout.add_argument("--idle-entry", choices=("direct", "haproxy"), default="direct")
     fanout.add_argument("--workers", type=int, default=2, help="client worker processes")
     fanout.add_argument(
-        "--no-restart", action="store_true", help="measure idle memory on the running gateways"
+        "--no-restart",
+        action="store_false",
+        dest="fresh_gateways",
+        help="measure idle memory on the running gateways",
     )
     fanout.add_argument(
-        "--servers", default="centrifugo,realchat", help="which servers, comma-separated"
+        "--servers",
+        type=_names,
+        default="centrifugo,realchat",
+        help="which servers, comma-separated",
     )
     fanout.add_argument("--skip-idle", action="store_true")
     fanout.add_argument("--skip-fanout", action="store_true")
@@ -236,31 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _service_main(name: str) -> ServiceMain:
     """The long-running coroutine of a service, imported only when that service runs."""
-    if name == "chat-service":
-        from realchat.chat.server import serve as chat
-
-        return chat
-    if name == "outbox-publisher":
-        from realchat.outbox.publisher import serve_publisher
-
-        return serve_publisher
-    if name == "auth-service":
-        from realchat.auth.server import serve as auth
-
-        return auth
-    if name == "gateway":
-        from realchat.gateway.server import serve as gateway
-
-        return gateway
-    if name == "presence":
-        from realchat.presence.server import serve as presence
-
-        return presence
-    if name == "notifier":
-        from realchat.notifier.service import serve as notifier
-
-        return notifier
-    raise AssertionError(name)
+    module, function = _SERVICE_MAINS[name]
+    serve: ServiceMain = getattr(importlib.import_module(module), function)
+    return serve
 
 
 def _run_service(settings: Settings, name: str) -> int:
@@ -329,6 +344,13 @@ def _tokens(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(tokens_mint_command(settings, sys.stdin, _say))
 
 
+def _options(kind: type[T], args: argparse.Namespace) -> T:
+    """A benchmark's options dataclass from the flags named like its fields (the parser's
+    `dest`s); fields without a flag keep their defaults."""
+    given = {f.name: getattr(args, f.name) for f in fields(kind) if hasattr(args, f.name)}
+    return kind(**given)
+
+
 def _bench_write(settings: Settings, args: argparse.Namespace) -> int:
     from realchat.loadtest.bench_write.command import bench_write_command
 
@@ -356,40 +378,13 @@ def _bench_idle(settings: Settings, args: argparse.Namespace) -> int:
 def _bench_idle_stack(settings: Settings, args: argparse.Namespace) -> int:
     from realchat.loadtest.idle_stack import IdleStackOptions, idle_stack_command
 
-    options = IdleStackOptions(
-        connections=args.connections,
-        steps=args.steps,
-        settle_s=args.settle_s,
-        idle_cpu_s=args.idle_cpu_s,
-        workers=args.workers,
-        users=args.users,
-        fresh_gateways=not args.no_restart,
-        output=args.output,
-    )
-    return idle_stack_command(settings, options, _say)
+    return idle_stack_command(settings, _options(IdleStackOptions, args), _say)
 
 
 def _bench_fanout(settings: Settings, args: argparse.Namespace) -> int:
     from realchat.loadtest.fanout.run import FanoutOptions, bench_fanout_command
 
-    options = FanoutOptions(
-        seconds=args.seconds,
-        rates=tuple(float(r) for r in args.rates.split(",")),
-        subscribers=args.subscribers,
-        users=args.users,
-        entries=tuple(args.entries.split(",")),
-        idle_connections=args.idle_connections,
-        idle_steps=args.idle_steps,
-        idle_settle_s=args.idle_settle,
-        idle_entry=args.idle_entry,
-        workers=args.workers,
-        fresh_gateways=not args.no_restart,
-        servers=tuple(args.servers.split(",")),
-        skip_idle=args.skip_idle,
-        skip_fanout=args.skip_fanout,
-        output=args.output,
-    )
-    return bench_fanout_command(settings, options, _say)
+    return bench_fanout_command(settings, _options(FanoutOptions, args), _say)
 
 
 _BENCHMARKS: dict[str, Handler] = {
