@@ -127,7 +127,17 @@ def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdic
         for conversation, rows in db.messages.items()
         for seq, message_id in rows
     }
+    _judge_acknowledged(verdict, records, stored)
+    _judge_storage(verdict, db, bus)
+    _judge_deliveries(verdict, records, users, db, stored)
+    _judge_versions(verdict, records, db)
+    return verdict
 
+
+def _judge_acknowledged(
+    verdict: Verdict, records: list[Record], stored: dict[tuple[str, int], str]
+) -> None:
+    """Every send the server acknowledged is stored, as the message it acknowledged."""
     for record in records:
         if isinstance(record, Sent):
             verdict.acknowledged += 1
@@ -137,6 +147,9 @@ def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdic
                     "lost_acknowledged", f"{record.client} {record.conversation_id}#{record.seq}"
                 )
 
+
+def _judge_storage(verdict: Verdict, db: DatabaseFacts, bus: BusFacts) -> None:
+    """Each conversation's seqs are 1..N without a gap, and each one's event is on the bus."""
     for conversation, rows in db.messages.items():
         seqs = [seq for seq, _ in rows]
         if seqs != list(range(1, len(seqs) + 1)):
@@ -148,32 +161,40 @@ def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdic
             verdict.note("unpublished_events", f"{conversation}#{seq}")
     verdict.unpublished_events = max(verdict.unpublished_events, db.unpublished_outbox)
 
+
+def _judge_deliveries(
+    verdict: Verdict,
+    records: list[Record],
+    users: dict[str, str],
+    db: DatabaseFacts,
+    stored: dict[tuple[str, int], str],
+) -> None:
+    """Each device got every message of its conversations, in order, the right ones, and
+    nothing of a conversation it is not in."""
     received: dict[tuple[str, str], list[Received]] = defaultdict(list)
     for record in records:
         if isinstance(record, Received):
             received[(record.client, record.conversation_id)].append(record)
     for client, user_id in users.items():
         for conversation, members in db.members.items():
+            stream = received.get((client, conversation), [])
             if user_id not in members:
-                stream = received.get((client, conversation), [])
                 if stream:  # an outsider saw messages: that is worse than a loss
                     verdict.lost_deliveries += len(stream)
                     verdict.note("outsider", f"{client} saw {conversation}")
                 continue
-            _judge_stream(verdict, client, conversation, received.get((client, conversation), []))
+            _judge_stream(verdict, client, conversation, stream)
             expected = {seq for seq, _ in db.messages.get(conversation, [])}
-            got = {r.seq for r in received.get((client, conversation), [])}
+            got = {r.seq for r in stream}
             verdict.deliveries_checked += len(expected)
             lost = expected - got
             verdict.lost_deliveries += len(lost)
             for seq in sorted(lost)[:EXAMPLES]:
                 verdict.note("lost_deliveries", f"{client} {conversation}#{seq}")
-            for r in received.get((client, conversation), []):
+            for r in stream:
                 if stored.get((conversation, r.seq)) not in (None, r.message_id):
                     verdict.lost_deliveries += 1
                     verdict.note("wrong_message", f"{client} {conversation}#{r.seq}")
-    _judge_versions(verdict, records, db)
-    return verdict
 
 
 def _judge_versions(verdict: Verdict, records: list[Record], db: DatabaseFacts) -> None:

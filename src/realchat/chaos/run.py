@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from realchat.chaos.checker import bus_facts, database_facts, judge
+from realchat.chaos.checker import Verdict, bus_facts, database_facts, judge
 from realchat.chaos.faults import (
     FAULTS,
     SHORT_FAULTS,
@@ -116,12 +116,30 @@ async def run_chaos(
         raise
     finally:
         await stack.down()
+    result = _result(
+        settings, faults, records, verdict, traffic, unexplained, schedule, time.time() - started
+    )
+    _write(output, result, report)
+    return result
+
+
+def _result(
+    settings: Settings,
+    faults: Sequence[Fault],
+    records: list[Record],
+    verdict: Verdict,
+    traffic: Traffic,
+    unexplained: dict[str, str],
+    schedule: dict[str, int] | None,
+    duration_s: float,
+) -> dict[str, Any]:
+    """The run's document: the stack, the traffic, each fault's figures and the verdict."""
     by_kind = _ByKind.of(records)
     what = {f.name: f.what for f in faults}
-    result = {
+    return {
         "run_id": uuid.uuid4().hex[:8],
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "duration_s": round(time.time() - started, 1),
+        "duration_s": round(duration_s, 1),
         "stack": _described(settings),
         "schedule": schedule or {"rounds": 1},
         "traffic": {
@@ -140,12 +158,15 @@ async def run_chaos(
             "ok": verdict.ok and not unexplained,
         },
     }
+
+
+def _write(output: Path, result: dict[str, Any], report: Reporter) -> None:
+    """`<output>.json` and the summary as `<output>.txt` (printed too)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     summary = _summary(result)
     output.with_suffix(".txt").write_text(summary)
     report(summary)
-    return result
 
 
 def _exits(stack: Stack, after: str, report: Reporter) -> dict[str, str]:
