@@ -52,6 +52,7 @@ from realchat.loadtest.verdicts import (
     stability,
 )
 from realchat.loadtest.workers import LoadTestError, WorkerHandle, start_workers
+from realchat.stack.state import with_saved_shape
 from realchat.stack.supervisor import Stack
 
 Reporter = Callable[[str], None]
@@ -483,7 +484,7 @@ def _machine() -> dict[str, Any]:
 def loadtest_command(
     settings: Settings, config: LoadConfig, report: Reporter, direct: bool = False
 ) -> int:
-    view = asyncio.run(stack_view(Stack(settings)))
+    view = asyncio.run(stack_view(Stack(with_saved_shape(settings))))
     if direct:
         config.ws_urls = view.gateway_urls
         config.notes.append(f"WebSockets straight to the gateways {view.gateway_urls}")

@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 from realchat.config import Settings
 from realchat.stack.shape import SHAPE_FIELDS
-from realchat.stack.state import saved_shape
+from realchat.stack.state import saved_shape, with_saved_shape
 from realchat.stack.supervisor import Stack, StackError
 
 Reporter = Callable[[str], None]
@@ -28,11 +28,7 @@ def stack_for(settings: Settings, args: argparse.Namespace, report: Reporter = p
     recorded = saved_shape(settings.stack.state_dir)
     if args.action == "up" and recorded:
         _refuse_another_shape(settings, recorded, flags)
-    overrides = {**recorded, **flags}
-    if overrides:
-        stack_settings = settings.stack.model_copy(update=overrides)
-        settings = settings.model_copy(update={"stack": stack_settings})
-    return Stack(settings, report=report)
+    return Stack(with_saved_shape(settings, flags), report=report)
 
 
 def _refuse_another_shape(

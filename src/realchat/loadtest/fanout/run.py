@@ -48,6 +48,7 @@ from realchat.loadtest.fanout.results import FanoutResult, IdleResult, IdleStep,
 from realchat.loadtest.population import ProvisioningError
 from realchat.loadtest.ports import free_ports
 from realchat.loadtest.stackview import StackView, stack_view
+from realchat.stack.state import with_saved_shape
 from realchat.stack.supervisor import Stack
 
 Reporter = Callable[[str], None]
@@ -311,7 +312,7 @@ async def _centrifugo(
 
 
 async def realchat_view(settings: Settings) -> tuple[Stack, StackView]:
-    stack = Stack(settings)
+    stack = Stack(with_saved_shape(settings))
     view = await stack_view(stack)
     if not view.gateway_urls or not all(name in view.pids for name in view.gateways):
         raise FanoutError(
