@@ -70,7 +70,7 @@ def test_each_node_advertises_each_link_at_its_proxy() -> None:
             assert f"{listener}://127.0.0.1:{link.upstream_port}" in listeners
             assert f"{listener}://127.0.0.1:{link.listen_port}" in advertised
             assert f"{listener}:PLAINTEXT" in props["listener.security.protocol.map"]
-    ports = [link.listen_port for link in proxy.links] + [proxy.api_port]
+    ports = [link.listen_port for link in proxy.links] + [proxy.port]
     ports += [link.upstream_port for link in proxy.links if link.name != "chat-postgres"]
     assert len(set(ports)) == len(ports)
     assert {p - BASE for p in ports} <= set(block_offsets(kafka_nodes=3, gateways=2, publishers=2))

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from realchat.stack.component import ComponentNotReadyError, component_log, expect_http_ok
+from realchat.stack.component import ComponentNotReadyError, ListensLocally, expect_http_ok
 from realchat.stack.gotool import TOXIPROXY
 from realchat.stack.process import ProcessSpec
 
@@ -86,12 +86,13 @@ def partition_toxics() -> list[dict[str, Any]]:
 
 
 @dataclass
-class FaultProxy:
+class FaultProxy(ListensLocally):
     """The Toxiproxy server of a stack, with its links created at start from a config file."""
 
     state_dir: Path
     host: str
-    api_port: int
+    #: Its API's (the links listen on their own ports).
+    port: int
     links: Sequence[Link]
     cache_dir: Path = DEFAULT_CACHE_DIR
 
@@ -100,16 +101,8 @@ class FaultProxy:
     stop_grace_s: float = 5.0
 
     @property
-    def address(self) -> str:
-        return f"{self.host}:{self.api_port}"
-
-    @property
     def api_url(self) -> str:
         return f"http://{self.address}"
-
-    @property
-    def log_path(self) -> Path:
-        return component_log(self.state_dir, self.name)
 
     @property
     def _config_path(self) -> Path:
@@ -127,7 +120,7 @@ class FaultProxy:
                 "-host",
                 self.host,
                 "-port",
-                str(self.api_port),
+                str(self.port),
                 "-config",
                 str(self._config_path.resolve()),
             ],
