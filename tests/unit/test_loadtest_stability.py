@@ -1,0 +1,41 @@
+"""The soak's verdict: first and last windows of the sending phase compared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from realchat.loadtest.verdicts import stability
+
+
+def point(rss_mb: float, tasks: int, p99_ms: float = 40.0, lag: float = 0.0) -> dict[str, Any]:
+    return {
+        "phase": "1",
+        "latency_ms": {"count": 100, "p99": p99_ms},
+        "server": {
+            "processes": {"gateway-1": {"rss_mb": rss_mb}, "chat": {"rss_mb": 500.0}},
+            "kafka_lag": lag,
+            "asyncio_tasks": {"gateway-1": tasks, "chat": 30},
+        },
+    }
+
+
+def test_a_steady_run_is_stable() -> None:
+    verdict = stability([point(200.0, 1000) for _ in range(30)], window=10)
+    assert verdict["stable"] is True
+    assert verdict["asyncio_tasks"] == [1030.0, 1030.0]
+
+
+def test_growing_tasks_alone_make_a_run_unstable() -> None:
+    timeline = [point(200.0, 1000 + 20 * n) for n in range(30)]
+    verdict = stability(timeline, window=10)
+    assert verdict["stable"] is False
+    assert verdict["gateway_rss_mb"] == [200.0, 200.0]
+
+
+def test_growing_gateway_memory_makes_a_run_unstable() -> None:
+    timeline = [point(200.0 + 10 * n, 1000) for n in range(30)]
+    assert stability(timeline, window=10)["stable"] is False
+
+
+def test_a_run_without_enough_samples_is_not_judged() -> None:
+    assert stability([point(200.0, 10)] * 3) == {"judged": False}
