@@ -1,10 +1,16 @@
-"""The soak's verdict: first and last windows of the sending phase compared."""
+"""The soak's verdict: first and last windows of the sending phase compared, and no process of
+the stack ended during the run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
+from realchat.loadtest.stackview import StackView
 from realchat.loadtest.verdicts import stability
+from realchat.stack.state import RunningComponent, StackState
 
 
 def point(rss_mb: float, tasks: int, p99_ms: float = 40.0, lag: float = 0.0) -> dict[str, Any]:
@@ -39,3 +45,21 @@ def test_growing_gateway_memory_makes_a_run_unstable() -> None:
 
 def test_a_run_without_enough_samples_is_not_judged() -> None:
     assert stability([point(200.0, 10)] * 3) == {"judged": False}
+
+
+def test_a_process_that_ended_during_a_run_is_named_with_how_it_ended(tmp_path: Path) -> None:
+    """`StackView.ended`: the stack's recorded exit for a pid the run sampled; a process
+    still running is not listed."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    state = StackState(tmp_path, {})
+    state.write(
+        {
+            "chat": RunningComponent("chat", dead.pid, "-", "-", exit="exit status 1"),
+            "redis": RunningComponent("redis", os.getpid(), "-", "-"),
+        }
+    )
+    view = StackView(pids={"chat": dead.pid, "redis": os.getpid()}, state_dir=tmp_path)
+    assert view.ended() == {"chat": "exit status 1"}
+    unrecorded = StackView(pids={"presence": dead.pid}, state_dir=tmp_path)
+    assert "not recorded" in unrecorded.ended()["presence"]
