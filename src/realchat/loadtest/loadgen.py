@@ -248,6 +248,7 @@ def _document(
         "timeline": aggregate.timeline,
     }
     document["saturation"] = saturation(aggregate.timeline, view.gateways)
+    document["processes_ended"] = view.ended()
     if config.scenario == "soak":
         document["stability"] = stability(aggregate.timeline)
     return document
@@ -494,4 +495,10 @@ def loadtest_command(
         report("correctness: not applicable (idle connections only)")
         return 0
     report(f"correctness: {'OK' if correctness['ok'] else 'FAILED'} {correctness}")
-    return 0 if correctness["ok"] else 1
+    ended = document["processes_ended"]
+    for name, how in ended.items():
+        report(f"FAILED: {name} ended during the run: {how}")
+    stable = document.get("stability", {}).get("stable", True)
+    if not stable:
+        report(f"FAILED: not stable {document['stability']}")
+    return 0 if correctness["ok"] and not ended and stable else 1
