@@ -40,7 +40,7 @@ from realchat.loadtest.messages import (
     VerifyCommand,
 )
 from realchat.loadtest.population import Population, Shape, population_for, users_for
-from realchat.loadtest.report import write_reports
+from realchat.loadtest.report import progress_line, write_reports
 from realchat.loadtest.sampler import ServerSampler
 from realchat.loadtest.scenarios import LoadConfig, Phase, phases
 from realchat.loadtest.stackview import StackView, stack_view
@@ -278,24 +278,7 @@ async def _sample_loop(
         server = await sampler.sample(http)
         point = aggregate.point(server)
         if len(aggregate.timeline) % 5 == 0:
-            report(_progress(point))
-
-
-def _progress(point: dict[str, Any]) -> str:
-    lat = point["latency_ms"]
-    server = point["server"]
-    latency = (
-        f"p50 {lat['p50']} p95 {lat['p95']} p99 {lat['p99']} max {lat['max']} ms"
-        if lat.get("count")
-        else "no deliveries"
-    )
-    return (
-        f"[{point['t']:>6.0f} s {point['phase']:<10}] conn {point['connected']:>6} "
-        f"sent {point['sent_per_s']:>7}/s ok {point['send_ok_per_s']:>7}/s "
-        f"delivered {point['delivered_per_s']:>8}/s {latency} | "
-        f"cpu {server.get('machine_cpu_pct')}% lag {server.get('kafka_lag', '-')} "
-        f"outbox {server.get('outbox_pending', '-')} locks {server.get('pg_lock_waits', '-')}"
-    )
+            report(progress_line(point))
 
 
 @dataclass

@@ -173,6 +173,52 @@ def _latency(lat: dict[str, Any]) -> str:
     )
 
 
+def _phase_lines(phase: dict[str, Any]) -> list[str]:
+    c = phase["correctness"]
+    lines = [
+        f"phase {phase['phase']}: target {phase['target_rate']:g} msg/s for "
+        f"{phase['seconds']:g} s -> sent {phase['sent_per_s']}/s, acknowledged "
+        f"{phase['send_ok_per_s']}/s, delivered {phase['delivered_per_s']}/s "
+        f"(drained {phase['drain_s']} s after the window)",
+        f"  latency live: {_latency(phase['latency_ms']['live'])}",
+        f"  latency backfill/slow: {_latency(phase['latency_ms']['backfill'])}",
+        f"  send -> send_ok: {_latency(phase['latency_ms']['send_ok'])}",
+        f"  correctness: lost {c['lost']}, order violations {c['order_violations']}, "
+        f"unverified clients {c['unverified_clients']}, duplicates to application "
+        f"{c['duplicates_to_application']}, seq conflicts {c['seq_conflicts']}, gaps "
+        f"{c['gaps']}, duplicate frames suppressed {c['duplicate_frames_suppressed']}, "
+        f"{c['messages_checked']} (client, message) pairs checked",
+        f"  disconnects: {phase['disconnects']}; errors: {phase['errors']}; "
+        f"reconnects {phase['reconnects']}",
+        f"  passed (p95 < 100 ms, no loss, >= 95 % of the rate acknowledged): {phase['passed']}",
+    ]
+    if cost := phase.get("cpu_cost"):
+        lines.append(
+            "  CPU per component (send window and drain, less the idle rate measured "
+            "before the first phase):"
+        )
+        lines += cost_lines(cost)
+    return lines
+
+
+def progress_line(point: dict[str, Any]) -> str:
+    """One line of the progress printed while a load test runs (every 5 s of its timeline)."""
+    lat = point["latency_ms"]
+    server = point["server"]
+    latency = (
+        f"p50 {lat['p50']} p95 {lat['p95']} p99 {lat['p99']} max {lat['max']} ms"
+        if lat.get("count")
+        else "no deliveries"
+    )
+    return (
+        f"[{point['t']:>6.0f} s {point['phase']:<10}] conn {point['connected']:>6} "
+        f"sent {point['sent_per_s']:>7}/s ok {point['send_ok_per_s']:>7}/s "
+        f"delivered {point['delivered_per_s']:>8}/s {latency} | "
+        f"cpu {server.get('machine_cpu_pct')}% lag {server.get('kafka_lag', '-')} "
+        f"outbox {server.get('outbox_pending', '-')} locks {server.get('pg_lock_waits', '-')}"
+    )
+
+
 def summary(document: dict[str, Any]) -> str:
     setup = document.get("setup", {})
     machine = document.get("machine", {})
@@ -186,31 +232,7 @@ def summary(document: dict[str, Any]) -> str:
         f"{setup.get('connected')} connections in {setup.get('connect_s')} s",
     ]
     for phase in document.get("phases", []):
-        c = phase["correctness"]
-        lines += [
-            f"phase {phase['phase']}: target {phase['target_rate']:g} msg/s for "
-            f"{phase['seconds']:g} s -> sent {phase['sent_per_s']}/s, acknowledged "
-            f"{phase['send_ok_per_s']}/s, delivered {phase['delivered_per_s']}/s "
-            f"(drained {phase['drain_s']} s after the window)",
-            f"  latency live: {_latency(phase['latency_ms']['live'])}",
-            f"  latency backfill/slow: {_latency(phase['latency_ms']['backfill'])}",
-            f"  send -> send_ok: {_latency(phase['latency_ms']['send_ok'])}",
-            f"  correctness: lost {c['lost']}, order violations {c['order_violations']}, "
-            f"unverified clients {c['unverified_clients']}, duplicates to application "
-            f"{c['duplicates_to_application']}, seq conflicts {c['seq_conflicts']}, gaps "
-            f"{c['gaps']}, duplicate frames suppressed {c['duplicate_frames_suppressed']}, "
-            f"{c['messages_checked']} (client, message) pairs checked",
-            f"  disconnects: {phase['disconnects']}; errors: {phase['errors']}; "
-            f"reconnects {phase['reconnects']}",
-            f"  passed (p95 < 100 ms, no loss, >= 95 % of the rate acknowledged): "
-            f"{phase['passed']}",
-        ]
-        if cost := phase.get("cpu_cost"):
-            lines.append(
-                "  CPU per component (send window and drain, less the idle rate measured "
-                "before the first phase):"
-            )
-            lines += cost_lines(cost)
+        lines += _phase_lines(phase)
     if (idle := document.get("idle")) is not None:
         lines.append(
             f"idle: {idle['connections']} connections, gateways "
