@@ -8,13 +8,12 @@ starts draining, so new connections stop going to it within a check interval.
 from __future__ import annotations
 
 import resource
-import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from realchat.stack.component import ListensLocally, expect_http_ok
-from realchat.stack.process import ProcessSpec
+from realchat.stack.process import ProcessSpec, installed
 
 #: Connections the balancer holds at most, where the machine's file limit allows it.
 MAX_CONNECTIONS = 50_000
@@ -115,9 +114,7 @@ backend gateways
         self.config_path.write_text(self.config())
 
     def process_spec(self) -> ProcessSpec:
-        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        if not Path(haproxy).exists():
-            raise RuntimeError("haproxy not installed (run `make deps`)")
+        haproxy = installed("haproxy", Path("/usr/sbin/haproxy"))
         return ProcessSpec(
             argv=[haproxy, "-db", "-f", str(self.config_path)], log_path=self.log_path
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import time
@@ -46,6 +47,15 @@ def spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
             env=env,
             start_new_session=True,
         )
+
+
+def installed(program: str, *also: Path) -> str:
+    """The path of `program` (on PATH, else the first of `also` that exists); a clear error
+    when `make deps` has not installed it."""
+    found = shutil.which(program) or next((str(p) for p in also if p.exists()), None)
+    if found is None:
+        raise RuntimeError(f"{program} not installed (run `make deps`)")
+    return found
 
 
 def as_user(user: str | None, argv: Sequence[str]) -> list[str]:

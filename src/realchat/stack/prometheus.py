@@ -9,7 +9,6 @@ the ports and the number of gateways. It is written as JSON, which is YAML too.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from realchat.stack.component import ListensLocally, expect_http_ok
-from realchat.stack.process import ProcessSpec
+from realchat.stack.process import ProcessSpec, installed
 
 #: The rules of the checkout (the stack runs from a checkout; an installed package has none).
 RULES_DIR = Path(__file__).resolve().parents[3] / "deployments" / "observability" / "prometheus"
@@ -79,9 +78,7 @@ class Prometheus(ListensLocally):
         self.config_path.write_text(json.dumps(self.config(), indent=2) + "\n")
 
     def process_spec(self) -> ProcessSpec:
-        prometheus = shutil.which("prometheus")
-        if prometheus is None:
-            raise RuntimeError("prometheus not installed (run `make deps`)")
+        prometheus = installed("prometheus")
         return ProcessSpec(
             argv=[
                 prometheus,

@@ -5,7 +5,6 @@ Presence is rebuilt from heartbeats after a restart, so nothing here needs to su
 
 from __future__ import annotations
 
-import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from realchat.stack.component import ComponentNotReadyError, ListensLocally
-from realchat.stack.process import ProcessSpec
+from realchat.stack.process import ProcessSpec, installed
 from realchat.stack.secrets import local_secret
 
 
@@ -38,9 +37,7 @@ class Redis(ListensLocally):
         (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
 
     def process_spec(self) -> ProcessSpec:
-        server = shutil.which("redis-server")
-        if server is None:
-            raise RuntimeError("redis-server not installed (run `make deps`)")
+        server = installed("redis-server")
         return ProcessSpec(
             argv=[
                 server,
