@@ -46,6 +46,7 @@ from realchat.loadtest.latency.trips import (
 )
 from realchat.loadtest.population import ProvisioningError
 from realchat.loadtest.stackview import StackView, stack_view
+from realchat.stack.state import with_saved_shape
 from realchat.stack.supervisor import Stack
 
 Reporter = Callable[[str], None]
@@ -227,7 +228,7 @@ async def _entry(stack: Stack, options: LatencyOptions) -> tuple[str, str, Stack
 async def run_bench_latency(
     settings: Settings, options: LatencyOptions, report: Reporter
 ) -> LatencyReport:
-    stack = Stack(settings)
+    stack = Stack(with_saved_shape(settings))
     base_url, entry, view = await _entry(stack, options)
     run = uuid.uuid4().hex[:8]
     notes: list[str] = []
@@ -241,7 +242,7 @@ async def run_bench_latency(
     load_before = os.getloadavg()
     async with aiohttp.ClientSession() as http:
         audience = await realchat_side.provision(http, base_url, 1, 1, view.operator)
-        watch = BusWatch(settings.kafka.bootstrap_servers, on_seen)
+        watch = BusWatch(stack.kafka.bootstrap_servers, on_seen)
         await asyncio.to_thread(watch.start)
         receiver = await _connect(http, entry, audience.subscriber_tokens[0])
         sender = await _connect(http, entry, audience.sender_tokens[0])
