@@ -29,21 +29,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 
 import aiohttp
 import structlog
 
-from realchat.client.acks import Acks
+from realchat.backoff import Backoff
 from realchat.client.connection import Link, LinkClosed
 from realchat.client.errors import ClientClosed, RealChatError, SendTimeout, send_error
 from realchat.client.events import Connected, Disconnected, Event, ServerNotice
-from realchat.client.feed import Feed
 from realchat.client.options import ClientOptions
 from realchat.client.ordering import Ordering
-from realchat.client.pending import PendingSend
 from realchat.client.rest import RestApi
 from realchat.contract.frames import (
+    AckFrame,
     ConversationUpdateFrame,
     ErrorFrame,
     HelloFrame,
@@ -69,7 +70,23 @@ log = structlog.get_logger(__name__)
 #: Conversations per `sync` frame (the server refuses frames above 64 KiB).
 SYNC_CHUNK = 500
 MAX_CONTENT_CHARS = 4000
+#: Re-send delays of a rate-limited send: from 0.1 s doubling to 2 s, jittered.
+RATE_LIMITED_RETRY_INITIAL_S = 0.1
+RATE_LIMITED_RETRY_MAX_S = 2.0
 MAX_CLIENT_MSG_ID_CHARS = 64
+
+
+@dataclass
+class _PendingSend:
+    frame: SendFrame
+    reply: asyncio.Future[Message]
+    #: The WebSocket it was last written to (None: not written yet).
+    link: Link | None = None
+    #: `send()` calls waiting for it (the same send may be awaited twice).
+    waiters: int = 0
+    #: When the server first answered `rate_limited`, and the delays of the re-sends since.
+    limited_since: float | None = None
+    limited_backoff: Backoff | None = None
 
 
 class Session:
@@ -90,13 +107,15 @@ class Session:
         self._handshake_link: Link | None = None
         self._progress = asyncio.Event()
         # sends and acks
-        self._pending: dict[str, PendingSend] = {}
+        self._pending: dict[str, _PendingSend] = {}
         self._resends: set[asyncio.Task[None]] = set()
         #: Sends written again because the server answered `rate_limited`.
         self.rate_limited_retries = 0
         #: Gap syncs sent (a message held back longer than `gap_timeout_s`).
         self.gap_syncs = 0
-        self._acks = Acks()
+        self._ack_wanted: dict[str, int] = {}
+        self._ack_sent: dict[str, int] = {}
+        self._ack_wake = asyncio.Event()
         self._gap_wake = asyncio.Event()
         #: The server paused live delivery (`live` frame): sync by polling until it resumes.
         self._live_paused = False
@@ -104,7 +123,8 @@ class Session:
         #: Syncs sent while live delivery was paused.
         self.paused_syncs = 0
         # what the application reads
-        self._inbox: Feed[Message] = Feed()
+        self._inbox: deque[Message] = deque()
+        self._inbox_changed = asyncio.Event()
         #: Conversations whose messages were not taken in because the inbox was full.
         self._overflowed: set[str] = set()
         #: Each conversation's change counter as of the last `sync_done`: passed back in every
@@ -112,14 +132,12 @@ class Session:
         #: (edits, deletes). A sync without it would move the counter past changes whose live
         #: frame was lost (a fault cut the connection or the bus) without sending them.
         self._change_counters: dict[str, int] = {}
-        self._events: Feed[Event] = Feed(options.max_buffered_events)
+        self._events: deque[Event] = deque(maxlen=options.max_buffered_events)
+        self._events_changed = asyncio.Event()
+        #: Events dropped because nobody read `events()` fast enough.
+        self.events_dropped = 0
 
     # -- state ---------------------------------------------------------------------------------
-
-    @property
-    def events_dropped(self) -> int:
-        """Events dropped because nobody read `events()` fast enough."""
-        return self._events.dropped
 
     @property
     def ready(self) -> bool:
@@ -146,9 +164,8 @@ class Session:
         self._pending.clear()
         for task in self._resends:
             task.cancel()
-        self._state_changed.set()
-        self._inbox.close(failure)
-        self._events.close(failure)
+        for event in (self._state_changed, self._inbox_changed, self._events_changed):
+            event.set()
 
     def _raise_if_finished(self) -> None:
         if self._finished:
@@ -192,7 +209,7 @@ class Session:
         if not frames:
             self._go_live()
         await self._await_handshake()
-        self._acks.wake.set()
+        self._ack_wake.set()
         with contextlib.suppress(LinkClosed):  # then the next connection does it
             for pending in list(self._pending.values()):  # oldest first
                 if pending.link is link or pending.reply.done():
@@ -316,7 +333,7 @@ class Session:
         if pending is not None and pending.frame != frame:
             raise ValueError(f"a different send with client_msg_id {client_msg_id} is pending")
         if pending is None:
-            pending = PendingSend(frame, asyncio.get_running_loop().create_future())
+            pending = _PendingSend(frame, asyncio.get_running_loop().create_future())
             self._pending[client_msg_id] = pending
         pending.waiters += 1
         try:
@@ -336,18 +353,23 @@ class Session:
             if pending.waiters == 0 and self._pending.get(client_msg_id) is pending:
                 del self._pending[client_msg_id]  # given up (timeout, cancelled): not re-sent
 
-    def _retry_later(self, pending: PendingSend, now: float) -> bool:
+    def _retry_later(self, pending: _PendingSend, now: float) -> bool:
         """Write a rate-limited send again after a backoff; False once its time is up."""
-        delay = pending.rate_limited_delay(now, self._options.rate_limited_retry_s)
-        if delay is None:
+        if pending.limited_since is None or pending.limited_backoff is None:
+            pending.limited_since = now
+            pending.limited_backoff = Backoff(
+                RATE_LIMITED_RETRY_INITIAL_S, RATE_LIMITED_RETRY_MAX_S
+            )
+        if now - pending.limited_since >= self._options.rate_limited_retry_s:
             return False
+        delay = pending.limited_backoff.next_delay()
         pending.link = None  # not written (successfully) on any link now
         task = asyncio.create_task(self._resend(pending, delay))
         self._resends.add(task)
         task.add_done_callback(self._resends.discard)
         return True
 
-    async def _resend(self, pending: PendingSend, delay: float) -> None:
+    async def _resend(self, pending: _PendingSend, delay: float) -> None:
         await asyncio.sleep(delay)
         link = self._link
         current = self._pending.get(pending.frame.client_msg_id) is pending
@@ -371,20 +393,35 @@ class Session:
 
     async def ack(self, conversation_id: str, seq: int) -> None:
         self._raise_if_finished()
-        self._acks.want(conversation_id, seq)
+        self._want_ack(conversation_id, seq)
         await self._flush_acks()
 
+    def _want_ack(self, conversation_id: str, seq: int) -> None:
+        if seq > self._ack_wanted.get(conversation_id, 0):
+            self._ack_wanted[conversation_id] = seq
+
     async def _flush_acks(self) -> None:
-        # Not live: sent once the next connection is.
-        await self._acks.flush(self._link if self._ready else None)
+        link = self._link
+        if not self._ready or link is None:
+            return  # sent once the next connection is live
+        for cid, seq in list(self._ack_wanted.items()):
+            before = self._ack_sent.get(cid, 0)
+            if before >= seq:
+                continue
+            self._ack_sent[cid] = seq
+            try:
+                await link.send(AckFrame(cid, seq))
+            except LinkClosed:
+                self._ack_sent[cid] = before
+                return
 
     # -- background tasks (run by the client) ------------------------------------------------------
 
     async def run_acks(self) -> None:
         """Send the wanted acks: batched (one per conversation per interval) for auto-acks."""
         while True:
-            await self._acks.wake.wait()
-            self._acks.wake.clear()
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
             if self._ready:
                 await asyncio.sleep(self._options.auto_ack_interval_s)  # the batching window
                 await self._flush_acks()
@@ -454,22 +491,43 @@ class Session:
     # -- what the application reads --------------------------------------------------------------
 
     def _deliver(self, messages: list[Message]) -> None:
-        self._inbox.extend(messages)
+        if messages:
+            self._inbox.extend(messages)
+            self._inbox_changed.set()
 
     async def messages(self) -> AsyncIterator[Message]:
-        async for message in self._inbox.drain():
+        while True:
+            while not self._inbox:
+                if self._finished:
+                    if self._failure is not None:
+                        raise self._failure
+                    return
+                self._inbox_changed.clear()
+                await self._inbox_changed.wait()
+            message = self._inbox.popleft()
             if self._overflowed and len(self._inbox) <= self._options.max_buffered_messages // 2:
                 self._gap_wake.set()  # room again: the gap timer task asks for the rest
             if self._options.auto_ack:
-                self._acks.want(message.conversation_id, message.seq)
-                self._acks.wake.set()
+                self._want_ack(message.conversation_id, message.seq)
+                self._ack_wake.set()
             yield message
 
-    def events(self) -> AsyncIterator[Event]:
-        return self._events.drain()
+    async def events(self) -> AsyncIterator[Event]:
+        while True:
+            while not self._events:
+                if self._finished:
+                    if self._failure is not None:
+                        raise self._failure
+                    return
+                self._events_changed.clear()
+                await self._events_changed.wait()
+            yield self._events.popleft()
 
     def _emit(self, event: Event) -> None:
-        self._events.put(event)
+        if len(self._events) == self._events.maxlen:
+            self.events_dropped += 1
+        self._events.append(event)
+        self._events_changed.set()
 
 
 def _chunks(positions: Mapping[str, int]) -> Iterator[dict[str, int]]:
