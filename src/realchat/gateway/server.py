@@ -14,6 +14,7 @@ from aiohttp import web
 from realchat.auth.revocation import TokenVersions
 from realchat.auth.tokens import load_verifier
 from realchat.config import Settings
+from realchat.contract.limits import MAX_BODY_BYTES
 from realchat.filelimit import raise_file_limit
 from realchat.forwarded import trusted_networks
 from realchat.gateway import metrics
@@ -114,7 +115,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=10), connector=aiohttp.TCPConnector(limit=0)
     )
-    app = web.Application(middlewares=[observed, errors_as_json], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[observed, errors_as_json], client_max_size=MAX_BODY_BYTES)
     trusted = trusted_networks(settings.gateway.trusted_proxies)
     rest_api = RestApi(chat, guard, limiter, settings.auth.url, http, trusted)
     app.router.add_routes(rest_api.routes())
