@@ -3,8 +3,10 @@ generates requests from the document the gateway serves (`/v1/openapi.json`) and
 answer against it (status declared, body and headers as declared, requests valid by the
 document accepted, invalid ones refused, 405 with `Allow`, no 5xx).
 
-The run is bounded (examples per operation) and derandomized (a fixed seed, deterministic
-generation): the same document and server give the same cases every time.
+The run is bounded (the coverage phase's cases, which the document determines, and a few fuzzed
+examples per operation: about 750 requests) and derandomized (deterministic generation): the
+same document and server give the same cases every time. `schemathesis.toml` beside this file
+holds the one setting that differs from Schemathesis' defaults, and why.
 """
 
 from __future__ import annotations
@@ -16,16 +18,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from realchat.contract.routes import ROUTES
 from tests.e2e.conftest import RealChat
 from tests.support.client import User, register
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-#: Generated cases per operation and phase: enough to reach every declared status and bound,
-#: few enough for a run well under a minute.
-MAX_EXAMPLES = 10
-SEED = "20261205"
+#: Fuzzed cases per operation, beyond the coverage phase's boundary and negative cases.
+MAX_EXAMPLES = 5
 RUN_TIMEOUT_S = 240
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 #: Logging out revokes the token every other operation is called with: run on its own.
 REVOKES_THE_TOKEN = "revoke_tokens"
@@ -35,11 +37,11 @@ async def schemathesis(base_url: str, user: User, *selection: str) -> tuple[int,
     """One `st run` with all checks; its exit code and output."""
     command = [
         str(Path(sys.executable).parent / "st"),
+        f"--config-file={CONFIG}",
         "run",
         f"{base_url}/v1/openapi.json",
         "--checks=all",
         f"--max-examples={MAX_EXAMPLES}",
-        f"--seed={SEED}",
         "--generation-deterministic",
         "--phases=examples,coverage,fuzzing",
         "--continue-on-failure",
@@ -63,7 +65,7 @@ async def test_every_operation_answers_as_the_document_says(
         realchat.base_url, user, f"--exclude-operation-id={REVOKES_THE_TOKEN}"
     )
     assert code == 0, output[-8000:]
-    assert "No issues found" in output or " 0 failures" in output or "passed" in output, output
+    assert f"Tested: {len(ROUTES) - 1}" in output, output[-3000:]  # all but logging out
 
 
 async def test_logging_out_answers_as_the_document_says(
@@ -74,3 +76,4 @@ async def test_logging_out_answers_as_the_document_says(
         realchat.base_url, user, f"--include-operation-id={REVOKES_THE_TOKEN}"
     )
     assert code == 0, output[-8000:]
+    assert "Tested: 1" in output, output[-3000:]

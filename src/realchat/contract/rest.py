@@ -49,9 +49,15 @@ Password = Annotated[
     str,
     documented(minLength=limits.MIN_PASSWORD_CHARS, maxLength=limits.MAX_PASSWORD_CHARS),
 ]
-ClientMsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_CLIENT_MSG_ID_CHARS)]
-Content = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_CONTENT_CHARS)]
-Title = Annotated[str, msgspec.Meta(max_length=limits.MAX_TITLE_CHARS)]
+#: Text the chat service stores: no NUL characters.
+_NO_NUL = "^[^\x00]*$"
+ClientMsgId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=limits.MAX_CLIENT_MSG_ID_CHARS, pattern=_NO_NUL)
+]
+Content = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=limits.MAX_CONTENT_CHARS, pattern=_NO_NUL)
+]
+Title = Annotated[str, msgspec.Meta(max_length=limits.MAX_TITLE_CHARS, pattern=_NO_NUL)]
 
 
 class ErrorDetail(msgspec.Struct, frozen=True):

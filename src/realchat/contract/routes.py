@@ -71,9 +71,11 @@ class IdQuery:
 
     def schema(self) -> dict[str, Any]:
         uuid = {"type": "string", "format": "uuid"}
-        if self.most == 1:
+        if self.most > 1:
+            return {"type": "array", "items": uuid, "minItems": 1, "maxItems": self.most}
+        if self.required:
             return uuid
-        return {"type": "array", "items": uuid, "minItems": 1, "maxItems": self.most}
+        return {"anyOf": [uuid, {"type": "string", "maxLength": 0}]}  # empty: left out
 
 
 Query = IntQuery | IdQuery
@@ -261,7 +263,13 @@ _CONVERSATIONS = (
             422: refused(ErrorCode.INVALID_USER_ID, why="oneself"),
         },
     ),
-    Route("unblock", "DELETE", "/v1/blocks/{user_id}", "Unblock a user", {204: Reply("unblocked")}),
+    Route(
+        "unblock",
+        "DELETE",
+        "/v1/blocks/{user_id}",
+        "Unblock a user",
+        {204: Reply("done"), 404: refused(ErrorCode.USER_NOT_FOUND, why="an id that is no UUID")},
+    ),
 )
 
 _MESSAGES = (
@@ -387,7 +395,10 @@ _PUSH = (
         "DELETE",
         _MUTED,
         "Unmute a conversation",
-        {204: Reply("unmuted")},
+        {
+            204: Reply("unmuted"),
+            404: refused(ErrorCode.CONVERSATION_NOT_FOUND, why="an id that is no UUID"),
+        },
         server=Server.AUTH,
     ),
 )

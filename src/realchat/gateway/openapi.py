@@ -33,6 +33,9 @@ _BAD_BODY = {
     422: Reply("`invalid_<field>`: a field of the body breaks a rule"),
 }
 _BAD_QUERY = Reply("`invalid_<parameter>`: a query parameter breaks a rule")
+#: What the HTTP server answers, before any route, to a request it cannot read (a request line
+#: or a header longer than it reads): plain text, not the error body.
+_UNREADABLE = Reply("a request line or header longer than the server reads (plain text)")
 _UNAVAILABLE = refused(
     ErrorCode.CHAT_UNAVAILABLE,
     ErrorCode.AUTH_UNAVAILABLE,
@@ -56,6 +59,8 @@ def _reply(status: int, reply: Reply) -> dict[str, Any]:
     else:
         schema = {"type": "object"}
     entry["content"] = {"application/json": {"schema": schema}}
+    if status == 400:
+        entry["content"]["text/plain"] = {"schema": {"type": "string"}}
     if status == 503:
         entry["headers"] = {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}}
     return entry
@@ -70,6 +75,7 @@ def _replies(route: Route) -> dict[int, Reply]:
     if route.query:
         replies[422] = _BAD_QUERY
     replies.update(route.replies)
+    replies.setdefault(400, _UNREADABLE)
     if route is not OPENAPI:
         replies.setdefault(503, _UNAVAILABLE)
     return replies
