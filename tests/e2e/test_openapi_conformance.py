@@ -65,7 +65,8 @@ async def test_every_operation_answers_as_the_document_says(
         realchat.base_url, user, f"--exclude-operation-id={REVOKES_THE_TOKEN}"
     )
     assert code == 0, output[-8000:]
-    assert f"Tested: {len(ROUTES) - 1}" in output, output[-3000:]  # all but logging out
+    # Every operation but logging out and the document itself (Schemathesis leaves that out).
+    assert f"Tested: {len(ROUTES) - 2}" in output, output[-3000:]
 
 
 async def test_logging_out_answers_as_the_document_says(
