@@ -12,6 +12,7 @@ holds the one setting that differs from Schemathesis' defaults, and why.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 
 from realchat.contract.routes import ROUTES
 from tests.e2e.conftest import RealChat
-from tests.support.client import User, register
+from tests.support.client import register
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -33,13 +34,15 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 REVOKES_THE_TOKEN = "revoke_tokens"
 
 
-async def schemathesis(base_url: str, user: User, *selection: str) -> tuple[int, str]:
-    """One `st run` with all checks; its exit code and output."""
+async def conforms(realchat: RealChat, http: aiohttp.ClientSession, selection: str) -> int:
+    """Run `st run` with all checks on the operations `selection` picks, as a new user; assert
+    it found nothing; the number of operations it tested."""
+    user = await register(http, realchat.base_url, "conformance")
     command = [
         str(Path(sys.executable).parent / "st"),
         f"--config-file={CONFIG}",
         "run",
-        f"{base_url}/v1/openapi.json",
+        f"{realchat.base_url}/v1/openapi.json",
         "--checks=all",
         f"--max-examples={MAX_EXAMPLES}",
         "--generation-deterministic",
@@ -47,34 +50,28 @@ async def schemathesis(base_url: str, user: User, *selection: str) -> tuple[int,
         "--continue-on-failure",
         f"--header=Authorization: Bearer {user.token}",
         "--no-color",
-        *selection,
+        selection,
     ]
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_S)
-    assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
+    raw, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_S)
+    output = raw.decode(errors="replace")
+    assert process.returncode == 0, output[-8000:]
+    tested = re.search(r"Tested: (\d+)", output)
+    assert tested is not None, output[-3000:]
+    return int(tested.group(1))
 
 
 async def test_every_operation_answers_as_the_document_says(
     realchat: RealChat, http: aiohttp.ClientSession
 ) -> None:
-    user = await register(http, realchat.base_url, "conformance")
-    code, output = await schemathesis(
-        realchat.base_url, user, f"--exclude-operation-id={REVOKES_THE_TOKEN}"
-    )
-    assert code == 0, output[-8000:]
+    tested = await conforms(realchat, http, f"--exclude-operation-id={REVOKES_THE_TOKEN}")
     # Every operation but logging out and the document itself (Schemathesis leaves that out).
-    assert f"Tested: {len(ROUTES) - 2}" in output, output[-3000:]
+    assert tested == len(ROUTES) - 2
 
 
 async def test_logging_out_answers_as_the_document_says(
     realchat: RealChat, http: aiohttp.ClientSession
 ) -> None:
-    user = await register(http, realchat.base_url, "conformance")
-    code, output = await schemathesis(
-        realchat.base_url, user, f"--include-operation-id={REVOKES_THE_TOKEN}"
-    )
-    assert code == 0, output[-8000:]
-    assert "Tested: 1" in output, output[-3000:]
+    assert await conforms(realchat, http, f"--include-operation-id={REVOKES_THE_TOKEN}") == 1
