@@ -14,7 +14,7 @@ from pathlib import Path
 
 from realchat.config import PLACEHOLDER_SECRET, Settings, load_settings, placeholder_secrets
 from realchat.stack.shape import SHAPE_FIELDS
-from realchat.stack.state import saved_shape
+from realchat.stack.state import saved_shape, with_saved_shape
 from realchat.stack.supervisor import Stack, StackError
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
@@ -41,11 +41,7 @@ def _stack(settings: Settings, args: argparse.Namespace) -> Stack:
     recorded = saved_shape(settings.stack.state_dir)
     if args.action == "up" and recorded:
         _refuse_another_shape(settings, recorded, flags)
-    overrides = {**recorded, **flags}
-    if overrides:
-        stack_settings = settings.stack.model_copy(update=overrides)
-        settings = settings.model_copy(update={"stack": stack_settings})
-    return Stack(settings, report=_say)
+    return Stack(with_saved_shape(settings, flags), report=_say)
 
 
 def _refuse_another_shape(

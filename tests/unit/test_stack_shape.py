@@ -10,7 +10,7 @@ import pytest
 
 from realchat.cli import _stack, build_parser
 from realchat.config import Settings, StackSettings
-from realchat.stack.state import saved_shape
+from realchat.stack.state import saved_shape, with_saved_shape
 from realchat.stack.supervisor import StackError
 
 
@@ -56,3 +56,13 @@ def test_up_refuses_another_shape_while_the_recorded_one_runs(tmp_path: Path) ->
         _stack(settings_in(tmp_path), args)
     same = build_parser().parse_args(["stack", "up", "--kafka-nodes", "3"])
     assert _stack(settings_in(tmp_path), same).settings.kafka_nodes == 3
+
+
+def test_tools_attaching_to_a_stack_see_its_recorded_gateways(tmp_path: Path) -> None:
+    """A bench that restarts gateways must act on all of them, and must not record a smaller
+    shape for the next command: it builds its stack from `with_saved_shape`."""
+    record(tmp_path, {"kafka_nodes": 1, "gateways": 6, "publishers": 1})
+    attached = with_saved_shape(settings_in(tmp_path))
+    assert attached.stack.gateways == 6
+    assert with_saved_shape(settings_in(tmp_path), {"gateways": 3}).stack.gateways == 3
+    assert with_saved_shape(settings_in(tmp_path / "none")).stack.gateways == 1

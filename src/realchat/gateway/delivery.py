@@ -165,6 +165,13 @@ BATCH_SIZE = 500
 POLL_TIMEOUT_S = 0.1
 
 
+#: How often handled offsets are committed while records flow (and at stop and revoke). Not per
+#: batch: at a low rate every event was its own batch, and its commit (a request to the group
+#: coordinator and its answer, in librdkafka's threads) cost the gateway as much as the event's
+#: fan-out to a few hundred sockets. A crash replays at most this much, which is harmless:
+#: clients drop what they already have by seq.
+COMMIT_INTERVAL_S = 1.0
+
 #: Pause between attempts to look up the partitions' ends on the first assignment.
 END_OFFSETS_RETRY_S = 1.0
 
@@ -191,6 +198,7 @@ class KafkaDelivery(ConsumerThread):
         #: Offsets handled (next to read) per partition, not yet committed.
         self._handled: dict[tuple[str, int], int] = {}
         self._next_lag_export = 0.0
+        self._next_commit = 0.0
 
     @property
     def assigned(self) -> bool:
@@ -218,9 +226,12 @@ class KafkaDelivery(ConsumerThread):
         good = data_records(records)
         if good:
             self._handle_on_loop(good)
+        now = time.monotonic()
+        if self._handled and now >= self._next_commit:
+            self._next_commit = now + COMMIT_INTERVAL_S
             self._commit(consumer, asynchronous=True)
-        if time.monotonic() >= self._next_lag_export:
-            self._next_lag_export = time.monotonic() + 1.0
+        if now >= self._next_lag_export:
+            self._next_lag_export = now + 1.0
             self._export_lag(consumer)
 
     def _stopped(self, consumer: Consumer) -> None:

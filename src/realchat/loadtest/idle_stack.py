@@ -59,7 +59,8 @@ class IdleStackOptions:
     idle_cpu_s: float = 30.0
     #: Client worker processes (at least enough for `PER_WORKER` connections each).
     workers: int = 8
-    #: User ids the connections are devices of (tokens minted with the stack's signing key).
+    #: User ids the connections are devices of (tokens minted with the stack's signing key);
+    #: raised to what the gateways' per-user connection limit needs for `connections`.
     users: int = 20
     fresh_gateways: bool = True
     output: Path = Path("reports/bench-idle-stack.json")
@@ -150,7 +151,8 @@ async def run_idle_stack(
         await realchat_side.restart_gateways(stack, view.gateways)
         stack, view = await _view(settings)
     workers = max(options.workers, math.ceil(options.connections / PER_WORKER))
-    tokens = _tokens(view, options.users)
+    per_user = settings.gateway.max_connections_per_user
+    tokens = _tokens(view, max(options.users, math.ceil(options.connections / per_user)))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         specs = connection_specs(view.gateway_urls, tokens, options.connections, ws_url)
         pool = ClientPool("realchat", "", specs, workers, "realchat.loadtest.idle_client")

@@ -52,6 +52,7 @@ from realchat.loadtest.verdicts import (
     stability,
 )
 from realchat.loadtest.workers import LoadTestError, WorkerHandle, start_workers
+from realchat.stack.state import with_saved_shape
 from realchat.stack.supervisor import Stack
 
 Reporter = Callable[[str], None]
@@ -247,6 +248,7 @@ def _document(
         "timeline": aggregate.timeline,
     }
     document["saturation"] = saturation(aggregate.timeline, view.gateways)
+    document["processes_ended"] = view.ended()
     if config.scenario == "soak":
         document["stability"] = stability(aggregate.timeline)
     return document
@@ -483,7 +485,7 @@ def _machine() -> dict[str, Any]:
 def loadtest_command(
     settings: Settings, config: LoadConfig, report: Reporter, direct: bool = False
 ) -> int:
-    view = asyncio.run(stack_view(Stack(settings)))
+    view = asyncio.run(stack_view(Stack(with_saved_shape(settings))))
     if direct:
         config.ws_urls = view.gateway_urls
         config.notes.append(f"WebSockets straight to the gateways {view.gateway_urls}")
@@ -493,4 +495,10 @@ def loadtest_command(
         report("correctness: not applicable (idle connections only)")
         return 0
     report(f"correctness: {'OK' if correctness['ok'] else 'FAILED'} {correctness}")
-    return 0 if correctness["ok"] else 1
+    ended = document["processes_ended"]
+    for name, how in ended.items():
+        report(f"FAILED: {name} ended during the run: {how}")
+    stable = document.get("stability", {}).get("stable", True)
+    if not stable:
+        report(f"FAILED: not stable {document['stability']}")
+    return 0 if correctness["ok"] and not ended and stable else 1

@@ -223,6 +223,11 @@ def summary(document: dict[str, Any]) -> str:
     if (stab := document.get("stability")) is not None:
         lines.append(f"stability: {stab}")
     lines.append(f"asyncio tasks: {document.get('asyncio_tasks')}")
+    ended = document.get("processes_ended") or {}
+    lines.append(
+        "processes that ended during the run: "
+        + (", ".join(f"{name} ({how})" for name, how in ended.items()) or "none")
+    )
     correctness = document.get("correctness", {})
     if document.get("scenario") != "idle":
         lines.append(f"correctness overall: {'OK' if correctness.get('ok') else 'NOT OK'}")

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from realchat.auth.tokens import load_issuer
 from realchat.loadtest.population import Operator
+from realchat.stack import process
+from realchat.stack.state import StackState
 from realchat.stack.supervisor import Stack
 
 
@@ -22,6 +25,20 @@ class StackView:
     gateway_urls: list[str] = field(default_factory=list)
     #: The local stack's database and signing key: users provisioned in bulk and reused.
     operator: Operator | None = None
+    #: The local stack's state dir: how a process that ended during the run ended.
+    state_dir: Path | None = None
+
+    def ended(self) -> dict[str, str]:
+        """The processes sampled at the start that no longer run, each with how it ended (as
+        the stack's supervisor recorded it): a load test injects no faults, so each one is a
+        failure of the run."""
+        gone = {name: pid for name, pid in self.pids.items() if not process.is_alive(pid)}
+        recorded = StackState(self.state_dir, {}).read() if self.state_dir and gone else {}
+        return {
+            name: (entry.exit if (entry := recorded.get(name)) and entry.pid == pid else None)
+            or "no longer running (how it ended was not recorded)"
+            for name, pid in gone.items()
+        }
 
 
 async def stack_view(stack: Stack) -> StackView:
@@ -33,6 +50,7 @@ async def stack_view(stack: Stack) -> StackView:
         metrics_urls={s.name: f"{s.ops_url}/metrics" for s in services},
         gateways=[s.name for s in services if s.name.startswith("gateway")],
         gateway_urls=[f"http://{s.address}" for s in services if s.name.startswith("gateway")],
+        state_dir=stack.state_dir,
     )
     if "postgres" in stack.include:
         with contextlib.suppress(OSError, ValueError):

@@ -130,7 +130,9 @@ def saturation(timeline: list[dict[str, Any]], gateways: list[str]) -> dict[str,
 
 
 def stability(timeline: list[dict[str, Any]], window: int = 600) -> dict[str, Any]:
-    """Soak: first and last `window` seconds compared (gateway RSS, lag, error rate)."""
+    """Soak: first and last `window` seconds compared: gateway RSS, Kafka lag, live p99 and
+    every process's asyncio task count (a task per connection or request that never ends shows
+    as growth here before it shows in RSS)."""
     sending = [p for p in timeline if p["phase"][:1].isdigit()]
     if len(sending) < 4:
         return {"judged": False}
@@ -150,18 +152,24 @@ def stability(timeline: list[dict[str, Any]], window: int = 600) -> dict[str, An
     def metric(points: list[dict[str, Any]], key: str) -> float:
         return sum(float(p["server"].get(key, 0)) for p in points) / len(points)
 
+    def tasks(points: list[dict[str, Any]]) -> float:
+        return sum(sum(p["server"].get("asyncio_tasks", {}).values()) for p in points) / len(points)
+
     rss_first, rss_last = rss(first), rss(last)
+    tasks_first, tasks_last = tasks(first), tasks(last)
     lag_first, lag_last = metric(first, "kafka_lag"), metric(last, "kafka_lag")
     lat_first = _mean([p["latency_ms"]["p99"] for p in first if p["latency_ms"].get("count")])
     lat_last = _mean([p["latency_ms"]["p99"] for p in last if p["latency_ms"].get("count")])
     flat_rss = rss_last <= rss_first * 1.10 + 20
     flat_lag = lag_last <= lag_first + 100
     flat_latency = lat_first is None or lat_last is None or lat_last <= lat_first * 1.5 + 20
+    flat_tasks = tasks_last <= tasks_first * 1.10 + 20
     return {
         "judged": True,
         "window_s": size,
         "gateway_rss_mb": [round(rss_first, 1), round(rss_last, 1)],
         "kafka_lag": [round(lag_first, 1), round(lag_last, 1)],
         "p99_ms": [lat_first, lat_last],
-        "stable": flat_rss and flat_lag and flat_latency,
+        "asyncio_tasks": [round(tasks_first, 1), round(tasks_last, 1)],
+        "stable": flat_rss and flat_lag and flat_latency and flat_tasks,
     }

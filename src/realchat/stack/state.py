@@ -10,6 +10,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from realchat.config import Settings
 from realchat.stack import process
 from realchat.stack.component import Component
 from realchat.stack.postgres import FINGERPRINT_FILE
@@ -52,6 +53,15 @@ def saved_shape(state_dir: Path) -> dict[str, int]:
         return {}
     shape = raw.get("shape") or {}
     return {name: int(shape[name]) for name in SHAPE_FIELDS if name in shape}
+
+
+def with_saved_shape(settings: Settings, flags: dict[str, int] | None = None) -> Settings:
+    """`settings` with the shape of the stack in its state dir (what its last `up` recorded),
+    `flags` taking precedence: a tool attaching to a running stack sees all its components."""
+    overrides = {**saved_shape(settings.stack.state_dir), **(flags or {})}
+    if not overrides:
+        return settings
+    return settings.model_copy(update={"stack": settings.stack.model_copy(update=overrides)})
 
 
 class StackState:

@@ -47,6 +47,7 @@ from realchat.loadtest.fanout.render import render
 from realchat.loadtest.fanout.results import FanoutResult, IdleResult, IdleStep, ratios
 from realchat.loadtest.population import ProvisioningError
 from realchat.loadtest.stackview import StackView, stack_view
+from realchat.stack.state import with_saved_shape
 from realchat.stack.supervisor import Stack
 
 Reporter = Callable[[str], None]
@@ -319,7 +320,7 @@ async def run_centrifugo(run: Run, workdir: Path) -> None:
 
 
 async def realchat_view(settings: Settings) -> tuple[Stack, StackView]:
-    stack = Stack(settings)
+    stack = Stack(with_saved_shape(settings))
     view = await stack_view(stack)
     if not view.gateway_urls or not all(name in view.pids for name in view.gateways):
         raise FanoutError(
