@@ -34,7 +34,9 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 REVOKES_THE_TOKEN = "revoke_tokens"
 
 
-async def conforms(realchat: RealChat, http: aiohttp.ClientSession, selection: str) -> int:
+async def conforms(
+    realchat: RealChat, http: aiohttp.ClientSession, workdir: Path, selection: str
+) -> int:
     """Run `st run` with all checks on the operations `selection` picks, as a new user; assert
     it found nothing; the number of operations it tested."""
     user = await register(http, realchat.base_url, "conformance")
@@ -53,7 +55,7 @@ async def conforms(realchat: RealChat, http: aiohttp.ClientSession, selection: s
         selection,
     ]
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     raw, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_S)
     output = raw.decode(errors="replace")
@@ -64,14 +66,16 @@ async def conforms(realchat: RealChat, http: aiohttp.ClientSession, selection: s
 
 
 async def test_every_operation_answers_as_the_document_says(
-    realchat: RealChat, http: aiohttp.ClientSession
+    realchat: RealChat, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    tested = await conforms(realchat, http, f"--exclude-operation-id={REVOKES_THE_TOKEN}")
+    selection = f"--exclude-operation-id={REVOKES_THE_TOKEN}"
+    tested = await conforms(realchat, http, tmp_path, selection)
     # Every operation but logging out and the document itself (Schemathesis leaves that out).
     assert tested == len(ROUTES) - 2
 
 
 async def test_logging_out_answers_as_the_document_says(
-    realchat: RealChat, http: aiohttp.ClientSession
+    realchat: RealChat, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    assert await conforms(realchat, http, f"--include-operation-id={REVOKES_THE_TOKEN}") == 1
+    selection = f"--include-operation-id={REVOKES_THE_TOKEN}"
+    assert await conforms(realchat, http, tmp_path, selection) == 1
