@@ -92,7 +92,8 @@ def normalize_username(value: str) -> str:
 
 
 def check_password(value: str) -> None:
-    """Raise `invalid_password` unless `value` is 8-128 characters of encodable text."""
+    """Raise `invalid_password` unless `value` is `MIN_PASSWORD_CHARS` to `MAX_PASSWORD_CHARS`
+    characters of encodable text."""
     if not MIN_PASSWORD_CHARS <= len(value) <= MAX_PASSWORD_CHARS:
         raise InvalidInput(
             ErrorCode.INVALID_PASSWORD,
