@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 
 .PHONY: deps deps-test run test lint typecheck unit integration e2e down status reset format bench-write \
-	bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos chaos-random chaos-single-broker compose-test \
+	bench-latency bench-dispatch bench-fanout loadtest loadtest-ramp loadtest-idle soak chaos chaos-random chaos-single-broker compose-test \
 	kubernetes-base
 
 ## What running needs; `deps-test` adds the test runners, linters and checkers.
@@ -53,6 +53,13 @@ e2e:
 bench-write: deps
 	$(BIN)/realchat stack up --detach
 	$(BIN)/realchat bench write
+	@echo "the dev stack is still running; stop it with: make down"
+
+## A 1:1 message on the idle dev stack (started detached if needed, left running): send to
+## delivery through the gateways, stage by stage; saved to reports/bench-latency.json.
+bench-latency: deps
+	$(BIN)/realchat stack up --detach
+	$(BIN)/realchat bench latency
 	@echo "the dev stack is still running; stop it with: make down"
 
 ## A gateway's cost per consumed event (decision 11: every instance reads every event).

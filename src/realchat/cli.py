@@ -238,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     write.add_argument("--seconds", type=float, default=15.0, help="measured seconds per path")
     write.add_argument("--concurrency", type=int, default=64, help="concurrent callers")
     write.add_argument("--output", type=Path, default=Path("reports/bench-write.json"))
+    latency = benchmarks.add_parser(
+        "latency", help="a 1:1 message on the idle stack: send to delivery, stage by stage"
+    )
+    latency.add_argument("--messages", type=int, default=200, help="measured messages")
+    latency.add_argument("--rate", type=float, default=5.0, help="messages per second")
+    latency.add_argument("--warmup", type=int, default=10, help="messages sent first, not counted")
+    latency.add_argument("--entry", choices=("haproxy", "direct"), default="haproxy")
+    latency.add_argument("--output", type=Path, default=Path("reports/bench-latency.json"))
     dispatch = benchmarks.add_parser(
         "dispatch", help="gateway cost per consumed event (broadcast consumption)"
     )
@@ -457,6 +465,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             output=args.output,
         )
         return idle_stack_command(settings, idle_stack_options, _say)
+    if args.command == "bench" and args.benchmark == "latency":
+        from realchat.loadtest.latency.run import LatencyOptions, bench_latency_command
+
+        latency_options = LatencyOptions(args.messages, args.rate, args.warmup, args.entry)
+        return bench_latency_command(settings, latency_options, args.output, _say)
     if args.command == "bench" and args.benchmark == "dispatch":
         from realchat.loadtest.bench_dispatch import bench_dispatch_command
 

@@ -6,7 +6,7 @@ Transport-free (the gRPC servicer and tests call it alike) and storage-agnostic 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -44,6 +44,7 @@ from realchat.contract.limits import (
 )
 from realchat.events.models import MembershipChange
 from realchat.observability.tracing import inject
+from realchat.outbox.writer import outbox_shard
 
 
 @dataclass(frozen=True)
@@ -91,20 +92,20 @@ def _check_seq(seq: int) -> None:
         raise InvalidArgument(ErrorCode.INVALID_SEQ, "seq must be >= 1")
 
 
-def _nothing() -> None:
+def _nothing(shards: Collection[int] | None = None) -> None:
     pass
 
 
 class ChatService:
-    """`written` is called after every commit that stored new messages (the outbox publisher's
-    wake-up); it must not block."""
+    """`written` is called after every commit that stored new outbox events, with their outbox
+    shards (the outbox publisher's wake-up); it must not block."""
 
     def __init__(
         self,
         store: ChatStore,
         max_members: int = 1000,
         group_commit: GroupCommitLimits | None = None,
-        written: Callable[[], None] = _nothing,
+        written: Callable[[Collection[int] | None], None] = _nothing,
         membership: MembershipStore | None = None,
     ) -> None:
         self._store = store
@@ -243,9 +244,13 @@ class ChatService:
     async def _write_batch(self, sends: Sequence[NewMessage]) -> list[Stored]:
         plan = plan_batch(sends)
         written = await self._store.insert_messages([sends[i] for i in plan.leaders])
-        if any(isinstance(outcome, Created) for outcome in written):
-            self._written()
+        created = {o.message.conversation_id for o in written if isinstance(o, Created)}
+        if created:
+            self._written(self._shards(created))
         return fan_out(plan, written)
+
+    def _shards(self, conversations: Collection[uuid.UUID]) -> set[int]:
+        return {outbox_shard(c, self._store.outbox_shards) for c in conversations}
 
     async def history(
         self, caller: uuid.UUID, conversation_id: str, after_seq: int, limit: int
@@ -299,7 +304,7 @@ class ChatService:
             key=client_change_id,
             trace_context=trace_context or inject(),
         )
-        return self._after_change(changed)
+        return self._after_change(changed, conversation)
 
     async def delete_message(
         self,
@@ -315,13 +320,13 @@ class ChatService:
             conversation, seq, caller, content=None, key=None,
             trace_context=trace_context or inject(),
         )  # fmt: skip
-        return self._after_change(changed)
+        return self._after_change(changed, conversation)
 
-    def _after_change(self, changed: Changed | None) -> Changed:
+    def _after_change(self, changed: Changed | None, conversation: uuid.UUID) -> Changed:
         if changed is None:
             raise NotFound(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation")
         if changed.created:
-            self._written()
+            self._written(self._shards([conversation]))
         return changed
 
     async def changes(
@@ -352,7 +357,7 @@ class ChatService:
         record = await self._changes.rename(conversation, caller, title, inject())
         if record is None:
             raise NotFound(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation")
-        self._written()
+        self._written(self._shards([conversation]))
         return record
 
     def _parse_members(self, values: list[str], what: str) -> list[uuid.UUID]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import time
@@ -212,6 +213,21 @@ def produce_in_order(
     return futures
 
 
+def _no_hints() -> frozenset[int] | None:
+    return None
+
+
+def hinted_shards(
+    hinted: frozenset[int] | None, since_scan_s: float, poll_interval_s: float
+) -> list[int] | None:
+    """The shards to look at without scanning the outbox: those a wake-up named, unless none
+    were named or the last scan is a poll interval old (the scan stays the safety net for
+    writers that name no shard, and for notifications lost). None: scan."""
+    if not hinted or since_scan_s >= poll_interval_s:
+        return None
+    return sorted(hinted)
+
+
 class OutboxPublisher:
     def __init__(
         self,
@@ -220,10 +236,13 @@ class OutboxPublisher:
         settings: OutboxSettings,
         faults: FaultSettings | None = None,
         wakeups: asyncio.Event | None = None,
+        hints: Callable[[], frozenset[int] | None] = _no_hints,
     ) -> None:
+        """`wakeups` is set when a writer committed new events (look now instead of at the
+        next poll); `hints` then tells which shards (`WakeupListener.take_hints`)."""
         self._pool = pool
-        #: Set when a writer committed new events: look now instead of at the next poll.
         self._wakeups = wakeups or asyncio.Event()
+        self._hints = hints
         self._producer_factory = producer_factory
         self._producer = producer_factory({})
         #: Sends suspects one record per request, one at a time: librdkafka batches records of
@@ -249,20 +268,26 @@ class OutboxPublisher:
         """Publish until `stop` is set; then finish the batches in flight and return."""
         inflight: dict[int, asyncio.Task[None]] = {}
         housekeeping = asyncio.create_task(self._housekeeping(stop))
+        last_scan = -math.inf
         try:
             while not stop.is_set():
                 if self._producer.fatal_error is not None and not inflight:
                     await self._replace_producer()
                 now = time.monotonic()
-                # Whatever commits from here on is either seen by this scan or wakes the next.
+                # Whatever commits from here on is either seen by this look or wakes the next.
                 self._wakeups.clear()
-                try:
-                    shards = await store.shards_with_pending(self._pool)
-                except DATABASE_ERRORS as exc:
-                    # PostgreSQL restarting: the events wait in the outbox; look again soon.
-                    log.warning("outbox scan failed", error=repr(exc))
-                    await asyncio.sleep(SCAN_RETRY_S)
-                    continue
+                shards = hinted_shards(
+                    self._hints(), now - last_scan, self._settings.poll_interval_s
+                )
+                if shards is None:
+                    try:
+                        shards = await store.shards_with_pending(self._pool)
+                    except DATABASE_ERRORS as exc:
+                        # PostgreSQL restarting: the events wait in the outbox; look again soon.
+                        log.warning("outbox scan failed", error=repr(exc))
+                        await asyncio.sleep(SCAN_RETRY_S)
+                        continue
+                    last_scan = now
                 for shard in shards:
                     if len(inflight) >= self._settings.concurrency:
                         break
@@ -420,7 +445,9 @@ async def serve_publisher(settings: Settings, stop: asyncio.Event) -> None:
         settings.kafka.bootstrap_servers, settings.outbox.delivery_timeout_s, client_id
     )
     listener = WakeupListener(pool)
-    publisher = OutboxPublisher(pool, factory, settings.outbox, settings.faults, listener.woken)
+    publisher = OutboxPublisher(
+        pool, factory, settings.outbox, settings.faults, listener.woken, listener.take_hints
+    )
 
     async def ready() -> bool:
         return await schema_is_current(pool)

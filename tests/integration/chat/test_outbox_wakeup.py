@@ -40,15 +40,22 @@ async def publish_delay_s(pool: asyncpg.Pool, message_id: uuid.UUID) -> float | 
     return delay
 
 
+@pytest.mark.parametrize("hinted", [True, False], ids=["shards-named", "scan"])
 async def test_an_idle_send_is_published_without_waiting_for_the_poll(
-    pool: asyncpg.Pool, stack: Stack
+    pool: asyncpg.Pool, stack: Stack, hinted: bool
 ) -> None:
+    """With the shards the notification names (no scan), and with a scan after each wake-up
+    (a publisher that ignores the names): a wrong shard would wait for the 5 s poll."""
     notifier = CommitNotifier(pool)
     service = ChatService(ChatStore(pool, OUTBOX_SHARDS), written=notifier)
     listener = WakeupListener(pool)
     bootstrap = stack.kafka.bootstrap_servers
     publisher = OutboxPublisher(
-        pool, producer_factory(bootstrap, 0, "test-wakeup"), SLOW_POLL, wakeups=listener.woken
+        pool,
+        producer_factory(bootstrap, 0, "test-wakeup"),
+        SLOW_POLL,
+        wakeups=listener.woken,
+        hints=listener.take_hints if hinted else (lambda: None),
     )
     alice, bob = await new_users(pool, 2)
     conversation = str((await service.create_conversation(alice, [str(bob)], "")).conversation_id)
