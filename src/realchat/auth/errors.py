@@ -1,22 +1,20 @@
-"""The auth service's error taxonomy: a stable snake_case wire code and an HTTP status per kind
-of error. The transport (`api.py`) turns them into `{"error": {"code", "message"}}` bodies."""
+"""The auth service's error taxonomy: a contract error code and an HTTP status per kind of
+error. The transport (`realchat.http.json_errors`) turns them into `{"error": {"code",
+"message"}}` bodies."""
 
 from __future__ import annotations
 
+from realchat.contract.error_codes import ErrorCode
+from realchat.http import Refusal
 
-class AuthError(Exception):
+
+class AuthError(Refusal):
     """An error the caller caused and can act on; the message is safe to show them."""
 
     status: int = 500
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def headers(self) -> dict[str, str]:
-        """Extra response headers this error needs (e.g. Retry-After)."""
-        return {}
+        super().__init__(type(self).status, code, message)
 
 
 class BadRequest(AuthError):  # noqa: N818 - named after the HTTP status it maps to
@@ -35,7 +33,7 @@ class UsernameTaken(AuthError):  # noqa: N818
     status = 409
 
     def __init__(self) -> None:
-        super().__init__("username_taken", "this username is already taken")
+        super().__init__(ErrorCode.USERNAME_TAKEN, "this username is already taken")
 
 
 class InvalidCredentials(AuthError):  # noqa: N818
@@ -44,7 +42,7 @@ class InvalidCredentials(AuthError):  # noqa: N818
     status = 401
 
     def __init__(self) -> None:
-        super().__init__("invalid_credentials", "wrong username or password")
+        super().__init__(ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
 
 
 class Unauthorized(AuthError):  # noqa: N818
@@ -53,7 +51,7 @@ class Unauthorized(AuthError):  # noqa: N818
     status = 401
 
     def __init__(self, message: str) -> None:
-        super().__init__("unauthorized", message)
+        super().__init__(ErrorCode.UNAUTHORIZED, message)
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="realchat"'}
@@ -64,7 +62,7 @@ class TooManyAttempts(AuthError):  # noqa: N818
 
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(
-            "too_many_attempts", f"too many failed logins; try again in {retry_after_s} s"
+            ErrorCode.TOO_MANY_ATTEMPTS, f"too many failed logins; try again in {retry_after_s} s"
         )
         self.retry_after_s = retry_after_s
 
@@ -77,7 +75,7 @@ class TooManySignups(AuthError):  # noqa: N818
 
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(
-            "too_many_signups",
+            ErrorCode.TOO_MANY_SIGNUPS,
             f"too many accounts created from this address; try again in {retry_after_s} s",
         )
         self.retry_after_s = retry_after_s
@@ -92,7 +90,7 @@ class Busy(AuthError):  # noqa: N818
     status = 503
 
     def __init__(self) -> None:
-        super().__init__("auth_busy", "the auth service is busy; try again shortly")
+        super().__init__(ErrorCode.AUTH_BUSY, "the auth service is busy; try again shortly")
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1"}

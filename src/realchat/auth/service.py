@@ -28,6 +28,14 @@ from realchat.auth.passwords import HashingBusy, Passwords
 from realchat.auth.revocation import TokenVersions
 from realchat.auth.store import AuthStore, UserRecord
 from realchat.auth.tokens import TokenClaims, TokenIssuer
+from realchat.contract.error_codes import ErrorCode
+from realchat.contract.limits import (
+    MAX_PASSWORD_CHARS,
+    MAX_USERNAME_CHARS,
+    MIN_PASSWORD_CHARS,
+    MIN_USERNAME_CHARS,
+    USERNAME_ALPHABET,
+)
 from realchat.forwarded import is_trusted, trusted_networks
 
 log = structlog.get_logger(__name__)
@@ -51,9 +59,7 @@ class SignupLimits:
 
 
 #: The contract's username rule, applied after folding ASCII upper-case to lower-case.
-USERNAME_PATTERN = re.compile(r"[a-z0-9_.-]{3,32}")
-MIN_USERNAME_CHARS, MAX_USERNAME_CHARS = 3, 32
-MIN_PASSWORD_CHARS, MAX_PASSWORD_CHARS = 8, 128
+USERNAME_RULE = re.compile(f"[{USERNAME_ALPHABET}]{{{MIN_USERNAME_CHARS},{MAX_USERNAME_CHARS}}}")
 
 
 @dataclass(frozen=True)
@@ -76,9 +82,9 @@ def normalize_username(value: str) -> str:
     one account. Nothing else is folded or trimmed: any other character is refused.
     """
     folded = value.lower() if value.isascii() else value
-    if USERNAME_PATTERN.fullmatch(folded) is None:
+    if USERNAME_RULE.fullmatch(folded) is None:
         raise InvalidInput(
-            "invalid_username",
+            ErrorCode.INVALID_USERNAME,
             f"username must be {MIN_USERNAME_CHARS}-{MAX_USERNAME_CHARS} characters of "
             "a-z, 0-9, '_', '.', '-'",
         )
@@ -86,16 +92,19 @@ def normalize_username(value: str) -> str:
 
 
 def check_password(value: str) -> None:
-    """Raise `invalid_password` unless `value` is 8-128 characters of encodable text."""
+    """Raise `invalid_password` unless `value` is `MIN_PASSWORD_CHARS` to `MAX_PASSWORD_CHARS`
+    characters of encodable text."""
     if not MIN_PASSWORD_CHARS <= len(value) <= MAX_PASSWORD_CHARS:
         raise InvalidInput(
-            "invalid_password",
+            ErrorCode.INVALID_PASSWORD,
             f"password must be {MIN_PASSWORD_CHARS}-{MAX_PASSWORD_CHARS} characters",
         )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput("invalid_password", "password must be valid Unicode text") from None
+        raise InvalidInput(
+            ErrorCode.INVALID_PASSWORD, "password must be valid Unicode text"
+        ) from None
 
 
 def _is_valid_password(value: str) -> bool:
@@ -251,7 +260,7 @@ class AuthService:
         name = _login_name(username)
         record = await self._store.find_by_username(name) if name is not None else None
         if record is None:
-            raise NotFound("user_not_found", "no user with this username")
+            raise NotFound(ErrorCode.USER_NOT_FOUND, "no user with this username")
         return User(record.user_id, record.username)
 
     async def _password_matches(self, user: UserRecord | None, password: str) -> bool:

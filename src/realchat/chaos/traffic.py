@@ -35,13 +35,14 @@ from realchat.client import (
     SendError,
     SendTimeout,
 )
+from realchat.contract.error_codes import ErrorCode
 
 log = structlog.get_logger(__name__)
 
 PASSWORD = "chaos password 1"
 #: Refusals that say "not now" (the chat service is away, too many sends): retried after a pause
 #: with the same client_msg_id. A send cut off mid-call may have been stored; the retry tells.
-RETRIABLE = frozenset({"chat_unavailable", "rate_limited"})
+RETRIABLE = frozenset({ErrorCode.CHAT_UNAVAILABLE, ErrorCode.RATE_LIMITED})
 RETRY_PAUSE_S = 0.2
 #: Every EDIT_EVERY-th message a user sends is then edited by them (versions under faults).
 EDIT_EVERY = 3

@@ -18,6 +18,7 @@ from realchat.chat.errors import (
     NotFound,
     PermissionDenied,
 )
+from realchat.contract.error_codes import ErrorCode
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,13 @@ def require_changeable(actor: uuid.UUID, target: Target | None, *, deleting: boo
     """Raise unless `actor` may change the message; False for a delete of a tombstone (nothing
     to do), True otherwise."""
     if target is None:
-        raise NotFound("message_not_found", "no message with this seq in the conversation")
+        raise NotFound(ErrorCode.MESSAGE_NOT_FOUND, "no message with this seq in the conversation")
     if target.sender_id != actor:
-        raise PermissionDenied("not_the_sender", "only the sender may change a message")
+        raise PermissionDenied(ErrorCode.NOT_THE_SENDER, "only the sender may change a message")
     if target.deleted:
         if deleting:
             return False
-        raise FailedPrecondition("message_deleted", "a deleted message cannot be edited")
+        raise FailedPrecondition(ErrorCode.MESSAGE_DELETED, "a deleted message cannot be edited")
     return True
 
 

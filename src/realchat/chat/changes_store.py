@@ -27,6 +27,7 @@ from realchat.chat.store import (
     conversation_record,
     message_record,
 )
+from realchat.contract.error_codes import ErrorCode
 from realchat.events.models import ConversationRenamed, MessageChange, MessageChanged
 from realchat.events.topics import CONVERSATION_CHANGED, CONVERSATION_RENAMED, MESSAGE_CHANGED
 from realchat.outbox.writer import enqueue
@@ -102,7 +103,7 @@ async def _lock_as_member(conn: Connection, conversation_id: uuid.UUID, actor: u
     if member is None:
         return False
     if not member:
-        raise PermissionDenied("not_a_member", "you are not a member")
+        raise PermissionDenied(ErrorCode.NOT_A_MEMBER, "you are not a member")
     return True
 
 

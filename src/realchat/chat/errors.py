@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from realchat.contract.error_codes import ErrorCode
+
 
 class ChatError(Exception):
     """An error the caller caused and can act on; the message is safe to show them."""
@@ -45,7 +47,7 @@ class IdempotencyConflict(ChatError):  # noqa: N818
     status = grpc.StatusCode.ALREADY_EXISTS
 
     def __init__(self, message: str) -> None:
-        super().__init__("idempotency_conflict", message)
+        super().__init__(ErrorCode.IDEMPOTENCY_CONFLICT, message)
 
 
 class RateLimited(ChatError):  # noqa: N818
@@ -54,4 +56,4 @@ class RateLimited(ChatError):  # noqa: N818
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
 
     def __init__(self) -> None:
-        super().__init__("rate_limited", "too many messages; slow down")
+        super().__init__(ErrorCode.RATE_LIMITED, "too many messages; slow down")

@@ -17,6 +17,7 @@ from typing import Protocol
 from realchat.auth.tokens import InvalidToken, TokenVerifier
 from realchat.chat.errors import Unauthenticated
 from realchat.chat.rpc import ACTING_USER, AUTHORIZATION
+from realchat.contract.error_codes import ErrorCode
 
 #: The user's current token version, None if there is no such user (`auth/revocation.py`).
 TokenVersionOf = Callable[[uuid.UUID], Awaitable[int | None]]
@@ -31,7 +32,9 @@ class Authenticator(Protocol):
 def bearer_token(metadata: Mapping[str, str]) -> str:
     scheme, _, token = metadata.get(AUTHORIZATION, "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise Unauthenticated("missing_credentials", "authorization: Bearer <token> required")
+        raise Unauthenticated(
+            ErrorCode.MISSING_CREDENTIALS, "authorization: Bearer <token> required"
+        )
     return token
 
 
@@ -47,7 +50,7 @@ class InternalCredential:
         """The call carries the internal token (calls that act for many users need no more)."""
         presented = bearer_token(metadata).encode()
         if not hmac.compare_digest(presented, self._token):
-            raise Unauthenticated("invalid_credentials", "credentials not accepted")
+            raise Unauthenticated(ErrorCode.INVALID_CREDENTIALS, "credentials not accepted")
 
     async def authenticate(self, metadata: Mapping[str, str]) -> uuid.UUID:
         self.verify(metadata)
@@ -55,7 +58,7 @@ class InternalCredential:
             return uuid.UUID(metadata.get(ACTING_USER, ""))
         except ValueError:
             raise Unauthenticated(
-                "missing_acting_user", f"{ACTING_USER} must name the acting user (a UUID)"
+                ErrorCode.MISSING_ACTING_USER, f"{ACTING_USER} must name the acting user (a UUID)"
             ) from None
 
 
@@ -72,12 +75,14 @@ class TokenAuthenticator:
             claims = self._verifier.claims(bearer_token(metadata))
         except InvalidToken as exc:
             raise Unauthenticated(
-                "invalid_credentials", f"access token not accepted ({exc.reason})"
+                ErrorCode.INVALID_CREDENTIALS, f"access token not accepted ({exc.reason})"
             ) from None
         if self._version_of is not None:
             current = await self._version_of(claims.user_id)
             if current is None or claims.version < current:
-                raise Unauthenticated("invalid_credentials", "access token not accepted (revoked)")
+                raise Unauthenticated(
+                    ErrorCode.INVALID_CREDENTIALS, "access token not accepted (revoked)"
+                )
         return claims.user_id
 
 
@@ -97,7 +102,7 @@ class FirstOf:
             try:
                 return await authenticator.authenticate(metadata)
             except Unauthenticated as exc:
-                if exc.code != "invalid_credentials":
+                if exc.code != ErrorCode.INVALID_CREDENTIALS:
                     raise
                 refused = exc
         assert refused is not None

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from realchat.chat.errors import InvalidArgument, NotFound, PermissionDenied
+from realchat.contract.error_codes import ErrorCode
 from realchat.events.models import MembershipChange
 
 #: How many unknown or refused ids an error names (the rest are counted).
@@ -40,14 +41,16 @@ def additions(candidates: list[Candidate], members_now: int, max_members: int) -
     (`too_many_members`). Nothing is added unless everyone may be."""
     unknown = [c.user_id for c in candidates if not c.known]
     if unknown:
-        raise InvalidArgument("unknown_users", f"no such users: {_named(unknown)}")
+        raise InvalidArgument(ErrorCode.UNKNOWN_USERS, f"no such users: {_named(unknown)}")
     blocked = [c.user_id for c in candidates if c.blocked]
     if blocked:
-        raise PermissionDenied("blocked", f"these users cannot be added by you: {_named(blocked)}")
+        raise PermissionDenied(
+            ErrorCode.BLOCKED, f"these users cannot be added by you: {_named(blocked)}"
+        )
     new = [c.user_id for c in candidates if not c.member]
     if members_now + len(new) > max_members:
         raise InvalidArgument(
-            "too_many_members",
+            ErrorCode.TOO_MANY_MEMBERS,
             f"a conversation has at most {max_members} members ({members_now} now)",
         )
     return new
@@ -64,13 +67,13 @@ def removal(
     """`left` when members take themselves out, `removed` when the creator takes out another
     member; raise otherwise."""
     if not actor_is_member:
-        raise PermissionDenied("not_a_member", "you are not a member of this conversation")
+        raise PermissionDenied(ErrorCode.NOT_A_MEMBER, "you are not a member of this conversation")
     if not target_is_member:
-        raise NotFound("member_not_found", "this user is not a member of the conversation")
+        raise NotFound(ErrorCode.MEMBER_NOT_FOUND, "this user is not a member of the conversation")
     if actor == target:
         return "left"
     if actor != creator:
         raise PermissionDenied(
-            "not_the_creator", "only the conversation's creator can remove other members"
+            ErrorCode.NOT_THE_CREATOR, "only the conversation's creator can remove other members"
         )
     return "removed"

@@ -30,20 +30,21 @@ from realchat.chat.store import (
     MessageRecord,
     PresenceRecord,
 )
+from realchat.contract.error_codes import ErrorCode
+from realchat.contract.limits import (
+    DEFAULT_CONVERSATIONS_PAGE,
+    DEFAULT_HISTORY_LIMIT,
+    MAX_BLOCKED_LISTED,
+    MAX_CLIENT_MSG_ID_CHARS,
+    MAX_CONTENT_CHARS,
+    MAX_CONVERSATIONS_PAGE,
+    MAX_HISTORY_LIMIT,
+    MAX_PRESENCE_USERS,
+    MAX_TITLE_CHARS,
+)
 from realchat.events.models import MembershipChange
 from realchat.observability.tracing import inject
 from realchat.outbox.writer import outbox_shard
-
-MAX_CONTENT_CHARS = 4000
-MAX_CLIENT_MSG_ID_CHARS = 64
-MAX_TITLE_CHARS = 200
-MAX_HISTORY_LIMIT = 500
-DEFAULT_HISTORY_LIMIT = 100
-MAX_PRESENCE_USERS = 100
-DEFAULT_CONVERSATIONS_PAGE = 100
-MAX_CONVERSATIONS_PAGE = 200
-#: Blocked users listed at most (a longer list is cut: it is the blocker's own doing).
-MAX_BLOCKED_LISTED = 1000
 
 
 @dataclass(frozen=True)
@@ -86,20 +87,9 @@ def _check_text(value: str, what: str, max_chars: int, *, allow_empty: bool = Fa
         raise InvalidArgument(f"invalid_{what}", f"{what} must not contain NUL characters")
 
 
-def _page(position: int, what: str, limit: int) -> int:
-    """A page request's checks (a position from 0, a limit up to `MAX_HISTORY_LIMIT`); the
-    limit to use (0: the default)."""
-    if position < 0:
-        raise InvalidArgument(f"invalid_{what}", f"{what} must be >= 0")
-    limit = limit or DEFAULT_HISTORY_LIMIT
-    if not 1 <= limit <= MAX_HISTORY_LIMIT:
-        raise InvalidArgument("invalid_limit", f"limit must be 1-{MAX_HISTORY_LIMIT}")
-    return limit
-
-
 def _check_seq(seq: int) -> None:
     if seq < 1:
-        raise InvalidArgument("invalid_seq", "seq must be >= 1")
+        raise InvalidArgument(ErrorCode.INVALID_SEQ, "seq must be >= 1")
 
 
 def _nothing(shards: Collection[int] | None = None) -> None:
@@ -144,11 +134,11 @@ class ChatService:
         conversation = parse_id(conversation_id, "conversation_id")
         members = self._parse_members(user_ids, "user_ids")
         if not members:
-            raise InvalidArgument("invalid_user_ids", "user_ids must not be empty")
+            raise InvalidArgument(ErrorCode.INVALID_USER_IDS, "user_ids must not be empty")
         await self._require_member(conversation, caller)
         record = await self._membership.add_members(conversation, caller, members, self._additions)
         if record is None:
-            raise NotFound("conversation_not_found", "no such conversation")
+            raise NotFound(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation")
         return record
 
     def _additions(self, candidates: list[Candidate], members_now: int) -> list[uuid.UUID]:
@@ -174,15 +164,15 @@ class ChatService:
 
         change = await self._membership.remove_member(conversation, caller, target, rule)
         if change is None:
-            raise NotFound("conversation_not_found", "no such conversation")
+            raise NotFound(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation")
         return change
 
     async def block(self, caller: uuid.UUID, user_id: str) -> None:
         blocked = parse_id(user_id, "user_id")
         if blocked == caller:
-            raise InvalidArgument("invalid_user_id", "you cannot block yourself")
+            raise InvalidArgument(ErrorCode.INVALID_USER_ID, "you cannot block yourself")
         if not await self._membership.block(caller, blocked):
-            raise NotFound("user_not_found", "no such user")
+            raise NotFound(ErrorCode.USER_NOT_FOUND, "no such user")
 
     async def unblock(self, caller: uuid.UUID, user_id: str) -> None:
         await self._membership.unblock(caller, parse_id(user_id, "user_id"))
@@ -195,7 +185,7 @@ class ChatService:
         await self._require_member(conversation, caller)
         record = await self._store.get_conversation(conversation, caller)
         if record is None:
-            raise NotFound("conversation_not_found", "no such conversation")
+            raise NotFound(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation")
         return record
 
     async def list_conversations(
@@ -205,7 +195,7 @@ class ChatService:
         size = page_size or DEFAULT_CONVERSATIONS_PAGE
         if not 1 <= size <= MAX_CONVERSATIONS_PAGE:
             raise InvalidArgument(
-                "invalid_page_size", f"page_size must be 1-{MAX_CONVERSATIONS_PAGE}"
+                ErrorCode.INVALID_PAGE_SIZE, f"page_size must be 1-{MAX_CONVERSATIONS_PAGE}"
             )
         after = parse_id(page_token, "page_token") if page_token else None
         page = await self._membership.conversations_page(caller, after, size + 1)
@@ -266,7 +256,11 @@ class ChatService:
         self, caller: uuid.UUID, conversation_id: str, after_seq: int, limit: int
     ) -> tuple[list[MessageRecord], int]:
         conversation = parse_id(conversation_id, "conversation_id")
-        limit = _page(after_seq, "after_seq", limit)
+        if after_seq < 0:
+            raise InvalidArgument(ErrorCode.INVALID_AFTER_SEQ, "after_seq must be >= 0")
+        limit = limit or DEFAULT_HISTORY_LIMIT
+        if not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise InvalidArgument(ErrorCode.INVALID_LIMIT, f"limit must be 1-{MAX_HISTORY_LIMIT}")
         membership = await self._require_member(conversation, caller)
         messages = await self._store.history(conversation, after_seq, limit, membership.last_seq)
         return messages, membership.last_seq
@@ -282,7 +276,8 @@ class ChatService:
         membership = await self._require_member(conversation, caller)
         if not 0 <= seq <= membership.last_seq:
             raise InvalidArgument(
-                "invalid_seq", f"seq must be between 0 and the last seq ({membership.last_seq})"
+                ErrorCode.INVALID_SEQ,
+                f"seq must be between 0 and the last seq ({membership.last_seq})",
             )
         moved = await self._store.ack(conversation, caller, seq, trace_context or {})
         return moved if moved is not None else max(seq, membership.acked_seq)
@@ -329,7 +324,7 @@ class ChatService:
 
     def _after_change(self, changed: Changed | None, conversation: uuid.UUID) -> Changed:
         if changed is None:
-            raise NotFound("conversation_not_found", "no such conversation")
+            raise NotFound(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation")
         if changed.created:
             self._written(self._shards([conversation]))
         return changed
@@ -345,7 +340,11 @@ class ChatService:
         """What changed after `after_change` among the messages up to `up_to_seq` (a returning
         client's catch-up: history gives it the messages after its position)."""
         conversation = parse_id(conversation_id, "conversation_id")
-        limit = _page(after_change, "after_change", limit)
+        if after_change < 0:
+            raise InvalidArgument(ErrorCode.INVALID_AFTER_CHANGE, "after_change must be >= 0")
+        limit = limit or DEFAULT_HISTORY_LIMIT
+        if not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise InvalidArgument(ErrorCode.INVALID_LIMIT, f"limit must be 1-{MAX_HISTORY_LIMIT}")
         membership = await self._require_member(conversation, caller)
         up_to = min(up_to_seq, membership.last_seq)
         return await self._changes.changed_after(conversation, after_change, up_to, limit)
@@ -357,7 +356,7 @@ class ChatService:
         _check_text(title, "title", MAX_TITLE_CHARS, allow_empty=True)
         record = await self._changes.rename(conversation, caller, title, inject())
         if record is None:
-            raise NotFound("conversation_not_found", "no such conversation")
+            raise NotFound(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation")
         self._written(self._shards([conversation]))
         return record
 
@@ -369,18 +368,20 @@ class ChatService:
     async def _require_member(self, conversation: uuid.UUID, caller: uuid.UUID) -> Membership:
         membership = await self._store.membership(conversation, caller)
         if not membership.exists:
-            raise NotFound("conversation_not_found", "no such conversation")
+            raise NotFound(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation")
         if not membership.is_member:
-            raise PermissionDenied("not_a_member", "you are not a member of this conversation")
+            raise PermissionDenied(
+                ErrorCode.NOT_A_MEMBER, "you are not a member of this conversation"
+            )
         return membership
 
     async def presence(self, caller: uuid.UUID, user_ids: list[str]) -> list[PresenceRecord]:
         """Presence of the users the caller may see (self and co-members); others left out."""
         if not user_ids:
-            raise InvalidArgument("invalid_user_ids", "user_ids must not be empty")
+            raise InvalidArgument(ErrorCode.INVALID_USER_IDS, "user_ids must not be empty")
         if len(user_ids) > MAX_PRESENCE_USERS:
             raise InvalidArgument(
-                "invalid_user_ids", f"at most {MAX_PRESENCE_USERS} user_ids per request"
+                ErrorCode.INVALID_USER_IDS, f"at most {MAX_PRESENCE_USERS} user_ids per request"
             )
         ids = [parse_id(u, "user_id") for u in user_ids]
         return await self._store.visible_presence(caller, ids)

@@ -18,6 +18,7 @@ import asyncpg
 
 from realchat.chat.batch import Created, Existing, NewMessage, Refused, Stored
 from realchat.chat.metrics import db_operation
+from realchat.contract.limits import MAX_UNREAD_COUNTED
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
 from realchat.observability.tracing import inject
 from realchat.outbox.writer import outbox_shard, trace_context_json
@@ -200,13 +201,10 @@ WITH moved AS (
 SELECT acked_seq FROM moved, event
 """
 
-#: Unread messages counted at most per conversation (a client shows "999+" beyond): the count
-#: reads the index entries after the reader's position, so it is bounded like a history page.
-MAX_UNREAD_COUNTED = 1000
-
 #: Conversations by id, as seen by user $2: their acknowledged cursor, and how many messages
 #: after it others sent (their own are read by definition) and did not delete, counted up to
-#: MAX_UNREAD_COUNTED.
+#: MAX_UNREAD_COUNTED (the count reads the index entries after the reader's position, so it is
+#: bounded like a history page).
 CONVERSATION = f"""
 WITH base AS (
     SELECT c.id, c.title, c.created_at, c.last_seq, c.last_change,

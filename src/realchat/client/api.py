@@ -52,6 +52,7 @@ from realchat.client.rest import (
 from realchat.client.session import Session
 from realchat.client.tokens import TokenProvider, TokenSource, credentials_provider
 from realchat.contract.frames import Message
+from realchat.contract.limits import DEFAULT_HISTORY_LIMIT
 
 log = structlog.get_logger(__name__)
 
@@ -356,10 +357,10 @@ class RealChatClient:
         return await self._api().delete_message(conversation_id, seq)
 
     async def history(
-        self, conversation_id: str, after_seq: int = 0, limit: int = 100
+        self, conversation_id: str, after_seq: int = 0, limit: int = DEFAULT_HISTORY_LIMIT
     ) -> HistoryPage:
-        """Messages after `after_seq` (at most `limit`, 1-500), straight from the server: not
-        part of the `messages()` stream."""
+        """Messages after `after_seq` (at most `limit`, 1 to `MAX_HISTORY_LIMIT`), straight from
+        the server: not part of the `messages()` stream."""
         return await self._api().history(conversation_id, after_seq, limit)
 
     # -- push notifications (docs/notifications.md) ----------------------------------------------

@@ -17,6 +17,8 @@ stored. Sending again with the same `client_msg_id` (and content) is safe and te
 
 from __future__ import annotations
 
+from realchat.contract.error_codes import ErrorCode
+
 
 class RealChatError(Exception):
     """Base of every error the SDK raises on purpose."""
@@ -47,7 +49,9 @@ class Unauthorized(ServerError):  # noqa: N818 - named for what happened
     (`status` None), and a renewed one (if the client can renew) was refused too, or the
     provider's login was. The WebSocket side stops: log in again and make a new client."""
 
-    def __init__(self, message: str, status: int | None = None, code: str = "unauthorized") -> None:
+    def __init__(
+        self, message: str, status: int | None = None, code: str = ErrorCode.UNAUTHORIZED
+    ) -> None:
         super().__init__(code, message)
         self.status = status
 
@@ -76,7 +80,7 @@ class NotAMember(SendError):  # noqa: N818 - named for what happened
 
 
 class InvalidContent(SendError):  # noqa: N818 - named for what happened
-    """The content breaks the rules (1-4000 characters, no NUL)."""
+    """The content breaks the rules (1 to `limits.MAX_CONTENT_CHARS` characters, no NUL)."""
 
 
 class ConversationNotFound(SendError):  # noqa: N818 - named for what happened
@@ -84,11 +88,11 @@ class ConversationNotFound(SendError):  # noqa: N818 - named for what happened
 
 
 _SEND_ERRORS: dict[str, type[SendError]] = {
-    "idempotency_conflict": IdempotencyConflict,
-    "rate_limited": RateLimited,
-    "not_a_member": NotAMember,
-    "invalid_content": InvalidContent,
-    "conversation_not_found": ConversationNotFound,
+    ErrorCode.IDEMPOTENCY_CONFLICT: IdempotencyConflict,
+    ErrorCode.RATE_LIMITED: RateLimited,
+    ErrorCode.NOT_A_MEMBER: NotAMember,
+    ErrorCode.INVALID_CONTENT: InvalidContent,
+    ErrorCode.CONVERSATION_NOT_FOUND: ConversationNotFound,
 }
 
 

@@ -10,88 +10,37 @@ status (with the contract's `code`); network failures surface as aiohttp's `Clie
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 import msgspec
 
 from realchat.client.errors import ApiError, Unauthorized
+from realchat.contract import push, rest
 from realchat.contract.frames import Message
+from realchat.contract.limits import (
+    DEFAULT_CONVERSATIONS_PAGE,
+    DEFAULT_HISTORY_LIMIT,
+    MAX_CONVERSATIONS_PAGE,
+)
+from realchat.contract.push import Device, NotificationSettings
+from realchat.contract.rest import Conversation, ConversationsPage, HistoryPage, Token, User
 
-
-class User(msgspec.Struct, frozen=True):
-    user_id: str
-    username: str
-
-
-class Token(msgspec.Struct, frozen=True):
-    access_token: str
-    expires_in: int
-    token_type: str = "bearer"
-
-
-class Conversation(msgspec.Struct, frozen=True):
-    conversation_id: str
-    title: str | None
-    member_ids: list[str]
-    last_seq: int
-    created_at: datetime | None = None
-    #: The user's read position (highest seq any of their devices acknowledged).
-    acked_seq: int = 0
-    #: Messages after `acked_seq` that others sent, at most 1000.
-    unread_count: int = 0
-
-
-class HistoryPage(msgspec.Struct, frozen=True):
-    """Up to `limit` messages after `after_seq`, ascending; `last_seq` of the conversation."""
-
-    messages: list[Message]
-    last_seq: int
-
-
-class ConversationsPage(msgspec.Struct, frozen=True):
-    """A page of the user's conversations; `next_cursor` (None on the last page) asks for the
-    next one."""
-
-    conversations: list[Conversation]
-    next_cursor: str | None = None
-
-
-class _Blocked(msgspec.Struct, frozen=True):
-    user_ids: list[str]
-
-
-class Device(msgspec.Struct, frozen=True):
-    """A push token registered for the user (docs/notifications.md)."""
-
-    device_id: str
-    platform: str
-    token: str
-    created_at: datetime
-
-
-class NotificationSettings(msgspec.Struct, frozen=True):
-    do_not_disturb: bool
-    muted_conversation_ids: list[str]
-
-
-class _Devices(msgspec.Struct, frozen=True):
-    devices: list[Device]
+__all__ = [
+    "Conversation",
+    "ConversationsPage",
+    "Device",
+    "HistoryPage",
+    "NotificationSettings",
+    "RestApi",
+    "Token",
+    "User",
+]
 
 
 class _NoContent(msgspec.Struct, frozen=True):
     """What a 204 answer decodes to."""
-
-
-class _ErrorDetail(msgspec.Struct, frozen=True):
-    code: str
-    message: str = ""
-
-
-class _ErrorBody(msgspec.Struct, frozen=True):
-    error: _ErrorDetail
 
 
 T = TypeVar("T")
@@ -105,7 +54,7 @@ class Tokens(Protocol):
     async def renew_after_refusal(self, refused: str) -> bool: ...
 
 
-_error_decoder = msgspec.json.Decoder(_ErrorBody)
+_error_decoder = msgspec.json.Decoder(rest.ErrorBody)
 
 
 class RestApi:
@@ -128,11 +77,11 @@ class RestApi:
     # -- accounts ----------------------------------------------------------------------------
 
     async def register(self, username: str, password: str) -> User:
-        body = {"username": username, "password": password}
+        body = rest.Credentials(username, password)
         return await self._call("POST", "/v1/users", User, body=body, auth=False)
 
     async def token(self, username: str, password: str) -> Token:
-        body = {"username": username, "password": password}
+        body = rest.Credentials(username, password)
         return await self._call("POST", "/v1/tokens", Token, body=body, auth=False)
 
     async def user_by_username(self, username: str) -> User:
@@ -144,7 +93,7 @@ class RestApi:
 
     async def change_password(self, current_password: str, new_password: str) -> None:
         """Set a new password; every access token of the user is revoked."""
-        body = {"current_password": current_password, "new_password": new_password}
+        body = rest.PasswordChange(current_password, new_password)
         await self._call("PUT", "/v1/users/me/password", None, body=body, retry=False)
 
     # -- conversations -----------------------------------------------------------------------
@@ -152,13 +101,11 @@ class RestApi:
     async def create_conversation(
         self, member_ids: list[str], title: str | None = None
     ) -> Conversation:
-        body: dict[str, Any] = {"member_ids": member_ids}
-        if title is not None:
-            body["title"] = title
+        body = rest.CreateConversation(member_ids, title)
         return await self._call("POST", "/v1/conversations", Conversation, body=body)
 
     async def conversations_page(
-        self, cursor: str | None = None, limit: int = 100
+        self, cursor: str | None = None, limit: int = DEFAULT_CONVERSATIONS_PAGE
     ) -> ConversationsPage:
         params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
         return await self._call("GET", "/v1/conversations", ConversationsPage, params=params)
@@ -168,7 +115,7 @@ class RestApi:
         found: list[Conversation] = []
         cursor: str | None = None
         while True:
-            page = await self.conversations_page(cursor, limit=200)
+            page = await self.conversations_page(cursor, limit=MAX_CONVERSATIONS_PAGE)
             found.extend(page.conversations)
             if page.next_cursor is None:
                 return found
@@ -188,21 +135,21 @@ class RestApi:
         await self._call("DELETE", f"/v1/blocks/{quote(user_id, safe='')}", None)
 
     async def blocked(self) -> list[str]:
-        return (await self._call("GET", "/v1/blocks", _Blocked)).user_ids
+        return (await self._call("GET", "/v1/blocks", rest.Blocked)).user_ids
 
     async def add_members(self, conversation_id: str, user_ids: list[str]) -> Conversation:
         path = f"/v1/conversations/{quote(conversation_id, safe='')}/members"
-        return await self._call("POST", path, Conversation, body={"user_ids": user_ids})
+        return await self._call("POST", path, Conversation, body=rest.AddMembers(user_ids))
 
     async def rename(self, conversation_id: str, title: str) -> Conversation:
         path = f"/v1/conversations/{quote(conversation_id, safe='')}"
-        return await self._call("PATCH", path, Conversation, body={"title": title})
+        return await self._call("PATCH", path, Conversation, body=rest.RenameConversation(title))
 
     async def edit_message(
         self, conversation_id: str, seq: int, content: str, client_change_id: str
     ) -> Message:
         path = f"/v1/conversations/{quote(conversation_id, safe='')}/messages/{seq}"
-        body = {"client_change_id": client_change_id, "content": content}
+        body = rest.EditMessage(client_change_id, content)
         return await self._call("PATCH", path, Message, body=body)
 
     async def delete_message(self, conversation_id: str, seq: int) -> Message:
@@ -210,7 +157,7 @@ class RestApi:
         return await self._call("DELETE", path, Message)
 
     async def history(
-        self, conversation_id: str, after_seq: int = 0, limit: int = 100
+        self, conversation_id: str, after_seq: int = 0, limit: int = DEFAULT_HISTORY_LIMIT
     ) -> HistoryPage:
         path = f"/v1/conversations/{quote(conversation_id, safe='')}/messages"
         params = {"after_seq": str(after_seq), "limit": str(limit)}
@@ -220,11 +167,11 @@ class RestApi:
 
     async def register_device(self, platform: str, token: str) -> Device:
         """`platform`: "apns", "fcm" or "webpush"; registering a token again is harmless."""
-        body = {"platform": platform, "token": token}
+        body = push.RegisterDevice(platform, token)  # type: ignore[arg-type]  # checked there
         return await self._call("POST", "/v1/devices", Device, body=body)
 
     async def devices(self) -> list[Device]:
-        return (await self._call("GET", "/v1/devices", _Devices)).devices
+        return (await self._call("GET", "/v1/devices", push.Devices)).devices
 
     async def unregister_device(self, device_id: str) -> None:
         await self._call("DELETE", f"/v1/devices/{quote(device_id, safe='')}", _NoContent)
@@ -233,7 +180,7 @@ class RestApi:
         return await self._call("GET", "/v1/notification-settings", NotificationSettings)
 
     async def set_do_not_disturb(self, on: bool) -> NotificationSettings:
-        body = {"do_not_disturb": on}
+        body = push.UpdateNotificationSettings(on)
         return await self._call(
             "PATCH", "/v1/notification-settings", NotificationSettings, body=body
         )

@@ -64,16 +64,15 @@ from realchat.contract.frames import (
     TypingFrame,
     UserTypingFrame,
 )
+from realchat.contract.limits import MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS
 
 log = structlog.get_logger(__name__)
 
 #: Conversations per `sync` frame (the server refuses frames above 64 KiB).
 SYNC_CHUNK = 500
-MAX_CONTENT_CHARS = 4000
 #: Re-send delays of a rate-limited send: from 0.1 s doubling to 2 s, jittered.
 RATE_LIMITED_RETRY_INITIAL_S = 0.1
 RATE_LIMITED_RETRY_MAX_S = 2.0
-MAX_CLIENT_MSG_ID_CHARS = 64
 
 
 @dataclass

@@ -11,6 +11,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from realchat.contract.error_codes import ErrorCode
+from realchat.contract.limits import MAX_SEQ, MIN_SEQ
+
+#: A moment: an RFC 3339 string on the wire (UTC, `Z`).
+Time = Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+
 
 class Message(msgspec.Struct, frozen=True, omit_defaults=True):
     """A message as it is now. The change fields are left out while they hold their defaults,
@@ -21,10 +27,10 @@ class Message(msgspec.Struct, frozen=True, omit_defaults=True):
     seq: int
     sender_id: str
     content: str
-    created_at: datetime
+    created_at: Time
     #: 1 when sent, +1 per edit or delete: a client keeps the highest version it saw.
     version: int = 1
-    edited_at: datetime | None = None
+    edited_at: Time | None = None
     #: A tombstone: deleted by its sender, `content` empty, `seq` kept.
     deleted: bool = False
 
@@ -48,7 +54,7 @@ class SendFrame(msgspec.Struct, tag="send", tag_field="type", frozen=True):
 
 
 #: A seq as the chat service stores it (int64): larger numbers are bad frames, not crashes.
-Seq = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Seq = Annotated[int, msgspec.Meta(ge=MIN_SEQ, le=MAX_SEQ)]
 
 
 SyncPositions = Annotated[dict[ConversationId, Seq], msgspec.Meta(max_length=MAX_SYNC_POSITIONS)]
@@ -99,14 +105,14 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
     except msgspec.ValidationError as exc:
         text = str(exc)
         if "Invalid value" in text and "`$.type`" in text:
-            raise BadFrame("unknown_type", text) from None
+            raise BadFrame(ErrorCode.UNKNOWN_TYPE, text) from None
         if "Object missing required field `type`" in text:
-            raise BadFrame("missing_type", text) from None
-        raise BadFrame("invalid_frame", text) from None
+            raise BadFrame(ErrorCode.MISSING_TYPE, text) from None
+        raise BadFrame(ErrorCode.INVALID_FRAME, text) from None
     except msgspec.DecodeError as exc:
-        raise BadFrame("invalid_json", f"frame is not a JSON object: {exc}") from None
+        raise BadFrame(ErrorCode.INVALID_JSON, f"frame is not a JSON object: {exc}") from None
     except RecursionError:
-        raise BadFrame("invalid_json", "frame is nested too deeply") from None
+        raise BadFrame(ErrorCode.INVALID_JSON, "frame is nested too deeply") from None
     return frame
 
 

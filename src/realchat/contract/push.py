@@ -1,40 +1,44 @@
 """REST bodies of push notifications: devices and notification settings (docs/notifications.md).
-Like contract/rest.py, they validate requests and generate the OpenAPI document."""
+Like contract/rest.py, the server, the SDK and the OpenAPI document share them."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+
+from realchat.contract.frames import Time
+from realchat.contract.limits import MAX_PUSH_TOKEN_CHARS
+
+Platform = Literal["apns", "fcm", "webpush"]
 
 
-class RegisterDevice(BaseModel):
+class RegisterDevice(msgspec.Struct, frozen=True):
     """The body of `POST /v1/devices`: the push token the platform gave this app install."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)
-    platform: Literal["apns", "fcm", "webpush"]
-    token: str = Field(min_length=1, max_length=4096)
+    platform: Platform
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PUSH_TOKEN_CHARS)]
 
 
-class DeviceOut(BaseModel):
+class Device(msgspec.Struct, frozen=True):
+    """A push token registered for the user."""
+
     device_id: str
-    platform: Literal["apns", "fcm", "webpush"]
+    platform: Platform
     token: str
-    created_at: datetime
+    created_at: Time
 
 
-class DevicesOut(BaseModel):
-    devices: list[DeviceOut]
+class Devices(msgspec.Struct, frozen=True):
+    devices: list[Device]
 
 
-class UpdateNotificationSettings(BaseModel):
+class UpdateNotificationSettings(msgspec.Struct, frozen=True):
     """The body of `PATCH /v1/notification-settings`: fields left out keep their value."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)
     do_not_disturb: bool | None = None
 
 
-class NotificationSettingsOut(BaseModel):
+class NotificationSettings(msgspec.Struct, frozen=True):
     do_not_disturb: bool
     muted_conversation_ids: list[str]

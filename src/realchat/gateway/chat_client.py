@@ -15,10 +15,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.trace import SpanKind
 
 from realchat.chat.group_commit import GroupCommitLimits, GroupCommitter
@@ -31,13 +32,13 @@ from realchat.chat.rpc import (
 )
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
+from realchat.contract.error_codes import ErrorCode
 from realchat.contract.frames import Message
+from realchat.contract.limits import MAX_CONVERSATIONS_PAGE
+from realchat.contract.rest import Conversation, UserPresence
 from realchat.observability.tracing import inject, tracer
 
 T = TypeVar("T")
-
-#: Conversations per ListConversations page when the gateway reads them all (for a sync).
-LIST_PAGE_SIZE = 200
 
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 422,
@@ -72,7 +73,7 @@ def _refused(status: grpc.StatusCode | None, code: str | None, message: str) -> 
     service's side is not shown)."""
     http_status = _HTTP_STATUS.get(status) if status is not None else None
     if code is None or http_status is None:
-        return ChatCallError(503, "chat_unavailable", "the chat service is unavailable")
+        return ChatCallError(503, ErrorCode.CHAT_UNAVAILABLE, "the chat service is unavailable")
     return ChatCallError(http_status, code, message)
 
 
@@ -88,11 +89,46 @@ def message_from_proto(m: pb.Message) -> Message:
         seq=m.seq,
         sender_id=m.sender_id,
         content=m.content,
-        created_at=m.created_at.ToDatetime(tzinfo=UTC),
+        created_at=_timestamp(m.created_at),
         version=m.version or 1,
-        edited_at=m.edited_at.ToDatetime(tzinfo=UTC) if m.HasField("edited_at") else None,
+        edited_at=_timestamp(m.edited_at) if m.HasField("edited_at") else None,
         deleted=m.deleted,
     )
+
+
+def _timestamp(t: Timestamp) -> datetime:
+    return t.ToDatetime(tzinfo=UTC)
+
+
+def conversation_from_proto(c: pb.Conversation) -> Conversation:
+    return Conversation(
+        conversation_id=c.conversation_id,
+        title=c.title or None,
+        member_ids=list(c.member_ids),
+        created_at=_timestamp(c.created_at),
+        last_seq=c.last_seq,
+        acked_seq=c.acked_seq,
+        unread_count=c.unread_count,
+    )
+
+
+def presence_from_proto(p: pb.UserPresence) -> UserPresence:
+    return UserPresence(
+        user_id=p.user_id,
+        status="online" if p.status == "online" else "offline",
+        since=_timestamp(p.since) if p.HasField("since") else None,
+    )
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a user stands in one of their conversations: what a sync starts from."""
+
+    conversation_id: str
+    #: Their read position (the highest seq any of their devices acknowledged).
+    acked_seq: int
+    #: The conversation's change counter (edits, deletes) as of the read.
+    last_change: int
 
 
 @dataclass(frozen=True)
@@ -223,21 +259,28 @@ class ChatClient:
         request = pb.AckRequest(conversation_id=conversation_id, seq=seq)
         return (await self._call(self._stub.Ack, request, user)).acked_seq
 
-    async def conversations_page(
-        self, user: uuid.UUID, page_size: int = 0, page_token: str = ""
+    async def _conversations(
+        self, user: uuid.UUID, page_size: int, page_token: str
     ) -> tuple[list[pb.Conversation], str]:
-        """One page of the user's conversations and the next page's token ("" on the last)."""
         request = pb.ListConversationsRequest(page_size=page_size, page_token=page_token)
         reply = await self._call(self._stub.ListConversations, request, user)
         return list(reply.conversations), reply.next_page_token
 
-    async def conversations(self, user: uuid.UUID) -> list[pb.Conversation]:
-        """All of them, page by page: each reply stays small however many there are."""
-        found: list[pb.Conversation] = []
+    async def conversations_page(
+        self, user: uuid.UUID, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[Conversation], str]:
+        """One page of the user's conversations and the next page's token ("" on the last)."""
+        page, following = await self._conversations(user, page_size, page_token)
+        return [conversation_from_proto(c) for c in page], following
+
+    async def positions(self, user: uuid.UUID) -> list[Position]:
+        """Where the user stands in each of their conversations, read page by page: each
+        reply stays small however many there are."""
+        found: list[Position] = []
         token = ""
         while True:
-            page, token = await self.conversations_page(user, LIST_PAGE_SIZE, token)
-            found.extend(page)
+            page, token = await self._conversations(user, MAX_CONVERSATIONS_PAGE, token)
+            found.extend(Position(c.conversation_id, c.acked_seq, c.last_change) for c in page)
             if not token:
                 return found
 
@@ -261,9 +304,11 @@ class ChatClient:
         request = pb.DeleteMessageRequest(conversation_id=conversation_id, seq=seq)
         return _changed(await self._call(self._stub.DeleteMessage, request, user))
 
-    async def rename(self, user: uuid.UUID, conversation_id: str, title: str) -> pb.Conversation:
+    async def rename(self, user: uuid.UUID, conversation_id: str, title: str) -> Conversation:
         request = pb.RenameConversationRequest(conversation_id=conversation_id, title=title)
-        return await self._call(self._stub.RenameConversation, request, user)
+        return conversation_from_proto(
+            await self._call(self._stub.RenameConversation, request, user)
+        )
 
     async def remove_member(self, user: uuid.UUID, conversation_id: str, member: str) -> None:
         request = pb.RemoveMemberRequest(conversation_id=conversation_id, user_id=member)
@@ -281,16 +326,19 @@ class ChatClient:
 
     async def create_conversation(
         self, user: uuid.UUID, member_ids: list[str], title: str
-    ) -> pb.Conversation:
+    ) -> Conversation:
         request = pb.CreateConversationRequest(member_ids=member_ids, title=title)
-        return await self._call(self._stub.CreateConversation, request, user)
+        return conversation_from_proto(
+            await self._call(self._stub.CreateConversation, request, user)
+        )
 
     async def add_members(
         self, user: uuid.UUID, conversation_id: str, user_ids: list[str]
-    ) -> pb.Conversation:
+    ) -> Conversation:
         request = pb.AddMembersRequest(conversation_id=conversation_id, user_ids=user_ids)
-        return await self._call(self._stub.AddMembers, request, user)
+        return conversation_from_proto(await self._call(self._stub.AddMembers, request, user))
 
-    async def presence(self, user: uuid.UUID, user_ids: list[str]) -> list[pb.UserPresence]:
+    async def presence(self, user: uuid.UUID, user_ids: list[str]) -> list[UserPresence]:
         request = pb.GetPresenceRequest(user_ids=user_ids)
-        return list((await self._call(self._stub.GetPresence, request, user)).users)
+        reply = await self._call(self._stub.GetPresence, request, user)
+        return [presence_from_proto(p) for p in reply.users]

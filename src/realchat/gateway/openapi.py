@@ -1,101 +1,137 @@
-"""The OpenAPI document of the REST API, generated from the contract's pydantic models."""
+"""The OpenAPI 3.1 document of the REST API, generated from the contract's route declarations
+(`contract/routes.py`) and bodies (`contract/rest.py`, `contract/push.py`): what is declared
+there is what is served, and what the document says."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel
+import msgspec
 
-from realchat.contract import push, rest
+from realchat.contract import rest
+from realchat.contract.error_codes import ErrorCode
+from realchat.contract.routes import (
+    OPENAPI,
+    PATH_PARAMETERS,
+    ROUTES,
+    IdQuery,
+    Query,
+    Reply,
+    Route,
+    refused,
+)
 
-_MODELS: tuple[type[BaseModel], ...] = (
-    rest.ErrorBody,
-    rest.Credentials,
-    rest.UserOut,
-    rest.TokenOut,
-    rest.CreateConversation,
-    rest.AddMembers,
-    rest.SendMessage,
-    rest.RenameConversation,
-    rest.EditMessage,
-    rest.ConversationOut,
-    rest.ConversationsOut,
-    rest.PasswordChange,
-    rest.BlockedOut,
-    rest.MessageOut,
-    rest.MessagesOut,
-    rest.PresencesOut,
-    push.RegisterDevice,
-    push.DeviceOut,
-    push.DevicesOut,
-    push.UpdateNotificationSettings,
-    push.NotificationSettingsOut,
+_REF = "#/components/schemas/{name}"
+
+#: What every operation may answer besides its own replies (see `contract/routes.py`).
+_UNAUTHORIZED = refused(ErrorCode.UNAUTHORIZED, why="a missing, invalid or expired token")
+_BAD_BODY = {
+    400: refused(ErrorCode.INVALID_JSON, why="the body is not a JSON object"),
+    413: refused(ErrorCode.REQUEST_TOO_LARGE),
+    422: Reply("`invalid_<field>`: a field of the body breaks a rule"),
+}
+_BAD_QUERY = Reply("`invalid_<parameter>`: a query parameter breaks a rule")
+#: What the HTTP server answers, before any route, to a request it cannot read (a request line
+#: or a header longer than it reads): plain text, not the error body.
+_UNREADABLE = Reply("a request line or header longer than the server reads (plain text)")
+_UNAVAILABLE = refused(
+    ErrorCode.CHAT_UNAVAILABLE,
+    ErrorCode.AUTH_UNAVAILABLE,
+    ErrorCode.AUTH_BUSY,
+    why="a service behind the gateway is unavailable (Retry-After says when to retry)",
 )
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+def _ref(body: type) -> dict[str, str]:
+    return {"$ref": _REF.format(name=body.__name__)}
 
 
-def _op(
-    summary: str,
-    responses: dict[int, tuple[str, type[BaseModel] | None]],
-    body: type[BaseModel] | None = None,
-    auth: bool = True,
-    params: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {}}
-    for status, (description, model) in responses.items():
-        entry: dict[str, Any] = {"description": description}
-        if status != 204:  # No Content
-            schema = _ref(model) if model else _ref(rest.ErrorBody)
-            entry["content"] = {"application/json": {"schema": schema}}
-        op["responses"][str(status)] = entry
-    if body is not None:
-        op["requestBody"] = {
+def _reply(status: int, reply: Reply) -> dict[str, Any]:
+    entry: dict[str, Any] = {"description": reply.description}
+    if status == 204:
+        return entry
+    if reply.body is not None:
+        schema: dict[str, Any] = _ref(reply.body)
+    elif status >= 400:
+        schema = _ref(rest.ErrorBody)
+    else:
+        schema = {"type": "object"}
+    entry["content"] = {"application/json": {"schema": schema}}
+    if status == 400:
+        entry["content"]["text/plain"] = {"schema": {"type": "string"}}
+    if status == 503:
+        entry["headers"] = {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+    return entry
+
+
+def _replies(route: Route) -> dict[int, Reply]:
+    replies: dict[int, Reply] = {}
+    if not route.public:
+        replies[401] = _UNAUTHORIZED
+    if route.body is not None:
+        replies.update(_BAD_BODY)
+    if route.query:
+        replies[422] = _BAD_QUERY
+    replies.update(route.replies)
+    replies.setdefault(400, _UNREADABLE)
+    if route is not OPENAPI:
+        replies.setdefault(503, _UNAVAILABLE)
+    return replies
+
+
+def _query_parameter(query: Query) -> dict[str, Any]:
+    parameter: dict[str, Any] = {"name": query.name, "in": "query", "schema": query.schema()}
+    if isinstance(query, IdQuery):
+        parameter["required"] = query.required
+        if query.most > 1:
+            parameter.update(style="form", explode=False)
+    if query.description:
+        parameter["description"] = query.description
+    return parameter
+
+
+def _parameters(route: Route) -> list[dict[str, Any]]:
+    path = [
+        {"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS[name]}
+        for name in re.findall(r"{([^}]+)}", route.path)
+    ]
+    return path + [_query_parameter(q) for q in route.query]
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    operation: dict[str, Any] = {"operationId": route.name, "summary": route.summary}
+    if parameters := _parameters(route):
+        operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
+            "content": {"application/json": {"schema": _ref(route.body)}},
         }
-    if auth:
-        op["security"] = [{"bearer": []}]
-        op["responses"]["401"] = {
-            "description": "missing, invalid or expired token",
-            "content": {"application/json": {"schema": _ref(rest.ErrorBody)}},
-        }
-    if params:
-        op["parameters"] = params
-    return op
-
-
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _query_param(name: str, default: int) -> dict[str, Any]:
-    return {"name": name, "in": "query", "schema": {"type": "integer", "default": default}}
-
-
-def _cursor_param() -> dict[str, Any]:
-    return {
-        "name": "cursor",
-        "in": "query",
-        "description": "next_cursor of the previous page",
-        "schema": {"type": "string"},
+    if not route.public:
+        operation["security"] = [{"bearer": []}]
+    operation["responses"] = {
+        str(status): _reply(status, reply) for status, reply in sorted(_replies(route).items())
     }
+    return operation
+
+
+def _bodies() -> list[type]:
+    found: set[type] = {rest.ErrorBody}
+    for route in ROUTES:
+        found.update(r.body for r in route.replies.values() if r.body is not None)
+        if route.body is not None:
+            found.add(route.body)
+    return sorted(found, key=lambda body: body.__name__)
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
-    for model in _MODELS:
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    cid = _path_param("conversation_id")
-    uid = _path_param("user_id")
-    seq = {"name": "seq", "in": "path", "required": True, "schema": {"type": "integer"}}
-    bad = None
+    _, schemas = msgspec.json.schema_components(_bodies(), ref_template=_REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": "3.1.0",
         "info": {"title": "RealChat API", "version": "v1"},
@@ -105,244 +141,5 @@ def openapi_document() -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
         },
-        "paths": {
-            "/v1/users": {
-                "post": _op(
-                    "Create an account",
-                    {
-                        201: ("created", rest.UserOut),
-                        409: ("username_taken", bad),
-                        422: ("invalid username or password", bad),
-                    },
-                    rest.Credentials,
-                    auth=False,
-                )
-            },
-            "/v1/tokens": {
-                "post": _op(
-                    "Get an access token",
-                    {
-                        200: ("token", rest.TokenOut),
-                        401: ("wrong credentials", bad),
-                        429: ("too many attempts", bad),
-                    },
-                    rest.Credentials,
-                    auth=False,
-                ),
-                "delete": _op(
-                    "Log out: revoke every access token of the caller (all devices)",
-                    {204: ("revoked", bad)},
-                ),
-            },
-            "/v1/users/me/password": {
-                "put": _op(
-                    "Change the password (revokes every access token of the caller)",
-                    {
-                        204: ("changed", bad),
-                        401: ("wrong current password, or token not accepted", bad),
-                        422: ("invalid new password", bad),
-                        429: ("too many attempts", bad),
-                    },
-                    rest.PasswordChange,
-                )
-            },
-            "/v1/users/by-username/{username}": {
-                "get": _op(
-                    "Find a user",
-                    {200: ("user", rest.UserOut), 404: ("no such user", bad)},
-                    params=[_path_param("username")],
-                )
-            },
-            "/v1/conversations": {
-                "post": _op(
-                    "Create a conversation (the caller is a member)",
-                    {
-                        201: ("created", rest.ConversationOut),
-                        403: ("blocked: a member cannot be added by the caller", bad),
-                        422: ("bad input, unknown_users, too_many_members", bad),
-                    },
-                    rest.CreateConversation,
-                ),
-                "get": _op(
-                    "The caller's conversations, a page at a time",
-                    {200: ("a page", rest.ConversationsOut), 422: ("bad paging", bad)},
-                    params=[_query_param("limit", 100), _cursor_param()],
-                ),
-            },
-            "/v1/conversations/{conversation_id}": {
-                "patch": _op(
-                    "Rename the conversation (any member); members get a conversation_update",
-                    {
-                        200: ("the conversation", rest.ConversationOut),
-                        403: ("not a member", bad),
-                        404: ("unknown conversation", bad),
-                        422: ("invalid_title", bad),
-                    },
-                    rest.RenameConversation,
-                    params=[cid],
-                )
-            },
-            "/v1/conversations/{conversation_id}/messages/{seq}": {
-                "patch": _op(
-                    "Edit one's own message (idempotent per client_change_id); version + 1",
-                    {
-                        200: (
-                            "the message as edited (or as a replayed edit left it)",
-                            rest.MessageOut,
-                        ),
-                        403: ("not a member, or not_the_sender", bad),
-                        404: ("unknown conversation or message", bad),
-                        409: ("idempotency_conflict, or message_deleted", bad),
-                        422: ("bad input", bad),
-                    },
-                    rest.EditMessage,
-                    params=[cid, seq],
-                ),
-                "delete": _op(
-                    "Delete one's own message: a tombstone at the same seq (idempotent)",
-                    {
-                        200: ("the tombstone", rest.MessageOut),
-                        403: ("not a member, or not_the_sender", bad),
-                        404: ("unknown conversation or message", bad),
-                    },
-                    params=[cid, seq],
-                ),
-            },
-            "/v1/conversations/{conversation_id}/members": {
-                "post": _op(
-                    "Add members",
-                    {
-                        200: ("the conversation", rest.ConversationOut),
-                        403: ("not a member, or blocked", bad),
-                        404: ("unknown conversation", bad),
-                        422: ("bad input, unknown_users, too_many_members", bad),
-                    },
-                    rest.AddMembers,
-                    params=[cid],
-                )
-            },
-            "/v1/conversations/{conversation_id}/members/{user_id}": {
-                "delete": _op(
-                    "Leave (the caller's own id) or, as the creator, remove a member",
-                    {
-                        204: ("left or removed", bad),
-                        403: ("not a member, or not the creator", bad),
-                        404: ("unknown conversation or member", bad),
-                    },
-                    params=[cid, uid],
-                )
-            },
-            "/v1/blocks": {
-                "get": _op("Users the caller blocked", {200: ("blocked", rest.BlockedOut)})
-            },
-            "/v1/blocks/{user_id}": {
-                "put": _op(
-                    "Block a user: no adding the caller, no presence either way",
-                    {204: ("blocked", bad), 404: ("no such user", bad)},
-                    params=[uid],
-                ),
-                "delete": _op("Unblock a user", {204: ("unblocked", bad)}, params=[uid]),
-            },
-            "/v1/conversations/{conversation_id}/messages": {
-                "get": _op(
-                    "History, ascending by seq",
-                    {
-                        200: ("messages", rest.MessagesOut),
-                        403: ("not a member", bad),
-                        404: ("unknown conversation", bad),
-                        422: ("bad paging", bad),
-                    },
-                    params=[cid, _query_param("after_seq", 0), _query_param("limit", 100)],
-                ),
-                "post": _op(
-                    "Send a message (idempotent per client_msg_id)",
-                    {
-                        201: ("sent", rest.MessageOut),
-                        200: ("replay of an earlier send", rest.MessageOut),
-                        403: ("not a member", bad),
-                        404: ("unknown conversation", bad),
-                        409: ("idempotency_conflict", bad),
-                        422: ("bad input", bad),
-                        429: ("rate_limited", bad),
-                    },
-                    rest.SendMessage,
-                    params=[cid],
-                ),
-            },
-            "/v1/presence": {
-                "get": _op(
-                    "Presence of the caller and of users sharing a conversation",
-                    {200: ("presence", rest.PresencesOut), 422: ("bad user_ids", bad)},
-                    params=[
-                        {
-                            "name": "user_ids",
-                            "in": "query",
-                            "required": True,
-                            "description": "comma-separated user ids (1-100)",
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                )
-            },
-            **_push_paths(),
-        },
-    }
-
-
-def _empty_204(op: dict[str, Any]) -> dict[str, Any]:
-    """A 204 answer has no body (`_op` gives every answer one)."""
-    if "204" in op["responses"]:
-        op["responses"]["204"].pop("content", None)
-    return op
-
-
-def _push_paths() -> dict[str, Any]:
-    """Push devices and notification settings (docs/notifications.md)."""
-    bad = None
-    no_content: dict[int, tuple[str, type[BaseModel] | None]] = {204: ("done, no body", None)}
-    cid = _path_param("conversation_id")
-    return {
-        "/v1/devices": {
-            "post": _op(
-                "Register this device's push token (again: 200, the same device)",
-                {
-                    201: ("registered", push.DeviceOut),
-                    200: ("already registered", push.DeviceOut),
-                    409: ("too_many_devices", bad),
-                    422: ("bad platform or token", bad),
-                },
-                push.RegisterDevice,
-            ),
-            "get": _op("The caller's push devices", {200: ("list", push.DevicesOut)}),
-        },
-        "/v1/devices/{device_id}": {
-            "delete": _empty_204(
-                _op(
-                    "Remove a push device",
-                    {**no_content, 404: ("device_not_found", bad)},
-                    params=[_path_param("device_id")],
-                )
-            )
-        },
-        "/v1/notification-settings": {
-            "get": _op(
-                "Do-not-disturb and muted conversations",
-                {200: ("settings", push.NotificationSettingsOut)},
-            ),
-            "patch": _op(
-                "Change do-not-disturb (fields left out keep their value)",
-                {200: ("settings", push.NotificationSettingsOut), 422: ("bad input", bad)},
-                push.UpdateNotificationSettings,
-            ),
-        },
-        "/v1/notification-settings/muted-conversations/{conversation_id}": {
-            "put": _empty_204(
-                _op(
-                    "Mute a conversation's push notifications",
-                    {**no_content, 404: ("conversation_not_found", bad)},
-                    params=[cid],
-                )
-            ),
-            "delete": _empty_204(_op("Unmute a conversation", no_content, params=[cid])),
-        },
+        "paths": paths,
     }

@@ -16,6 +16,7 @@ from aiohttp import web
 from realchat.auth.revocation import TokenVersions
 from realchat.auth.tokens import load_verifier
 from realchat.config import GatewaySettings, Settings
+from realchat.contract.limits import MAX_BODY_BYTES
 from realchat.filelimit import raise_file_limit
 from realchat.forwarded import trusted_networks
 from realchat.gateway import metrics
@@ -190,7 +191,7 @@ async def _app_runner(
     settings: Settings, gateway: _Gateway, chat: ChatClient, http: aiohttp.ClientSession
 ) -> web.AppRunner:
     """REST, the WebSocket endpoint and the web client, set up but not yet listening."""
-    app = web.Application(middlewares=[observed, errors_as_json], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[observed, errors_as_json], client_max_size=MAX_BODY_BYTES)
     trusted = trusted_networks(settings.gateway.trusted_proxies)
     rest_api = RestApi(chat, gateway.guard, gateway.limiter, settings.auth.url, http, trusted)
     app.router.add_routes(rest_api.routes())

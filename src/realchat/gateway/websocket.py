@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind
 from realchat.auth.tokens import InvalidToken
 from realchat.config import GatewaySettings
 from realchat.contract.close_codes import CloseCode
+from realchat.contract.error_codes import ErrorCode
 from realchat.contract.frames import (
     AckFrame,
     BadFrame,
@@ -127,7 +128,7 @@ class Session:
         device = request.query.get("device")
         if device is not None and not DEVICE_PATTERN.fullmatch(device):
             return error_response(
-                400, "invalid_device", "device: 1-64 characters of A-Z a-z 0-9 _ . -"
+                400, ErrorCode.INVALID_DEVICE, "device: 1-64 characters of A-Z a-z 0-9 _ . -"
             )
         address = self.limits.counted_address(
             client_address(
@@ -135,18 +136,20 @@ class Session:
             )
         )
         if self.limits.address_full(address):
-            metrics.DISCONNECTS.labels(reason="too_many_connections").inc()
+            metrics.DISCONNECTS.labels(reason=ErrorCode.TOO_MANY_CONNECTIONS).inc()
             return error_response(
-                429, "too_many_connections", "too many connections from this address"
+                429, ErrorCode.TOO_MANY_CONNECTIONS, "too many connections from this address"
             )
         if not web.WebSocketResponse().can_prepare(request).ok:
             # Else aiohttp answers a plain GET with a text/plain 400.
             return error_response(
-                400, "websocket_upgrade_required", "GET /v1/ws takes a WebSocket upgrade only"
+                400,
+                ErrorCode.WEBSOCKET_UPGRADE_REQUIRED,
+                "GET /v1/ws takes a WebSocket upgrade only",
             )
         if not self.delivering():
             return error_response(
-                503, "gateway_unavailable", "the gateway is starting; try again shortly"
+                503, ErrorCode.GATEWAY_UNAVAILABLE, "the gateway is starting; try again shortly"
             )
         # No compression (deflate costs ~50 KiB per connection); no timer per connection: the
         # hub pings every connection and closes (4002) the ones nothing came from.
@@ -167,14 +170,14 @@ class Session:
         try:
             claims = await self.guard.admit(token)
         except InvalidToken:
-            metrics.DISCONNECTS.labels(reason="unauthorized").inc()
-            await self._refuse_session(socket, CloseCode.UNAUTHORIZED, "unauthorized")
+            metrics.DISCONNECTS.labels(reason=ErrorCode.UNAUTHORIZED).inc()
+            await self._refuse_session(socket, CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED)
             return
         if not self.accepting:
             await self._refuse_session(socket, CloseCode.GOING_AWAY, "draining")
             return
         if self.limits.user_full(claims.user_id):
-            metrics.DISCONNECTS.labels(reason="too_many_connections").inc()
+            metrics.DISCONNECTS.labels(reason=ErrorCode.TOO_MANY_CONNECTIONS).inc()
             await self._refuse_session(socket, CloseCode.POLICY, "too many connections")
             return
         user_id = claims.user_id
@@ -250,11 +253,13 @@ class Session:
             if socket.strikes > self.settings.max_frames_per_s:
                 connection.close(CloseCode.POLICY, "too many frames")
                 return
-            self._refuse(connection, BadFrame("rate_limited", "too many frames; slow down"))
+            self._refuse(connection, BadFrame(ErrorCode.RATE_LIMITED, "too many frames; slow down"))
             return
         socket.strikes = 0
         if received.opcode is not Opcode.TEXT:
-            self._refuse(connection, BadFrame("invalid_frame", "only text frames are accepted"))
+            self._refuse(
+                connection, BadFrame(ErrorCode.INVALID_FRAME, "only text frames are accepted")
+            )
             return
         try:
             frame = decode_client_frame(received.payload)
@@ -306,7 +311,7 @@ class Session:
 
     async def _try_send(self, connection: Connection, frame: SendFrame) -> BadFrame | None:
         if not await self.send_limiter.allow(connection.user_id):
-            return BadFrame("rate_limited", "too many messages; slow down")
+            return BadFrame(ErrorCode.RATE_LIMITED, "too many messages; slow down")
         try:
             sent = await self.chat.send(
                 connection.user_id, frame.conversation_id, frame.client_msg_id, frame.content
@@ -319,7 +324,9 @@ class Session:
 
     async def _typing(self, connection: Connection, frame: TypingFrame) -> None:
         if self.typing is None:
-            self._refuse(connection, BadFrame("typing_unavailable", "typing is not relayed here"))
+            self._refuse(
+                connection, BadFrame(ErrorCode.TYPING_UNAVAILABLE, "typing is not relayed here")
+            )
             return
         refusal = await self.typing.typing(connection, frame)
         if refusal is not None:
@@ -342,7 +349,7 @@ class Session:
 
     async def _sync_positions(self, connection: Connection, frame: SyncFrame) -> None:
         try:
-            listed = await self.chat.conversations(connection.user_id)
+            listed = await self.chat.positions(connection.user_id)
         except ChatCallError as error:
             self._refuse(connection, BadFrame(error.code, error.message))
             return
@@ -354,16 +361,18 @@ class Session:
             if conversation_id not in mine:
                 self._refuse(
                     connection,
-                    BadFrame("not_a_member", f"not a member of conversation {conversation_id}"),
+                    BadFrame(
+                        ErrorCode.NOT_A_MEMBER, f"not a member of conversation {conversation_id}"
+                    ),
                 )
             elif seq < 0:
-                self._refuse(connection, BadFrame("invalid_seq", "positions must be >= 0"))
+                self._refuse(connection, BadFrame(ErrorCode.INVALID_SEQ, "positions must be >= 0"))
             else:
                 positions[conversation_id] = seq
         try:
             await self.backfiller.sync(connection, positions, frame.changes, counters)
         except ChatCallError as error:
-            self._refuse(connection, BadFrame("sync_failed", error.message))
+            self._refuse(connection, BadFrame(ErrorCode.SYNC_FAILED, error.message))
 
     def drain(self) -> None:
         """Stop accepting sessions and tell every client to reconnect elsewhere (1001)."""

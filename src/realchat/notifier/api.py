@@ -7,51 +7,41 @@ Errors are the auth service's (`{"error": {"code", "message"}}`); every route ne
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
-from realchat.auth.errors import AuthError, BadRequest, InvalidInput, NotFound
+from realchat.auth.errors import AuthError, BadRequest, NotFound
 from realchat.auth.tokens import TokenClaims
 from realchat.contract import push
+from realchat.contract.error_codes import ErrorCode
+from realchat.http import contract_routes, decode_body, json_response
 from realchat.notifier.preferences import Device, PreferencesStore, TooManyDevices
 
-M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class DeviceLimitReached(AuthError):  # noqa: N818
     status = 409
 
     def __init__(self, limit: int) -> None:
-        super().__init__("too_many_devices", f"at most {limit} devices; remove one first")
+        super().__init__(ErrorCode.TOO_MANY_DEVICES, f"at most {limit} devices; remove one first")
 
 
-def _device_out(device: Device) -> dict[str, Any]:
-    return push.DeviceOut(
+def _device_out(device: Device) -> push.Device:
+    return push.Device(
         device_id=str(device.device_id),
         platform=device.platform,  # type: ignore[arg-type]  # the table's CHECK holds it
         token=device.token,
         created_at=device.created_at,
-    ).model_dump(mode="json")
+    )
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
-    try:
-        data: Any = json.loads(await request.read())
-    except (ValueError, RecursionError):
-        raise BadRequest("invalid_json", "the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise BadRequest("invalid_json", "the body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "body"
-        raise InvalidInput(f"invalid_{field}", f"{field}: {first['msg']}") from None
+async def _body(request: web.Request, body: type[T]) -> T:
+    not_an_object = BadRequest(ErrorCode.INVALID_JSON, "the body must be a JSON object")
+    return decode_body(await request.read(), body, not_an_object)
 
 
 def _path_id(request: web.Request, name: str, missing: NotFound) -> uuid.UUID:
@@ -62,11 +52,11 @@ def _path_id(request: web.Request, name: str, missing: NotFound) -> uuid.UUID:
 
 
 def _no_device() -> NotFound:
-    return NotFound("device_not_found", "no such device")
+    return NotFound(ErrorCode.DEVICE_NOT_FOUND, "no such device")
 
 
 def _no_conversation() -> NotFound:
-    return NotFound("conversation_not_found", "no such conversation")
+    return NotFound(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation")
 
 
 #: The request's verified, unrevoked token claims (the auth service's `AuthApi.authenticate`).
@@ -82,16 +72,17 @@ class PushApi:
         self._max_devices = max_devices
 
     def routes(self) -> list[web.RouteDef]:
-        muted = "/v1/notification-settings/muted-conversations/{conversation_id}"
-        return [
-            web.post("/v1/devices", self.register),
-            web.get("/v1/devices", self.devices),
-            web.delete("/v1/devices/{device_id}", self.unregister),
-            web.get("/v1/notification-settings", self.settings),
-            web.patch("/v1/notification-settings", self.update_settings),
-            web.put(muted, self.mute),
-            web.delete(muted, self.unmute),
-        ]
+        return contract_routes(
+            {
+                "register_device": self.register,
+                "devices": self.devices,
+                "unregister_device": self.unregister,
+                "notification_settings": self.settings,
+                "update_notification_settings": self.update_settings,
+                "mute": self.mute,
+                "unmute": self.unmute,
+            }
+        )
 
     async def _user(self, request: web.Request) -> uuid.UUID:
         return (await self._authenticate(request)).user_id
@@ -103,12 +94,12 @@ class PushApi:
             device, new = await self._store.register(user, body.platform, body.token)
         except TooManyDevices:
             raise DeviceLimitReached(self._max_devices) from None
-        return web.json_response(_device_out(device), status=201 if new else 200)
+        return json_response(_device_out(device), status=201 if new else 200)
 
     async def devices(self, request: web.Request) -> web.Response:
         user = await self._user(request)
         found = await self._store.devices(user)
-        return web.json_response({"devices": [_device_out(d) for d in found]})
+        return json_response(push.Devices([_device_out(d) for d in found]))
 
     async def unregister(self, request: web.Request) -> web.Response:
         user = await self._user(request)
@@ -143,8 +134,8 @@ class PushApi:
 
     async def _settings_of(self, user: uuid.UUID) -> web.Response:
         current = await self._store.settings(user)
-        out = push.NotificationSettingsOut(
+        out = push.NotificationSettings(
             do_not_disturb=current.do_not_disturb,
             muted_conversation_ids=[str(c) for c in current.muted_conversation_ids],
         )
-        return web.json_response(out.model_dump(mode="json"))
+        return json_response(out)
