@@ -19,7 +19,7 @@ NOT_YET_ON_THE_ENUM = {
     ("chat/api.py", "invalid_sender_id"),
     ("chat/api.py", "too_many_sends"),
     ("client/session.py", "rate_limited"),
-    ("loadtest/worker.py", "unauthorized"),
+    ("loadtest/worker_client.py", "unauthorized"),
 }
 
 
