@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import sys
 import time
 import uuid
@@ -35,6 +34,7 @@ from realchat.contract.frames import (
     SyncDoneFrame,
     SyncFrame,
 )
+from realchat.loadtest.bench_report import machine_facts
 from realchat.loadtest.fanout import realchat_side
 from realchat.loadtest.latency.bus import BusWatch, Seen
 from realchat.loadtest.latency.trips import (
@@ -250,16 +250,8 @@ async def run_bench_latency(
             f"1:1 conversation {audience.conversation_id} via {entry}: {options.warmup} warm-up "
             f"+ {options.messages} messages at {options.rate:g}/s"
         )
-        trips: list[Trip] = []
         try:
-            interval = 1.0 / options.rate
-            next_at = time.monotonic()
-            for n in range(options.warmup + options.messages):
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-                next_at += interval
-                trip = await _exchange(sender, receiver, audience.conversation_id, run, n)
-                if n >= options.warmup:
-                    trips.append(trip)
+            trips = await _send_all(sender, receiver, audience.conversation_id, run, options)
             await asyncio.sleep(0.5)  # the last record's read by the watch
         finally:
             await asyncio.to_thread(watch.stop)
@@ -282,17 +274,28 @@ async def run_bench_latency(
     ]
     return LatencyReport(
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
-        machine={
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": [round(v, 2) for v in load_before],
-            "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        },
+        machine=machine_facts(load_before),
         settings={**asdict(options), "entrypoint": entry, "wait_s": WAIT_S},
         result=summarize_trips(trips),
         notes=notes,
     )
+
+
+async def _send_all(
+    sender: Peer, receiver: Peer, conversation_id: str, run: str, options: LatencyOptions
+) -> list[Trip]:
+    """Warm-up and measured messages on an open-loop schedule, each one alone on the path;
+    the trips of the measured ones."""
+    trips: list[Trip] = []
+    interval = 1.0 / options.rate
+    next_at = time.monotonic()
+    for n in range(options.warmup + options.messages):
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        next_at += interval
+        trip = await _exchange(sender, receiver, conversation_id, run, n)
+        if n >= options.warmup:
+            trips.append(trip)
+    return trips
 
 
 def write_json(report: LatencyReport, output: Path) -> None:
