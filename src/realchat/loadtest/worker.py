@@ -35,7 +35,7 @@ from realchat.loadtest.messages import (
     WorkerConfig,
     command_decoder,
 )
-from realchat.loadtest.pipe import emit, read_commands
+from realchat.loadtest.pipe import Commands, emit, read_commands
 from realchat.loadtest.tracking import MessageRegistry
 from realchat.loadtest.worker_client import Client, UserInfo
 
@@ -231,8 +231,8 @@ class Worker:
 
 
 async def main() -> None:
-    commands = await read_commands()
-    config = msgspec.json.decode(await commands.readline(), type=WorkerConfig)
+    commands = Commands(await read_commands())
+    config = msgspec.json.decode(await commands.next(), type=WorkerConfig)
     worker = Worker(config)
     local = (worker.source_ip, 0) if worker.source_ip else None
     connector = aiohttp.TCPConnector(limit=0, local_addr=local)
@@ -242,18 +242,31 @@ async def main() -> None:
         started = time.monotonic()
         await worker.connect_all()
         emit(Ready(worker.index, worker.connected(), round(time.monotonic() - started, 2)))
-        while line := await commands.readline():
-            match command_decoder.decode(line):
-                case PhaseCommand(rate, seconds, churn_per_min):
-                    emit(await worker.phase(rate, seconds, churn_per_min))
-                case VerifyCommand(expected):
-                    emit(await worker.verify(expected))
-                case ExitCommand():
-                    break
+        coordinator_gone = await _obey(worker, commands)
         ticker.cancel()
-        emit(worker.tick())
+        if not coordinator_gone:
+            emit(worker.tick())
         await worker.close()
-    emit(Done(worker.index))
+    if not coordinator_gone:
+        emit(Done(worker.index))
+
+
+async def _obey(worker: Worker, commands: Commands) -> bool:
+    """Run the coordinator's commands until it says exit (False) or is gone (True)."""
+    while line := await commands.next():
+        match command_decoder.decode(line):
+            case PhaseCommand(rate, seconds, churn_per_min):
+                finished, result = await commands.unless_gone(
+                    worker.phase(rate, seconds, churn_per_min)
+                )
+                if not finished or result is None:
+                    return True
+                emit(result)
+            case VerifyCommand(expected):
+                emit(await worker.verify(expected))
+            case ExitCommand():
+                return False
+    return True
 
 
 if __name__ == "__main__":
