@@ -11,7 +11,7 @@ import pytest
 from realchat.cli import build_parser
 from realchat.config import Settings, StackSettings
 from realchat.stack.command import stack_for
-from realchat.stack.state import saved_shape, with_saved_shape
+from realchat.stack.state import StackState, saved_shape, with_saved_shape
 from realchat.stack.supervisor import StackError
 
 
@@ -67,3 +67,14 @@ def test_tools_attaching_to_a_stack_see_its_recorded_gateways(tmp_path: Path) ->
     assert attached.stack.gateways == 6
     assert with_saved_shape(settings_in(tmp_path), {"gateways": 3}).stack.gateways == 3
     assert with_saved_shape(settings_in(tmp_path / "none")).stack.gateways == 1
+
+
+def test_only_up_records_a_shape(tmp_path: Path) -> None:
+    """A component recorded by a stack object built with another shape (a tool restarting a
+    gateway with default settings) keeps the shape `up` recorded."""
+    record(tmp_path, {"kafka_nodes": 1, "gateways": 6, "publishers": 1})
+    other = StackState(tmp_path, {"kafka_nodes": 1, "gateways": 2, "publishers": 1})
+    other.write({})
+    assert saved_shape(tmp_path)["gateways"] == 6
+    other.remember_shape()
+    assert saved_shape(tmp_path)["gateways"] == 2

@@ -65,7 +65,9 @@ def with_saved_shape(settings: Settings, flags: dict[str, int] | None = None) ->
 
 
 class StackState:
-    """The stack.json of the stack in `state_dir`, recording `shape` with every write."""
+    """The stack.json of the stack in `state_dir`. Only `up` records the shape
+    (`remember_shape`); every other write keeps the one recorded, so a tool that built this
+    object with another shape (a restart of one component) cannot rewrite it."""
 
     def __init__(self, state_dir: Path, shape: dict[str, int]) -> None:
         self.state_dir = state_dir
@@ -82,11 +84,17 @@ class StackState:
             return {}
         return {name: RunningComponent(**entry) for name, entry in raw["components"].items()}
 
-    def write(self, running: dict[str, RunningComponent]) -> None:
+    def remember_shape(self) -> None:
+        """Record this object's shape (at `up`, before anything starts)."""
+        self.write(self.read(), shape=self.shape)
+
+    def write(
+        self, running: dict[str, RunningComponent], *, shape: dict[str, int] | None = None
+    ) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.file.with_suffix(".tmp")
         payload = {
-            "shape": self.shape,
+            "shape": shape if shape is not None else saved_shape(self.state_dir) or self.shape,
             "components": {name: asdict(rc) for name, rc in running.items()},
         }
         tmp.write_text(json.dumps(payload, indent=2))

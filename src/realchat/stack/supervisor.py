@@ -74,7 +74,7 @@ class Stack(StackShape):
     async def up(self) -> None:
         """Bring every component to ready, then provision; reuse components already running."""
         started = time.monotonic()
-        self.state.write(self.state.read())  # remember the shape before anything starts
+        self.state.remember_shape()
         services = self.services()
         balancer = self.balancer()
         prometheus = self.prometheus()
