@@ -137,7 +137,8 @@ class AuthSettings(BaseModel):
 class GatewaySettings(BaseModel):
     """The WebSocket/REST edge (`realchat gateway`)."""
 
-    #: Names this instance: its Kafka consumer group is `realchat-gateway-<instance_id>`.
+    #: Names this instance: each of its processes has a Kafka consumer group of its own,
+    #: `realchat-gateway-<instance_id>-<random suffix>` (`gateway.delivery.group_id`).
     instance_id: str = "1"
     #: Peers (addresses or CIDR networks) whose `X-Forwarded-For` the gateway passes on to the
     #: auth service: the balancer in front of it. From any other peer only its address goes on.

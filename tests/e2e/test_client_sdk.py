@@ -6,8 +6,10 @@ SDK retries the refused ones); receipts reach the other member; a bad token stop
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +20,7 @@ from realchat.client import (
     Connected,
     Disconnected,
     Message,
+    MessageUpdate,
     RealChatClient,
     Receipt,
     Unauthorized,
@@ -106,6 +109,36 @@ async def test_a_client_cut_off_while_the_other_sends_gets_all_of_it_once_in_ord
         assert back.connection >= 2
         last = await alice.send(conversation, "after")
         assert await take(bob_messages, 1) == [last]  # nothing extra came in between
+
+
+async def test_an_edit_made_while_a_client_was_away_reaches_it_after_it_reconnects(
+    realchat: RealChat,
+) -> None:
+    """The conversation began after the client's handshake, so no sync had told it the
+    conversation's change counter; an edit made while it was cut off comes with the sync of
+    its reconnect (as a `MessageUpdate`), not never."""
+    alice = await new_client(realchat.base_url, "alice")
+    slow_back = replace(OPTIONS, reconnect_initial_s=4.0, reconnect_max_s=4.0)  # >= 2 s away
+    bob = await new_client(realchat.base_url, "bob", slow_back)
+    async with alice, bob:
+        await asyncio.gather(alice.wait_ready(DEADLINE_S), bob.wait_ready(DEADLINE_S))
+        assert bob.user_id is not None
+        conversation = (await alice.create_conversation([bob.user_id])).conversation_id
+        first = await alice.send(conversation, "first")
+        bob_events = bob.events()
+        assert await take(bob.messages(), 1) == [first]
+
+        bob.connection.abort()
+        cut_at = time.monotonic()
+        lost = await next_of(bob_events, Disconnected)
+        assert lost.reconnect_in is not None
+        await alice.edit_message(conversation, first.seq, "first, fixed", client_change_id="e1")
+        await next_of(alice.events(), MessageUpdate)  # through the bus: live delivery is past it
+        assert time.monotonic() < cut_at + lost.reconnect_in, "bob was away for the edit"
+
+        update = await next_of(bob_events, MessageUpdate)
+        assert (update.message.seq, update.message.version) == (first.seq, 2)
+        assert update.message.content == "first, fixed"
 
 
 async def test_a_burst_beyond_the_send_limit_is_stored_whole_once_in_order(

@@ -77,8 +77,10 @@ def poll_n(consumer: Consumer, n: int, timeout_s: float = 60) -> list[Message]:
     return got
 
 
-def create_topic(bootstrap: str, partitions: int, replication: int, **config: str) -> str:
-    name = f"test.{uuid.uuid4().hex[:10]}"
+def create_topic(
+    bootstrap: str, partitions: int, replication: int, name: str | None = None, **config: str
+) -> str:
+    name = name or f"test.{uuid.uuid4().hex[:10]}"
     admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
     futures = admin.create_topics(
         [NewTopic(name, partitions, replication, config=config)], request_timeout=30

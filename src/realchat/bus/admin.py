@@ -9,11 +9,14 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import structlog
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from realchat.events.topics import TOPICS
+
+log = structlog.get_logger(__name__)
 
 RETENTION_MS = 7 * 24 * 3600 * 1000
 
@@ -85,3 +88,20 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) ->
         if time.monotonic() > deadline:
             raise RuntimeError(f"topics without partition leaders: {', '.join(leaderless)}")
         time.sleep(0.1)
+
+
+#: How long a stopping process waits for a group's deletion: the brokers may be gone.
+DELETE_GROUP_TIMEOUT_S = 2.0
+
+
+def delete_group(bootstrap_servers: str, group: str) -> bool:
+    """Delete an empty consumer group (its member just left); False, logged, if the brokers did
+    not do it in time: the group then expires with `offsets.retention.minutes`."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})
+    futures = admin.delete_consumer_groups([group], request_timeout=DELETE_GROUP_TIMEOUT_S)
+    try:
+        futures[group].result(timeout=DELETE_GROUP_TIMEOUT_S)
+    except Exception as exc:  # any failure leaves only an idle group behind
+        log.warning("consumer group not deleted", group=group, error=str(exc))
+        return False
+    return True

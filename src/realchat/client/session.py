@@ -131,6 +131,10 @@ class Session:
         #: (edits, deletes). A sync without it would move the counter past changes whose live
         #: frame was lost (a fault cut the connection or the bus) without sending them.
         self._change_counters: dict[str, int] = {}
+        #: Conversations the baseline started mid-way (first seen live during it, not in its
+        #: `sync_done`) before any counter was told: nothing at or before their position was
+        #: had, so no catch-up on it is asked for (see `_counters_of`).
+        self._uncounted: set[str] = set()
         self._events: deque[Event] = deque(maxlen=options.max_buffered_events)
         self._events_changed = asyncio.Event()
         #: Events dropped because nobody read `events()` fast enough.
@@ -218,7 +222,18 @@ class Session:
         self._gap_wake.set()
 
     def _counters_of(self, positions: Mapping[str, int]) -> dict[str, int] | None:
-        counters = {c: self._change_counters[c] for c in positions if c in self._change_counters}
+        """The change counters to name in a sync of `positions`. A conversation held from its
+        first message with no counter told yet (first seen live, or restored by the
+        application) names 0: every change of what it holds. Without it, a device that learnt
+        a conversation live, then missed an edit while away, was given the current counter by
+        its next sync and never got that edit (`realchat chaos` found it)."""
+        counters: dict[str, int] = {}
+        for conversation_id in positions:
+            known = self._change_counters.get(conversation_id)
+            if known is not None:
+                counters[conversation_id] = known
+            elif conversation_id not in self._uncounted:
+                counters[conversation_id] = 0
         return counters or None
 
     def _go_live(self) -> None:
@@ -259,6 +274,9 @@ class Session:
                     if self._handshake_baseline:
                         self._deliver(self._ordering.end_baseline(positions, now))
                         self._handshake_baseline = False
+                        self._uncounted.update(
+                            c for c in self._ordering.positions() if c not in self._change_counters
+                        )
                     else:
                         self._ordering.sync_done(positions, now)
                     if self._handshake_syncs_left == 0:

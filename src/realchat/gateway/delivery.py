@@ -1,8 +1,9 @@
 """Kafka -> hub: every gateway instance consumes every partition (decision 11, broadcast).
 
-Each instance has its own consumer group (`realchat-gateway-<instance_id>`) and filters events
-down to its local recipients; the cost per event with no local recipient is a JSON decode and a
-few dict lookups, measured in docs/benchmarks.md, which is what bounds the number of instances.
+Each process has a consumer group of its own (`group_id`: the instance id and a per-process
+suffix) and filters events down to its local recipients; the cost per event with no local
+recipient is a JSON decode and a few dict lookups, measured in docs/benchmarks.md, which is what
+bounds the number of instances.
 
 librdkafka runs in one thread of its own that polls, hands each batch to the event loop, waits
 until the loop has queued it to every local recipient, and only then commits those offsets
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -26,6 +28,7 @@ from opentelemetry import trace as trace_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
+from realchat.bus.admin import delete_group
 from realchat.bus.consumer import ConsumerConfig, ConsumerThread, commit, data_records, next_batch
 from realchat.events.models import (
     EVENT_TYPE_HEADER,
@@ -64,10 +67,12 @@ def consumer_config(
     prefetch queue grow to 64 MiB and one fetch to 50 MB per gateway."""
     return {
         "bootstrap.servers": bootstrap_servers,
+        # No static membership (`group.instance.id`): a static member that rejoins is handed
+        # the group's cached assignment without a rebalance, so a topic created since (an
+        # upgrade adding one) was never assigned. `realchat chaos` found it: a gateway missed
+        # every edit for minutes. A group per process (`group_id`) needs no static membership
+        # to be assigned at once after a crash: no dead member to wait for.
         "group.id": group_id,
-        # Static membership: an instance restarted after a crash takes its partitions back at
-        # once instead of waiting out the dead member's session (45 s by default).
-        "group.instance.id": group_id,
         "session.timeout.ms": 10_000,
         "enable.auto.commit": False,
         # A new instance starts at the end: its clients catch up through sync, not Kafka.
@@ -82,6 +87,15 @@ def consumer_config(
         "fetch.max.bytes": fetch_max_bytes,
         "log_level": 4,
     }
+
+
+def group_id(instance_id: str) -> str:
+    """This process's consumer group: named after the instance, and new for every process.
+
+    A process starts at the partitions' ends (`KafkaDelivery`), so an earlier process's group
+    holds nothing it needs; a new one is assigned at once, where the old one would first wait
+    out a crashed member's session. The gateway deletes it when it stops cleanly."""
+    return f"realchat-gateway-{instance_id}-{secrets.token_hex(4)}"
 
 
 #: Deliveries handed over between two yields to the event loop (~5 ms of work at ~2.5 us each):
@@ -185,11 +199,12 @@ class KafkaDelivery(ConsumerThread):
         handle: BatchHandler,
         *,
         fresh_start_at_end: bool = False,
+        topics: Sequence[str] = TOPICS,
     ) -> None:
         """`fresh_start_at_end`: the first assignment starts at the partitions' ends, not at the
         committed offsets (see `_on_assign`); only for a consumer with no one to deliver a
         backlog to (a gateway process, which refuses sessions until then)."""
-        super().__init__(config, TOPICS, name="kafka-delivery")
+        super().__init__(config, topics, name="kafka-delivery")
         self._handle = handle
         self._fresh_start_at_end = fresh_start_at_end
         self._assigned = threading.Event()
@@ -234,6 +249,13 @@ class KafkaDelivery(ConsumerThread):
             self._next_lag_export = now + 1.0
             self._export_lag(consumer)
 
+    async def delete_group(self) -> bool:
+        """Delete the consumer group, once stopped (`group_id`: no later process uses it; the
+        group of a process that crashed expires with the brokers' `offsets.retention.minutes`)."""
+        return await asyncio.to_thread(
+            delete_group, str(self._config["bootstrap.servers"]), str(self._config["group.id"])
+        )
+
     def _stopped(self, consumer: Consumer) -> None:
         self._commit(consumer, asynchronous=False)
 
@@ -258,7 +280,8 @@ class KafkaDelivery(ConsumerThread):
         backlog since its last run concerns nobody: replaying it would only delay live events.
         Every client syncs from the database after it connects, and everything published after
         the ends looked up here is consumed. The ends are committed at once, so that a later
-        rebalance does not go back to an older run's commits on a partition with no traffic."""
+        rebalance (a bus outage) resumes from them on a partition that had no traffic since,
+        not from the end as of then."""
         if self._fresh_start_at_end and not self._positioned.is_set():
             starts = self._ends(consumer, partitions)
             if starts is None:
@@ -272,6 +295,9 @@ class KafkaDelivery(ConsumerThread):
             self._assign_committed(consumer, partitions)
         self._positioned.set()
         log.info("partitions assigned", count=len(partitions))
+        unassigned = set(self._topics) - {tp.topic for tp in partitions}
+        if unassigned:  # a topic missing from the cluster: its events reach no one
+            log.error("subscribed topics without partitions", topics=sorted(unassigned))
         self._assigned.set()
 
     def _ends(

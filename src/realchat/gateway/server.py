@@ -22,7 +22,7 @@ from realchat.forwarded import trusted_networks
 from realchat.gateway import metrics
 from realchat.gateway.admission import ConnectionLimits
 from realchat.gateway.chat_client import ChatClient
-from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config
+from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config, group_id
 from realchat.gateway.hub import Hub
 from realchat.gateway.live import LiveStatus
 from realchat.gateway.presence import PresenceHeartbeat
@@ -151,7 +151,7 @@ def _assemble(settings: Settings, chat: ChatClient, redis: aioredis.Redis) -> _G
     delivery = KafkaDelivery(
         consumer_config(
             settings.kafka.bootstrap_servers,
-            f"realchat-gateway-{g.instance_id}",
+            group_id(g.instance_id),
             queued_max_kbytes=g.kafka_queued_max_kbytes,
             fetch_max_bytes=g.kafka_fetch_max_bytes,
         ),
@@ -241,9 +241,11 @@ async def _drain(
             background.heartbeat_stop.set()
             # Its last flush: the drained clients' disconnects reach Redis.
             await background.heartbeat
-            # Commit what was handled, with what is left of the deadline (minus a moment
-            # for the rest): a broker that does not answer cannot hold the exit up.
-            await gateway.delivery.stop(timeout_s=max(0.1, deadline - loop.time() - 0.5))
+            # Commit and leave, with what is left of the deadline (minus a moment for the
+            # rest): a broker that does not answer cannot hold the exit up. Then the group
+            # goes: no later process uses it.
+            if await gateway.delivery.stop(timeout_s=max(0.1, deadline - loop.time() - 0.5)):
+                await gateway.delivery.delete_group()
             # Sessions still closing (a client that does not answer its close frame) get
             # until the deadline; their sockets are the gateway's, not aiohttp's.
             await _until_empty(hub)

@@ -20,15 +20,16 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from realchat.events.models import EVENT_TYPE_HEADER, MessageCreated
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
 from realchat.gateway.connection import Connection
-from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config
+from realchat.gateway.delivery import EventDispatcher, KafkaDelivery, consumer_config, group_id
 from realchat.gateway.hub import Hub
 from realchat.gateway.ratelimit import SendLimiter
 from realchat.stack.supervisor import Stack
-from tests.support.kafka import QUIET, durable_producer
+from tests.support.kafka import QUIET, create_topic, durable_producer, produce_all
 from tests.support.ports import free_port_block
 from tests.support.waiting import eventually, eventually_async
 from tests.unit.gateway.fakes import FakeSink
@@ -240,6 +241,52 @@ async def test_ready_means_every_later_event_is_delivered(stack: Stack, group: s
         await recorder.wait_for({str(c).encode() for c in conversations}, timeout_s=20)
     finally:
         await delivery.stop()
+
+
+def consumer_groups(bootstrap: str) -> set[str]:
+    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
+    listed = admin.list_consumer_groups(request_timeout=10).result(timeout=10)
+    return {g.group_id for g in listed.valid}
+
+
+async def test_a_restarted_instance_reads_a_topic_added_while_it_was_down(stack: Stack) -> None:
+    """An upgrade adds a topic and restarts the gateways: the restarted instance is assigned
+    the new topic as well and delivers its events. (With static membership the group handed
+    the rejoining member its earlier assignment, and the new topic went unread: `realchat
+    chaos` saw a gateway miss every edit for minutes.) A stopped process deletes its group."""
+    bootstrap = stack.kafka.bootstrap_servers
+    existing = await asyncio.to_thread(create_topic, bootstrap, 2, 1)
+    added = f"test.{uuid.uuid4().hex[:10]}"
+    instance = f"upgrade-{uuid.uuid4().hex[:8]}"
+
+    async def run(recorder: Recorder) -> tuple[KafkaDelivery, str]:
+        group = group_id(instance)
+        topics = [existing, added]
+        config = consumer_config(bootstrap, group)
+        delivery = KafkaDelivery(config, recorder, fresh_start_at_end=True, topics=topics)
+        delivery.start()
+        assert await delivery.wait_assigned(timeout_s=30)
+        return delivery, group
+
+    before, before_group = await run(Recorder())
+    await before.stop()
+    assert before.failure is None
+    assert before_group in await asyncio.to_thread(consumer_groups, bootstrap)
+    assert await before.delete_group()
+    assert before_group not in await asyncio.to_thread(consumer_groups, bootstrap)
+
+    await asyncio.to_thread(create_topic, bootstrap, 2, 1, added)
+    recorder = Recorder()
+    after, after_group = await run(recorder)
+    try:
+        assert after_group != before_group
+        keys = [f"k{n}".encode() for n in range(8)]  # over both partitions
+        await asyncio.to_thread(
+            produce_all, durable_producer(bootstrap), added, [(k, b"{}") for k in keys]
+        )
+        await recorder.wait_for(set(keys), timeout_s=20)
+    finally:
+        await after.stop()
 
 
 async def test_a_burst_larger_than_a_queue_reaches_a_client_that_keeps_up(

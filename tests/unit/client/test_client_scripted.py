@@ -18,6 +18,7 @@ from realchat.client import (
     Disconnected,
     IdempotencyConflict,
     Message,
+    MessageUpdate,
     NotAMember,
     Presence,
     RateLimited,
@@ -62,6 +63,13 @@ async def take(stream: AsyncIterator[T], n: int) -> list[T]:
 
 async def take_messages(stream: AsyncIterator[Message], n: int) -> list[tuple[str, int]]:
     return [(m.conversation_id, m.seq) for m in await take(stream, n)]
+
+
+async def next_of(stream: AsyncIterator[object], kind: type[T]) -> T:
+    async with asyncio.timeout(DEADLINE_S):
+        while not isinstance(item := await anext(stream), kind):
+            pass
+        return item
 
 
 def in_c(*seqs: int) -> list[tuple[str, int]]:
@@ -285,6 +293,59 @@ async def test_a_gap_sync_passes_the_change_counters_so_changes_lost_live_are_se
     async with FakeServer([script]) as server, client_of(server) as client:
         assert await take_messages(client.messages(), 3) == in_c(1, 2, 3)
         await server.script_done(0)
+
+
+async def test_a_conversation_first_seen_live_catches_up_on_changes_from_its_start() -> None:
+    """No sync told the counter of a conversation that began after the handshake: the next
+    sync names 0, so an edit made while the device was away still comes."""
+    app_has_two = asyncio.Event()
+
+    async def first(conn: FakeConnection) -> None:
+        await plain_sync(conn, {})
+        await conn.messages(C, 1, 2)  # a conversation started after the handshake
+        await app_has_two.wait()
+        conn.drop()
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.hello()
+        sync = await conn.expect("sync")
+        assert sync["positions"] == {C: 2}
+        assert sync["changes"] == {C: 0}, "the changes of what it holds, from the first"
+        await conn.send({"type": "message_update", "message": {**message(C, 1), "version": 2}})
+        await conn.sync_done({C: 2}, changes={C: 5})
+
+    async with FakeServer([first, second], [C]) as server, client_of(server) as client:
+        assert await take_messages(client.messages(), 2) == in_c(1, 2)
+        app_has_two.set()
+        update = await next_of(client.events(), MessageUpdate)
+        assert (update.message.seq, update.message.version) == (1, 2)
+        await server.script_done(1)
+
+
+async def test_a_conversation_the_baseline_started_mid_way_asks_for_no_earlier_changes() -> None:
+    """Seen live during the baseline at seq 5 and absent from its sync_done: the device never
+    had 1-4, so its next sync names no counter (the server would send their changes)."""
+    baseline_done = asyncio.Event()
+
+    async def first(conn: FakeConnection) -> None:
+        await conn.hello()
+        await conn.expect("sync")
+        await conn.messages(D, 5)  # created while the baseline ran
+        await conn.sync_done({C: 0}, changes={C: 3})
+        await baseline_done.wait()
+        conn.drop()
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.hello()
+        sync = await conn.expect("sync")
+        assert sync["positions"] == {C: 0, D: 5}
+        assert sync["changes"] == {C: 3}
+        await conn.sync_done({C: 0, D: 5}, changes={C: 3, D: 7})
+
+    async with FakeServer([first, second], [C, D]) as server, client_of(server) as client:
+        assert await take_messages(client.messages(), 1) == [(D, 5)]
+        baseline_done.set()
+        await server.script_done(1)
 
 
 async def test_a_silent_handshake_is_abandoned_and_the_baseline_is_asked_for_again() -> None:
