@@ -4,10 +4,11 @@ status codes. No rules here; they live in `service.py`."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -31,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 
 T = TypeVar("T")
+Request = TypeVar("Request")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 #: Sends of one SendMessages stream in progress at once; past it the stream is not read (the
@@ -112,11 +114,14 @@ def _send_requests(request: pb.SendMessageBatchRequest) -> list[SendRequest]:
     ]
 
 
+def _sent(result: SendResult) -> pb.SendMessageResponse:
+    return pb.SendMessageResponse(message=message_to_proto(result.message), created=result.created)
+
+
 def _send_result(result: SendResult | ChatError) -> pb.SendResult:
     if isinstance(result, ChatError):
         return pb.SendResult(error=send_error(result))
-    sent = pb.SendMessageResponse(message=message_to_proto(result.message), created=result.created)
-    return pb.SendResult(sent=sent)
+    return pb.SendResult(sent=_sent(result))
 
 
 def _send_span(request: SendRequest) -> Span:
@@ -132,6 +137,20 @@ def _send_span(request: SendRequest) -> Span:
             "realchat.user_id": str(request.caller),
         },
     )
+
+
+def _rpc(
+    handler: Callable[[ChatServicer, uuid.UUID, Request], Awaitable[T]],
+) -> Callable[[ChatServicer, Request, Context], Coroutine[Any, Any, T]]:
+    """A unary RPC written as its logic alone: `handler(servicer, caller, request)` runs inside
+    `ChatServicer._call` (authentication, span, status codes, metrics) under its own name."""
+    method = handler.__name__
+
+    @functools.wraps(handler)
+    async def rpc(self: ChatServicer, request: Request, context: Context) -> T:
+        return await self._call(method, context, lambda caller: handler(self, caller, request))
+
+    return rpc
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
@@ -156,9 +175,17 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             return False
         return self._send_limit.counts({k: str(v) for k, v in context.invocation_metadata() or ()})
 
-    async def _check_send_limit(self, caller: uuid.UUID, limited: bool) -> None:
+    async def _send(
+        self, caller: uuid.UUID, send: pb.SendMessageRequest, limited: bool
+    ) -> pb.SendMessageResponse:
+        """One send of a SendMessage call or of a SendMessages stream: the per-user limit if it
+        counts here, then the service."""
         if limited and self._send_limit is not None:
             await self._send_limit.check(caller)
+        result = await self._service.send_message(
+            caller, send.conversation_id, send.client_msg_id, send.content
+        )
+        return _sent(result)
 
     async def _call(
         self,
@@ -192,101 +219,75 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 GRPC_REQUESTS.labels(method=method, code=code).inc()
                 GRPC_DURATION.labels(method=method).observe(time.perf_counter() - started)
 
+    @_rpc
     async def CreateConversation(
-        self, request: pb.CreateConversationRequest, context: Context
+        self, caller: uuid.UUID, request: pb.CreateConversationRequest
     ) -> pb.Conversation:
-        async def handle(caller: uuid.UUID) -> pb.Conversation:
-            record = await self._service.create_conversation(
-                caller, list(request.member_ids), request.title
-            )
-            return conversation_to_proto(record)
+        record = await self._service.create_conversation(
+            caller, list(request.member_ids), request.title
+        )
+        return conversation_to_proto(record)
 
-        return await self._call("CreateConversation", context, handle)
+    @_rpc
+    async def AddMembers(self, caller: uuid.UUID, request: pb.AddMembersRequest) -> pb.Conversation:
+        record = await self._service.add_members(
+            caller, request.conversation_id, list(request.user_ids)
+        )
+        return conversation_to_proto(record)
 
-    async def AddMembers(self, request: pb.AddMembersRequest, context: Context) -> pb.Conversation:
-        async def handle(caller: uuid.UUID) -> pb.Conversation:
-            record = await self._service.add_members(
-                caller, request.conversation_id, list(request.user_ids)
-            )
-            return conversation_to_proto(record)
-
-        return await self._call("AddMembers", context, handle)
-
+    @_rpc
     async def RemoveMember(
-        self, request: pb.RemoveMemberRequest, context: Context
+        self, caller: uuid.UUID, request: pb.RemoveMemberRequest
     ) -> pb.RemoveMemberResponse:
-        async def handle(caller: uuid.UUID) -> pb.RemoveMemberResponse:
-            await self._service.remove_member(caller, request.conversation_id, request.user_id)
-            return pb.RemoveMemberResponse()
+        await self._service.remove_member(caller, request.conversation_id, request.user_id)
+        return pb.RemoveMemberResponse()
 
-        return await self._call("RemoveMember", context, handle)
-
+    @_rpc
     async def BlockUser(
-        self, request: pb.BlockUserRequest, context: Context
+        self, caller: uuid.UUID, request: pb.BlockUserRequest
     ) -> pb.BlockUserResponse:
-        async def handle(caller: uuid.UUID) -> pb.BlockUserResponse:
-            await self._service.block(caller, request.user_id)
-            return pb.BlockUserResponse()
+        await self._service.block(caller, request.user_id)
+        return pb.BlockUserResponse()
 
-        return await self._call("BlockUser", context, handle)
-
+    @_rpc
     async def UnblockUser(
-        self, request: pb.UnblockUserRequest, context: Context
+        self, caller: uuid.UUID, request: pb.UnblockUserRequest
     ) -> pb.UnblockUserResponse:
-        async def handle(caller: uuid.UUID) -> pb.UnblockUserResponse:
-            await self._service.unblock(caller, request.user_id)
-            return pb.UnblockUserResponse()
+        await self._service.unblock(caller, request.user_id)
+        return pb.UnblockUserResponse()
 
-        return await self._call("UnblockUser", context, handle)
-
+    @_rpc
     async def ListBlockedUsers(
-        self, request: pb.ListBlockedUsersRequest, context: Context
+        self, caller: uuid.UUID, request: pb.ListBlockedUsersRequest
     ) -> pb.ListBlockedUsersResponse:
-        async def handle(caller: uuid.UUID) -> pb.ListBlockedUsersResponse:
-            blocked = await self._service.blocked_users(caller)
-            return pb.ListBlockedUsersResponse(user_ids=[str(u) for u in blocked])
+        blocked = await self._service.blocked_users(caller)
+        return pb.ListBlockedUsersResponse(user_ids=[str(u) for u in blocked])
 
-        return await self._call("ListBlockedUsers", context, handle)
-
+    @_rpc
     async def GetConversation(
-        self, request: pb.GetConversationRequest, context: Context
+        self, caller: uuid.UUID, request: pb.GetConversationRequest
     ) -> pb.Conversation:
-        async def handle(caller: uuid.UUID) -> pb.Conversation:
-            record = await self._service.get_conversation(caller, request.conversation_id)
-            return conversation_to_proto(record)
+        record = await self._service.get_conversation(caller, request.conversation_id)
+        return conversation_to_proto(record)
 
-        return await self._call("GetConversation", context, handle)
-
+    @_rpc
     async def ListConversations(
-        self, request: pb.ListConversationsRequest, context: Context
+        self, caller: uuid.UUID, request: pb.ListConversationsRequest
     ) -> pb.ListConversationsResponse:
-        async def handle(caller: uuid.UUID) -> pb.ListConversationsResponse:
-            page = await self._service.list_conversations(
-                caller, request.page_size, request.page_token
-            )
-            return pb.ListConversationsResponse(
-                conversations=[conversation_to_proto(r) for r in page.conversations],
-                next_page_token=page.next_page_token or "",
-            )
-
-        return await self._call("ListConversations", context, handle)
+        page = await self._service.list_conversations(caller, request.page_size, request.page_token)
+        return pb.ListConversationsResponse(
+            conversations=[conversation_to_proto(r) for r in page.conversations],
+            next_page_token=page.next_page_token or "",
+        )
 
     async def SendMessage(
         self, request: pb.SendMessageRequest, context: Context
     ) -> pb.SendMessageResponse:
-        async def handle(caller: uuid.UUID) -> pb.SendMessageResponse:
-            await self._check_send_limit(caller, self._limited(context))
-            result = await self._service.send_message(
-                caller,
-                request.conversation_id,
-                request.client_msg_id,
-                request.content,
-            )
-            return pb.SendMessageResponse(
-                message=message_to_proto(result.message), created=result.created
-            )
-
-        return await self._call("SendMessage", context, handle)
+        return await self._call(
+            "SendMessage",
+            context,
+            lambda caller: self._send(caller, request, self._limited(context)),
+        )
 
     async def SendMessages(
         self, request_iterator: AsyncIterator[pb.SendMessagesRequest], context: Context
@@ -344,13 +345,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     ) -> pb.SendMessagesResponse:
         code = "OK"
         try:
-            await self._check_send_limit(caller, limited)
-            result = await self._service.send_message(
-                caller, item.send.conversation_id, item.send.client_msg_id, item.send.content
-            )
-            sent = pb.SendMessageResponse(
-                message=message_to_proto(result.message), created=result.created
-            )
+            sent = await self._send(caller, item.send, limited)
             return pb.SendMessagesResponse(request_id=item.request_id, sent=sent)
         except ChatError as exc:
             code = exc.status.name
@@ -397,98 +392,82 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             GRPC_REQUESTS.labels(method="SendMessageBatch/send", code=status).inc(sends)
         return pb.SendMessageBatchResponse(results=[_send_result(r) for r in results])
 
+    @_rpc
     async def GetHistory(
-        self, request: pb.GetHistoryRequest, context: Context
+        self, caller: uuid.UUID, request: pb.GetHistoryRequest
     ) -> pb.GetHistoryResponse:
-        async def handle(caller: uuid.UUID) -> pb.GetHistoryResponse:
-            messages, last_seq = await self._service.history(
-                caller, request.conversation_id, request.after_seq, request.limit
-            )
-            return pb.GetHistoryResponse(
-                messages=[message_to_proto(m) for m in messages], last_seq=last_seq
-            )
+        messages, last_seq = await self._service.history(
+            caller, request.conversation_id, request.after_seq, request.limit
+        )
+        return pb.GetHistoryResponse(
+            messages=[message_to_proto(m) for m in messages], last_seq=last_seq
+        )
 
-        return await self._call("GetHistory", context, handle)
+    @_rpc
+    async def Ack(self, caller: uuid.UUID, request: pb.AckRequest) -> pb.AckResponse:
+        acked = await self._service.ack(caller, request.conversation_id, request.seq)
+        return pb.AckResponse(acked_seq=acked)
 
-    async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:
-        async def handle(caller: uuid.UUID) -> pb.AckResponse:
-            acked = await self._service.ack(caller, request.conversation_id, request.seq)
-            return pb.AckResponse(acked_seq=acked)
-
-        return await self._call("Ack", context, handle)
-
+    @_rpc
     async def EditMessage(
-        self, request: pb.EditMessageRequest, context: Context
+        self, caller: uuid.UUID, request: pb.EditMessageRequest
     ) -> pb.ChangeMessageResponse:
-        async def handle(caller: uuid.UUID) -> pb.ChangeMessageResponse:
-            changed = await self._service.edit_message(
-                caller,
-                request.conversation_id,
-                request.seq,
-                request.client_change_id,
-                request.content,
-            )
-            return pb.ChangeMessageResponse(
-                message=message_to_proto(changed.message), created=changed.created
-            )
+        changed = await self._service.edit_message(
+            caller,
+            request.conversation_id,
+            request.seq,
+            request.client_change_id,
+            request.content,
+        )
+        return pb.ChangeMessageResponse(
+            message=message_to_proto(changed.message), created=changed.created
+        )
 
-        return await self._call("EditMessage", context, handle)
-
+    @_rpc
     async def DeleteMessage(
-        self, request: pb.DeleteMessageRequest, context: Context
+        self, caller: uuid.UUID, request: pb.DeleteMessageRequest
     ) -> pb.ChangeMessageResponse:
-        async def handle(caller: uuid.UUID) -> pb.ChangeMessageResponse:
-            changed = await self._service.delete_message(
-                caller, request.conversation_id, request.seq
-            )
-            return pb.ChangeMessageResponse(
-                message=message_to_proto(changed.message), created=changed.created
-            )
+        changed = await self._service.delete_message(caller, request.conversation_id, request.seq)
+        return pb.ChangeMessageResponse(
+            message=message_to_proto(changed.message), created=changed.created
+        )
 
-        return await self._call("DeleteMessage", context, handle)
-
+    @_rpc
     async def GetChanges(
-        self, request: pb.GetChangesRequest, context: Context
+        self, caller: uuid.UUID, request: pb.GetChangesRequest
     ) -> pb.GetChangesResponse:
-        async def handle(caller: uuid.UUID) -> pb.GetChangesResponse:
-            messages, last = await self._service.changes(
-                caller,
-                request.conversation_id,
-                request.after_change,
-                request.up_to_seq,
-                request.limit,
-            )
-            return pb.GetChangesResponse(
-                messages=[message_to_proto(m) for m in messages], next_after_change=last
-            )
+        messages, last = await self._service.changes(
+            caller,
+            request.conversation_id,
+            request.after_change,
+            request.up_to_seq,
+            request.limit,
+        )
+        return pb.GetChangesResponse(
+            messages=[message_to_proto(m) for m in messages], next_after_change=last
+        )
 
-        return await self._call("GetChanges", context, handle)
-
+    @_rpc
     async def RenameConversation(
-        self, request: pb.RenameConversationRequest, context: Context
+        self, caller: uuid.UUID, request: pb.RenameConversationRequest
     ) -> pb.Conversation:
-        async def handle(caller: uuid.UUID) -> pb.Conversation:
-            record = await self._service.rename_conversation(
-                caller, request.conversation_id, request.title
-            )
-            return conversation_to_proto(record)
+        record = await self._service.rename_conversation(
+            caller, request.conversation_id, request.title
+        )
+        return conversation_to_proto(record)
 
-        return await self._call("RenameConversation", context, handle)
-
+    @_rpc
     async def GetPresence(
-        self, request: pb.GetPresenceRequest, context: Context
+        self, caller: uuid.UUID, request: pb.GetPresenceRequest
     ) -> pb.GetPresenceResponse:
-        async def handle(caller: uuid.UUID) -> pb.GetPresenceResponse:
-            records = await self._service.presence(caller, list(request.user_ids))
-            return pb.GetPresenceResponse(
-                users=[
-                    pb.UserPresence(
-                        user_id=str(r.user_id),
-                        status=r.status,
-                        since=_timestamp(r.since) if r.since is not None else None,
-                    )
-                    for r in records
-                ]
-            )
-
-        return await self._call("GetPresence", context, handle)
+        records = await self._service.presence(caller, list(request.user_ids))
+        return pb.GetPresenceResponse(
+            users=[
+                pb.UserPresence(
+                    user_id=str(r.user_id),
+                    status=r.status,
+                    since=_timestamp(r.since) if r.since is not None else None,
+                )
+                for r in records
+            ]
+        )
