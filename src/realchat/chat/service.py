@@ -92,6 +92,14 @@ def _check_seq(seq: int) -> None:
         raise InvalidArgument(ErrorCode.INVALID_SEQ, "seq must be >= 1")
 
 
+def _message_page_limit(limit: int) -> int:
+    """The size of a page of messages (history or changes); 0 asks for the default."""
+    limit = limit or DEFAULT_HISTORY_LIMIT
+    if not 1 <= limit <= MAX_HISTORY_LIMIT:
+        raise InvalidArgument(ErrorCode.INVALID_LIMIT, f"limit must be 1-{MAX_HISTORY_LIMIT}")
+    return limit
+
+
 def _nothing(shards: Collection[int] | None = None) -> None:
     pass
 
@@ -258,9 +266,7 @@ class ChatService:
         conversation = parse_id(conversation_id, "conversation_id")
         if after_seq < 0:
             raise InvalidArgument(ErrorCode.INVALID_AFTER_SEQ, "after_seq must be >= 0")
-        limit = limit or DEFAULT_HISTORY_LIMIT
-        if not 1 <= limit <= MAX_HISTORY_LIMIT:
-            raise InvalidArgument(ErrorCode.INVALID_LIMIT, f"limit must be 1-{MAX_HISTORY_LIMIT}")
+        limit = _message_page_limit(limit)
         membership = await self._require_member(conversation, caller)
         messages = await self._store.history(conversation, after_seq, limit, membership.last_seq)
         return messages, membership.last_seq
@@ -342,9 +348,7 @@ class ChatService:
         conversation = parse_id(conversation_id, "conversation_id")
         if after_change < 0:
             raise InvalidArgument(ErrorCode.INVALID_AFTER_CHANGE, "after_change must be >= 0")
-        limit = limit or DEFAULT_HISTORY_LIMIT
-        if not 1 <= limit <= MAX_HISTORY_LIMIT:
-            raise InvalidArgument(ErrorCode.INVALID_LIMIT, f"limit must be 1-{MAX_HISTORY_LIMIT}")
+        limit = _message_page_limit(limit)
         membership = await self._require_member(conversation, caller)
         up_to = min(up_to_seq, membership.last_seq)
         return await self._changes.changed_after(conversation, after_change, up_to, limit)
