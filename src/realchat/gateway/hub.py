@@ -41,6 +41,7 @@ from realchat.events.models import (
 )
 from realchat.gateway import metrics
 from realchat.gateway.connection import Connection
+from realchat.gateway.expiring import ExpiringMap
 from realchat.gateway.flush import Flusher
 from realchat.gateway.wsframe import text_frame
 
@@ -100,28 +101,19 @@ class PresenceVersions:
     between two topics spans moments, not minutes."""
 
     def __init__(self, keep_s: float = 300.0) -> None:
-        self._keep_s = keep_s
-        self._latest: dict[uuid.UUID, tuple[int, float]] = {}
-        self._next_prune = 0.0
+        self._latest: ExpiringMap[uuid.UUID, int] = ExpiringMap(keep_s)
 
     def advance(self, user_id: uuid.UUID, version: int, now: float | None = None) -> bool:
         """Record `version` if it is newer than what was applied; False if it is not."""
         now = time.monotonic() if now is None else now
-        if now >= self._next_prune:
-            self._prune(now)
-        applied = self._latest.get(user_id)
+        applied = self._latest.get(user_id, now)
         if applied is not None and applied[0] >= version:
             return False
-        self._latest[user_id] = (version, now)
+        self._latest.put(user_id, version, now)
         return True
 
     def __len__(self) -> int:
         return len(self._latest)
-
-    def _prune(self, now: float) -> None:
-        horizon = now - self._keep_s
-        self._latest = {u: entry for u, entry in self._latest.items() if entry[1] >= horizon}
-        self._next_prune = now + self._keep_s / 10
 
 
 log = structlog.get_logger(__name__)

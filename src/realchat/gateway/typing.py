@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from realchat.contract.frames import BadFrame, TypingFrame, UserTypingFrame, encode
 from realchat.gateway.chat_client import ChatCallError
 from realchat.gateway.connection import Connection
+from realchat.gateway.expiring import ExpiringMap
 from realchat.gateway.hub import Hub
 from realchat.gateway.wsframe import text_frame
 
@@ -69,29 +70,20 @@ class TypingLimiter:
 
     def __init__(self, interval_s: float = MIN_INTERVAL_S, forget_after_s: float = 60.0) -> None:
         self._interval_s = interval_s
-        self._forget_after_s = forget_after_s
         #: The last relayed state and when.
-        self._last: dict[tuple[uuid.UUID, str], tuple[bool, float]] = {}
-        self._next_prune = 0.0
+        self._last: ExpiringMap[tuple[uuid.UUID, str], bool] = ExpiringMap(forget_after_s)
 
     def allow(self, user_id: uuid.UUID, conversation_id: str, typing: bool, now: float) -> bool:
-        if now >= self._next_prune:
-            self._prune(now)
-        last = self._last.get((user_id, conversation_id))
+        last = self._last.get((user_id, conversation_id), now)
         if typing:
             return last is None or not last[0] or now - last[1] >= self._interval_s
         return last is not None and last[0]
 
     def relayed(self, user_id: uuid.UUID, conversation_id: str, typing: bool, now: float) -> None:
-        self._last[(user_id, conversation_id)] = (typing, now)
+        self._last.put((user_id, conversation_id), typing, now)
 
     def __len__(self) -> int:
         return len(self._last)
-
-    def _prune(self, now: float) -> None:
-        horizon = now - self._forget_after_s
-        self._last = {k: v for k, v in self._last.items() if v[1] >= horizon}
-        self._next_prune = now + self._forget_after_s / 4
 
 
 #: Reads a conversation's member ids as a user (the chat service refuses non-members).
