@@ -21,6 +21,7 @@ from typing import Protocol
 
 import structlog
 
+from realchat.backoff import Backoff
 from realchat.contract.frames import Message, MessageFrame, SyncDoneFrame, encode
 from realchat.gateway import metrics
 from realchat.gateway.catch_up import ChangesReader, catch_up
@@ -71,7 +72,8 @@ class Backfiller:
     ) -> list[Message]:
         """A page, returned holding a page slot (the caller releases it once the page is
         queued); no slot is held while waiting to retry."""
-        delay = self._retry_initial_s
+        # Not jittered: the plain doubling the module docstring states.
+        backoff = Backoff(self._retry_initial_s, self._retry_max_s, jitter=0.0)
         while True:
             await self._pages.acquire(connection.user_id)
             try:
@@ -86,6 +88,7 @@ class Backfiller:
                 if not retry or error.is_client_error or not connection.is_open:
                     raise
                 metrics.BACKFILL_RETRIES.inc()
+                delay = backoff.next_delay()
                 log.warning(
                     "backfill read failed; retrying",
                     conversation_id=conversation_id,
@@ -93,7 +96,6 @@ class Backfiller:
                     retry_in_s=delay,
                 )
                 await asyncio.sleep(delay)
-                delay = min(2 * delay, self._retry_max_s)
 
     async def _run(self, connection: Connection, conversation_id: str, retry: bool) -> None:
         cursor = connection.cursor(conversation_id)
