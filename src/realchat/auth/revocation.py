@@ -13,15 +13,14 @@ there can be: once it is gone, every token it refused has expired anyway.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
 
 from realchat.config import MAX_TOKEN_TTL_S
+from realchat.storage.redis import follow_channel
 
 log = structlog.get_logger(__name__)
 
@@ -86,22 +85,17 @@ class TokenVersions:
     ) -> None:
         """Call `on_bump` for every announced version, forever. After every (re)subscription
         `on_subscribed` runs: what was announced while unsubscribed was never heard."""
-        while True:
-            pubsub = self._redis.pubsub()
-            try:
-                await pubsub.subscribe(CHANNEL)
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    if message.get("type") == "subscribe":
-                        await on_subscribed()
-                    elif message.get("type") == "message":
-                        parsed = parse_announcement(message.get("data", b""))
-                        if parsed is not None:
-                            on_bump(*parsed)
-            except (RedisError, OSError) as exc:
-                log.warning("token revocations lost; resubscribing", error=str(exc))
-                await asyncio.sleep(RESUBSCRIBE_PAUSE_S)
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+        def on_message(data: bytes) -> None:
+            parsed = parse_announcement(data)
+            if parsed is not None:
+                on_bump(*parsed)
+
+        await follow_channel(
+            self._redis,
+            CHANNEL,
+            on_message,
+            lost="token revocations lost; resubscribing",
+            pause_s=RESUBSCRIBE_PAUSE_S,
+            on_subscribed=on_subscribed,
+        )

@@ -15,7 +15,6 @@ event), limits each user's signals per conversation, and names the recipients in
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ from realchat.gateway.connection import Connection
 from realchat.gateway.expiring import ExpiringMap
 from realchat.gateway.hub import Hub
 from realchat.gateway.wsframe import text_frame
+from realchat.storage.redis import follow_channel
 
 log = structlog.get_logger(__name__)
 
@@ -189,16 +189,10 @@ class TypingRelay:
 
     async def run(self) -> None:
         """Receive signals for as long as the gateway runs; Redis away: subscribe again."""
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(CHANNEL)
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and isinstance(message.get("data"), bytes):
-                        self.dispatch(message["data"])
-            except (RedisError, OSError) as exc:
-                log.warning("typing channel lost; subscribing again", error=str(exc))
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(RESUBSCRIBE_S)
+        await follow_channel(
+            self._redis,
+            CHANNEL,
+            self.dispatch,
+            lost="typing channel lost; subscribing again",
+            pause_s=RESUBSCRIBE_S,
+        )
