@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from realchat.loadtest import cost
 from realchat.loadtest.procfs import CLOCK_TICKS_PER_S, machine_ticks, proc_table, process_tree
 
 
@@ -54,7 +55,7 @@ def idle_rates(before: Snapshot, after: Snapshot) -> dict[str, float]:
     seconds = after.at - before.at
     if seconds <= 0:
         raise ValueError("idle window of no length")
-    return {name: (after.cpu_s[name] - before.cpu_s[name]) / seconds for name in after.cpu_s}
+    return cost.idle_rates(before.cpu_s, after.cpu_s, seconds)
 
 
 @dataclass(frozen=True)
