@@ -43,6 +43,7 @@ from realchat.client.events import Connected, Disconnected, Event, ServerNotice
 from realchat.client.options import ClientOptions
 from realchat.client.ordering import Ordering
 from realchat.client.rest import RestApi
+from realchat.contract.error_codes import ErrorCode
 from realchat.contract.frames import (
     AckFrame,
     ConversationUpdateFrame,
@@ -287,7 +288,7 @@ class Session:
                 pending = self._pending.get(client_msg_id) if client_msg_id else None
                 if pending is None or not client_msg_id or pending.reply.done():
                     self._emit(ServerNotice(code, text, client_msg_id))
-                elif not (code == "rate_limited" and self._retry_later(pending, now)):
+                elif not (code == ErrorCode.RATE_LIMITED and self._retry_later(pending, now)):
                     del self._pending[client_msg_id]
                     pending.reply.set_exception(send_error(code, text, client_msg_id))
             case LiveFrame(paused=paused):
