@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from realchat.loadtest.latency.run import LatencyOptions, run_bench_latency, write_json
+from realchat.loadtest.bench_report import write_atomically
+from realchat.loadtest.latency.run import LatencyOptions, run_bench_latency
 from realchat.loadtest.latency.trips import STAGES
 from tests.e2e.conftest import RealChat
 
@@ -20,7 +21,7 @@ async def test_bench_latency_smoke_observes_every_stage(realchat: RealChat, tmp_
     options = LatencyOptions(messages=6, rate=20.0, warmup=1, entry="direct")
     report = await run_bench_latency(realchat.settings, options, print)
     output = tmp_path / "bench-latency.json"
-    write_json(report, output)
+    write_atomically(output, report.to_json())
     print(output.read_text())
 
     result = report.result

@@ -7,14 +7,7 @@ import re
 
 import pytest
 
-from realchat.loadtest.bench_write.cpu import (
-    CpuSample,
-    ProcStat,
-    cpu_busy_pct,
-    cpu_us_per_message,
-    parse_pid_stat,
-    parse_proc_stat,
-)
+from realchat.loadtest.bench_write.cpu import CpuSample, cpu_busy_pct, cpu_us_per_message
 from realchat.loadtest.bench_write.pgbench import (
     SINGLE_MESSAGE_SQL,
     parse_pgbench_log,
@@ -164,14 +157,11 @@ def test_pgbench_script_runs_the_store_statement_with_every_parameter_bound() ->
 
 
 def test_cpu_busy_share_counts_only_samples_inside_the_window() -> None:
-    def stat(user: int, idle: int, iowait: int) -> str:
-        return f"cpu  {user} 0 0 {idle} {iowait} 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
-
     samples = [
-        parse_proc_stat(stat(user=0, idle=0, iowait=0), at=1.0),  # before the window
-        parse_proc_stat(stat(user=100, idle=100, iowait=0), at=2.0),
-        parse_proc_stat(stat(user=130, idle=150, iowait=20), at=3.0),
-        parse_proc_stat(stat(user=999, idle=100, iowait=0), at=9.0),  # after it
+        CpuSample(at=1.0, busy=0, total=0),  # before the window
+        CpuSample(at=2.0, busy=100, total=200),
+        CpuSample(at=3.0, busy=130, total=300),
+        CpuSample(at=9.0, busy=999, total=1099),  # after it
     ]
     assert cpu_busy_pct(samples, Window(2.0, 5.0)) == 30.0
     assert cpu_busy_pct(samples[:2], Window(2.0, 5.0)) is None
@@ -211,13 +201,6 @@ def test_ours_is_compared_with_both_pgbench_ceilings() -> None:
         ["hot-1", "pgbench", "600.0"],
         ["hot-1", "pgbench-pool", "1200.0"],
     ]
-
-
-def test_pid_stat_fields_are_counted_after_the_command_name() -> None:
-    # 52 fields; the name holds a space and a parenthesis. utime 7, stime 3, cutime 20, cstime 5.
-    rest = ["S", "42"] + ["0"] * 9 + ["7", "3", "20", "5"] + ["0"] * 35
-    stat = parse_pid_stat("1234 (post gres: x) " + " ".join(rest) + "\n")
-    assert stat == ProcStat(ppid=42, own=10, reaped=25)
 
 
 def test_cpu_per_message_is_each_roles_time_over_the_messages_in_between() -> None:

@@ -26,6 +26,7 @@ from realchat.chat.service import ChatService, SendRequest, SendResult
 from realchat.chat.store import ConversationRecord, MessageRecord
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
+from realchat.contract.error_codes import ErrorCode
 from realchat.observability.tracing import extract, inject, tracer
 
 log = structlog.get_logger(__name__)
@@ -87,7 +88,7 @@ def send_error(exc: ChatError) -> pb.SendError:
 
 #: A send that failed for a reason of ours (a bug, the database down): nothing internal leaks.
 INTERNAL_SEND_ERROR = pb.SendError(
-    status=grpc.StatusCode.INTERNAL.value[0], code="internal", message="internal error"
+    status=grpc.StatusCode.INTERNAL.value[0], code=ErrorCode.INTERNAL, message="internal error"
 )
 
 
@@ -95,13 +96,13 @@ def _sender(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise InvalidArgument("invalid_sender_id", "sender_id must be a UUID") from None
+        raise InvalidArgument(ErrorCode.INVALID_SENDER_ID, "sender_id must be a UUID") from None
 
 
 def _send_requests(request: pb.SendMessageBatchRequest) -> list[SendRequest]:
     """The batch's sends; a bad sender_id fails the whole call (a bug of the trusted caller)."""
     if len(request.sends) > MAX_BATCH_SENDS:
-        raise InvalidArgument("too_many_sends", f"at most {MAX_BATCH_SENDS} sends per call")
+        raise InvalidArgument(ErrorCode.TOO_MANY_SENDS, f"at most {MAX_BATCH_SENDS} sends per call")
     return [
         SendRequest(
             _sender(s.sender_id),
@@ -364,7 +365,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         code = "OK"
         try:
             if self._internal is None:
-                raise PermissionDenied("internal_only", "SendMessageBatch is for internal callers")
+                raise PermissionDenied(
+                    ErrorCode.INTERNAL_ONLY, "SendMessageBatch is for internal callers"
+                )
             self._internal.verify(metadata)
             requests = _send_requests(request)
             spans = [_send_span(r) for r in requests]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -37,14 +36,17 @@ import aiohttp
 import structlog
 
 from realchat.backoff import Backoff
+from realchat.client.acks import Acks
+from realchat.client.change_counters import ChangeCounters
 from realchat.client.connection import Link, LinkClosed
 from realchat.client.errors import ClientClosed, RealChatError, SendTimeout, send_error
 from realchat.client.events import Connected, Disconnected, Event, ServerNotice
+from realchat.client.feed import Feed
 from realchat.client.options import ClientOptions
 from realchat.client.ordering import Ordering
 from realchat.client.rest import RestApi
+from realchat.contract.error_codes import ErrorCode
 from realchat.contract.frames import (
-    AckFrame,
     ConversationUpdateFrame,
     ErrorFrame,
     HelloFrame,
@@ -112,9 +114,7 @@ class Session:
         self.rate_limited_retries = 0
         #: Gap syncs sent (a message held back longer than `gap_timeout_s`).
         self.gap_syncs = 0
-        self._ack_wanted: dict[str, int] = {}
-        self._ack_sent: dict[str, int] = {}
-        self._ack_wake = asyncio.Event()
+        self._acks = Acks()
         self._gap_wake = asyncio.Event()
         #: The server paused live delivery (`live` frame): sync by polling until it resumes.
         self._live_paused = False
@@ -122,23 +122,11 @@ class Session:
         #: Syncs sent while live delivery was paused.
         self.paused_syncs = 0
         # what the application reads
-        self._inbox: deque[Message] = deque()
-        self._inbox_changed = asyncio.Event()
+        self._inbox: Feed[Message] = Feed()
         #: Conversations whose messages were not taken in because the inbox was full.
         self._overflowed: set[str] = set()
-        #: Each conversation's change counter as of the last `sync_done`: passed back in every
-        #: sync (handshake, gap and paused ones), which then sends the messages changed since
-        #: (edits, deletes). A sync without it would move the counter past changes whose live
-        #: frame was lost (a fault cut the connection or the bus) without sending them.
-        self._change_counters: dict[str, int] = {}
-        #: Conversations the baseline started mid-way (first seen live during it, not in its
-        #: `sync_done`) before any counter was told: nothing at or before their position was
-        #: had, so no catch-up on it is asked for (see `_counters_of`).
-        self._uncounted: set[str] = set()
-        self._events: deque[Event] = deque(maxlen=options.max_buffered_events)
-        self._events_changed = asyncio.Event()
-        #: Events dropped because nobody read `events()` fast enough.
-        self.events_dropped = 0
+        self._counters = ChangeCounters()
+        self._events: Feed[Event] = Feed(options.max_buffered_events)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -167,8 +155,9 @@ class Session:
         self._pending.clear()
         for task in self._resends:
             task.cancel()
-        for event in (self._state_changed, self._inbox_changed, self._events_changed):
-            event.set()
+        self._state_changed.set()
+        self._inbox.finish(failure)
+        self._events.finish(failure)
 
     def _raise_if_finished(self) -> None:
         if self._finished:
@@ -202,7 +191,7 @@ class Session:
             for conversation in await self._rest.conversations():
                 self._deliver(self._ordering.start_at(conversation.conversation_id, 0, self._now()))
             frames = [
-                SyncFrame(chunk, self._counters_of(chunk))
+                SyncFrame(chunk, self._counters.for_sync(chunk))
                 for chunk in _chunks(self._ordering.positions())
             ]
         self._handshake_syncs_left = len(frames)
@@ -212,7 +201,7 @@ class Session:
         if not frames:
             self._go_live()
         await self._await_handshake()
-        self._ack_wake.set()
+        self._acks.wake.set()
         with contextlib.suppress(LinkClosed):  # then the next connection does it
             for pending in list(self._pending.values()):  # oldest first
                 if pending.link is link or pending.reply.done():
@@ -220,21 +209,6 @@ class Session:
                 pending.link = link
                 await link.send(pending.frame)
         self._gap_wake.set()
-
-    def _counters_of(self, positions: Mapping[str, int]) -> dict[str, int] | None:
-        """The change counters to name in a sync of `positions`. A conversation held from its
-        first message with no counter told yet (first seen live, or restored by the
-        application) names 0: every change of what it holds. Without it, a device that learnt
-        a conversation live, then missed an edit while away, was given the current counter by
-        its next sync and never got that edit (`realchat chaos` found it)."""
-        counters: dict[str, int] = {}
-        for conversation_id in positions:
-            known = self._change_counters.get(conversation_id)
-            if known is not None:
-                counters[conversation_id] = known
-            elif conversation_id not in self._uncounted:
-                counters[conversation_id] = 0
-        return counters or None
 
     def _go_live(self) -> None:
         """The handshake's last `sync_done` (called by the reader, so that no later frame's
@@ -268,15 +242,13 @@ class Session:
                     pending.reply.set_result(message)
                 self._take_in(message, now)
             case SyncDoneFrame(positions=positions, changes=changes):
-                self._change_counters.update(changes or {})
+                self._counters.told(changes)
                 if self._handshake_syncs_left > 0:
                     self._handshake_syncs_left -= 1
                     if self._handshake_baseline:
                         self._deliver(self._ordering.end_baseline(positions, now))
                         self._handshake_baseline = False
-                        self._uncounted.update(
-                            c for c in self._ordering.positions() if c not in self._change_counters
-                        )
+                        self._counters.baseline_ended(self._ordering.positions())
                     else:
                         self._ordering.sync_done(positions, now)
                     if self._handshake_syncs_left == 0:
@@ -287,7 +259,7 @@ class Session:
                 pending = self._pending.get(client_msg_id) if client_msg_id else None
                 if pending is None or not client_msg_id or pending.reply.done():
                     self._emit(ServerNotice(code, text, client_msg_id))
-                elif not (code == "rate_limited" and self._retry_later(pending, now)):
+                elif not (code == ErrorCode.RATE_LIMITED and self._retry_later(pending, now)):
                     del self._pending[client_msg_id]
                     pending.reply.set_exception(send_error(code, text, client_msg_id))
             case LiveFrame(paused=paused):
@@ -410,35 +382,21 @@ class Session:
 
     async def ack(self, conversation_id: str, seq: int) -> None:
         self._raise_if_finished()
-        self._want_ack(conversation_id, seq)
+        self._acks.want(conversation_id, seq)
         await self._flush_acks()
-
-    def _want_ack(self, conversation_id: str, seq: int) -> None:
-        if seq > self._ack_wanted.get(conversation_id, 0):
-            self._ack_wanted[conversation_id] = seq
 
     async def _flush_acks(self) -> None:
         link = self._link
-        if not self._ready or link is None:
-            return  # sent once the next connection is live
-        for cid, seq in list(self._ack_wanted.items()):
-            before = self._ack_sent.get(cid, 0)
-            if before >= seq:
-                continue
-            self._ack_sent[cid] = seq
-            try:
-                await link.send(AckFrame(cid, seq))
-            except LinkClosed:
-                self._ack_sent[cid] = before
-                return
+        if self._ready and link is not None:  # else sent once the next connection is live
+            await self._acks.flush(link)
 
     # -- background tasks (run by the client) ------------------------------------------------------
 
     async def run_acks(self) -> None:
         """Send the wanted acks: batched (one per conversation per interval) for auto-acks."""
         while True:
-            await self._ack_wake.wait()
-            self._ack_wake.clear()
+            await self._acks.wake.wait()
+            self._acks.wake.clear()
             if self._ready:
                 await asyncio.sleep(self._options.auto_ack_interval_s)  # the batching window
                 await self._flush_acks()
@@ -468,7 +426,7 @@ class Session:
                     for chunk in _chunks(due):
                         log.info("realchat gap sync", positions=chunk)
                         self.gap_syncs += 1
-                        await link.send(SyncFrame(chunk, self._counters_of(chunk)))
+                        await link.send(SyncFrame(chunk, self._counters.for_sync(chunk)))
                 except LinkClosed:
                     pass  # the next connection's handshake syncs everything
                 next_due = self._ordering.next_due()
@@ -503,48 +461,32 @@ class Session:
         with contextlib.suppress(LinkClosed):
             for chunk in _chunks(self._ordering.positions()):
                 self.paused_syncs += 1
-                await link.send(SyncFrame(chunk, self._counters_of(chunk)))
+                await link.send(SyncFrame(chunk, self._counters.for_sync(chunk)))
 
     # -- what the application reads --------------------------------------------------------------
 
+    @property
+    def events_dropped(self) -> int:
+        """Events dropped because nobody read `events()` fast enough."""
+        return self._events.dropped
+
     def _deliver(self, messages: list[Message]) -> None:
-        if messages:
-            self._inbox.extend(messages)
-            self._inbox_changed.set()
+        self._inbox.extend(messages)
 
     async def messages(self) -> AsyncIterator[Message]:
-        while True:
-            while not self._inbox:
-                if self._finished:
-                    if self._failure is not None:
-                        raise self._failure
-                    return
-                self._inbox_changed.clear()
-                await self._inbox_changed.wait()
-            message = self._inbox.popleft()
+        async for message in self._inbox.items():
             if self._overflowed and len(self._inbox) <= self._options.max_buffered_messages // 2:
                 self._gap_wake.set()  # room again: the gap timer task asks for the rest
             if self._options.auto_ack:
-                self._want_ack(message.conversation_id, message.seq)
-                self._ack_wake.set()
+                self._acks.want(message.conversation_id, message.seq)
+                self._acks.wake.set()
             yield message
 
-    async def events(self) -> AsyncIterator[Event]:
-        while True:
-            while not self._events:
-                if self._finished:
-                    if self._failure is not None:
-                        raise self._failure
-                    return
-                self._events_changed.clear()
-                await self._events_changed.wait()
-            yield self._events.popleft()
+    def events(self) -> AsyncIterator[Event]:
+        return self._events.items()
 
     def _emit(self, event: Event) -> None:
-        if len(self._events) == self._events.maxlen:
-            self.events_dropped += 1
-        self._events.append(event)
-        self._events_changed.set()
+        self._events.put(event)
 
 
 def _chunks(positions: Mapping[str, int]) -> Iterator[dict[str, int]]:

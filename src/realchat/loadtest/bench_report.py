@@ -1,5 +1,6 @@
-"""What every benchmark report records about the machine it ran on, and how its files are
-written: atomically, so a crashed run never leaves half a file as the latest numbers."""
+"""What every benchmark report records about the machine it ran on, and how its files (and the
+tools' other saved state) are written: atomically, so a crashed run never leaves half a file as
+the latest numbers."""
 
 from __future__ import annotations
 

@@ -18,8 +18,9 @@ GROUPS = {"gateways": "gateway", "generator": "loadgen-", "publishers": "outbox-
 def idle_rates(
     before: Mapping[str, float], after: Mapping[str, float], seconds: float
 ) -> dict[str, float]:
-    """Component -> CPU seconds per second it spends with every client connected and no
-    traffic (keepalives, polls, heartbeats): what a phase would have cost without messages."""
+    """Component (or group) -> CPU seconds per second it spends with every client connected
+    and no traffic (keepalives, polls, heartbeats): what a phase would have cost without
+    messages. A count that went down (a process gone) is no negative cost: 0."""
     return {
         name: max(0.0, after[name] - before.get(name, 0.0)) / seconds
         for name in after

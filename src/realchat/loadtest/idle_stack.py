@@ -32,7 +32,7 @@ import uvloop
 
 from realchat.config import Settings
 from realchat.loadtest.fanout import realchat_side
-from realchat.loadtest.fanout.measure import Group, Snapshot, cores_busy, snapshot
+from realchat.loadtest.fanout.measure import Group, Snapshot, cores_busy, idle_rates, snapshot
 from realchat.loadtest.fanout.plan import connection_specs, shares, source_addresses
 from realchat.loadtest.fanout.pool import ClientPool
 from realchat.loadtest.fanout.realchat_side import ws_url
@@ -209,7 +209,7 @@ async def _hold(
     before = snapshot(groups)
     await asyncio.sleep(options.idle_cpu_s)
     after = snapshot(groups)
-    result.idle_cores = _cores(before, after)
+    result.idle_cores = {name: round(rate, 3) for name, rate in idle_rates(before, after).items()}
     result.machine_cores_busy_idle = cores_busy(before, after)
     result.complete = True
     save(result)
@@ -259,13 +259,6 @@ async def _step(
         load_average=os.getloadavg(),
     )
     return _StepOutcome(step, status.get("first_error"))
-
-
-def _cores(before: Snapshot, after: Snapshot) -> dict[str, float]:
-    seconds = after.at - before.at
-    return {
-        name: round((after.cpu_s[name] - before.cpu_s[name]) / seconds, 3) for name in after.cpu_s
-    }
 
 
 def render(result: IdleStackResult) -> str:

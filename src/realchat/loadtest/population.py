@@ -30,6 +30,7 @@ from realchat.auth.passwords import Passwords
 from realchat.auth.provisioning import create_users, mint_tokens, numbered_usernames
 from realchat.auth.store import AuthStore
 from realchat.auth.tokens import TokenIssuer
+from realchat.loadtest.bench_report import write_atomically
 
 Reporter = Callable[[str], None]
 PASSWORD = "load test password"
@@ -192,7 +193,7 @@ async def _provision(
     plans, ids, conversations_s = await _create_conversations(http, base_url, shape, users, report)
     kept = [{k: u[k] for k in ("username", "password", "user_id", "conversations")} for u in users]
     saved = {"users": kept, "conversations": plans, "conversation_ids": ids}
-    await asyncio.to_thread(_save, cache, saved)
+    await asyncio.to_thread(write_atomically, cache, json.dumps(saved))
     return Population(users, plans, register_s, conversations_s, "provisioned")
 
 
@@ -237,13 +238,6 @@ def _load(cache: Path) -> dict[str, Any] | None:
         return dict(json.loads(cache.read_text()))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def _save(cache: Path, saved: dict[str, Any]) -> None:
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(saved))
-    tmp.replace(cache)
 
 
 async def bulk_accounts(

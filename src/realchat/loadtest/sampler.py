@@ -9,17 +9,14 @@ Asyncio task counts: no RealChat process exports one, so the report says so inst
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-TICKS = os.sysconf("SC_CLK_TCK")
+from realchat.loadtest.procfs import CLOCK_TICKS_PER_S, machine_ticks, proc_table, process_tree
 
 LOCK_WAITS_SQL = """
 SELECT
@@ -36,49 +33,6 @@ METRICS = {
     "slow_consumer_disconnects": "realchat_gateway_slow_consumer_disconnects_total",
 }
 TASK_METRICS = ("asyncio_tasks", "realchat_asyncio_tasks")
-
-
-def proc_table() -> dict[int, tuple[int, int, int]]:
-    """pid -> (ppid, cpu ticks, rss bytes) of every process; the ticks include its reaped
-    children's (a process tree's sum then counts short-lived children such as PostgreSQL's
-    backends once, whether they still run or not)."""
-    table: dict[int, tuple[int, int, int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # after comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14) ...
-        # rss(21) pages
-        table[int(entry.name)] = (
-            int(fields[1]),
-            sum(int(v) for v in fields[11:15]),
-            int(fields[21]) * PAGE,
-        )
-    return table
-
-
-def process_tree(table: dict[int, tuple[int, int, int]], root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if pid in table:
-            found.append(pid)
-            todo.extend(children.get(pid, []))
-    return found
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -125,7 +79,7 @@ class ServerSampler:
         for name, pid in self.pids.items():
             tree = process_tree(table, pid)
             if tree:
-                found[name] = sum(table[p][1] for p in tree) / TICKS
+                found[name] = sum(table[p].ticks for p in tree) / CLOCK_TICKS_PER_S
         return found
 
     def sample_processes(self) -> dict[str, Any]:
@@ -136,11 +90,13 @@ class ServerSampler:
             tree = process_tree(table, pid)
             if not tree:
                 continue
-            ticks = sum(table[p][1] for p in tree)
-            rss = sum(table[p][2] for p in tree)
+            ticks = sum(table[p].ticks for p in tree)
+            rss = sum(table[p].rss_bytes for p in tree)
             entry: dict[str, Any] = {"rss_mb": round(rss / 2**20, 1)}
             if (last := self._last.get(name)) is not None and now > last[0]:
-                entry["cpu_pct"] = round((ticks - last[1]) / TICKS / (now - last[0]) * 100, 1)
+                entry["cpu_pct"] = round(
+                    (ticks - last[1]) / CLOCK_TICKS_PER_S / (now - last[0]) * 100, 1
+                )
             self._last[name] = (now, ticks)
             processes[name] = entry
         busy, total = machine_ticks()

@@ -13,19 +13,26 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import msgspec
 
+from realchat.contract.close_codes import CloseCode
 from realchat.loadtest.tracking import ClientTracker
 
 if TYPE_CHECKING:
     from realchat.loadtest.worker import Worker
 
-CLOSE_REASONS = {
-    1000: "server_closed",
-    1001: "going_away",
-    1008: "policy",
-    1009: "too_big",
-    4001: "unauthorized",
-    4008: "slow_consumer",
-}
+
+def close_reason(code: int | None) -> str:
+    """A close's label in the report: the contract's name for its code (`going_away`,
+    `slow_consumer`, ...)."""
+    if code is None:
+        return "abnormal"
+    if code == 1000:
+        return "server_closed"
+    try:
+        return CloseCode(code).name.lower()
+    except ValueError:
+        return f"close_{code}"
+
+
 PADDING = "x" * 60
 
 
@@ -175,9 +182,9 @@ class Client:
         if self.churning:
             return "churn"
         code = ws.close_code
-        if code == 4001:
+        if code == CloseCode.UNAUTHORIZED:
             await worker.refresh_token(self.user, token)
-        return CLOSE_REASONS.get(code, f"close_{code}") if code is not None else "abnormal"
+        return close_reason(code)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         worker = self.worker

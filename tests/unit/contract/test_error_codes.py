@@ -12,16 +12,6 @@ from realchat.contract.error_codes import ErrorCode, invalid
 SOURCE = Path(__file__).resolve().parents[3] / "src" / "realchat"
 DEFINED_IN = SOURCE / "contract" / "error_codes.py"
 
-#: Literals not moved to `ErrorCode` yet (a close-reason label of the load test matches a code).
-NOT_YET_ON_THE_ENUM = {
-    ("chat/api.py", "internal"),
-    ("chat/api.py", "internal_only"),
-    ("chat/api.py", "invalid_sender_id"),
-    ("chat/api.py", "too_many_sends"),
-    ("client/session.py", "rate_limited"),
-    ("loadtest/worker_client.py", "unauthorized"),
-}
-
 
 def literal_codes(path: Path) -> set[str]:
     """The error codes written as string literals in `path`, dictionary keys of rows
@@ -43,7 +33,7 @@ def test_no_module_writes_an_error_code_out() -> None:
         if path != DEFINED_IN and "/v1/" not in path.as_posix()
         for code in literal_codes(path)
     }
-    assert found <= NOT_YET_ON_THE_ENUM, sorted(found - NOT_YET_ON_THE_ENUM)
+    assert found == set(), sorted(found)
 
 
 def test_each_code_is_snake_case_and_unique() -> None:

@@ -15,6 +15,6 @@ client, which gathers concurrent sends into SendMessageBatch calls: the headline
 caller), `service` (`ChatService.send_message` in this process: the cost without the transport),
 all in `paths.py`, and `pgbench` and `pgbench-pool`. All run a closed loop (`driver.py`) with the
 same number of callers; only completions inside the same measurement window (after a warm-up)
-count. `cpu.py` accounts CPU time per process role, `results.py` holds the figures,
-`render.py` the table, `command.py` the command.
+count. `cpu.py` accounts CPU time per process role (read through `loadtest.procfs`),
+`results.py` holds the figures, `render.py` the table, `command.py` the command.
 """

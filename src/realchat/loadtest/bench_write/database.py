@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from realchat.loadtest.bench_write.cpu import parent_of
 from realchat.loadtest.bench_write.scenarios import (
     CONVERSATION_PREFIX,
     USER_PREFIX,
     indexed_uuid_sql,
 )
+from realchat.loadtest.procfs import parent_of
 from realchat.stack.postgres import Postgres
 from realchat.storage.migrations import migrate_database
 

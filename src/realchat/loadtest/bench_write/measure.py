@@ -8,7 +8,6 @@ from collections.abc import Awaitable
 from dataclasses import replace
 
 from realchat.loadtest.bench_write.cpu import (
-    TICKS_PER_S,
     CpuSample,
     cpu_busy_pct,
     cpu_us_per_message,
@@ -31,6 +30,7 @@ from realchat.loadtest.bench_write.results import (
     wal_usage,
 )
 from realchat.loadtest.bench_write.scenarios import Scenario
+from realchat.loadtest.procfs import CLOCK_TICKS_PER_S
 
 #: Backends publish their WAL statistics when they exit or go idle; give them this long.
 STATS_SETTLE_S = 1.5
@@ -59,7 +59,7 @@ async def measure(ctx: BenchContext, run: Awaitable[PathResult]) -> PathResult:
             "are stored; the benchmark does not write what it claims to"
         )
     busy = cpu_busy_pct(cpu, result.window)
-    per_msg = cpu_us_per_message(cpu, result.window, result.msgs_per_s, TICKS_PER_S)
+    per_msg = cpu_us_per_message(cpu, result.window, result.msgs_per_s, CLOCK_TICKS_PER_S)
     wal = wal_usage(stored, committed, syncs)
     result = replace(result, wal=wal, cpu_busy_pct=busy, cpu_us_per_msg=per_msg)
     ctx.report(

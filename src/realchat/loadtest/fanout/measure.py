@@ -13,7 +13,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from realchat.loadtest.sampler import TICKS, machine_ticks, proc_table, process_tree
+from realchat.loadtest import cost
+from realchat.loadtest.procfs import CLOCK_TICKS_PER_S, machine_ticks, proc_table, process_tree
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ def snapshot(groups: Mapping[str, Group]) -> Snapshot:
         for root in group.pids:
             pids.update(process_tree(table, root) if group.children else [root])
         present = [p for p in pids if p in table]
-        cpu[name] = sum(table[p][1] for p in present) / TICKS
-        rss[name] = sum(table[p][2] for p in present)
+        cpu[name] = sum(table[p].ticks for p in present) / CLOCK_TICKS_PER_S
+        rss[name] = sum(table[p].rss_bytes for p in present)
     busy, total = machine_ticks()
     return Snapshot(time.monotonic(), cpu, rss, busy, total)
 
@@ -54,7 +55,7 @@ def idle_rates(before: Snapshot, after: Snapshot) -> dict[str, float]:
     seconds = after.at - before.at
     if seconds <= 0:
         raise ValueError("idle window of no length")
-    return {name: (after.cpu_s[name] - before.cpu_s[name]) / seconds for name in after.cpu_s}
+    return cost.idle_rates(before.cpu_s, after.cpu_s, seconds)
 
 
 @dataclass(frozen=True)

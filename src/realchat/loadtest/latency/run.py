@@ -34,7 +34,7 @@ from realchat.contract.frames import (
     SyncDoneFrame,
     SyncFrame,
 )
-from realchat.loadtest.bench_report import machine_facts
+from realchat.loadtest.bench_report import machine_facts, write_atomically
 from realchat.loadtest.fanout import realchat_side
 from realchat.loadtest.latency.bus import BusWatch, Seen
 from realchat.loadtest.latency.trips import (
@@ -298,13 +298,6 @@ async def _send_all(
     return trips
 
 
-def write_json(report: LatencyReport, output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".tmp")
-    tmp.write_text(report.to_json())
-    os.replace(tmp, output)
-
-
 def bench_latency_command(
     settings: Settings, options: LatencyOptions, output: Path, report: Reporter
 ) -> int:
@@ -317,7 +310,7 @@ def bench_latency_command(
     except (LatencyBenchError, ProvisioningError) as exc:
         report(f"error: {exc}")
         return 1
-    write_json(result, output)
+    write_atomically(output, result.to_json())
     report("")
     report(render(result.result))
     load = result.machine
