@@ -73,12 +73,15 @@ def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     """The contract's error body. A 503 (a dependency is down) says when to try again, 1 s
-    unless `headers` says otherwise: shortly, not at once."""
+    unless `headers` says otherwise: shortly, not at once. A 401 names the scheme that gets in
+    (RFC 9110 requires `WWW-Authenticate` on every 401)."""
     response = web.json_response(
         {"error": {"code": code, "message": message}}, status=status, headers=headers
     )
     if status == 503 and "Retry-After" not in response.headers:
         response.headers["Retry-After"] = "1"
+    if status == 401 and "WWW-Authenticate" not in response.headers:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="realchat"'
     return response
 
 

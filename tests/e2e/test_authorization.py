@@ -198,6 +198,9 @@ async def test_bad_tokens_get_401_on_rest_and_close_4001_on_the_websocket(
                 assert_error(reply, 401, "unauthorized")
             except AssertionError as exc:
                 raise AssertionError(f"{method} {path} with {name}: {exc}") from None
+    async with http.get(f"{base}/v1/conversations") as refused:  # RFC 9110: says how to get in
+        assert refused.status == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
     status, history = await call(
         http, "GET", f"{base}/v1/conversations/{conversation}/messages", headers=alice.auth
     )

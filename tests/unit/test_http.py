@@ -43,6 +43,13 @@ def test_a_503_says_when_to_try_again_unless_told() -> None:
     assert told.headers["Retry-After"] == "7"
 
 
+def test_a_401_names_the_scheme_that_gets_in() -> None:
+    """RFC 9110: every 401 carries WWW-Authenticate (the gateway's REST API and auth alike)."""
+    refused = error_response(401, "unauthorized", "Authorization: Bearer <access_token> required")
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="realchat"'
+    assert "WWW-Authenticate" not in error_response(403, "not_a_member", "no").headers
+
+
 def test_aiohttps_own_errors_get_their_code_and_keep_allow() -> None:
     refused = http_error_response(web.HTTPMethodNotAllowed("PATCH", ["GET", "POST"]))
     assert refused.status == 405

@@ -53,9 +53,6 @@ class Unauthorized(AuthError):  # noqa: N818
     def __init__(self, message: str) -> None:
         super().__init__(ErrorCode.UNAUTHORIZED, message)
 
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="realchat"'}
-
 
 class TooManyAttempts(AuthError):  # noqa: N818
     status = 429
