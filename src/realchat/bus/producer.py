@@ -49,6 +49,11 @@ def producer_config(
         # partition is written, and re-sending it puts it after that one.
         "message.timeout.ms": int(delivery_timeout_s * 1000),
         "linger.ms": 5,
+        # TCP_NODELAY, as the brokers and the Java clients have it: librdkafka leaves Nagle on,
+        # and a small request then waits for the ACK of the one before. Produce -> consume of
+        # one record at a time, interleaved A/B (600 each, loaded machine): p50 5.1 -> 4.2 ms,
+        # p99 56 -> 41 ms.
+        "socket.nagle.disable": True,
         "compression.type": "lz4",
         # Java clients' partitioner: every client maps a conversation to the same partition.
         "partitioner": "murmur2_random",

@@ -83,6 +83,8 @@ def consumer_config(
         # sets is how often an idle consumer asks again. At 10 ms each gateway sent ~100
         # empty fetches a second, most of its idle CPU.
         "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
+        # TCP_NODELAY: see `bus.producer.producer_config`.
+        "socket.nagle.disable": True,
         "queued.max.messages.kbytes": queued_max_kbytes,
         "fetch.max.bytes": fetch_max_bytes,
         "log_level": 4,
