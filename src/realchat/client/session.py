@@ -30,12 +30,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
 
 import aiohttp
 import structlog
 
-from realchat.backoff import Backoff
 from realchat.client.acks import Acks
 from realchat.client.change_counters import ChangeCounters
 from realchat.client.connection import Link, LinkClosed
@@ -44,6 +42,7 @@ from realchat.client.events import Connected, Disconnected, Event, ServerNotice
 from realchat.client.feed import Feed
 from realchat.client.options import ClientOptions
 from realchat.client.ordering import Ordering
+from realchat.client.pending import PendingSend
 from realchat.client.rest import RestApi
 from realchat.contract.error_codes import ErrorCode
 from realchat.contract.frames import (
@@ -72,22 +71,6 @@ log = structlog.get_logger(__name__)
 
 #: Conversations per `sync` frame (the server refuses frames above 64 KiB).
 SYNC_CHUNK = 500
-#: Re-send delays of a rate-limited send: from 0.1 s doubling to 2 s, jittered.
-RATE_LIMITED_RETRY_INITIAL_S = 0.1
-RATE_LIMITED_RETRY_MAX_S = 2.0
-
-
-@dataclass
-class _PendingSend:
-    frame: SendFrame
-    reply: asyncio.Future[Message]
-    #: The WebSocket it was last written to (None: not written yet).
-    link: Link | None = None
-    #: `send()` calls waiting for it (the same send may be awaited twice).
-    waiters: int = 0
-    #: When the server first answered `rate_limited`, and the delays of the re-sends since.
-    limited_since: float | None = None
-    limited_backoff: Backoff | None = None
 
 
 class Session:
@@ -106,9 +89,12 @@ class Session:
         self._handshake_syncs_left = 0
         self._handshake_baseline = False
         self._handshake_link: Link | None = None
+        #: The server refused a sync of the handshake (`sync_failed`): its `sync_done` will
+        #: never come, though live frames do.
+        self._handshake_refused: str | None = None
         self._progress = asyncio.Event()
         # sends and acks
-        self._pending: dict[str, _PendingSend] = {}
+        self._pending: dict[str, PendingSend] = {}
         self._resends: set[asyncio.Task[None]] = set()
         #: Sends written again because the server answered `rate_limited`.
         self.rate_limited_retries = 0
@@ -196,6 +182,7 @@ class Session:
             ]
         self._handshake_syncs_left = len(frames)
         self._handshake_link = link
+        self._handshake_refused = None
         for frame in frames:
             await link.send(frame)
         if not frames:
@@ -221,7 +208,13 @@ class Session:
         self._emit(Connected(self.user_id, self.session_id, link.number))
 
     async def _await_handshake(self) -> None:
+        """Until the last `sync_done`; raises (this connection fails, the next one syncs again)
+        if the server goes silent or refuses a sync. Without the latter, a client whose sync
+        found the chat service down waited for good: the live frames that followed kept the
+        silence timer from firing, and its sends were never written (a chaos run's 940 s)."""
         while not self._ready:
+            if self._handshake_refused is not None:
+                raise ConnectionError(f"the handshake's sync failed: {self._handshake_refused}")
             self._progress.clear()
             try:
                 async with asyncio.timeout(self._options.handshake_timeout_s):
@@ -256,6 +249,8 @@ class Session:
                 else:
                     self._ordering.sync_done(positions, now)
             case ErrorFrame(code=code, message=text, client_msg_id=client_msg_id):
+                if code == ErrorCode.SYNC_FAILED and self._handshake_syncs_left > 0:
+                    self._handshake_refused = text
                 pending = self._pending.get(client_msg_id) if client_msg_id else None
                 if pending is None or not client_msg_id or pending.reply.done():
                     self._emit(ServerNotice(code, text, client_msg_id))
@@ -322,7 +317,7 @@ class Session:
         if pending is not None and pending.frame != frame:
             raise ValueError(f"a different send with client_msg_id {client_msg_id} is pending")
         if pending is None:
-            pending = _PendingSend(frame, asyncio.get_running_loop().create_future())
+            pending = PendingSend(frame, asyncio.get_running_loop().create_future())
             self._pending[client_msg_id] = pending
         pending.waiters += 1
         try:
@@ -342,23 +337,17 @@ class Session:
             if pending.waiters == 0 and self._pending.get(client_msg_id) is pending:
                 del self._pending[client_msg_id]  # given up (timeout, cancelled): not re-sent
 
-    def _retry_later(self, pending: _PendingSend, now: float) -> bool:
+    def _retry_later(self, pending: PendingSend, now: float) -> bool:
         """Write a rate-limited send again after a backoff; False once its time is up."""
-        if pending.limited_since is None or pending.limited_backoff is None:
-            pending.limited_since = now
-            pending.limited_backoff = Backoff(
-                RATE_LIMITED_RETRY_INITIAL_S, RATE_LIMITED_RETRY_MAX_S
-            )
-        if now - pending.limited_since >= self._options.rate_limited_retry_s:
+        delay = pending.rate_limited(now, self._options.rate_limited_retry_s)
+        if delay is None:
             return False
-        delay = pending.limited_backoff.next_delay()
-        pending.link = None  # not written (successfully) on any link now
         task = asyncio.create_task(self._resend(pending, delay))
         self._resends.add(task)
         task.add_done_callback(self._resends.discard)
         return True
 
-    async def _resend(self, pending: _PendingSend, delay: float) -> None:
+    async def _resend(self, pending: PendingSend, delay: float) -> None:
         await asyncio.sleep(delay)
         link = self._link
         current = self._pending.get(pending.frame.client_msg_id) is pending

@@ -348,6 +348,37 @@ async def test_a_conversation_the_baseline_started_mid_way_asks_for_no_earlier_c
         await server.script_done(1)
 
 
+async def test_a_refused_handshake_sync_fails_the_connection_though_live_frames_flow() -> None:
+    """The chat service was down for the handshake's sync (`sync_failed`, no sync_done ever),
+    while live frames kept coming: the client reconnects and syncs again, instead of waiting
+    for good with its sends unwritten."""
+    stop_live = asyncio.Event()
+
+    async def refused(conn: FakeConnection) -> None:
+        await plain_sync_refused(conn)
+        seq = 0
+        while not stop_live.is_set() and not conn.ws.closed:  # live frames keep flowing
+            seq += 1
+            await conn.messages(C, seq)
+            await asyncio.sleep(0.05)
+
+    async def second(conn: FakeConnection) -> None:
+        stop_live.set()
+        await plain_sync(conn, {C: 0})  # still a baseline: the first one never completed
+
+    async def plain_sync_refused(conn: FakeConnection) -> None:
+        await conn.hello()
+        await conn.expect("sync")
+        await conn.send({"type": "error", "code": "sync_failed", "message": "chat unavailable"})
+
+    scripts = [refused, second]
+    async with FakeServer(scripts) as server, client_of(server, handshake_timeout_s=5) as client:
+        await client.wait_ready(timeout_s=DEADLINE_S)
+        await server.script_done(1)
+        notice = await next_of(client.events(), ServerNotice)
+        assert notice.code == "sync_failed"
+
+
 async def test_a_silent_handshake_is_abandoned_and_the_baseline_is_asked_for_again() -> None:
     async def silent(conn: FakeConnection) -> None:
         await conn.hello()
