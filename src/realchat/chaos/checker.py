@@ -15,6 +15,9 @@ Invariants (each counted, each expected 0 except the wire duplicates):
   two streams, so their order at the application says nothing of the order on the wire; that a
   change never overtakes its message on a connection is asserted frame by frame in
   tests/e2e/test_message_changes.py.)
+- liveness: no acknowledged send took longer than `STALLED_SEND_S` from its first attempt
+  (`stalled_sends`): the longest fault keeps sends waiting ~40 s; a client wedged until its
+  token expired took 940 s, and nothing else noticed.
 Redeliveries the clients dropped are counted (`wire_duplicates`): at-least-once allows them.
 
 Facts are gathered with plain SQL and a raw Kafka consumer; the judgement is a pure function,
@@ -39,6 +42,9 @@ from realchat.chaos.history import ClientSummary, Edited, Received, Record, Sent
 MESSAGE_TOPIC = "chat.message.created.v1"
 #: How many examples of each violation the verdict keeps (the counts are complete).
 EXAMPLES = 5
+#: A send acknowledged later than this after its first attempt was stuck, not slowed by a fault
+#: (the longest ones hold sends ~40 s: the combined kill, a 30 s partition of the database).
+STALLED_SEND_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class Verdict:
     lost_edits: int = 0
     edits_without_message: int = 0
     stale_versions: int = 0
+    stalled_sends: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -99,6 +106,7 @@ class Verdict:
             or self.lost_edits
             or self.edits_without_message
             or self.stale_versions
+            or self.stalled_sends
         )
 
     def note(self, kind: str, example: str) -> None:
@@ -137,7 +145,8 @@ def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdic
 def _judge_acknowledged(
     verdict: Verdict, records: list[Record], stored: dict[tuple[str, int], str]
 ) -> None:
-    """Every send the server acknowledged is stored, as the message it acknowledged."""
+    """Every send the server acknowledged is stored, as the message it acknowledged, and was
+    acknowledged in time."""
     for record in records:
         if isinstance(record, Sent):
             verdict.acknowledged += 1
@@ -146,6 +155,9 @@ def _judge_acknowledged(
                 verdict.note(
                     "lost_acknowledged", f"{record.client} {record.conversation_id}#{record.seq}"
                 )
+            if (took := record.at - record.started_at) > STALLED_SEND_S:
+                verdict.stalled_sends += 1
+                verdict.note("stalled_sends", f"{record.client_msg_id}: {took:.0f} s")
 
 
 def _judge_storage(verdict: Verdict, db: DatabaseFacts, bus: BusFacts) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from realchat.chaos.checker import Verdict, bus_facts, database_facts, judge
+from realchat.chaos.checker import STALLED_SEND_S, Verdict, bus_facts, database_facts, judge
 from realchat.chaos.faults import (
     FAULTS,
     SHORT_FAULTS,
@@ -326,6 +326,11 @@ def _summary(result: dict[str, Any]) -> str:
         f"unpublished events: {v['unpublished_events']}",
         f"wire duplicates (dropped by clients, allowed): {v['wire_duplicates']}   "
         f"duplicate records on Kafka: {v['bus_duplicate_records']}",
+        f"edits acknowledged: {v['edits_acknowledged']}   lost: {v['lost_edits']}   "
+        f"stale versions at the end: {v['stale_versions']}   "
+        f"changes of a message never had: {v['edits_without_message']}",
+        f"sends acknowledged more than {STALLED_SEND_S:g} s after their first attempt: "
+        f"{v['stalled_sends']}",
         "processes that ended without a fault killing them: "
         + (", ".join(f"{n}: {how}" for n, how in v["unexplained_exits"].items()) or "none"),
         f"verdict: {'PASS' if v['ok'] else 'FAIL'}",

@@ -65,6 +65,17 @@ def test_an_acknowledged_send_missing_from_the_database_is_reported() -> None:
     assert not verdict.ok  # ...but the sender was told it was
 
 
+def test_a_send_acknowledged_long_after_its_first_attempt_is_stalled() -> None:
+    """Stored and delivered, but its client waited 940 s: a wedged client, not a fault's."""
+    records = history([1, 2, 3])
+    records[2] = Sent("alice/0", CONV, "k1", 1, "m1", 0.0, 940.0)
+    verdict = judge(records, db(), bus())
+    assert (verdict.stalled_sends, verdict.ok) == (1, False)
+    assert verdict.examples["stalled_sends"] == ["k1: 940 s"]
+    records[2] = Sent("alice/0", CONV, "k1", 1, "m1", 0.0, 45.0)  # a long fault: slow, not stuck
+    assert judge(records, db(), bus()).ok
+
+
 def test_an_unpublished_event_and_a_gap_in_the_database_are_reported() -> None:
     assert judge(history([1, 2, 3]), db(), bus({1, 3})).unpublished_events == 1
     gap = [(1, "m1"), (3, "m3")]

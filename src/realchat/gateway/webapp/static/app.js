@@ -323,8 +323,7 @@ async function onHello(socket, frame) {
   for (const conversation of state.conversations.values()) {
     conversation.ackSent = 0; // an ack in flight when the last connection died may be lost
   }
-  const changes = Object.fromEntries(state.changeCounters);
-  transmit({ type: "sync", positions: positions(), changes });
+  transmit(syncFrame(positions()));
   state.syncSent = true;
   renderConversations();
   if (state.activeId) renderActive();
@@ -499,12 +498,12 @@ function receive(message) {
 
 /** A `sync` of `wanted` ({conversation id: position}) with those conversations' change
  * counters: without them the `sync_done` would move the counters past edits whose live frame
- * was lost (a cut connection, a paused bus), and those edits would never come. */
+ * was lost (a cut connection, a paused bus), and those edits would never come. A conversation
+ * no `sync_done` has named yet (it came live) names 0: every change of what the page holds
+ * (a change of a message the page does not hold is ignored). */
 function syncFrame(wanted) {
   const changes = {};
-  for (const id of Object.keys(wanted)) {
-    if (state.changeCounters.has(id)) changes[id] = state.changeCounters.get(id);
-  }
+  for (const id of Object.keys(wanted)) changes[id] = state.changeCounters.get(id) ?? 0;
   return { type: "sync", positions: wanted, changes };
 }
 
@@ -678,6 +677,14 @@ function onSendOk(frame) {
 }
 
 function onError(frame) {
+  if (frame.code === "sync_failed" && state.syncSent && !state.synced && state.socket) {
+    // The sync that would bring this connection up was refused (the chat service away): its
+    // sync_done never comes, though live frames do. Reconnect and sync again, with backoff.
+    const socket = state.socket;
+    onClose(socket, 1011);
+    socket.close();
+    return;
+  }
   const item = frame.client_msg_id ? state.outbox.get(frame.client_msg_id) : undefined;
   if (!item) {
     console.warn("realchat:", frame.code, frame.message);
