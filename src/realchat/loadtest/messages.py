@@ -23,6 +23,19 @@ class WorkerUser(msgspec.Struct):
     password: str
     token: str
     conversations: list[str]
+    user_id: str = ""
+
+
+class TokenMinting(msgspec.Struct, frozen=True):
+    """How a worker renews its users' tokens on the operator path: by minting them with the
+    stack's signing key, as the population's setup does (a login costs an argon2id hash on the
+    auth service, which thousands of renewals would turn into the run's main load)."""
+
+    private_key_file: str
+    key_id: str
+    issuer: str
+    audience: str
+    ttl_s: int
 
 
 class Connection(msgspec.Struct, array_like=True, frozen=True):
@@ -45,6 +58,8 @@ class WorkerConfig(msgspec.Struct, frozen=True):
     users: dict[str, WorkerUser]
     connections: list[Connection]
     connect_concurrency: int = 100
+    #: None: tokens are renewed by logging in (a population registered over REST).
+    minting: TokenMinting | None = None
 
 
 class PhaseCommand(msgspec.Struct, tag_field="cmd", tag="phase", frozen=True):

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from realchat.auth.provisioning import create_users, mint_tokens, numbered_usern
 from realchat.auth.store import AuthStore
 from realchat.auth.tokens import TokenIssuer
 from realchat.loadtest.bench_report import write_atomically
+from realchat.loadtest.messages import TokenMinting
+from realchat.loadtest.renewal import issuer_for
 
 Reporter = Callable[[str], None]
 PASSWORD = "load test password"
@@ -71,6 +74,8 @@ class Population:
     conversations_s: float
     #: "reused", "provisioned" (bulk, by the operator path) or "registered" (over REST).
     how: str = "registered"
+    #: How the load generator renews the users' tokens (None: by logging in).
+    minting: TokenMinting | None = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,12 @@ class Operator:
     population of each shape is remembered."""
 
     dsn: str
-    issuer: TokenIssuer
+    minting: TokenMinting
     cache_dir: Path
+
+    @cached_property
+    def issuer(self) -> TokenIssuer:
+        return issuer_for(self.minting)
 
 
 def users_for(connections: int, devices_per_user: int) -> int:
@@ -173,7 +182,12 @@ async def _reuse(
     _give_tokens(users, operator.issuer)
     report(f"population {shape.key}: reused ({len(users)} users, fresh tokens)")
     return Population(
-        users, saved["conversations"], round(time.monotonic() - started, 1), 0.0, "reused"
+        users,
+        saved["conversations"],
+        round(time.monotonic() - started, 1),
+        0.0,
+        "reused",
+        operator.minting,
     )
 
 
@@ -194,7 +208,7 @@ async def _provision(
     kept = [{k: u[k] for k in ("username", "password", "user_id", "conversations")} for u in users]
     saved = {"users": kept, "conversations": plans, "conversation_ids": ids}
     await asyncio.to_thread(write_atomically, cache, json.dumps(saved))
-    return Population(users, plans, register_s, conversations_s, "provisioned")
+    return Population(users, plans, register_s, conversations_s, "provisioned", operator.minting)
 
 
 async def _register(

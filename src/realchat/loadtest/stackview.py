@@ -7,8 +7,8 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from realchat.auth.tokens import load_issuer
 from realchat.loadtest.population import Operator
+from realchat.loadtest.renewal import minting_for
 from realchat.stack import process
 from realchat.stack.state import StackState
 from realchat.stack.supervisor import Stack
@@ -59,5 +59,5 @@ async def stack_view(stack: Stack) -> StackView:
         auth = stack.app_settings.auth.model_copy(
             update={"private_key_file": stack.signing_keys[0]}
         )
-        view.operator = Operator(view.dsn, load_issuer(auth), stack.state_dir / "loadtest")
+        view.operator = Operator(view.dsn, minting_for(auth), stack.state_dir / "loadtest")
     return view

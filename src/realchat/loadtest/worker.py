@@ -5,7 +5,8 @@ It speaks JSON lines with the coordinator (`realchat.loadtest.loadgen`), typed i
 `realchat.loadtest.messages`: the first line on stdin is its configuration; then commands
 (`phase`, `verify`, `exit`) on stdin; progress (`tick` once a second, with interval HDR
 histograms) and answers on stdout. Only the public contract is used:
-`/v1/ws?token=...&device=...` with `send`, `sync` and `ack` frames, `/v1/tokens` to log in again.
+`/v1/ws?token=...&device=...` with `send`, `sync` and `ack` frames, `/v1/tokens` to log in again
+(or, on the operator path, tokens minted with the stack's signing key).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from realchat.loadtest.messages import (
     command_decoder,
 )
 from realchat.loadtest.pipe import Commands, emit, read_commands
+from realchat.loadtest.renewal import issuer_for
 from realchat.loadtest.tracking import MessageRegistry
 from realchat.loadtest.worker_client import Client, UserInfo
 
@@ -61,9 +63,10 @@ class Worker:
         self.max_pending = config.max_pending_per_connection
         self.connect_concurrency = config.connect_concurrency
         self.users = {
-            key: UserInfo(u.username, u.password, u.token, list(u.conversations))
+            key: UserInfo(u.username, u.password, u.user_id, list(u.conversations), u.token)
             for key, u in config.users.items()
         }
+        self.issuer = issuer_for(config.minting) if config.minting else None
         self.clients = [
             Client(self, n, self.users[c.user], c.device, c.kind)
             for n, c in enumerate(config.connections)
@@ -113,16 +116,23 @@ class Worker:
             self.loop_lag_ms = max(0.0, (time.monotonic() - before - 1.0) * 1000)
             emit(self.tick())
 
-    async def refresh_token(self, user: UserInfo, stale: str) -> None:
-        """Log in again (tokens expire after an hour: the soak outlives them)."""
-        async with user.refreshing:
-            if user.token != stale or self.session is None:
+    async def renew_token(self, user: UserInfo, stale: str) -> None:
+        """A new token for `user`, unless another of its devices already renewed `stale`:
+        minted with the signing key on the operator path, else by logging in."""
+        async with user.renewing:
+            if user.token != stale:
+                return
+            if self.issuer is not None:
+                user.take(self.issuer.issue(uuid.UUID(user.user_id))[0])
+                self.counts["token_renewals"] += 1
+                return
+            if self.session is None:
                 return
             body = {"username": user.username, "password": user.password}
             async with self.session.post(f"{self.base}/v1/tokens", json=body) as reply:
                 if reply.status == 200:
-                    user.token = (await reply.json())["access_token"]
-                    self.counts["token_refreshes"] += 1
+                    user.take((await reply.json())["access_token"])
+                    self.counts["token_renewals"] += 1
                 else:
                     self.errors[f"login_{reply.status}"] += 1
 

@@ -1,5 +1,5 @@
 """One WebSocket client of a load-generator worker: its connection loop (reconnects, re-sends,
-token refresh), its sends, and the check of every frame it reads."""
+token renewal and rotation), its sends, and the check of every frame it reads."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import asyncio
 import contextlib
 import random
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
 
 from realchat.contract.close_codes import CloseCode
+from realchat.loadtest.renewal import TokenLifetime, needs_renewal, rotation_at
 from realchat.loadtest.tracking import ClientTracker
 
 if TYPE_CHECKING:
@@ -34,15 +34,26 @@ def close_reason(code: int | None) -> str:
 
 
 PADDING = "x" * 60
+#: Draws each session's rotation time (`renewal.rotation_at`).
+ROTATION_RNG = random.Random()
 
 
-@dataclass
 class UserInfo:
-    username: str
-    password: str
-    token: str
-    conversations: list[str]
-    refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """A user of the population as its devices share it: the token they connect with."""
+
+    def __init__(
+        self, username: str, password: str, user_id: str, conversations: list[str], token: str
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.user_id = user_id
+        self.conversations = conversations
+        self.renewing = asyncio.Lock()
+        self.take(token)
+
+    def take(self, token: str) -> None:
+        self.token = token
+        self.lifetime = TokenLifetime.of(token)
 
 
 class Client:
@@ -57,7 +68,8 @@ class Client:
         self.pending: dict[str, tuple[str, str, float]] = {}
         self.synced = asyncio.Event()
         self.steady_once = False
-        self.churning = False
+        #: Why this client is closing its own session ("churn", "token_rotation"), if it is.
+        self.leaving: str | None = None
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
         self.stall_offset = random.uniform(0, worker.stall_every_s)
@@ -100,11 +112,18 @@ class Client:
             await ws.send_str(msgspec.json.encode(frame).decode())
 
     def churn(self) -> None:
-        ws = self.ws
-        if ws is None:
-            return
-        self.churning = True
+        self._leave("churn")
         self.worker.counts["churned"] += 1
+
+    def _rotate(self) -> None:
+        """Move to a renewed token before this session's runs out (`renewal`)."""
+        self._leave("token_rotation")
+
+    def _leave(self, reason: str) -> None:
+        ws = self.ws
+        if ws is None or self.leaving is not None:
+            return
+        self.leaving = reason
         asyncio.create_task(ws.close())  # noqa: RUF006 - the session loop notices the end
 
     async def final_sync(self, timeout_s: float) -> bool:
@@ -148,13 +167,15 @@ class Client:
             if worker.closing:
                 return
             worker.disconnects[reason] += 1
-            churned = reason == "churn"
-            await asyncio.sleep(random.uniform(0.2, 1.0) if churned else random.uniform(0.5, 2.0))
+            own = reason in ("churn", "token_rotation")
+            await asyncio.sleep(random.uniform(0.2, 1.0) if own else random.uniform(0.5, 2.0))
 
     async def _session(self) -> str:
         worker = self.worker
         assert worker.session is not None
-        token = self.user.token
+        if needs_renewal(self.user.lifetime, time.time()):
+            await worker.renew_token(self.user, self.user.token)
+        token, lifetime = self.user.token, self.user.lifetime
         url = f"{worker.ws_base}/v1/ws?token={token}&device={self.device}"
         try:
             ws = await worker.session.ws_connect(url, heartbeat=None, autoping=True)
@@ -165,7 +186,10 @@ class Client:
             worker.errors[f"connect_{type(exc).__name__}"] += 1
             return "connect_failed"
         self.ws = ws
-        self.churning = False
+        self.leaving = None
+        rotation = asyncio.get_running_loop().call_later(
+            max(0.0, rotation_at(lifetime, ROTATION_RNG) - time.time()), self._rotate
+        )
         self.synced.clear()
         self.tracker.start_session()
         try:
@@ -179,11 +203,12 @@ class Client:
             worker.errors[f"read_{type(exc).__name__}"] += 1
         finally:
             self.ws = None
-        if self.churning:
-            return "churn"
+            rotation.cancel()
+        if self.leaving is not None:
+            return self.leaving
         code = ws.close_code
         if code == CloseCode.UNAUTHORIZED:
-            await worker.refresh_token(self.user, token)
+            await worker.renew_token(self.user, token)
         return close_reason(code)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:

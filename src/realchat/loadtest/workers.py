@@ -139,6 +139,7 @@ def worker_configs(config: LoadConfig, population: Population) -> list[WorkerCon
                 for key in {c.user for c in connections}
             },
             connections=connections,
+            minting=population.minting,
         )
         for w, connections in enumerate(assignments)
     ]
