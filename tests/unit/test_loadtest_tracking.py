@@ -3,6 +3,8 @@ duplicates, a seq given to two messages, a send stored twice."""
 
 from __future__ import annotations
 
+import gc
+
 from realchat.loadtest.tracking import ClientTracker, MessageRegistry
 
 
@@ -56,3 +58,15 @@ def test_registry_catches_seq_conflicts_and_double_stores() -> None:
     assert registry.seq_conflicts == 1
     registry.observe("c", 2, "m3", "k1")
     assert registry.app_duplicates == 1
+
+
+def test_the_registry_of_a_long_run_gives_the_cycle_collector_nothing_to_walk() -> None:
+    """A full collection walks every object the collector tracks: 100,000 messages held as
+    tracked containers stopped the soak's generator for up to 1.2 s at a time."""
+    registry = MessageRegistry()
+    gc.collect()
+    before = len(gc.get_objects())
+    for seq in range(1, 100_001):
+        registry.observe(f"c{seq % 3000}", seq, f"m{seq}", f"k{seq}")
+    assert len(gc.get_objects()) - before < 100
+    assert (registry.seq_conflicts, registry.app_duplicates) == (0, 0)

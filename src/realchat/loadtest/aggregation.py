@@ -55,6 +55,7 @@ class Aggregate:
             "seq_conflicts": sum(t.seq_conflicts for t in ticks),
             "app_duplicates": sum(t.app_duplicates for t in ticks),
             "loop_lag_ms": max((t.loop_lag_ms for t in ticks), default=0.0),
+            "gc_pause_ms": max((t.gc_pause_ms for t in ticks), default=0.0),
         }
 
     def point(self, server: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +75,7 @@ class Aggregate:
             "connected": totals["connected"],
             "pending_sends": totals["pending"],
             "worker_loop_lag_ms": totals["loop_lag_ms"],
+            "worker_gc_pause_ms": totals["gc_pause_ms"],
             **rates,
             "latency_ms": summarize(self.interval["live"]),
             "server": server,

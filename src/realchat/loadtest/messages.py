@@ -99,6 +99,8 @@ class Tick(msgspec.Struct, tag_field="type", tag="tick", frozen=True):
     app_duplicates: int
     loop_lag_ms: float
     hist: dict[str, str]
+    #: The longest pause of the worker's cycle collector in the interval (`collector_pauses`).
+    gc_pause_ms: float = 0.0
 
 
 class Ready(msgspec.Struct, tag_field="type", tag="ready", frozen=True):

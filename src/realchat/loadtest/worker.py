@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import time
 import uuid
@@ -22,6 +23,7 @@ import aiohttp
 import msgspec
 import uvloop
 
+from realchat.loadtest.collector_pauses import CollectorPauses
 from realchat.loadtest.histograms import HISTOGRAMS, new_histogram, record_us
 from realchat.loadtest.messages import (
     Done,
@@ -84,6 +86,7 @@ class Worker:
         self.closing = False
         self.session: aiohttp.ClientSession | None = None
         self.loop_lag_ms = 0.0
+        self.collector_pauses = CollectorPauses()
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -110,6 +113,7 @@ class Worker:
             app_duplicates=self.registry.app_duplicates,
             loop_lag_ms=round(self.loop_lag_ms, 1),
             hist=encoded,
+            gc_pause_ms=self.collector_pauses.take(),
         )
 
     async def _ticker(self) -> None:
@@ -253,7 +257,9 @@ async def main() -> None:
         worker.session = session
         ticker = asyncio.create_task(worker._ticker())
         started = time.monotonic()
+        worker.collector_pauses.install()
         await worker.connect_all()
+        gc.freeze()  # the clients and their sessions live for the run (`collector_pauses`)
         emit(Ready(worker.index, worker.connected(), round(time.monotonic() - started, 2)))
         coordinator_gone = await _obey(worker, commands)
         ticker.cancel()
