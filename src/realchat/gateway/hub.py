@@ -120,6 +120,8 @@ log = structlog.get_logger(__name__)
 
 #: The answer for a user with no connection here.
 _NONE: frozenset[Connection] = frozenset()
+#: Parts of a keepalive round, pinged one after another across its interval (`ping_forever`).
+PING_SLICES = 20
 
 
 class Hub:
@@ -156,15 +158,26 @@ class Hub:
     def __len__(self) -> int:
         return sum(len(s) for s in self._shards)
 
-    async def ping_forever(self, interval_s: float) -> None:
+    async def ping_forever(self, interval_s: float, slices: int = PING_SLICES) -> None:
         """Keep every connection alive with one timer for all of them (a task per connection
         would cost memory on each); the pings go out in order with each one's frames. The same
-        round samples each connection's backlog (a sample, not an observation per frame)."""
+        round samples each connection's backlog (a sample, not an observation per frame).
+
+        A round is spread over its interval in `slices` parts, each connection always in the
+        same part (by its session id), so each is pinged once an interval: pinging a gateway's
+        thousands of connections in one loop iteration held up every delivery behind it, and
+        had a client process with thousands of sessions (the load generator) answer them all
+        at once, every interval."""
+        step = interval_s / slices
         while True:
-            await asyncio.sleep(interval_s)
-            for connection in list(self.all_connections()):
-                metrics.QUEUE_DEPTH.observe(connection.pending_frames)
-                connection.ping()
+            parts: list[list[Connection]] = [[] for _ in range(slices)]
+            for connection in self.all_connections():
+                parts[connection.session_id.int % slices].append(connection)
+            for part in parts:
+                await asyncio.sleep(step)
+                for connection in part:
+                    metrics.QUEUE_DEPTH.observe(connection.pending_frames)
+                    connection.ping()
 
     async def close_idle_forever(self, idle_timeout_s: float) -> None:
         """Close (4002) every connection nothing has come from for `idle_timeout_s`, checked

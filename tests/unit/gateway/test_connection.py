@@ -157,6 +157,34 @@ async def test_the_hub_pings_every_connection_through_its_writer_with_one_timer(
         await conn.finish()
 
 
+async def test_a_ping_round_is_spread_over_its_interval_once_per_connection() -> None:
+    """Not every connection in one loop iteration: that burst held up the deliveries behind it
+    and had a process holding thousands of sessions answer them all at once."""
+    hub = Hub(4)
+    sinks = [FakeSink() for _ in range(200)]
+    conns = [connection(sink) for sink in sinks]
+    for conn in conns:
+        hub.register(conn)
+    slices = 10
+    pinging = asyncio.create_task(hub.ping_forever(0.5, slices=slices))
+    try:
+        seen: list[int] = []
+        for _ in range(slices):  # one round: a part each 0.05 s
+            await asyncio.sleep(0.05)
+            await settle()
+            seen.append(sum(sink.pings for sink in sinks))
+    finally:
+        pinging.cancel()
+    # The round went out in parts, none holding more than a few times its share ...
+    steps = [b - a for a, b in zip([0, *seen], seen, strict=False)]
+    assert sum(1 for step in steps if step > 0) >= slices // 2, steps
+    assert max(steps) < len(sinks) / 2, steps
+    # ... and each connection got at most one ping of it.
+    assert all(sink.pings <= 1 for sink in sinks), [s.pings for s in sinks]
+    for conn in conns:
+        await conn.finish()
+
+
 async def test_a_ping_waits_its_turn_and_never_cuts_off_a_full_queue() -> None:
     sink = FakeSink()
     sink.reading.clear()  # the client reads nothing for now
