@@ -34,6 +34,8 @@ def close_reason(code: int | None) -> str:
 
 
 PADDING = "x" * 60
+#: Why a client closes its own session: churn, or moving to a renewed token.
+OWN_CLOSES = frozenset({"churn", "token_rotation"})
 #: Draws each session's rotation time (`renewal.rotation_at`).
 ROTATION_RNG = random.Random()
 
@@ -112,19 +114,22 @@ class Client:
             await ws.send_str(msgspec.json.encode(frame).decode())
 
     def churn(self) -> None:
-        self._leave("churn")
-        self.worker.counts["churned"] += 1
+        if self._leave("churn"):
+            self.worker.counts["churned"] += 1
 
     def _rotate(self) -> None:
         """Move to a renewed token before this session's runs out (`renewal`)."""
         self._leave("token_rotation")
 
-    def _leave(self, reason: str) -> None:
+    def _leave(self, reason: str) -> bool:
+        """Close the session for `reason` (one of `OWN_CLOSES`); False if there is none open
+        or it is closing already."""
         ws = self.ws
         if ws is None or self.leaving is not None:
-            return
+            return False
         self.leaving = reason
         asyncio.create_task(ws.close())  # noqa: RUF006 - the session loop notices the end
+        return True
 
     async def final_sync(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -167,7 +172,7 @@ class Client:
             if worker.closing:
                 return
             worker.disconnects[reason] += 1
-            own = reason in ("churn", "token_rotation")
+            own = reason in OWN_CLOSES
             await asyncio.sleep(random.uniform(0.2, 1.0) if own else random.uniform(0.5, 2.0))
 
     async def _session(self) -> str:
