@@ -67,6 +67,19 @@ class Refused(msgspec.Struct, tag="refused", frozen=True):
     retried: bool
 
 
+class Link(msgspec.Struct, tag="link", frozen=True):
+    """A connection of `client` completed its handshake (`ready`, with the gateway's session
+    id) or ended (`lost`, with the close code and reason): what a stalled send is read
+    against."""
+
+    client: str
+    state: str
+    at: float
+    session_id: str | None = None
+    code: int | None = None
+    reason: str = ""
+
+
 class ClientSummary(msgspec.Struct, tag="client", frozen=True):
     """One client (a device) at the end of the run."""
 
@@ -88,7 +101,7 @@ class FaultMark(msgspec.Struct, tag="fault", frozen=True):
     restored_at: float
 
 
-Record = Sent | Received | Edited | Updated | Refused | ClientSummary | FaultMark
+Record = Sent | Received | Edited | Updated | Refused | Link | ClientSummary | FaultMark
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Record)
 

@@ -2,8 +2,9 @@
 entrypoint), one-to-one conversations and a group, one sender per user at a fixed rate.
 
 Everything the application sees is recorded (`history`): each acknowledged send, each message
-as `messages()` hands it over. A send that times out across a fault is retried with the same
-`client_msg_id`, as an application would; nothing here decides whether the run went well.
+as `messages()` hands it over, each connection made ready or lost. A send that times out
+across a fault is retried with the same `client_msg_id`, as an application would; nothing here
+decides whether the run went well.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from realchat.chaos.history import (
     ClientSummary,
     Edited,
     HistoryWriter,
+    Link,
     Received,
     Refused,
     Sent,
@@ -30,6 +32,8 @@ from realchat.chaos.history import (
 from realchat.client import (
     ApiError,
     ClientOptions,
+    Connected,
+    Disconnected,
     MessageUpdate,
     RealChatClient,
     SendError,
@@ -192,6 +196,14 @@ class Traffic:
                 m = event.message
                 self._history.write(
                     Updated(device.name, m.conversation_id, m.seq, m.version, time.time())
+                )
+            elif isinstance(event, Connected):
+                self._history.write(
+                    Link(device.name, "ready", time.time(), session_id=event.session_id)
+                )
+            elif isinstance(event, Disconnected):
+                self._history.write(
+                    Link(device.name, "lost", time.time(), code=event.code, reason=event.reason)
                 )
 
     async def _read(self, device: Device) -> None:

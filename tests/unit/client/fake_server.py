@@ -128,6 +128,8 @@ class FakeServer:
         self.errors: list[str] = []
         self.listings = 0
         self.listing_tokens: list[str] = []
+        #: Listings answered 503 (`chat_unavailable`) before the next one succeeds.
+        self.listings_refused = 0
         self.base_url = ""
         self._connected = asyncio.Event()
         self._scripts_done: list[asyncio.Future[None]] = [
@@ -169,6 +171,10 @@ class FakeServer:
     async def _conversations(self, request: web.Request) -> web.Response:
         self.listings += 1
         self.listing_tokens.append(request.headers.get("Authorization", "").removeprefix("Bearer "))
+        if self.listings_refused > 0:
+            self.listings_refused -= 1
+            error = {"code": "chat_unavailable", "message": "the chat service is unavailable"}
+            return web.json_response({"error": error}, status=503)
         conversations: list[dict[str, Any]] = [
             {"conversation_id": cid, "title": None, "member_ids": [], "last_seq": 0}
             for cid in self.conversation_ids

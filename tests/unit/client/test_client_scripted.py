@@ -601,3 +601,41 @@ async def test_live_frames_during_a_gap_sync_are_taken_once_in_order() -> None:
         await server.script_done(0)
         assert client.gap_syncs == 1
         assert client.ordering.duplicates == 3  # 3, 4 and 5 came twice
+
+
+async def test_a_reconnect_whose_listing_fails_while_live_frames_flow_reconnects() -> None:
+    """A chaos run's 127 s stall: the client reconnected while the chat service was down, its
+    conversation listing failed (503), and live frames kept coming on the new connection. The
+    failed handshake must end that connection and the next one must write the waiting send."""
+    stop_live = asyncio.Event()
+
+    async def first(conn: FakeConnection) -> None:
+        await plain_sync(conn, {C: 0})
+        await conn.expect("send")
+        await conn.close(1001, "going away")  # the gateway dies before the reply
+
+    async def listing_refused(conn: FakeConnection) -> None:
+        await conn.hello()
+        seq = 0
+        while not stop_live.is_set() and not conn.ws.closed:  # live frames keep flowing
+            seq += 1
+            await conn.messages(D, seq)
+            await asyncio.sleep(0.01)
+
+    async def third(conn: FakeConnection) -> None:
+        stop_live.set()
+        await conn.hello()
+        sync = await conn.expect("sync")
+        await conn.sync_done(sync["positions"])
+        send = await conn.expect("send")
+        await conn.send({"type": "send_ok", "client_msg_id": send["client_msg_id"],
+                         "message": message(C, 1, send["content"])})  # fmt: skip
+
+    scripts = [first, listing_refused, third]
+    async with FakeServer(scripts, [C]) as server, client_of(server) as client:
+        await client.wait_ready(timeout_s=DEADLINE_S)
+        server.listings_refused = 1
+        sent = asyncio.create_task(client.send(C, "hi", client_msg_id="m1", timeout_s=DEADLINE_S))
+        async with asyncio.timeout(DEADLINE_S):
+            assert (await sent).seq == 1
+        await server.script_done(2)
