@@ -273,3 +273,40 @@ async def test_pages_catch_up_by_sync_while_live_delivery_is_paused(
     await expect(carol.messages()).to_have_count(3, timeout=DEADLINE_MS)
     for person in (carol, dave):
         assert person.errors == [], person.errors
+
+
+async def test_a_page_whose_sync_finds_the_chat_service_down_syncs_again_once_it_is_back(
+    one_gateway: Stack, browser: Browser
+) -> None:
+    """The page reconnects while the chat service is down: its sync is refused
+    (`chat_unavailable`: the conversations cannot be listed) and no `sync_done` will ever come.
+    It must try again rather than wait: once the service is back the page is online and what
+    was typed meanwhile is sent. (A chaos run's SDK clients waited 127 s this way.)"""
+    base_url = f"http://{one_gateway.app_settings.http.host}:{one_gateway.app_settings.http.port}"
+    erin = await open_person(browser, "erin", 1000, 640)
+    frank = await open_person(browser, "frank", 1000, 640)
+    await asyncio.gather(erin.sign_up(base_url), frank.sign_up(base_url))
+    await erin.page.get_by_label("New conversation with").fill("frank")
+    await erin.page.get_by_role("button", name="Start conversation").click()
+    await erin.say("Before the outage")
+
+    await one_gateway.kill_component("chat")
+    await one_gateway.kill_component("gateway")
+    await erin.expect_connection("reconnecting")
+    await one_gateway.start_component("gateway")  # up, with the chat service still away
+    try:
+        await erin.say("Typed while the chat service is down")
+        # Connected and refused, more than once (each refusal ends that connection).
+        await expect(erin.page.locator("#connection")).to_have_attribute(
+            "data-state", "reconnecting", timeout=DEADLINE_MS
+        )
+    finally:
+        await one_gateway.start_component("chat")
+    await erin.expect_connection("online")
+    await expect(erin.page.locator("#outgoing li")).to_have_count(0, timeout=DEADLINE_MS)
+    await frank.page.get_by_role("button", name="erin, frank").click()
+    await expect(frank.messages().locator(".content")).to_have_text(
+        ["Before the outage", "Typed while the chat service is down"], timeout=DEADLINE_MS
+    )
+    for person in (erin, frank):
+        assert person.errors == [], person.errors

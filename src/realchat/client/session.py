@@ -72,6 +72,13 @@ log = structlog.get_logger(__name__)
 #: Conversations per `sync` frame (the server refuses frames above 64 KiB).
 SYNC_CHUNK = 500
 
+#: Errors that refuse a whole `sync` (no `sync_done` follows): `sync_failed` when its history
+#: could not be read, `chat_unavailable` when the user's conversations could not even be listed.
+#: During a handshake nothing but its syncs is written, so an uncorrelated one of these answers
+#: them. Missing the second kept a chaos run's clients unready for 127 s: live frames flowed,
+#: so the handshake never looked silent, and their sends were never written.
+_SYNC_REFUSALS = frozenset({ErrorCode.SYNC_FAILED, ErrorCode.CHAT_UNAVAILABLE})
+
 
 class Session:
     def __init__(self, ordering: Ordering, rest: RestApi, options: ClientOptions) -> None:
@@ -249,8 +256,8 @@ class Session:
                 else:
                     self._ordering.sync_done(positions, now)
             case ErrorFrame(code=code, message=text, client_msg_id=client_msg_id):
-                if code == ErrorCode.SYNC_FAILED and self._handshake_syncs_left > 0:
-                    self._handshake_refused = text
+                if code in _SYNC_REFUSALS and not client_msg_id and self._handshake_syncs_left:
+                    self._handshake_refused = f"{code}: {text}"
                 pending = self._pending.get(client_msg_id) if client_msg_id else None
                 if pending is None or not client_msg_id or pending.reply.done():
                     self._emit(ServerNotice(code, text, client_msg_id))

@@ -348,10 +348,14 @@ async def test_a_conversation_the_baseline_started_mid_way_asks_for_no_earlier_c
         await server.script_done(1)
 
 
-async def test_a_refused_handshake_sync_fails_the_connection_though_live_frames_flow() -> None:
-    """The chat service was down for the handshake's sync (`sync_failed`, no sync_done ever),
-    while live frames kept coming: the client reconnects and syncs again, instead of waiting
-    for good with its sends unwritten."""
+@pytest.mark.parametrize("code", ["sync_failed", "chat_unavailable"])
+async def test_a_refused_handshake_sync_fails_the_connection_though_live_frames_flow(
+    code: str,
+) -> None:
+    """The chat service was down for the handshake's sync (`sync_failed` when its history could
+    not be read, `chat_unavailable` when the conversations could not even be listed; no
+    sync_done ever), while live frames kept coming: the client reconnects and syncs again,
+    instead of waiting for good with its sends unwritten."""
     stop_live = asyncio.Event()
 
     async def refused(conn: FakeConnection) -> None:
@@ -369,14 +373,16 @@ async def test_a_refused_handshake_sync_fails_the_connection_though_live_frames_
     async def plain_sync_refused(conn: FakeConnection) -> None:
         await conn.hello()
         await conn.expect("sync")
-        await conn.send({"type": "error", "code": "sync_failed", "message": "chat unavailable"})
+        await conn.send({"type": "error", "code": code, "message": "chat unavailable"})
 
     scripts = [refused, second]
     async with FakeServer(scripts) as server, client_of(server, handshake_timeout_s=5) as client:
         await client.wait_ready(timeout_s=DEADLINE_S)
         await server.script_done(1)
         notice = await next_of(client.events(), ServerNotice)
-        assert notice.code == "sync_failed"
+        assert notice.code == code
+        lost = await next_of(client.events(), Disconnected)
+        assert f"the handshake's sync failed: {code}" in lost.reason
 
 
 async def test_a_silent_handshake_is_abandoned_and_the_baseline_is_asked_for_again() -> None:

@@ -676,8 +676,14 @@ function onSendOk(frame) {
   receive(frame.message);
 }
 
+/** Errors that refuse a whole sync: `sync_failed` (its history could not be read) and, with no
+ * client_msg_id, `chat_unavailable` (the conversations could not even be listed). */
+function refusesSync(frame) {
+  return frame.code === "sync_failed" || (frame.code === "chat_unavailable" && !frame.client_msg_id);
+}
+
 function onError(frame) {
-  if (frame.code === "sync_failed" && state.syncSent && !state.synced && state.socket) {
+  if (refusesSync(frame) && state.syncSent && !state.synced && state.socket) {
     // The sync that would bring this connection up was refused (the chat service away): its
     // sync_done never comes, though live frames do. Reconnect and sync again, with backoff.
     const socket = state.socket;
