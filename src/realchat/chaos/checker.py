@@ -17,7 +17,9 @@ Invariants (each counted, each expected 0 except the wire duplicates):
   tests/e2e/test_message_changes.py.)
 - liveness: no acknowledged send took longer than `STALLED_SEND_S` from its first attempt
   (`stalled_sends`): the longest fault keeps sends waiting ~40 s; a client wedged until its
-  token expired took 940 s, and nothing else noticed.
+  token expired took 940 s, and nothing else noticed. And no device was without a ready
+  connection for longer than that, from losing one to its next handshake's end
+  (`stalled_reconnects`): a device that only reads shows a wedge no other way.
 Redeliveries the clients dropped are counted (`wire_duplicates`): at-least-once allows them.
 
 Facts are gathered with plain SQL and a raw Kafka consumer; the judgement is a pure function,
@@ -37,7 +39,15 @@ from typing import Any
 import asyncpg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from realchat.chaos.history import ClientSummary, Edited, Received, Record, Sent, Updated
+from realchat.chaos.history import (
+    ClientSummary,
+    Edited,
+    Link,
+    Received,
+    Record,
+    Sent,
+    Updated,
+)
 
 MESSAGE_TOPIC = "chat.message.created.v1"
 #: How many examples of each violation the verdict keeps (the counts are complete).
@@ -91,6 +101,7 @@ class Verdict:
     edits_without_message: int = 0
     stale_versions: int = 0
     stalled_sends: int = 0
+    stalled_reconnects: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -107,6 +118,7 @@ class Verdict:
             or self.edits_without_message
             or self.stale_versions
             or self.stalled_sends
+            or self.stalled_reconnects
         )
 
     def note(self, kind: str, example: str) -> None:
@@ -136,10 +148,27 @@ def judge(records: Iterable[Record], db: DatabaseFacts, bus: BusFacts) -> Verdic
         for seq, message_id in rows
     }
     _judge_acknowledged(verdict, records, stored)
+    _judge_reconnects(verdict, records)
     _judge_storage(verdict, db, bus)
     _judge_deliveries(verdict, records, users, db, stored)
     _judge_versions(verdict, records, db)
     return verdict
+
+
+def _judge_reconnects(verdict: Verdict, records: list[Record]) -> None:
+    """Every device that lost its connection had a ready one again in time. A stretch still
+    open when the history ends is not judged (the run closes the clients)."""
+    down_since: dict[str, float] = {}
+    for record in records:
+        if not isinstance(record, Link):
+            continue
+        if record.state == "lost":
+            down_since.setdefault(record.client, record.at)
+            continue
+        since = down_since.pop(record.client, None)
+        if since is not None and (took := record.at - since) > STALLED_SEND_S:
+            verdict.stalled_reconnects += 1
+            verdict.note("stalled_reconnects", f"{record.client}: {took:.0f} s")
 
 
 def _judge_acknowledged(

@@ -330,7 +330,8 @@ def _summary(result: dict[str, Any]) -> str:
         f"stale versions at the end: {v['stale_versions']}   "
         f"changes of a message never had: {v['edits_without_message']}",
         f"sends acknowledged more than {STALLED_SEND_S:g} s after their first attempt: "
-        f"{v['stalled_sends']}",
+        f"{v['stalled_sends']}   devices without a ready connection for longer: "
+        f"{v['stalled_reconnects']}",
         "processes that ended without a fault killing them: "
         + (", ".join(f"{n}: {how}" for n, how in v["unexplained_exits"].items()) or "none"),
         f"verdict: {'PASS' if v['ok'] else 'FAIL'}",

@@ -4,7 +4,15 @@ duplicate, an acknowledged send missing from the database, an unpublished event,
 from __future__ import annotations
 
 from realchat.chaos.checker import BusFacts, DatabaseFacts, judge
-from realchat.chaos.history import ClientSummary, Edited, Received, Record, Sent, Updated
+from realchat.chaos.history import (
+    ClientSummary,
+    Edited,
+    Link,
+    Received,
+    Record,
+    Sent,
+    Updated,
+)
 
 CONV = "c1"
 MESSAGES = [(1, "m1"), (2, "m2"), (3, "m3")]
@@ -74,6 +82,24 @@ def test_a_send_acknowledged_long_after_its_first_attempt_is_stalled() -> None:
     assert verdict.examples["stalled_sends"] == ["k1: 940 s"]
     records[2] = Sent("alice/0", CONV, "k1", 1, "m1", 0.0, 45.0)  # a long fault: slow, not stuck
     assert judge(records, db(), bus()).ok
+
+
+def test_a_device_without_a_ready_connection_for_long_is_stalled() -> None:
+    """A reading device that lost its connection and got a ready one only 127 s later (its
+    handshakes failing, or one wedged): nothing it sends shows it, the reconnects do."""
+    links = [
+        Link("bob/0", "ready", 10.0, session_id="s1"),
+        Link("bob/0", "lost", 20.0, code=1006, reason="connection closed"),
+        Link("bob/0", "lost", 21.0, code=1000, reason="handshake failed"),
+        Link("bob/0", "ready", 147.0, session_id="s2"),
+        Link("alice/0", "lost", 30.0, code=1006),  # back 40 s later: a long fault, not a wedge
+        Link("alice/0", "ready", 70.0, session_id="s3"),
+        Link("alice/0", "lost", 900.0, code=1000, reason="closed"),  # the run's end: not judged
+    ]
+    verdict = judge([*history([1, 2, 3]), *links], db(), bus())
+    assert (verdict.stalled_reconnects, verdict.ok) == (1, False)
+    assert verdict.examples["stalled_reconnects"] == ["bob/0: 127 s"]
+    assert judge([*history([1, 2, 3]), *links[4:]], db(), bus()).ok
 
 
 def test_an_unpublished_event_and_a_gap_in_the_database_are_reported() -> None:
