@@ -134,6 +134,19 @@ class Person:
         await self.page.screenshot(path=OUTPUT / f"{self.name}-{name}.png")
 
 
+async def two_in_a_conversation(
+    browser: Browser, base_url: str, first: str, second: str
+) -> tuple[Person, Person]:
+    """Two people signed up on desktop-sized pages; `first` starts a conversation with
+    `second` (it shows for `second` with its first message)."""
+    a = await open_person(browser, first, 1000, 640)
+    b = await open_person(browser, second, 1000, 640)
+    await asyncio.gather(a.sign_up(base_url), b.sign_up(base_url))
+    await a.page.get_by_label("New conversation with").fill(second)
+    await a.page.get_by_role("button", name="Start conversation").click()
+    return a, b
+
+
 async def chat(*lines: tuple[Person, str]) -> None:
     """Each person types their line, in this order (without waiting for the others to see it)."""
     for person, text in lines:
@@ -243,11 +256,7 @@ async def test_pages_catch_up_by_sync_while_live_delivery_is_paused(
     every few seconds, so a message sent meanwhile (stored: the outbox holds its event) still
     shows on the other page; when the bus is back, live delivery resumes."""
     base_url = f"http://{one_gateway.app_settings.http.host}:{one_gateway.app_settings.http.port}"
-    carol = await open_person(browser, "carol", 1000, 640)
-    dave = await open_person(browser, "dave", 1000, 640)
-    await asyncio.gather(carol.sign_up(base_url), dave.sign_up(base_url))
-    await carol.page.get_by_label("New conversation with").fill("dave")
-    await carol.page.get_by_role("button", name="Start conversation").click()
+    carol, dave = await two_in_a_conversation(browser, base_url, "carol", "dave")
     await carol.say("Before the bus goes away")
     await dave.page.get_by_role("button", name="carol, dave").click()
     await expect(dave.messages()).to_have_count(1, timeout=DEADLINE_MS)
@@ -283,12 +292,9 @@ async def test_a_page_whose_sync_finds_the_chat_service_down_syncs_again_once_it
     It must try again rather than wait: once the service is back the page is online and what
     was typed meanwhile is sent. (A chaos run's SDK clients waited 127 s this way.)"""
     base_url = f"http://{one_gateway.app_settings.http.host}:{one_gateway.app_settings.http.port}"
-    erin = await open_person(browser, "erin", 1000, 640)
-    frank = await open_person(browser, "frank", 1000, 640)
-    await asyncio.gather(erin.sign_up(base_url), frank.sign_up(base_url))
-    await erin.page.get_by_label("New conversation with").fill("frank")
-    await erin.page.get_by_role("button", name="Start conversation").click()
+    erin, frank = await two_in_a_conversation(browser, base_url, "erin", "frank")
     await erin.say("Before the outage")
+    await expect(erin.messages()).to_have_count(1, timeout=DEADLINE_MS)  # stored
 
     await one_gateway.kill_component("chat")
     await one_gateway.kill_component("gateway")
@@ -309,4 +315,30 @@ async def test_a_page_whose_sync_finds_the_chat_service_down_syncs_again_once_it
         ["Before the outage", "Typed while the chat service is down"], timeout=DEADLINE_MS
     )
     for person in (erin, frank):
+        assert person.errors == [], person.errors
+
+
+async def test_a_send_refused_while_the_chat_service_is_away_is_sent_again(
+    one_gateway: Stack, browser: Browser
+) -> None:
+    """A send that reaches the gateway while the chat service is down is refused
+    (`chat_unavailable`, "not now"): the page writes it again, with the same client_msg_id,
+    until it is stored, instead of leaving it "Not sent"."""
+    base_url = f"http://{one_gateway.app_settings.http.host}:{one_gateway.app_settings.http.port}"
+    gina, hugo = await two_in_a_conversation(browser, base_url, "gina", "hugo")
+    await gina.say("First")
+    await expect(gina.messages()).to_have_count(1, timeout=DEADLINE_MS)
+    await one_gateway.kill_component("chat")
+    try:
+        await gina.say("Refused at first")  # the page is still connected: the gateway refuses
+        await expect(gina.page.locator("#outgoing li")).to_have_count(1)
+        await expect(gina.page.locator("#outgoing .status")).to_have_text("Sending…")
+    finally:
+        await one_gateway.start_component("chat")
+    await expect(gina.page.locator("#outgoing li")).to_have_count(0, timeout=DEADLINE_MS)
+    await hugo.page.get_by_role("button", name="gina, hugo").click()
+    await expect(hugo.messages().locator(".content")).to_have_text(
+        ["First", "Refused at first"], timeout=DEADLINE_MS
+    )
+    for person in (gina, hugo):
         assert person.errors == [], person.errors

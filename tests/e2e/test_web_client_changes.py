@@ -5,8 +5,6 @@ server's history says."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -18,6 +16,7 @@ from tests.e2e.test_web_client import (
     browser,
     one_gateway,
     open_person,
+    two_in_a_conversation,
 )
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
@@ -26,11 +25,7 @@ __all__ = ["browser", "one_gateway"]  # fixtures, used by name
 
 async def test_badges_typing_edit_and_delete(one_gateway: Stack, browser: Browser) -> None:
     base_url = f"http://{one_gateway.app_settings.http.host}:{one_gateway.app_settings.http.port}"
-    erin = await open_person(browser, "erin", 1000, 640)
-    frank = await open_person(browser, "frank", 1000, 640)
-    await asyncio.gather(erin.sign_up(base_url), frank.sign_up(base_url))
-    await erin.page.get_by_label("New conversation with").fill("frank")
-    await erin.page.get_by_role("button", name="Start conversation").click()
+    erin, frank = await two_in_a_conversation(browser, base_url, "erin", "frank")
     for text in ("one", "two", "three"):
         await erin.say(text)
 

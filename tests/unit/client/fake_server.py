@@ -66,6 +66,17 @@ class FakeConnection:
         for seq in seqs:
             await self.send({"type": "message", "message": message(conversation_id, seq)})
 
+    async def live_until(
+        self, stop: asyncio.Event, conversation_id: str, interval_s: float = 0.05
+    ) -> None:
+        """Live `message` frames, seq 1, 2, ..., every `interval_s` until `stop` is set or the
+        connection is closed (a server whose live delivery goes on whatever the handshake)."""
+        seq = 0
+        while not stop.is_set() and not self.ws.closed:
+            seq += 1
+            await self.messages(conversation_id, seq)
+            await asyncio.sleep(interval_s)
+
     async def sync_done(
         self, positions: dict[str, int], changes: dict[str, int] | None = None
     ) -> None:

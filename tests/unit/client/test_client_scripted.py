@@ -360,11 +360,7 @@ async def test_a_refused_handshake_sync_fails_the_connection_though_live_frames_
 
     async def refused(conn: FakeConnection) -> None:
         await plain_sync_refused(conn)
-        seq = 0
-        while not stop_live.is_set() and not conn.ws.closed:  # live frames keep flowing
-            seq += 1
-            await conn.messages(C, seq)
-            await asyncio.sleep(0.05)
+        await conn.live_until(stop_live, C)
 
     async def second(conn: FakeConnection) -> None:
         stop_live.set()
@@ -622,11 +618,7 @@ async def test_a_reconnect_whose_listing_fails_while_live_frames_flow_reconnects
 
     async def listing_refused(conn: FakeConnection) -> None:
         await conn.hello()
-        seq = 0
-        while not stop_live.is_set() and not conn.ws.closed:  # live frames keep flowing
-            seq += 1
-            await conn.messages(D, seq)
-            await asyncio.sleep(0.01)
+        await conn.live_until(stop_live, D, interval_s=0.01)
 
     async def third(conn: FakeConnection) -> None:
         stop_live.set()

@@ -16,6 +16,8 @@ const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 5000;
 /** Acks wait this long, so a burst of messages costs one ack. */
 const ACK_DELAY_MS = 150;
+/** A send refused "not now" (`rate_limited`, `chat_unavailable`) is written again after this. */
+const SEND_RETRY_MS = 1000;
 /** While the user types, the page repeats `typing` this often; a member's "typing…" ends this
  * long after their last one (docs/protocol.md, "Typing"). */
 const TYPING_REPEAT_MS = 3000;
@@ -477,6 +479,9 @@ function receive(message) {
     state.conversations.set(conversation.id, conversation);
     if (message.seq > 1) transmit({ type: "sync", positions: { [conversation.id]: 0 } });
     refreshConversations().catch(() => {});
+  } else if (!conversation.memberIds.length) {
+    // Its details could not be read yet (the chat service away): ask again with each message.
+    refreshConversations().catch(() => {});
   }
   const shown = conversation.timeline.add(message);
   if (shown.length) {
@@ -696,11 +701,13 @@ function onError(frame) {
     console.warn("realchat:", frame.code, frame.message);
     return;
   }
-  if (frame.code === "rate_limited") {
+  if (frame.code === "rate_limited" || frame.code === "chat_unavailable") {
+    // "Not now": written again a moment later with the same client_msg_id, so it is stored
+    // once whatever became of this attempt (the chat service may have died mid-write).
     item.status = "queued";
     setTimeout(() => {
       if (state.outbox.has(item.clientMsgId)) sendItem(item);
-    }, 1000);
+    }, SEND_RETRY_MS);
   } else {
     item.status = "failed";
     item.error = frame.message || frame.code;
