@@ -155,15 +155,22 @@ class Backfiller:
                 await task
         if self._changes is not None:
             for conversation_id, after_change in (changes or {}).items():
-                if conversation_id in positions:
-                    await catch_up(
-                        self._changes,
-                        connection,
-                        conversation_id,
-                        after_change,
-                        positions[conversation_id],
-                        self._page_size,
-                    )
+                if conversation_id not in positions:
+                    continue
+                if change_counters is not None and after_change >= change_counters.get(
+                    conversation_id, 0
+                ):
+                    # Nothing changed before the counter was read, and what changes after it
+                    # comes live: no call (a reconnect after a quiet spell reads nothing).
+                    continue
+                await catch_up(
+                    self._changes,
+                    connection,
+                    conversation_id,
+                    after_change,
+                    positions[conversation_id],
+                    self._page_size,
+                )
         done = {c: connection.cursor(c).delivered or 0 for c in positions}
         counters = None
         if change_counters is not None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from realchat.contract.frames import MessageFrame, encode
+from realchat.contract.frames import Message, MessageFrame, encode
 from realchat.gateway.chat_client import ChatCallError
 from realchat.gateway.connection import Connection
 from realchat.gateway.sync import Backfiller
@@ -239,3 +239,36 @@ async def test_a_conversation_the_first_sync_leaves_out_gets_its_held_events_liv
     assert sink.seqs(other) == [1]
     assert sink.seqs(CONV) == [1]
     await conn.finish()
+
+
+class RecordingChanges:
+    """The chat service's change reads, recorded: (conversation, after_change)."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, int]] = []
+
+    async def changes(
+        self, user: uuid.UUID, conversation_id: str, after_change: int, up_to_seq: int, limit: int
+    ) -> tuple[list[Message], int]:
+        self.reads.append((conversation_id, after_change))
+        return [], after_change
+
+
+@pytest.mark.parametrize(
+    ("clients_counter", "read_counter", "reads"),
+    [(4, 4, []), (4, 6, [(CONV, 4)]), (9, 6, [])],
+    ids=["unchanged", "changed-while-away", "ahead"],
+)
+async def test_a_sync_reads_changes_only_when_its_counter_is_behind(
+    clients_counter: int, read_counter: int, reads: list[tuple[str, int]]
+) -> None:
+    """A reconnect after a quiet spell costs no change read: what changes after the counter
+    was read comes live, so only a client behind that counter is caught up."""
+    sink, history = FakeSink(), FakeHistory()
+    changes = RecordingChanges()
+    backfiller = Backfiller(history, 3, changes=changes)
+    conn = Connection(uuid.uuid4(), sink, queue_size=16, close_grace_s=0.1, on_gap=backfiller.start)
+    history.append(CONV)
+    done = await backfiller.sync(conn, {CONV: 0}, {CONV: clients_counter}, {CONV: read_counter})
+    assert done == {CONV: 1}
+    assert changes.reads == reads
