@@ -129,6 +129,8 @@ class Position:
     acked_seq: int
     #: The conversation's change counter (edits, deletes) as of the read.
     last_change: int
+    #: The conversation's last seq as of the read.
+    last_seq: int
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,9 @@ class ChatClient:
         token = ""
         while True:
             page, token = await self._conversations(user, MAX_CONVERSATIONS_PAGE, token)
-            found.extend(Position(c.conversation_id, c.acked_seq, c.last_change) for c in page)
+            found.extend(
+                Position(c.conversation_id, c.acked_seq, c.last_change, c.last_seq) for c in page
+            )
             if not token:
                 return found
 

@@ -131,12 +131,16 @@ class Backfiller:
         positions: dict[str, int],
         changes: dict[str, int] | None = None,
         change_counters: dict[str, int] | None = None,
+        last_seqs: dict[str, int] | None = None,
     ) -> dict[str, int]:
         """Deliver everything after `positions` in each conversation; return where each ended.
 
         `changes`: the client's change counters, for the catch-up on the messages at or before
         its positions (`catch_up.py`); `change_counters`: each conversation's counter as read
-        before anything was sent, told in `sync_done` for the client's next sync.
+        before anything was sent, told in `sync_done` for the client's next sync; `last_seqs`:
+        each conversation's last seq from that same read. A conversation the client already
+        has up to it needs no history read: what is written later comes live, so its cursor
+        goes live at once (a reconnect after a quiet spell costs no call per conversation).
 
         Live delivery starts on the connection (if it had not) once every conversation's
         backfill has begun: the live events held until then come after the backfilled ones.
@@ -146,13 +150,11 @@ class Backfiller:
         for conversation_id, position in positions.items():
             while (running := connection.running_backfill(conversation_id)) is not None:
                 await asyncio.wait([running])
-            connection.cursor(conversation_id).on_sync(position)
-            self.start(connection, conversation_id, retry=False)
-            tasks.append(connection.running_backfill(conversation_id))
+            if (task := self._begin(connection, conversation_id, position, last_seqs)) is not None:
+                tasks.append(task)
         connection.start_live()
         for task in tasks:
-            if task is not None:
-                await task
+            await task
         if self._changes is not None:
             for conversation_id, after_change in (changes or {}).items():
                 if conversation_id not in positions:
@@ -177,3 +179,24 @@ class Backfiller:
             counters = {c: change_counters.get(c, 0) for c in positions}
         connection.push(encode(SyncDoneFrame(done, counters)))
         return done
+
+    def _begin(
+        self,
+        connection: Connection,
+        conversation_id: str,
+        position: int,
+        last_seqs: dict[str, int] | None,
+    ) -> asyncio.Task[None] | None:
+        """Start a sync's backfill of one conversation; None if there is nothing to read (the
+        client is at its last seq as read): then the cursor is live again at once, as after an
+        empty page, in the same loop tick (no live event slips in)."""
+        cursor = connection.cursor(conversation_id)
+        cursor.on_sync(position)
+        if last_seqs is None or position < last_seqs.get(conversation_id, position + 1):
+            self.start(connection, conversation_id, retry=False)
+            return connection.running_backfill(conversation_id)
+        cursor.on_page_end(short=True)
+        if cursor.deferring:
+            connection.release_changes(cursor)
+        metrics.SYNC_BACKFILL.observe(0)
+        return None

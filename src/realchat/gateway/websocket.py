@@ -354,8 +354,9 @@ class Session:
             self._refuse(connection, BadFrame(error.code, error.message))
             return
         mine = {c.conversation_id: c.acked_seq for c in listed}
-        # Read before anything is sent: a change after this reaches the client live.
+        # Read before anything is sent: a message or change after this reaches the client live.
         counters = {c.conversation_id: c.last_change for c in listed}
+        last_seqs = {c.conversation_id: c.last_seq for c in listed}
         positions = mine if not frame.positions else {}
         for conversation_id, seq in (frame.positions or {}).items():
             if conversation_id not in mine:
@@ -370,7 +371,7 @@ class Session:
             else:
                 positions[conversation_id] = seq
         try:
-            await self.backfiller.sync(connection, positions, frame.changes, counters)
+            await self.backfiller.sync(connection, positions, frame.changes, counters, last_seqs)
         except ChatCallError as error:
             self._refuse(connection, BadFrame(ErrorCode.SYNC_FAILED, error.message))
 

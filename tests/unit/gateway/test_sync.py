@@ -272,3 +272,34 @@ async def test_a_sync_reads_changes_only_when_its_counter_is_behind(
     done = await backfiller.sync(conn, {CONV: 0}, {CONV: clients_counter}, {CONV: read_counter})
     assert done == {CONV: 1}
     assert changes.reads == reads
+
+
+async def test_a_sync_of_a_conversation_the_client_has_up_to_its_last_seq_reads_no_history() -> (
+    None
+):
+    """The client is at the conversation's last seq as read with its positions: no history
+    read, `sync_done` at once, and a message written after that read (its live event held
+    since before the sync, or arriving later) goes out live, in order."""
+    sink, history, conn, backfiller = setup()
+    conn = Connection(
+        uuid.uuid4(), sink, queue_size=16, close_grace_s=0.1, on_gap=backfiller.start,
+        sync_grace_s=5.0,
+    )  # fmt: skip
+    for _ in range(3):
+        history.append(CONV)
+    publish(history, conn)  # seq 4, written after the read below: held until the sync
+    done = await backfiller.sync(conn, {CONV: 3}, last_seqs={CONV: 3})
+    publish(history, conn)  # seq 5
+    await wait_for(lambda: sink.seqs(CONV) == [4, 5])
+    assert done == {CONV: 4}  # the held event went out as live delivery started
+    assert history.reads == 0
+
+
+async def test_a_sync_behind_the_last_seq_still_reads_history() -> None:
+    sink, history, conn, backfiller = setup()
+    for _ in range(4):
+        history.append(CONV)
+    done = await backfiller.sync(conn, {CONV: 2}, last_seqs={CONV: 4})
+    await wait_for(lambda: sink.seqs(CONV) == [3, 4])
+    assert done == {CONV: 4}
+    assert history.reads >= 1
