@@ -281,6 +281,24 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             next_page_token=page.next_page_token or "",
         )
 
+    @_rpc
+    async def ListPositions(
+        self, caller: uuid.UUID, request: pb.ListPositionsRequest
+    ) -> pb.ListPositionsResponse:
+        page = await self._service.list_positions(caller, request.page_size, request.page_token)
+        return pb.ListPositionsResponse(
+            positions=[
+                pb.ConversationPosition(
+                    conversation_id=str(p.conversation_id),
+                    acked_seq=p.acked_seq,
+                    last_seq=p.last_seq,
+                    last_change=p.last_change,
+                )
+                for p in page.positions
+            ],
+            next_page_token=page.next_page_token or "",
+        )
+
     async def SendMessage(
         self, request: pb.SendMessageRequest, context: Context
     ) -> pb.SendMessageResponse:

@@ -1,5 +1,5 @@
 """The SQL of membership: creating conversations, adding and removing members, blocks, and the
-caller's conversations a page at a time.
+caller's conversations (or only their positions in them) a page at a time.
 
 Every change takes the conversation's row lock (the one the send path's counter update takes),
 checks the rules of `membership.py` on what it read under it, writes, and records a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -64,6 +65,27 @@ SELECT $1::int, $2::text, $2::text, c.id::text,
   FROM conversations c
  WHERE c.id = $3::uuid
 """
+
+#: A page of the user's positions, by conversation id after the cursor: one index range of
+#: their memberships and each conversation's counters (no members, no unread count).
+_POSITIONS_PAGE = """
+SELECT m.conversation_id, m.acked_seq, c.last_seq, c.last_change
+  FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
+ WHERE m.user_id = $1::uuid AND m.conversation_id > $2::uuid
+ ORDER BY m.conversation_id
+ LIMIT $3
+"""
+
+
+@dataclass(frozen=True)
+class PositionRecord:
+    """Where a user stands in one of their conversations (what a sync starts from)."""
+
+    conversation_id: uuid.UUID
+    acked_seq: int
+    last_seq: int
+    last_change: int
+
 
 #: A page of the user's conversations, by conversation id after the cursor.
 _PAGE = """
@@ -170,6 +192,17 @@ class MembershipStore:
             limit,
         )
         return [r["blocked"] for r in rows]
+
+    @db_operation("list_positions")
+    async def positions_page(
+        self, user_id: uuid.UUID, after: uuid.UUID | None, limit: int
+    ) -> list[PositionRecord]:
+        """Up to `limit` of the user's positions with conversation ids above `after`, by id."""
+        rows = await self._pool.fetch(_POSITIONS_PAGE, user_id, after or _NIL, limit)
+        return [
+            PositionRecord(r["conversation_id"], r["acked_seq"], r["last_seq"], r["last_change"])
+            for r in rows
+        ]
 
     @db_operation("list_conversations")
     async def conversations_page(

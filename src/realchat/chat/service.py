@@ -21,7 +21,7 @@ from realchat.chat.errors import (
 )
 from realchat.chat.group_commit import GroupCommitLimits, GroupCommitter
 from realchat.chat.membership import Candidate, additions, removal
-from realchat.chat.membership_store import MembershipStore
+from realchat.chat.membership_store import MembershipStore, PositionRecord
 from realchat.chat.metrics import GROUP_COMMIT_BATCH_SIZE
 from realchat.chat.store import (
     ChatStore,
@@ -52,6 +52,28 @@ class ConversationsPage:
     conversations: list[ConversationRecord]
     #: Where the next page starts; None on the last page.
     next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class PositionsPage:
+    positions: list[PositionRecord]
+    #: Where the next page starts; None on the last page.
+    next_page_token: str | None
+
+
+def _page_request(page_size: int, page_token: str) -> tuple[int, uuid.UUID | None]:
+    """A page's size (0: the default) and the conversation id it starts after."""
+    size = page_size or DEFAULT_CONVERSATIONS_PAGE
+    if not 1 <= size <= MAX_CONVERSATIONS_PAGE:
+        raise InvalidArgument(
+            ErrorCode.INVALID_PAGE_SIZE, f"page_size must be 1-{MAX_CONVERSATIONS_PAGE}"
+        )
+    return size, parse_id(page_token, "page_token") if page_token else None
+
+
+def _next_page_token(read: Sequence[ConversationRecord | PositionRecord], size: int) -> str | None:
+    """The token of the page after one of `size` (read with one row more): None if it is last."""
+    return str(read[size - 1].conversation_id) if len(read) > size else None
 
 
 class SendRequest(NamedTuple):
@@ -200,16 +222,17 @@ class ChatService:
         self, caller: uuid.UUID, page_size: int = 0, page_token: str = ""
     ) -> ConversationsPage:
         """A page of the caller's conversations, by id: no reply grows with their number."""
-        size = page_size or DEFAULT_CONVERSATIONS_PAGE
-        if not 1 <= size <= MAX_CONVERSATIONS_PAGE:
-            raise InvalidArgument(
-                ErrorCode.INVALID_PAGE_SIZE, f"page_size must be 1-{MAX_CONVERSATIONS_PAGE}"
-            )
-        after = parse_id(page_token, "page_token") if page_token else None
-        page = await self._membership.conversations_page(caller, after, size + 1)
-        more = len(page) > size
-        page = page[:size]
-        return ConversationsPage(page, str(page[-1].conversation_id) if more else None)
+        size, after = _page_request(page_size, page_token)
+        read = await self._membership.conversations_page(caller, after, size + 1)
+        return ConversationsPage(read[:size], _next_page_token(read, size))
+
+    async def list_positions(
+        self, caller: uuid.UUID, page_size: int = 0, page_token: str = ""
+    ) -> PositionsPage:
+        """A page of the caller's positions (`list_conversations`'s pages, lighter rows)."""
+        size, after = _page_request(page_size, page_token)
+        read = await self._membership.positions_page(caller, after, size + 1)
+        return PositionsPage(read[:size], _next_page_token(read, size))
 
     async def send_message(
         self,

@@ -261,30 +261,27 @@ class ChatClient:
         request = pb.AckRequest(conversation_id=conversation_id, seq=seq)
         return (await self._call(self._stub.Ack, request, user)).acked_seq
 
-    async def _conversations(
-        self, user: uuid.UUID, page_size: int, page_token: str
-    ) -> tuple[list[pb.Conversation], str]:
-        request = pb.ListConversationsRequest(page_size=page_size, page_token=page_token)
-        reply = await self._call(self._stub.ListConversations, request, user)
-        return list(reply.conversations), reply.next_page_token
-
     async def conversations_page(
         self, user: uuid.UUID, page_size: int = 0, page_token: str = ""
     ) -> tuple[list[Conversation], str]:
         """One page of the user's conversations and the next page's token ("" on the last)."""
-        page, following = await self._conversations(user, page_size, page_token)
-        return [conversation_from_proto(c) for c in page], following
+        request = pb.ListConversationsRequest(page_size=page_size, page_token=page_token)
+        reply = await self._call(self._stub.ListConversations, request, user)
+        return [conversation_from_proto(c) for c in reply.conversations], reply.next_page_token
 
     async def positions(self, user: uuid.UUID) -> list[Position]:
-        """Where the user stands in each of their conversations, read page by page: each
-        reply stays small however many there are."""
+        """Where the user stands in each of their conversations (ListPositions: no members, no
+        unread counts), read page by page: each reply stays small however many there are."""
         found: list[Position] = []
         token = ""
         while True:
-            page, token = await self._conversations(user, MAX_CONVERSATIONS_PAGE, token)
+            request = pb.ListPositionsRequest(page_size=MAX_CONVERSATIONS_PAGE, page_token=token)
+            reply = await self._call(self._stub.ListPositions, request, user)
             found.extend(
-                Position(c.conversation_id, c.acked_seq, c.last_change, c.last_seq) for c in page
+                Position(p.conversation_id, p.acked_seq, p.last_change, p.last_seq)
+                for p in reply.positions
             )
+            token = reply.next_page_token
             if not token:
                 return found
 

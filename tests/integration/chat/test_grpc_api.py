@@ -55,6 +55,11 @@ async def test_send_replay_and_history_over_grpc(
     assert ack.acked_seq == 1
     listed = await stub.ListConversations(pb.ListConversationsRequest(), metadata=as_user(bob))
     assert [c.conversation_id for c in listed.conversations] == [conversation.conversation_id]
+    positions = await stub.ListPositions(pb.ListPositionsRequest(), metadata=as_user(bob))
+    assert [(p.conversation_id, p.acked_seq, p.last_seq) for p in positions.positions] == [
+        (conversation.conversation_id, 1, 1)
+    ]
+    assert positions.next_page_token == ""
 
 
 @pytest.mark.parametrize(

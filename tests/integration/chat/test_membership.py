@@ -200,3 +200,37 @@ async def test_conversations_come_a_page_at_a_time(
     for bad in ({"page_size": 201}, {"page_size": -1}, {"page_token": "nonsense"}):
         with pytest.raises(InvalidArgument):
             await service.list_conversations(alice, **bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument):
+            await service.list_positions(alice, **bad)  # type: ignore[arg-type]
+
+
+async def test_positions_are_the_conversations_counters_a_page_at_a_time(
+    service: ChatService, pool: asyncpg.Pool
+) -> None:
+    """What a sync starts from, read without members or unread counts: the same pages, and
+    each position agrees with the conversation as listed (acked seq, last seq, changes)."""
+    alice, bob = await new_users(pool, 2)
+    conversations = [await service.create_conversation(alice, [str(bob)], "") for _ in range(3)]
+    first, second = (str(c.conversation_id) for c in conversations[:2])
+    for n in range(3):
+        await service.send_message(alice, first, f"k{n}", f"m{n}")
+    sent = await service.send_message(alice, second, "k-edit", "before")
+    await service.edit_message(alice, second, sent.message.seq, "change-1", "after")
+    await service.ack(bob, first, 2)
+    positions = []
+    token = ""
+    while True:
+        page = await service.list_positions(bob, 2, token)
+        assert len(page.positions) <= 2
+        positions.extend(page.positions)
+        if page.next_page_token is None:
+            break
+        token = page.next_page_token
+    listed = (await service.list_conversations(bob)).conversations
+    assert [(p.conversation_id, p.acked_seq, p.last_seq, p.last_change) for p in positions] == [
+        (c.conversation_id, c.acked_seq, c.last_seq, c.last_change) for c in listed
+    ]
+    by_id = {p.conversation_id: p for p in positions}
+    assert (by_id[uuid.UUID(first)].acked_seq, by_id[uuid.UUID(first)].last_seq) == (2, 3)
+    assert by_id[uuid.UUID(second)].last_change == 1
+    assert (await service.list_positions(uuid.uuid4())).positions == []
