@@ -116,6 +116,15 @@ class Person:
     def messages(self) -> Locator:
         return self.page.locator("#messages li.message")
 
+    async def expect_all_sent(self) -> None:
+        """Nothing typed is left waiting to be stored."""
+        await expect(self.page.locator("#outgoing li")).to_have_count(0, timeout=DEADLINE_MS)
+
+    async def expect_conversation(self, title: str, texts: list[str]) -> None:
+        """Open the conversation named `title`: it shows exactly `texts`, in order."""
+        await self.page.get_by_role("button", name=title).click()
+        await expect(self.messages().locator(".content")).to_have_text(texts, timeout=DEADLINE_MS)
+
     async def shown(self) -> list[tuple[int, str]]:
         """(seq, text) of every message on the page, in page order."""
         items = self.page.locator("#messages li.message")
@@ -205,7 +214,7 @@ async def test_two_people_chat_through_a_gateway_sigkill(
     typed = alice.typed + bob.typed
     for person in (alice, bob):
         await expect(person.messages()).to_have_count(len(typed), timeout=DEADLINE_MS)
-        await expect(person.page.locator("#outgoing li")).to_have_count(0, timeout=DEADLINE_MS)
+        await person.expect_all_sent()
 
     # The server's history is the reference: each message stored once, seqs 1..n.
     conversation_id = await alice.page.locator("#conversations button").first.get_attribute(
@@ -309,10 +318,9 @@ async def test_a_page_whose_sync_finds_the_chat_service_down_syncs_again_once_it
     finally:
         await one_gateway.start_component("chat")
     await erin.expect_connection("online")
-    await expect(erin.page.locator("#outgoing li")).to_have_count(0, timeout=DEADLINE_MS)
-    await frank.page.get_by_role("button", name="erin, frank").click()
-    await expect(frank.messages().locator(".content")).to_have_text(
-        ["Before the outage", "Typed while the chat service is down"], timeout=DEADLINE_MS
+    await erin.expect_all_sent()
+    await frank.expect_conversation(
+        "erin, frank", ["Before the outage", "Typed while the chat service is down"]
     )
     for person in (erin, frank):
         assert person.errors == [], person.errors
@@ -335,10 +343,7 @@ async def test_a_send_refused_while_the_chat_service_is_away_is_sent_again(
         await expect(gina.page.locator("#outgoing .status")).to_have_text("Sending…")
     finally:
         await one_gateway.start_component("chat")
-    await expect(gina.page.locator("#outgoing li")).to_have_count(0, timeout=DEADLINE_MS)
-    await hugo.page.get_by_role("button", name="gina, hugo").click()
-    await expect(hugo.messages().locator(".content")).to_have_text(
-        ["First", "Refused at first"], timeout=DEADLINE_MS
-    )
+    await gina.expect_all_sent()
+    await hugo.expect_conversation("gina, hugo", ["First", "Refused at first"])
     for person in (gina, hugo):
         assert person.errors == [], person.errors
