@@ -44,6 +44,7 @@ from realchat.contract.limits import (
 )
 from realchat.events.models import MembershipChange
 from realchat.observability.tracing import inject
+from realchat.outbox.wakeup import encode_shards
 from realchat.outbox.writer import outbox_shard
 
 
@@ -143,6 +144,8 @@ class ChatService:
         self._membership = membership or MembershipStore(store.pool, store.outbox_shards)
         self._max_members = max_members
         self._written = written
+        #: Whether anyone is woken after commits (the chat service's wiring: the publisher).
+        self._waking = written is not _nothing
         self._sends: GroupCommitter[NewMessage, Stored] = GroupCommitter(
             self._write_batch, group_commit or GroupCommitLimits(), GROUP_COMMIT_BATCH_SIZE.observe
         )
@@ -274,9 +277,16 @@ class ChatService:
 
     async def _write_batch(self, sends: Sequence[NewMessage]) -> list[Stored]:
         plan = plan_batch(sends)
-        written = await self._store.insert_messages([sends[i] for i in plan.leaders])
+        leaders = [sends[i] for i in plan.leaders]
+        # The only batch in flight (an idle service's send): the publisher's wake-up rides in
+        # its transaction, one round trip sooner than after the commit. PostgreSQL serialises
+        # the commits of notifying transactions, so batches that overlap others notify after.
+        wake = None
+        if self._waking and self._sends.inflight == 1:
+            wake = encode_shards(self._shards({s.conversation_id for s in leaders}))
+        written = await self._store.insert_messages(leaders, wake=wake)
         created = {o.message.conversation_id for o in written if isinstance(o, Created)}
-        if created:
+        if created and wake is None:
             self._written(self._shards(created))
         return fan_out(plan, written)
 

@@ -21,6 +21,7 @@ from realchat.chat.metrics import db_operation
 from realchat.contract.limits import MAX_UNREAD_COUNTED
 from realchat.events.topics import MESSAGE_ACKNOWLEDGED, MESSAGE_CREATED
 from realchat.observability.tracing import inject
+from realchat.outbox.wakeup import CHANNEL as WAKEUP_CHANNEL
 from realchat.outbox.writer import outbox_shard, trace_context_json
 
 
@@ -138,7 +139,7 @@ WITH req AS (
       FROM message m
       JOIN numbered n ON n.conversation_id = m.conversation_id AND n.seq = m.seq
      ORDER BY m.conversation_id, m.seq
- RETURNING id
+ RETURNING id/*WAKE*/
 )
 SELECT n.ord, m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.created_at,
        1 AS version, NULL::timestamptz AS edited_at, false AS deleted, true AS created
@@ -157,15 +158,30 @@ _LOCK_IN_ID_ORDER = """), locked AS MATERIALIZED (
 """
 _AFTER_LOCKING = "       AND (SELECT count(*) FROM locked) > 0\n"
 
-#: For batches of several conversations.
-_INSERT_MESSAGES = _INSERT_MESSAGES_TEMPLATE.replace("/*LOCKED*/", _LOCK_IN_ID_ORDER).replace(
-    "/*GUARD*/", _AFTER_LOCKING
-)
-#: For a batch of one conversation (every idle send, a hot conversation): one row lock cannot
-#: deadlock, and locking it apart would cost a WAL record and a plan node for nothing.
-_INSERT_MESSAGES_ONE_CONVERSATION = _INSERT_MESSAGES_TEMPLATE.replace("/*LOCKED*/", "").replace(
-    "/*GUARD*/", ""
-)
+#: The outbox publisher's wake-up in the batch's own transaction: evaluated for each event row
+#: written (none written, none sent), delivered at the commit; PostgreSQL sends identical
+#: notifications of one transaction once.
+_WAKE_IN_COMMIT = ", pg_notify($8::text, $9::text)"
+
+
+def _insert_messages(*, one_conversation: bool, wake: bool) -> str:
+    """The batch statement's variant. One conversation (every idle send, a hot conversation):
+    one row lock cannot deadlock, and locking it apart would cost a WAL record and a plan node
+    for nothing; several are locked in id order first."""
+    locked, guard = ("", "") if one_conversation else (_LOCK_IN_ID_ORDER, _AFTER_LOCKING)
+    return (
+        _INSERT_MESSAGES_TEMPLATE.replace("/*LOCKED*/", locked)
+        .replace("/*GUARD*/", guard)
+        .replace("/*WAKE*/", _WAKE_IN_COMMIT if wake else "")
+    )
+
+
+#: (one conversation, wake-up in the commit) -> statement.
+_INSERT_MESSAGES = {
+    (one, wake): _insert_messages(one_conversation=one, wake=wake)
+    for one in (False, True)
+    for wake in (False, True)
+}
 
 #: Session settings of the chat service's connections. A generic plan: the batch statement is
 #: large and its parameters are arrays, so planning it afresh per batch (a custom plan) cost
@@ -313,9 +329,13 @@ class ChatStore:
         )
 
     @db_operation("insert_messages")
-    async def insert_messages(self, sends: Sequence[NewMessage]) -> list[Stored]:
+    async def insert_messages(
+        self, sends: Sequence[NewMessage], *, wake: str | None = None
+    ) -> list[Stored]:
         """Write a batch of sends with distinct (sender, key) in one statement and transaction;
-        each send's outcome, in order. Refused sends wrote nothing."""
+        each send's outcome, in order. Refused sends wrote nothing. `wake`: a wake-up payload
+        (`outbox.wakeup`) to notify the outbox publisher with in this transaction, if it wrote
+        events."""
         columns = (
             [s.conversation_id for s in sends],
             [s.sender_id for s in sends],
@@ -325,10 +345,11 @@ class ChatStore:
             [trace_context_json(s.trace_context) for s in sends],
         )
         one_conversation = len(set(columns[0])) == 1
-        statement = _INSERT_MESSAGES_ONE_CONVERSATION if one_conversation else _INSERT_MESSAGES
+        statement = _INSERT_MESSAGES[(one_conversation, wake is not None)]
+        args = (*columns, MESSAGE_CREATED, *(() if wake is None else (WAKEUP_CHANNEL, wake)))
         for attempt in range(_KEY_RACE_RETRIES + 1):
             try:
-                rows = await self._pool.fetch(statement, *columns, MESSAGE_CREATED)
+                rows = await self._pool.fetch(statement, *args)
                 break
             except asyncpg.UniqueViolationError as exc:
                 if (

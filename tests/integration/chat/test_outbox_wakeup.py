@@ -15,11 +15,12 @@ from realchat.chat.service import ChatService
 from realchat.chat.store import ChatStore
 from realchat.config import OutboxSettings
 from realchat.outbox.publisher import OutboxPublisher, producer_factory
-from realchat.outbox.wakeup import CommitNotifier, WakeupListener
+from realchat.outbox.wakeup import CHANNEL, CommitNotifier, WakeupListener, encode_shards
+from realchat.outbox.writer import outbox_shard
 from realchat.stack.supervisor import Stack
 from tests.integration.chat.conftest import OUTBOX_SHARDS
 from tests.support.databases import new_users
-from tests.support.waiting import eventually_async
+from tests.support.waiting import eventually, eventually_async
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -82,3 +83,31 @@ async def test_an_idle_send_is_published_without_waiting_for_the_poll(
     assert delays[-2] < SLOW_POLL.poll_interval_s / 5, f"publish delays (s): {delays}"
     p50_ms, max_ms = statistics.median(delays) * 1000, delays[-1] * 1000
     print(f"send -> published: p50 {p50_ms:.1f} ms, max {max_ms:.1f} ms")
+
+
+async def test_an_idle_send_wakes_the_publisher_from_its_own_transaction(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """The only batch in flight notifies in its own transaction (the notification arrives with
+    the commit, naming the shard written); the post-commit wake-up is not called for it. A
+    replay writes no event and wakes nobody."""
+    notified: list[str] = []
+    called: list[object] = []
+    service = ChatService(ChatStore(pool, OUTBOX_SHARDS), written=called.append)
+    (alice,) = await new_users(pool, 1)
+    conversation = await service.create_conversation(alice, [], "")
+    conversation_id = str(conversation.conversation_id)
+    called.clear()  # the conversation's own membership event
+    listening = await asyncpg.connect(db_dsn)
+    try:
+        await listening.add_listener(CHANNEL, lambda *args: notified.append(str(args[3])))
+        sent = await service.send_message(alice, conversation_id, "k1", "hi")
+        assert await eventually(lambda: bool(notified), timeout_s=5, interval_s=0.01)
+        shard = outbox_shard(conversation.conversation_id, OUTBOX_SHARDS)
+        assert (notified, called) == ([encode_shards([shard])], [])
+        replay = await service.send_message(alice, conversation_id, "k1", "hi")
+        assert (replay.created, replay.message.seq) == (False, sent.message.seq)
+        await asyncio.sleep(0.2)
+        assert (len(notified), called) == (1, [])
+    finally:
+        await listening.close()
