@@ -129,7 +129,8 @@ def _nothing(shards: Collection[int] | None = None) -> None:
 
 class ChatService:
     """`written` is called after every commit that stored new outbox events, with their outbox
-    shards (the outbox publisher's wake-up); it must not block."""
+    shards (the outbox publisher's wake-up); it must not block. A send batch that was the only
+    one in flight wakes the publisher from its own transaction instead (`_write_batch`)."""
 
     def __init__(
         self,
