@@ -7,11 +7,13 @@ import re
 
 import pytest
 
+from realchat.chat.store import batch_statement
 from realchat.loadtest.bench_write.cpu import CpuSample, cpu_busy_pct, cpu_us_per_message
 from realchat.loadtest.bench_write.pgbench import (
     SINGLE_MESSAGE_SQL,
     parse_pgbench_log,
     parse_pgbench_summary,
+    pgbench_batch_script,
     pgbench_script,
 )
 from realchat.loadtest.bench_write.render import render_table
@@ -136,6 +138,14 @@ def test_pgbench_log_gives_completion_times_and_latencies() -> None:
     ]
 
 
+def test_a_batch_transaction_in_pgbench_log_counts_its_messages() -> None:
+    samples, failed = parse_pgbench_log(["0 1 20000 0 1795753966 0"], messages=64)
+    assert (samples, failed) == ([Sample(1795753966.0, 20.0, 64)], 0)
+    window = Window(1795753966.0, 1795753968.0)
+    result = window_result("pgbench-batch", samples, window, 0, None)
+    assert (result.messages, result.msgs_per_s, result.latency.p50_ms) == (64, 32.0, 20.0)
+
+
 def test_indexed_ids_are_valid_uuids_that_sql_builds_the_same_way() -> None:
     assert str(indexed_uuid(CONVERSATION_PREFIX, 42)) == "c0000000-0000-4000-8000-000000000042"
     assert indexed_uuid(USER_PREFIX, 0) != indexed_uuid(CONVERSATION_PREFIX, 0)
@@ -154,6 +164,27 @@ def test_pgbench_script_runs_the_store_statement_with_every_parameter_bound() ->
     assert re.fullmatch(pattern, statement, flags=re.DOTALL)
     assert ":client_id" in statement
     assert "random(0, 0)" in pgbench_script(conversations=1, outbox_shards=16)
+
+
+def test_pgbench_batch_script_runs_the_service_statement_on_bound_arrays() -> None:
+    script = pgbench_batch_script(conversations=1000, outbox_shards=16, members=64, sends=64)
+    begin, arrays, statement = script.split("\n", 2)
+    assert begin == "BEGIN;"
+    assert arrays.startswith("SELECT ")
+    assert arrays.endswith(r" \gset")
+    assert arrays.count("generate_series(1, 64)") == 6
+    assert "random() * 1000" in arrays
+    assert "random() * 64" in arrays
+    assert "g % 16" in arrays
+    assert statement.endswith(";\nCOMMIT;\n")
+    # Apart from its parameters, the statement is the service's, character for character: the
+    # arrays are bound (`:aN`, prepared parameters), the topic is a literal.
+    pieces = re.split(r"\$\d+", batch_statement(one_conversation=False).strip())
+    pattern = r"(?:\(:a\d\)|'chat\.message\.created\.v1')".join(map(re.escape, pieces))
+    assert re.fullmatch(pattern + r";\nCOMMIT;\n", statement, flags=re.DOTALL)
+    one = pgbench_batch_script(conversations=1, outbox_shards=16, members=64, sends=64)
+    assert "FOR UPDATE" in statement
+    assert "FOR UPDATE" not in one
 
 
 def test_cpu_busy_share_counts_only_samples_inside_the_window() -> None:
@@ -180,6 +211,7 @@ def test_ours_is_compared_with_both_pgbench_ceilings() -> None:
         _path("service", 450.0),
         _path("pgbench", 600.0),
         _path("pgbench-pool", 1200.0),
+        _path("pgbench-batch", 1800.0),
     ]
     result = scenario_result(Scenario("hot-1", 1), 64, paths)
     assert result.ratios == {
@@ -191,15 +223,22 @@ def test_ours_is_compared_with_both_pgbench_ceilings() -> None:
         "grpc-stream/pgbench-pool": 0.75,
         "service/pgbench": 0.75,
         "service/pgbench-pool": 0.375,
+        "pgbench-batch/pgbench": 3.0,
+        "pgbench-batch/pgbench-pool": 1.5,
+        "grpc/pgbench-batch": 0.167,
+        "grpc-unary/pgbench-batch": 0.083,
+        "grpc-stream/pgbench-batch": 0.5,
+        "service/pgbench-batch": 0.25,
     }
     table = render_table([result], cores=2)
-    assert [line.split()[:3] for line in table.splitlines()[2:8]] == [
+    assert [line.split()[:3] for line in table.splitlines()[2:9]] == [
         ["hot-1", "grpc", "300.0"],
         ["hot-1", "grpc-unary", "150.0"],
         ["hot-1", "grpc-stream", "900.0"],
         ["hot-1", "service", "450.0"],
         ["hot-1", "pgbench", "600.0"],
         ["hot-1", "pgbench-pool", "1200.0"],
+        ["hot-1", "pgbench-batch", "1800.0"],
     ]
 
 

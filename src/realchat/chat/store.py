@@ -183,6 +183,13 @@ _INSERT_MESSAGES = {
     for wake in (False, True)
 }
 
+
+def batch_statement(*, one_conversation: bool) -> str:
+    """The batch statement as `insert_messages` runs it (no wake-up), for the benchmark that
+    drives it with nothing in front of it (`loadtest/bench_write/pgbench.py`)."""
+    return _INSERT_MESSAGES[(one_conversation, False)]
+
+
 #: Session settings of the chat service's connections. A generic plan: the batch statement is
 #: large and its parameters are arrays, so planning it afresh per batch (a custom plan) cost
 #: about 0.4 ms, a third of an idle send.

@@ -21,7 +21,7 @@ from realchat.loadtest.bench_write.paths import (
     run_grpc_unary,
     run_service,
 )
-from realchat.loadtest.bench_write.pgbench import run_pgbench
+from realchat.loadtest.bench_write.pgbench import run_pgbench, run_pgbench_batch
 from realchat.loadtest.bench_write.results import (
     BenchError,
     PathResult,
@@ -84,5 +84,6 @@ async def run_scenario(ctx: BenchContext, scenario: Scenario) -> ScenarioResult:
         await measure(ctx, run_service(ctx, scenario)),
         await measure(ctx, run_pgbench(ctx, scenario, path="pgbench", clients=ctx.concurrency)),
         await measure(ctx, run_pgbench(ctx, scenario, path="pgbench-pool", clients=pool_size)),
+        await measure(ctx, run_pgbench_batch(ctx, scenario, path="pgbench-batch")),
     ]
     return scenario_result(scenario, ctx.concurrency, paths)

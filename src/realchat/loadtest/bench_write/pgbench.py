@@ -1,5 +1,7 @@
-"""The ceiling: pgbench running the statement a send was before group commit, with nothing in
-front of it (no gRPC, no Python, no pool), on the same database in the same run."""
+"""The ceilings, pgbench on the same database in the same run with nothing in front of it (no
+gRPC, no Python, no pool): the statement a send was before group commit, one message per
+transaction; and the group-commit statement itself, a full batch per transaction (what
+PostgreSQL alone does with our writes, the bound no layer in front of it can pass)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
+from realchat.chat.store import SESSION_SETTINGS, batch_statement
 from realchat.events.topics import MESSAGE_CREATED
 from realchat.loadtest.bench_write.database import BENCH_DATABASE
 from realchat.loadtest.bench_write.driver import BenchContext
@@ -92,6 +95,38 @@ def pgbench_script(conversations: int, outbox_shards: int) -> str:
     return f"\\set conv random(0, {conversations - 1})\n{statement};\n"
 
 
+#: Sends per transaction of the `pgbench-batch` path: a full batch of a busy service (its
+#: batches reach ~30 sends at 64 callers; more gains little, see docs/benchmarks.md).
+PGBENCH_BATCH_SENDS = 64
+
+
+def _array_sql(element_sql: str, sends: int) -> str:
+    return f"array(SELECT {element_sql} FROM generate_series(1, {sends}) AS g)::text"
+
+
+def pgbench_batch_script(conversations: int, outbox_shards: int, members: int, sends: int) -> str:
+    """The group-commit statement (`chat.store.batch_statement`) as a pgbench script: `sends`
+    sends to random conversations from random members, their arrays computed by a query in the
+    same transaction (`\\gset`) and bound as parameters, as the service binds them."""
+    conversation = f"floor(random() * {conversations})::int"
+    arrays = {
+        1: _array_sql(indexed_uuid_sql(CONVERSATION_PREFIX, conversation), sends),
+        2: _array_sql(indexed_uuid_sql(USER_PREFIX, f"floor(random() * {members})::int"), sends),
+        3: _array_sql(sql_literal(CONTENT), sends),
+        4: _array_sql("gen_random_uuid()::text", sends),
+        5: _array_sql(f"g % {outbox_shards}", sends),
+        6: _array_sql("'{}'::jsonb", sends),
+    }
+    columns = ", ".join(f"{sql} AS a{n}" for n, sql in arrays.items())
+    statement = batch_statement(one_conversation=conversations == 1).strip()
+    statement = re.sub(
+        r"\$(\d+)",
+        lambda m: f"(:a{m[1]})" if int(m[1]) in arrays else sql_literal(MESSAGE_CREATED),
+        statement,
+    )
+    return f"BEGIN;\nSELECT {columns} \\gset\n{statement};\nCOMMIT;\n"
+
+
 _PGBENCH_SUMMARY = {
     "tps": re.compile(r"^tps = ([\d.]+)", re.MULTILINE),
     "latency_avg_ms": re.compile(r"^latency average = ([\d.]+) ms", re.MULTILINE),
@@ -115,9 +150,10 @@ def parse_pgbench_summary(text: str) -> PgbenchSummary:
     )
 
 
-def parse_pgbench_log(lines: Iterable[str]) -> tuple[list[Sample], int]:
+def parse_pgbench_log(lines: Iterable[str], messages: int = 1) -> tuple[list[Sample], int]:
     """pgbench's per-transaction log (`client_id transaction_no time script_no time_epoch time_us
-    ...`, time in microseconds, the epoch pair = completion) as samples, plus failed ones."""
+    ...`, time in microseconds, the epoch pair = completion) as samples of `messages` each, plus
+    failed ones."""
     samples: list[Sample] = []
     failed = 0
     for line in lines:
@@ -128,7 +164,7 @@ def parse_pgbench_log(lines: Iterable[str]) -> tuple[list[Sample], int]:
             failed += 1
             continue
         completed_at = int(fields[4]) + int(fields[5]) / 1e6
-        samples.append(Sample(completed_at=completed_at, latency_ms=int(fields[2]) / 1000))
+        samples.append(Sample(completed_at, int(fields[2]) / 1000, messages))
     return samples, failed
 
 
@@ -144,10 +180,20 @@ def pgbench_argv(
     ]
 
 
+#: The chat service's session settings (its generic plan), for the connections that run its
+#: statement.
+SERVICE_SESSION = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
+
+
 async def _run_pgbench(
-    argv: list[str], password: str, timeout_s: float, pids: dict[str, int]
+    argv: list[str], password: str, timeout_s: float, pids: dict[str, int], options: str
 ) -> str:
-    env = {**os.environ, "PGPASSWORD": password, "PGAPPNAME": "realchat-bench-pgbench"}
+    env = {
+        **os.environ,
+        "PGPASSWORD": password,
+        "PGAPPNAME": "realchat-bench-pgbench",
+        "PGOPTIONS": options,
+    }
     child = await asyncio.create_subprocess_exec(
         *argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -167,12 +213,12 @@ async def _run_pgbench(
     return stdout.decode()
 
 
-def read_pgbench_logs(log_prefix: Path) -> tuple[list[Sample], int]:
+def read_pgbench_logs(log_prefix: Path, messages: int) -> tuple[list[Sample], int]:
     """Every thread's log (`<prefix>.<pid>`, `<prefix>.<pid>.<thread>`) as one list."""
     samples: list[Sample] = []
     failed = 0
     for log in sorted(log_prefix.parent.glob(f"{log_prefix.name}.*")):
-        found, failures = parse_pgbench_log(log.read_text().splitlines())
+        found, failures = parse_pgbench_log(log.read_text().splitlines(), messages)
         samples.extend(found)
         failed += failures
     return samples, failed
@@ -181,17 +227,43 @@ def read_pgbench_logs(log_prefix: Path) -> tuple[list[Sample], int]:
 async def run_pgbench(
     ctx: BenchContext, scenario: Scenario, *, path: str, clients: int
 ) -> PathResult:
-    """A ceiling: the same statement, same window, straight into PostgreSQL from `clients`
-    connections."""
-    script = ctx.workdir / f"{scenario.name}.sql"
-    script.write_text(pgbench_script(scenario.conversations, ctx.settings.chat.outbox_shards))
+    """A ceiling: the single-message statement, same window, straight into PostgreSQL from
+    `clients` connections."""
+    text = pgbench_script(scenario.conversations, ctx.settings.chat.outbox_shards)
+    return await _run_script(ctx, scenario, path, text, clients=clients, messages=1, options="")
+
+
+async def run_pgbench_batch(ctx: BenchContext, scenario: Scenario, *, path: str) -> PathResult:
+    """Our own floor: the group-commit statement with full batches, from as many connections as
+    the service keeps batches in flight."""
+    chat = ctx.settings.chat
+    sends = PGBENCH_BATCH_SENDS
+    text = pgbench_batch_script(scenario.conversations, chat.outbox_shards, ctx.concurrency, sends)
+    clients = chat.group_commit_max_inflight
+    return await _run_script(
+        ctx, scenario, path, text, clients=clients, messages=sends, options=SERVICE_SESSION
+    )
+
+
+async def _run_script(
+    ctx: BenchContext,
+    scenario: Scenario,
+    path: str,
+    text: str,
+    *,
+    clients: int,
+    messages: int,
+    options: str,
+) -> PathResult:
+    script = ctx.workdir / f"{scenario.name}-{path}.sql"
+    script.write_text(text)
     log_prefix = ctx.workdir / f"{scenario.name}-{path}-log"
     # One extra second: the window starts at the first completion, not at pgbench's start.
     duration = math.ceil(ctx.warmup_s + ctx.seconds) + 1
     postgres = ctx.stack.postgres
     argv = pgbench_argv(postgres, BENCH_DATABASE, script, log_prefix, clients, duration)
-    output = await _run_pgbench(argv, postgres.password, duration + 120, ctx.pids)
-    samples, failed = read_pgbench_logs(log_prefix)
+    output = await _run_pgbench(argv, postgres.password, duration + 120, ctx.pids, options)
+    samples, failed = read_pgbench_logs(log_prefix, messages)
     if not samples:
         raise BenchError(f"pgbench completed no transaction:\n{output}")
     window = Window.after_warmup(min(s.completed_at for s in samples), ctx.warmup_s, ctx.seconds)

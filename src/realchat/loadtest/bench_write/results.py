@@ -48,11 +48,13 @@ def summarize_latencies(latencies_ms: Iterable[float]) -> Latency:
 
 @dataclass(frozen=True)
 class Sample:
-    """One completed send: when it completed (Unix time, like pgbench's log) and how long it
-    took."""
+    """One completed send (or batch of sends): when it completed (Unix time, like pgbench's log)
+    and how long it took."""
 
     completed_at: float
     latency_ms: float
+    #: Messages it wrote: 1 for a send, the batch size for a pgbench batch transaction.
+    messages: int = 1
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,9 @@ class PathResult:
 #: and with as many as the chat process has database connections (its pool).
 CEILINGS = ("pgbench", "pgbench-pool")
 OURS = ("grpc", "grpc-unary", "grpc-stream", "service")
+#: Our own floor: the group-commit statement run by pgbench, full batches, nothing in front. Its
+#: ratio to pgbench bounds what any service in front of the statement can reach.
+BATCH_CEILING = "pgbench-batch"
 
 
 def throughput_ratio(path: PathResult, ceiling: PathResult) -> float:
@@ -131,9 +136,10 @@ class ScenarioResult:
     scenario: str
     conversations: int
     concurrency: int
-    #: By path name: grpc (the headline), service, pgbench, pgbench-pool.
+    #: By path name: grpc (the headline), service, pgbench, pgbench-pool, pgbench-batch.
     paths: dict[str, PathResult]
-    #: "grpc/pgbench" (the headline ratio), "grpc/pgbench-pool", "service/pgbench", ...
+    #: "grpc/pgbench" (the headline ratio), "grpc/pgbench-pool", "service/pgbench", ...,
+    #: "pgbench-batch/pgbench" (the floor's), "grpc/pgbench-batch" (what our layers keep of it).
     ratios: dict[str, float]
 
 
@@ -141,10 +147,11 @@ def scenario_result(
     scenario: Scenario, concurrency: int, paths: Sequence[PathResult]
 ) -> ScenarioResult:
     by_name = {p.path: p for p in paths}
+    pairs = [(ours, ceiling) for ours in (*OURS, BATCH_CEILING) for ceiling in CEILINGS]
+    pairs += [(ours, BATCH_CEILING) for ours in OURS]
     ratios = {
         f"{ours}/{ceiling}": throughput_ratio(by_name[ours], by_name[ceiling])
-        for ours in OURS
-        for ceiling in CEILINGS
+        for ours, ceiling in pairs
     }
     return ScenarioResult(scenario.name, scenario.conversations, concurrency, by_name, ratios)
 
@@ -152,16 +159,19 @@ def scenario_result(
 def window_result(
     path: str, samples: Iterable[Sample], window: Window, errors: int, first_error: str | None
 ) -> PathResult:
-    """Throughput and latency of the completions inside `window`."""
-    latencies = [s.latency_ms for s in samples if s.completed_at in window]
-    if not latencies:
+    """Throughput and latency of the completions inside `window` (latency per completion: per
+    batch where a sample is one)."""
+    inside = [s for s in samples if s.completed_at in window]
+    if not inside:
         raise BenchError(f"{path}: nothing completed in the measurement window ({first_error})")
+    latencies = [s.latency_ms for s in inside]
+    messages = sum(s.messages for s in inside)
     seconds = window.end - window.start
     return PathResult(
         path=path,
-        messages=len(latencies),
+        messages=messages,
         seconds=round(seconds, 3),
-        msgs_per_s=round(len(latencies) / seconds, 1),
+        msgs_per_s=round(messages / seconds, 1),
         latency=summarize_latencies(latencies),
         errors=errors,
         first_error=first_error,
