@@ -63,7 +63,8 @@ async def test_a_plan_made_on_empty_tables_reads_every_table_by_index(
                 ["{}"],
                 MESSAGE_CREATED,
             )
-            return ", ".join(literals)
+            assert literals is not None
+            return ", ".join(literals.values())
 
         # The first run makes the plan (on tables that hold nothing yet) and writes a message.
         written = await conn.fetch(f"EXECUTE send_batch ({await arguments()})")
