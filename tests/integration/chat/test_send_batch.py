@@ -135,3 +135,26 @@ async def test_the_gateway_client_gathers_concurrent_sends_into_fewer_calls(
     assert calls < 100, f"{calls:g} calls for 201 sends: the sends were not gathered"
     replay = await client.send(users[3], room, "g3", "message 3")
     assert (replay.created, replay.message.seq) == (False, seqs[3])
+
+
+async def test_a_call_stuck_on_a_locked_conversation_does_not_hold_up_the_next_sends(
+    service: ChatService, channel: grpc.aio.Channel, pool: asyncpg.Pool
+) -> None:
+    """While a call is in flight the client's next sends wait for it, but not for long: a call
+    whose commit queues behind another writer's row lock lets the others go in a second call."""
+    users = await new_users(pool, 2)
+    hot, other = [
+        str((await service.create_conversation(users[0], [str(users[1])], t)).conversation_id)
+        for t in ("hot", "other")
+    ]
+    client = ChatClient(channel, INTERNAL_TOKEN)
+    async with pool.acquire() as holder, holder.transaction():
+        # Another writer holds the hot conversation's counter row.
+        await holder.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", uuid.UUID(hot))
+        stuck = asyncio.create_task(client.send(users[0], hot, "h1", "waits for the lock"))
+        await asyncio.sleep(0)  # the task runs up to its call: one call in flight
+        others = [client.send(users[1], other, f"o{n}", f"other {n}") for n in range(5)]
+        sent = await asyncio.wait_for(asyncio.gather(*others), timeout=10)
+        assert [s.message.seq for s in sent] == [1, 2, 3, 4, 5]
+        assert not stuck.done()
+    assert (await stuck).message.seq == 1

@@ -14,8 +14,9 @@ client, which gathers concurrent sends into SendMessageBatch calls: the headline
 `grpc-unary` (one SendMessage call per send), `grpc-stream` (SendMessages, one stream per
 caller), `service` (`ChatService.send_message` in this process: the cost without the transport),
 all in `paths.py`, and `pgbench` and `pgbench-pool`, plus `pgbench-batch` (our own
-statement run by pgbench with full batches: what PostgreSQL alone does with our writes). All run a closed loop (`driver.py`) with the
-same number of callers; only completions inside the same measurement window (after a warm-up)
-count. `cpu.py` accounts CPU time per process role (read through `loadtest.procfs`),
-`results.py` holds the figures, `render.py` the table, `command.py` the command.
+statement run by pgbench with full batches: what PostgreSQL alone does with our writes). All
+run a closed loop (`driver.py`) with the same number of callers; only completions inside the
+same measurement window (after a warm-up) count. `cpu.py` accounts CPU time per process role
+(read through `loadtest.procfs`), `results.py` holds the figures, `render.py` the table,
+`command.py` the command.
 """
