@@ -118,39 +118,43 @@ WITH req AS (
       FROM counts
      WHERE c.id = counts.conversation_id
 /*GUARD*/ RETURNING c.id, c.last_seq, counts.n
-), numbered AS (
+), seqs AS (
     SELECT f.*,
            b.last_seq - b.n
              + row_number() OVER (PARTITION BY f.conversation_id ORDER BY f.ord) AS seq
       FROM fresh f JOIN bump b ON b.id = f.conversation_id
+), numbered AS MATERIALIZED (
+    -- Every new message's row, drawn once: both inserts and the answer read it, so nothing
+    -- joins back from the inserts' RETURNING (nested loops, quadratic in the batch, once the
+    -- plan expects one row). clock_timestamp(), not now(): taken under the row lock, in the
+    -- window's order, so created_at follows seq.
+    SELECT s.*, gen_random_uuid() AS id, clock_timestamp() AS created_at
+      FROM seqs s
 ), message AS (
-    -- clock_timestamp(), not now(): taken under the row lock, so created_at follows seq.
     INSERT INTO messages (id, conversation_id, seq, sender_id, content, idempotency_key, created_at)
-    SELECT gen_random_uuid(), conversation_id, seq, sender_id, content, key, clock_timestamp()
+    SELECT id, conversation_id, seq, sender_id, content, key, created_at
       FROM numbered
      ORDER BY conversation_id, seq
- RETURNING id, conversation_id, seq, sender_id, content, created_at
 ), event AS (
     INSERT INTO outbox (shard, topic, event_type, partition_key, payload, trace_context)
-    SELECT n.shard, $7::text, $7::text, m.conversation_id::text,
+    SELECT shard, $7::text, $7::text, conversation_id::text,
            convert_to(jsonb_build_object(
                'event_id', gen_random_uuid(),
-               'conversation_id', m.conversation_id,
-               'seq', m.seq,
-               'message_id', m.id,
-               'sender_id', m.sender_id,
-               'content', m.content,
-               'created_at', m.created_at
+               'conversation_id', conversation_id,
+               'seq', seq,
+               'message_id', id,
+               'sender_id', sender_id,
+               'content', content,
+               'created_at', created_at
            )::text, 'UTF8'),
-           n.trace
-      FROM message m
-      JOIN numbered n ON n.conversation_id = m.conversation_id AND n.seq = m.seq
-     ORDER BY m.conversation_id, m.seq
+           trace
+      FROM numbered
+     ORDER BY conversation_id, seq
  RETURNING id/*WAKE*/
 )
-SELECT n.ord, m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.created_at,
+SELECT ord, id, conversation_id, seq, sender_id, content, created_at,
        1 AS version, NULL::timestamptz AS edited_at, false AS deleted, true AS created
-  FROM message m JOIN numbered n ON n.conversation_id = m.conversation_id AND n.seq = m.seq
+  FROM numbered
 UNION ALL
 SELECT ord, id, conversation_id, seq, sender_id, content, created_at, version, edited_at, deleted,
        false
