@@ -1,7 +1,7 @@
 """The ceilings, pgbench on the same database in the same run with nothing in front of it (no
 gRPC, no Python, no pool): the statement a send was before group commit, one message per
 transaction; and the group-commit statement itself, a full batch per transaction (what
-PostgreSQL alone does with our writes, the bound no layer in front of it can pass)."""
+PostgreSQL alone does with our writes: about as far as a service in front of it can go)."""
 
 from __future__ import annotations
 
@@ -95,8 +95,8 @@ def pgbench_script(conversations: int, outbox_shards: int) -> str:
     return f"\\set conv random(0, {conversations - 1})\n{statement};\n"
 
 
-#: Sends per transaction of the `pgbench-batch` path: a full batch of a busy service (its
-#: batches reach ~30 sends at 64 callers; more gains little, see docs/benchmarks.md).
+#: Sends per transaction of the `pgbench-batch` path: a full call of the bench's 64 callers (the
+#: gathered path's batches reach ~63 sends).
 PGBENCH_BATCH_SENDS = 64
 
 

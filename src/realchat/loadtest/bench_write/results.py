@@ -123,7 +123,7 @@ class PathResult:
 CEILINGS = ("pgbench", "pgbench-pool")
 OURS = ("grpc", "grpc-unary", "grpc-stream", "service")
 #: Our own floor: the group-commit statement run by pgbench, full batches, nothing in front. Its
-#: ratio to pgbench bounds what any service in front of the statement can reach.
+#: ratio to pgbench is about as far as a service in front of the statement can go.
 BATCH_CEILING = "pgbench-batch"
 
 
