@@ -9,25 +9,23 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 import structlog
-from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.trace import Span, SpanKind, set_span_in_context
 
 from realchat.chat.errors import ChatError, InvalidArgument, PermissionDenied
 from realchat.chat.identity import Authenticator, InternalCredential
 from realchat.chat.metrics import GRPC_DURATION, GRPC_REQUESTS
+from realchat.chat.protos import conversation_to_proto, message_to_proto, timestamp
 from realchat.chat.rpc import ERROR_CODE_KEY, MAX_BATCH_SENDS, SERVICE_NAME
 from realchat.chat.send_limit import DirectSendLimit
 from realchat.chat.service import ChatService, SendRequest, SendResult
-from realchat.chat.store import ConversationRecord, MessageRecord
 from realchat.chat.v1 import chat_pb2 as pb
 from realchat.chat.v1 import chat_pb2_grpc
 from realchat.contract.error_codes import ErrorCode
-from realchat.observability.tracing import extract, inject, tracer
+from realchat.observability.tracing import extract, inject, recording, tracer
 
 log = structlog.get_logger(__name__)
 
@@ -39,39 +37,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 #: Sends of one SendMessages stream in progress at once; past it the stream is not read (the
 #: caller's writes wait: gRPC flow control), so one stream's memory stays bounded.
 STREAM_WINDOW = 256
-
-
-def _timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def message_to_proto(m: MessageRecord) -> pb.Message:
-    return pb.Message(
-        message_id=str(m.message_id),
-        conversation_id=str(m.conversation_id),
-        seq=m.seq,
-        sender_id=str(m.sender_id),
-        content=m.content,
-        created_at=_timestamp(m.created_at),
-        version=m.version,
-        edited_at=_timestamp(m.edited_at) if m.edited_at is not None else None,
-        deleted=m.deleted,
-    )
-
-
-def conversation_to_proto(c: ConversationRecord) -> pb.Conversation:
-    return pb.Conversation(
-        conversation_id=str(c.conversation_id),
-        title=c.title,
-        member_ids=[str(m) for m in c.member_ids],
-        created_at=_timestamp(c.created_at),
-        last_seq=c.last_seq,
-        acked_seq=c.acked_seq,
-        unread_count=c.unread_count,
-        last_change=c.last_change,
-    )
 
 
 async def _abort(context: Context, exc: ChatError) -> NoReturn:
@@ -388,18 +353,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 )
             self._internal.verify(metadata)
             requests = _send_requests(request)
-            spans = [_send_span(r) for r in requests]
-            try:
-                results = await self._service.send_messages(
-                    [r._replace(trace_context=inject(set_span_in_context(span)) or None)
-                     for r, span in zip(requests, spans, strict=True)]
-                )  # fmt: skip
-                for span, result in zip(spans, results, strict=True):
-                    if isinstance(result, ChatError):
-                        span.set_attribute("realchat.error_code", result.code)
-            finally:
-                for span in spans:
-                    span.end()
+            if recording():
+                results = await self._send_traced(requests)
+            else:  # each send's trace context goes on as it came (to the outbox row)
+                results = await self._service.send_messages(requests)
         except ChatError as exc:
             code = exc.status.name
             await _abort(context, exc)
@@ -412,6 +369,22 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         for status, sends in codes.items():
             GRPC_REQUESTS.labels(method="SendMessageBatch/send", code=status).inc(sends)
         return pb.SendMessageBatchResponse(results=[_send_result(r) for r in results])
+
+    async def _send_traced(self, requests: list[SendRequest]) -> list[SendResult | ChatError]:
+        """Batched sends, each in a server span continuing its caller's trace."""
+        spans = [_send_span(r) for r in requests]
+        try:
+            results = await self._service.send_messages(
+                [r._replace(trace_context=inject(set_span_in_context(span)) or None)
+                 for r, span in zip(requests, spans, strict=True)]
+            )  # fmt: skip
+            for span, result in zip(spans, results, strict=True):
+                if isinstance(result, ChatError):
+                    span.set_attribute("realchat.error_code", result.code)
+        finally:
+            for span in spans:
+                span.end()
+        return results
 
     @_rpc
     async def GetHistory(
@@ -487,7 +460,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 pb.UserPresence(
                     user_id=str(r.user_id),
                     status=r.status,
-                    since=_timestamp(r.since) if r.since is not None else None,
+                    since=timestamp(r.since) if r.since is not None else None,
                 )
                 for r in records
             ]

@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Histogram
 
-from realchat.observability.tracing import tracer
+from realchat.observability.tracing import span
 
 GRPC_REQUESTS = Counter(
     "realchat_chat_grpc_requests_total",
@@ -44,7 +44,7 @@ def db_operation(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P,
         @functools.wraps(method)
         async def timed(*args: P.args, **kwargs: P.kwargs) -> R:
             started = time.perf_counter()
-            with tracer().start_as_current_span(
+            with span(
                 f"db {name}",
                 kind=SpanKind.CLIENT,
                 attributes={"db.system": "postgresql", "db.operation": name},

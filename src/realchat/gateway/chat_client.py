@@ -36,7 +36,7 @@ from realchat.contract.error_codes import ErrorCode
 from realchat.contract.frames import Message
 from realchat.contract.limits import MAX_CONVERSATIONS_PAGE
 from realchat.contract.rest import Conversation, UserPresence
-from realchat.observability.tracing import inject, tracer
+from realchat.observability.tracing import inject, span
 
 T = TypeVar("T")
 
@@ -190,7 +190,7 @@ class ChatClient:
     async def _call(self, rpc: Callable[..., Awaitable[T]], request: object, user: uuid.UUID) -> T:
         """One call in a client span whose context travels in the metadata (traceparent)."""
         method = type(request).__name__.removesuffix("Request")
-        with tracer().start_as_current_span(
+        with span(
             f"{SERVICE_NAME}/{method}",
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "grpc", "rpc.method": method},
@@ -205,7 +205,7 @@ class ChatClient:
         self, user: uuid.UUID, conversation_id: str, client_msg_id: str, content: str
     ) -> Sent:
         """One send, carried with the other sends in flight (see the module's docstring)."""
-        with tracer().start_as_current_span(
+        with span(
             f"{SERVICE_NAME}/SendMessage",
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "grpc", "rpc.method": "SendMessage"},

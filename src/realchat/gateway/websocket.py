@@ -54,7 +54,7 @@ from realchat.gateway.typing import TypingRelay
 from realchat.gateway.wsreader import MESSAGE_TOO_BIG, FrameError, Opcode, Received
 from realchat.gateway.wssocket import WebSocket
 from realchat.http import error_response
-from realchat.observability.tracing import tracer
+from realchat.observability.tracing import span
 from realchat.presence.registry import DEVICE_PATTERN
 
 log = structlog.get_logger(__name__)
@@ -288,17 +288,17 @@ class Session:
         connection.push(encode(ErrorFrame(bad.code, bad.message, client_msg_id)))
 
     async def _send(self, connection: Connection, frame: SendFrame) -> None:
-        with tracer().start_as_current_span(
+        with span(
             "ws send",
             kind=SpanKind.SERVER,
             attributes={
                 "realchat.user_id": str(connection.user_id),
                 "realchat.conversation_id": frame.conversation_id,
             },
-        ) as span:
+        ) as send_span:
             refusal = await self._try_send(connection, frame)
             if refusal is not None:
-                span.set_attribute("realchat.error_code", refusal.code)
+                send_span.set_attribute("realchat.error_code", refusal.code)
                 if self.refusal_logs.take():  # every refusal is counted; some are logged
                     log.info(
                         "send refused",

@@ -1,14 +1,19 @@
 """OpenTelemetry tracing: one trace follows a message from the client's send to every
 recipient's socket, across processes, through gRPC metadata, the outbox row and Kafka headers.
 
-Each process configures its exporter once (`configure_tracing`); code only asks for `tracer()`
-and moves context with `inject`/`extract` (W3C traceparent). Without a configured exporter the
-global provider is the no-op one and spans cost next to nothing.
+Each process configures its exporter once (`configure_tracing`); code opens spans with `span()`
+(or `tracer()`) and moves context with `inject`/`extract` (W3C traceparent). Without a configured
+exporter the global provider is the no-op one, and `span()` opens nothing: a no-op span still
+costs ~7 us (contexts attached and detached), a tenth of what a send costs the gateway.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -22,8 +27,49 @@ from realchat.config import TracingSettings
 TRACER_NAME = "realchat"
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """The process's tracer: until a provider is installed, a proxy that follows it there."""
     return trace.get_tracer(TRACER_NAME)
+
+
+@dataclass
+class _Installed:
+    provider: TracerProvider | None = None
+
+
+#: The provider this process installed (`install`); OpenTelemetry takes one per process. Kept
+#: here because asking OpenTelemetry costs ~1.5 us (an environment lookup) per question.
+_installed = _Installed()
+
+
+def install(provider: TracerProvider) -> None:
+    """Make `provider` the process's tracer provider: spans are recorded from now on."""
+    trace.set_tracer_provider(provider)
+    _installed.provider = provider
+
+
+def recording() -> bool:
+    """Whether this process records spans (a tracer provider is installed)."""
+    return _installed.provider is not None
+
+
+_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
+def span(
+    name: str,
+    *,
+    kind: trace.SpanKind,
+    attributes: Mapping[str, str | int] | None = None,
+    context: Context | None = None,
+) -> AbstractContextManager[trace.Span]:
+    """A current span named `name` while this process records spans. Otherwise none is opened
+    (the block gets the invalid span, which ignores what is set on it), unless `context`
+    continues a trace from elsewhere: its no-op span carries that trace on (`inject`)."""
+    if context is None and not recording():
+        return _NO_SPAN
+    return tracer().start_as_current_span(name, context=context, kind=kind, attributes=attributes)
 
 
 def configure_tracing(settings: TracingSettings, service: str) -> TracerProvider | None:
@@ -42,7 +88,7 @@ def configure_tracing(settings: TracingSettings, service: str) -> TracerProvider
         sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)),
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
+    install(provider)
     return provider
 
 

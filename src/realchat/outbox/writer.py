@@ -25,6 +25,8 @@ def outbox_shard(partition_key: uuid.UUID, shards: int) -> int:
 
 def trace_context_json(carrier: Mapping[str, str]) -> str:
     """An outbox row's `trace_context` column: the writer's span, for the publisher to continue."""
+    if not carrier:  # untraced: most rows, and encoding nothing costs more than the rest
+        return "{}"
     return json.dumps(dict(carrier), separators=(",", ":"))
 
 

@@ -21,7 +21,6 @@ import asyncpg
 import pytest
 import pytest_asyncio
 import structlog
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -45,6 +44,7 @@ from realchat.config import (
 )
 from realchat.gateway.server import serve as serve_gateway
 from realchat.observability.logging import configure_logging
+from realchat.observability.tracing import install
 from realchat.outbox.publisher import serve_publisher
 from realchat.stack.supervisor import Stack
 from tests.support.client import User, connect
@@ -78,7 +78,7 @@ def exporter() -> Iterator[InMemorySpanExporter]:
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    trace.set_tracer_provider(provider)
+    install(provider)
     yield memory
     provider.shutdown()
     memory.clear()
