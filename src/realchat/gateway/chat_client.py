@@ -6,8 +6,8 @@ credential naming that user, so a long-lived WebSocket keeps working after its t
 Sends are gathered: the concurrent sends of all the gateway's clients go out together in
 SendMessageBatch calls (the chat service's group-commit batcher, `chat/group_commit.py`, with a
 call as its "write"). An idle gateway's send goes at once, in a call of its own; sends that arrive
-while calls are in flight ride the next call, so under load gRPC's per-call cost (~0.2 ms of CPU
-on each side) is paid once per batch instead of once per message, and no send waits for company.
+while calls are in flight share the next call (`SEND_BATCHING`), so under load gRPC's per-call
+cost (~0.2 ms of CPU on each side) is paid once per batch instead of once per message.
 """
 
 from __future__ import annotations
@@ -148,14 +148,16 @@ class _Send:
     trace_context: dict[str, str]
 
 
-#: Gathering sends into calls, up to 256 per call. An idle client's send goes at once. While a
-#: call is in flight, new sends wait for it to return and ride the next call together; only if
-#: they have waited 5 ms (a slow call: a commit queued behind a hot conversation's row lock) does
-#: a second call carry them, so a stuck call holds up other conversations for 5 ms at most.
-#: bench-write (64 callers, 1,000 conversations): ~62 sends per call and per commit instead of
-#: ~20 with a second call opened at once, a third less CPU per message on every side and 20 %
-#: more messages per second (docs/benchmarks.md).
-SEND_BATCHING = GroupCommitLimits(max_batch=256, linger_s=0.005, max_inflight=2)
+#: Gathering sends into calls of up to 32, three in flight at most. An idle client's send goes
+#: at once; one that arrives while calls are in flight waits up to 1 ms for company (sends that
+#: arrive together, such as a call's worth of callers answered at once, fill one call), then goes
+#: in a call of its own if a slot is free, so a call stuck on a locked conversation holds no other
+#: send up. Why 32 and not all that waits: calls then overlap in a pipeline, one being encoded
+#: here while another is written by the chat service and a third by PostgreSQL, each process
+#: on its own core, instead of the whole load moving from stage to stage in lock-step with the
+#: others idle. bench-write, 64 callers, 1,000 conversations (docs/benchmarks.md): 26 sends per
+#: call instead of 62, about as much CPU per message, a quarter more messages per second.
+SEND_BATCHING = GroupCommitLimits(max_batch=32, linger_s=0.001, max_inflight=3)
 
 
 def _sent_or_error(result: pb.SendResult) -> Sent | ChatCallError:
