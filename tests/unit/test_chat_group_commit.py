@@ -157,6 +157,22 @@ async def test_many_sends_queued_behind_a_commit_join_the_next_batch_together_in
     assert (await first, await group, await single) == (10, [20, 30], 40)
 
 
+async def test_a_gathered_call_starts_in_a_free_slot_without_lingering() -> None:
+    recorder = Recorder()
+    committer = GroupCommitter(recorder.write, GroupCommitLimits(linger_s=10, max_inflight=3))
+    first = asyncio.create_task(committer.submit(1))
+    await settle()
+    single = asyncio.create_task(committer.submit(4))
+    await settle()
+    assert recorder.batches == [[1]], "a single send waits for company"
+    group = asyncio.create_task(committer.submit_many([2, 3]))
+    await settle()
+    assert recorder.batches == [[1], [4, 2, 3]], "a call's sends go at once, with what waits"
+    for release in recorder.release:
+        release.set()
+    assert (await first, await single, await group) == (10, 40, [20, 30])
+
+
 async def test_many_sends_split_over_batches_get_every_outcome_or_the_failure() -> None:
     recorder = Recorder()
     committer = GroupCommitter(recorder.write, GroupCommitLimits(max_batch=2, max_inflight=1))

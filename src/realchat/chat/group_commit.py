@@ -8,10 +8,11 @@ elsewhere. A batch costs one statement and one flush for all its sends.
 When a batch starts (the linger never delays an idle service):
 - nothing in flight: at once, with whatever is queued; an idle service's send goes alone, written
   in its caller's task;
-- otherwise, when `max_batch` sends wait, or the oldest waiting send has waited `linger_s`, as
-  long as fewer than `max_inflight` batches are in flight. Sends that arrive while a commit is in
-  flight so form the next batch. Several batches in flight keep one batch that waits on a row
-  lock from holding up sends to other conversations.
+- otherwise, when `max_batch` sends wait, the oldest waiting send has waited `linger_s`, or a
+  gathered call's sends arrive (`submit_many`), as long as fewer than `max_inflight` batches
+  are in flight. Sends that arrive while a commit is in flight so form the next batch. Several
+  batches in flight keep one batch that waits on a row lock from holding up sends to other
+  conversations.
 
 The same batcher gathers the gateway's sends into SendMessageBatch calls (`gateway/chat_client.py`):
 there the "write" is one call carrying many sends.
@@ -93,12 +94,14 @@ class GroupCommitter(Generic[T, R]):
 
     async def submit_many(self, items: Sequence[T]) -> list[R]:
         """Queue `items` (in order, together) and wait for all their outcomes; raises the
-        exception that failed a batch holding one of them."""
+        exception that failed a batch holding one of them. Sends that come together (a
+        gateway's call) are a batch already: they start as soon as a batch slot is free, with
+        whatever else waits, instead of lingering for company."""
         if not items:
             return []
         if self.inflight == 0 and not self._queue and len(items) <= self._limits.max_batch:
             return await self._write_alone(items)
-        futures = self._enqueue(items)
+        futures = self._enqueue(items, linger=False)
         outcomes: list[R] = []
         failure: BaseException | None = None
         try:
@@ -119,12 +122,12 @@ class GroupCommitter(Generic[T, R]):
             raise failure
         return outcomes
 
-    def _enqueue(self, items: Sequence[T]) -> list[asyncio.Future[R]]:
+    def _enqueue(self, items: Sequence[T], *, linger: bool = True) -> list[asyncio.Future[R]]:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
         self._queue.extend(_Waiting(i, f, now) for i, f in zip(items, futures, strict=True))
-        self._dispatch()
+        self._dispatch(linger=linger)
         return futures
 
     async def _write_alone(self, items: Sequence[T]) -> list[R]:
@@ -151,11 +154,11 @@ class GroupCommitter(Generic[T, R]):
             if self.inflight:
                 await self._ended.wait()
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, *, linger: bool = True) -> None:
         """Start what may start now; else arm the linger timer for when it may."""
         limits = self._limits
         while self._queue and self.inflight < limits.max_inflight:
-            if self.inflight and len(self._queue) < limits.max_batch:
+            if linger and self.inflight and len(self._queue) < limits.max_batch:
                 due = self._queue[0].queued_at + limits.linger_s
                 wait = due - time.monotonic()
                 if wait > 0:
