@@ -18,7 +18,7 @@ from opentelemetry.trace import Span, SpanKind, set_span_in_context
 from realchat.chat.errors import ChatError, InvalidArgument, PermissionDenied
 from realchat.chat.identity import Authenticator, InternalCredential
 from realchat.chat.metrics import GRPC_DURATION, GRPC_REQUESTS
-from realchat.chat.protos import conversation_to_proto, message_to_proto, timestamp
+from realchat.chat.protos import conversation_to_proto, fill_message, message_to_proto, timestamp
 from realchat.chat.rpc import ERROR_CODE_KEY, MAX_BATCH_SENDS, SERVICE_NAME
 from realchat.chat.send_limit import DirectSendLimit
 from realchat.chat.service import ChatService, SendRequest, SendResult
@@ -84,10 +84,18 @@ def _sent(result: SendResult) -> pb.SendMessageResponse:
     return pb.SendMessageResponse(message=message_to_proto(result.message), created=result.created)
 
 
-def _send_result(result: SendResult | ChatError) -> pb.SendResult:
-    if isinstance(result, ChatError):
-        return pb.SendResult(error=send_error(result))
-    return pb.SendResult(sent=_sent(result))
+def _batch_response(results: list[SendResult | ChatError]) -> pb.SendMessageBatchResponse:
+    """Each send's result, built in place in the reply (see `fill_message`)."""
+    response = pb.SendMessageBatchResponse()
+    add = response.results.add
+    for result in results:
+        slot = add()
+        if isinstance(result, ChatError):
+            slot.error.CopyFrom(send_error(result))
+        else:
+            slot.sent.created = result.created
+            fill_message(slot.sent.message, result.message)
+    return response
 
 
 def _send_span(request: SendRequest) -> Span:
@@ -368,7 +376,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         codes = Counter("OK" if isinstance(r, SendResult) else r.status.name for r in results)
         for status, sends in codes.items():
             GRPC_REQUESTS.labels(method="SendMessageBatch/send", code=status).inc(sends)
-        return pb.SendMessageBatchResponse(results=[_send_result(r) for r in results])
+        return _batch_response(results)
 
     async def _send_traced(self, requests: list[SendRequest]) -> list[SendResult | ChatError]:
         """Batched sends, each in a server span continuing its caller's trace."""

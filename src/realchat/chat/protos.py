@@ -14,22 +14,36 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def timestamp(value: datetime) -> Timestamp:
     """`Timestamp.FromDatetime` of an aware datetime, at half its cost (one per message sent)."""
+    stamp = Timestamp()
+    set_timestamp(stamp, value)
+    return stamp
+
+
+def set_timestamp(target: Timestamp, value: datetime) -> None:
     since = value - _EPOCH
-    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
+    target.seconds = since.days * 86_400 + since.seconds
+    target.nanos = since.microseconds * 1000
 
 
 def message_to_proto(m: MessageRecord) -> pb.Message:
-    return pb.Message(
-        message_id=str(m.message_id),
-        conversation_id=str(m.conversation_id),
-        seq=m.seq,
-        sender_id=str(m.sender_id),
-        content=m.content,
-        created_at=timestamp(m.created_at),
-        version=m.version,
-        edited_at=timestamp(m.edited_at) if m.edited_at is not None else None,
-        deleted=m.deleted,
-    )
+    message = pb.Message()
+    fill_message(message, m)
+    return message
+
+
+def fill_message(target: pb.Message, m: MessageRecord) -> None:
+    """`m` written into `target` where it lives: a reply's messages built in place skip the
+    copy each nested constructor makes (a third of a send batch reply's cost)."""
+    target.message_id = str(m.message_id)
+    target.conversation_id = str(m.conversation_id)
+    target.seq = m.seq
+    target.sender_id = str(m.sender_id)
+    target.content = m.content
+    set_timestamp(target.created_at, m.created_at)
+    target.version = m.version
+    if m.edited_at is not None:
+        set_timestamp(target.edited_at, m.edited_at)
+    target.deleted = m.deleted
 
 
 def conversation_to_proto(c: ConversationRecord) -> pb.Conversation:
