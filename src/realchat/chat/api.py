@@ -74,7 +74,7 @@ def _send_requests(request: pb.SendMessageBatchRequest) -> list[SendRequest]:
             s.send.conversation_id,
             s.send.client_msg_id,
             s.send.content,
-            dict(s.trace_context) or None,
+            dict(s.trace_context),  # its own, even if empty: the call is nobody's trace
         )
         for s in request.sends
     ]
@@ -383,7 +383,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         spans = [_send_span(r) for r in requests]
         try:
             results = await self._service.send_messages(
-                [r._replace(trace_context=inject(set_span_in_context(span)) or None)
+                [r._replace(trace_context=inject(set_span_in_context(span)))
                  for r, span in zip(requests, spans, strict=True)]
             )  # fmt: skip
             for span, result in zip(spans, results, strict=True):

@@ -436,8 +436,10 @@ def _new_message(
     conversation = parse_id(conversation_id, "conversation_id")
     _check_text(client_msg_id, "client_msg_id", MAX_CLIENT_MSG_ID_CHARS)
     _check_text(content, "content", MAX_CONTENT_CHARS)
-    # The caller's trace context now: the batch is written from another task.
-    return NewMessage(conversation, caller, client_msg_id, content, trace_context or inject())
+    # The caller's trace context now (unless the send came with its own): the batch is written
+    # from another task.
+    trace = inject() if trace_context is None else trace_context
+    return NewMessage(conversation, caller, client_msg_id, content, trace)
 
 
 def _replay(earlier: MessageRecord, conversation: uuid.UUID, content: str) -> SendResult:

@@ -94,9 +94,16 @@ def configure_tracing(settings: TracingSettings, service: str) -> TracerProvider
 
 def inject(context: Context | None = None) -> dict[str, str]:
     """The W3C trace headers (traceparent, tracestate) of `context` (default: the current)."""
+    if context is None and not recording() and not _carries_a_trace():
+        return {}  # nothing to carry on (no baggage is used): the propagators' ~1 us saved
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=context)
     return carrier
+
+
+def _carries_a_trace() -> bool:
+    """The current context holds a trace, if only one continued from elsewhere."""
+    return trace.get_current_span().get_span_context().is_valid
 
 
 def extract(carrier: Mapping[str, str]) -> Context:
