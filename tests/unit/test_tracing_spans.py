@@ -1,15 +1,17 @@
-"""`span()` without a tracer provider (this test process installs none): nothing is opened on
-the per-message paths, and a trace that came from elsewhere still travels on."""
+"""`span()` without a tracer provider: nothing is opened on the per-message paths, and a trace
+that came from elsewhere still travels on."""
 
 from __future__ import annotations
 
 import json
 import uuid
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from realchat.chat.service import _new_message
+from realchat.observability import tracing
 from realchat.observability.tracing import extract, inject, recording, span
 from realchat.outbox.writer import trace_context_json
 
@@ -20,6 +22,13 @@ CONVERSATION = "c0000000-0000-4000-8000-000000000001"
 
 def trace_id(carrier: dict[str, str]) -> str:
     return carrier["traceparent"].split("-")[1]
+
+
+@pytest.fixture(autouse=True)
+def no_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a process without an exporter, whatever an earlier test in this one installed
+    (OpenTelemetry keeps a process's first provider for good)."""
+    monkeypatch.setattr(tracing._installed, "provider", None)
 
 
 def test_no_provider_means_no_span_and_no_context_change() -> None:
