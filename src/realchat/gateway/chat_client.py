@@ -160,6 +160,9 @@ class _Send:
 #: second in interleaved runs, at about as much CPU per message.
 SEND_BATCHING = GroupCommitLimits(max_batch=32, linger_s=0.001, max_inflight=3)
 
+#: A send's client span attributes: the same for every send, built once.
+_SEND_SPAN_ATTRIBUTES = {"rpc.system": "grpc", "rpc.method": "SendMessage"}
+
 
 def _batch_request(sends: Sequence[_Send]) -> pb.SendMessageBatchRequest:
     """The sends written in place in the request: nested constructors would copy each one
@@ -227,7 +230,7 @@ class ChatClient:
         with span(
             f"{SERVICE_NAME}/SendMessage",
             kind=SpanKind.CLIENT,
-            attributes={"rpc.system": "grpc", "rpc.method": "SendMessage"},
+            attributes=_SEND_SPAN_ATTRIBUTES,
         ):
             send = _Send(user, conversation_id, client_msg_id, content, inject())
             outcome = await self._sends.submit(send)
